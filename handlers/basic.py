@@ -1,0 +1,74 @@
+"""Built-in handlers: keyword auto-replies, subscribe/unsubscribe/scan, menu clicks, locations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from wechatpy.events import LocationEvent, ScanEvent, SubscribeEvent, SubscribeScanEvent, UnsubscribeEvent
+from wechatpy.messages import BaseMessage, TextMessage
+
+from handlers.router import Reply, message_key, router
+from server.services import followers, replies
+
+
+def _spec_reply(spec: replies.ReplySpec | None) -> Reply:
+    return spec.as_reply() if spec else None
+
+
+@router.on("text")
+def answer_text(message: TextMessage) -> Reply:
+    return _spec_reply(replies.match_keyword(message.content)) or replies.default_reply() or None
+
+
+@router.on("event", "subscribe")
+def welcome(message: SubscribeEvent) -> Reply:
+    followers.subscribe(message.source, _at(message))
+    return replies.welcome_message()
+
+
+@router.on("event", "subscribe_scan")
+def welcome_from_scene(message: SubscribeScanEvent) -> Reply:
+    followers.subscribe(message.source, _at(message), scene=message.scene_id)
+    return replies.welcome_message()
+
+
+@router.on("event", "unsubscribe")
+def farewell(message: UnsubscribeEvent) -> Reply:
+    followers.unsubscribe(message.source, _at(message))
+    return None  # WeChat shows nothing to a user who has left
+
+
+@router.on("event", "scan")
+def scanned(message: ScanEvent) -> Reply:
+    followers.scan(message.source, message.scene_id)
+    return None
+
+
+@router.on("event", "click")
+def menu_click(message: BaseMessage) -> Reply:
+    key = message_key(message) or ""
+    return _spec_reply(replies.click_reply(key)) or replies.default_reply() or None
+
+
+@router.on("event", "view")
+def menu_view(message: BaseMessage) -> Reply:
+    return None  # recorded in the message log; WeChat opens the page itself
+
+
+@router.on("event", "location")
+def location_report(message: LocationEvent) -> Reply:
+    followers.record_location(message.source, message.latitude, message.longitude, message.precision, _at(message))
+    return None
+
+
+@router.on("*")
+def anything_else(message: BaseMessage) -> Reply:
+    """Unknown and not-yet-handled types: recorded by the gateway, answered "success" (events) or the default."""
+    if message.type == "event":
+        return None
+    return replies.default_reply() or None
+
+
+def _at(message: BaseMessage) -> datetime:
+    """WeChat's CreateTime (validated by the gateway) as UTC."""
+    return datetime.fromtimestamp(int(message._data["CreateTime"]), UTC)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install and run the server on the embedded default: SQLite in instance/, Celery eager, no Redis,
+# demo data, and WeChat's API emulated in-process at /wechat-emulator. Nothing else to install.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+PORT=${PORT:-5000}
+export FLASK_APP=wsgi DEMO=1
+export WECHAT_API_BASE=${WECHAT_API_BASE:-http://127.0.0.1:$PORT/wechat-emulator/}
+.venv/bin/flask db upgrade
+.venv/bin/flask seed-demo
+cat <<MSG
+
+  城管宣传公众号后台 (demo) on http://127.0.0.1:$PORT
+  Send a simulated WeChat message from another terminal:
+    .venv/bin/flask --app wsgi wechat send 你好 --url http://127.0.0.1:$PORT/wechat
+    .venv/bin/flask --app wsgi wechat send --aes --event subscribe --key qrscene_open_day --url http://127.0.0.1:$PORT/wechat
+    .venv/bin/flask --app wsgi wechat send --event CLICK --key CONTACT --url http://127.0.0.1:$PORT/wechat
+
+MSG
+exec .venv/bin/flask run --host 127.0.0.1 --port "$PORT"

@@ -1,0 +1,98 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from server.config import check_settings, load_settings
+from server.extensions import csrf, db, init_celery, init_redis, migrate
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build an app from the environment; `config` overrides it (tests, demo)."""
+    app = Flask(__name__, static_folder="../static", instance_relative_config=True)
+    app.config.from_mapping(load_settings(Path(app.instance_path)))
+    app.config.update(config or {})
+    check_settings(app.config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import models  # noqa: F401  (every table registered before migrations look)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    csrf.init_app(app)
+    init_redis(app)
+    init_celery(app)
+
+    # Imported here so that importing `server` (as models and tasks do) stays cheap and cycle-free.
+    from server import ops, wechat
+    from server.wechat.client import init_client
+    from server.wechat.gateway import Gateway
+    from server.wechat.protocol import Cipher
+
+    app.extensions["wechat_gateway"] = Gateway(app)
+    app.extensions["wechat_cipher"] = (
+        Cipher(app.config["WECHAT_TOKEN"], app.config["WECHAT_AES_KEY"], app.config["WECHAT_APPID"])
+        if app.config["WECHAT_AES_KEY"]
+        else None
+    )
+    init_client(app)
+
+    csrf.exempt(wechat.bp)  # WeChat signs its POSTs; there is no form token to check
+    app.register_blueprint(wechat.bp)
+    app.register_blueprint(ops.bp)
+    register_error_handlers(app)
+
+    from server.cli import seed_demo, wechat_cli
+
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(wechat_cli)
+
+    if app.config["DEMO"]:
+        mount_emulator(app)
+    return app
+
+
+def mount_emulator(app: Flask) -> None:
+    """Demo mode: WeChat's API answered in-process under /wechat-emulator, so nothing needs credentials."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from server.wechat.emulator import create_emulator
+
+    emulator = create_emulator(app.config["WECHAT_APPID"], app.config["WECHAT_SECRET"])
+    app.extensions["wechat_emulator_app"] = emulator
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/wechat-emulator": emulator})  # type: ignore[method-assign]
+
+
+def register_error_handlers(app: Flask) -> None:
+    messages = {
+        400: "请求有误，请检查后重试",
+        403: "没有权限访问此页面",
+        404: "页面不存在",
+        405: "不支持此操作",
+        413: "上传内容过大",
+        429: "操作太频繁，请稍后再试",
+        500: "系统繁忙，请稍后再试",
+    }
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        code = exc.code or 500
+        message = messages.get(code, exc.description or "出错了")
+        if request.path.startswith(("/api/", "/open311/")) or request.accept_mimetypes.best == "application/json":
+            return jsonify(error=message, status=code), code
+        return render_template("error.html", code=code, message=message), code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        app.logger.exception("unhandled error on %s", request.path)
+        db.session.rollback()
+        if request.path.startswith(("/api/", "/open311/")):
+            return jsonify(error=messages[500], status=500), 500
+        return render_template("error.html", code=500, message=messages[500]), 500

@@ -1,0 +1,142 @@
+"""Command-line tools: demo data and the WeChat message simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+import requests
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import with_appcontext
+
+from models import Follower, ReplyRule
+from server.extensions import db
+from server.services import replies
+from server.wechat import simulator
+
+DEMO_RULES = [
+    (
+        "问候",
+        "contains",
+        "你好",
+        "您好！这里是城管执法局官方公众号。发送「随手拍」了解如何举报违法线索，发送「开放日」了解 7·15 公众开放日。",
+        10,
+    ),
+    ("随手拍", "exact", "随手拍", "点击菜单「随手拍」，拍照并发送位置即可举报违法线索，受理后我们会回复编号。", 20),
+    ("开放日", "contains", "开放日", "7·15 公众开放日报名将在公众号菜单「开放日」开放，名额有限，敬请关注。", 20),
+    ("线索编号", "regex", r"^[A-Z0-9]{4}-?[A-Z0-9]{4}$", "请在菜单「我的线索」中查看线索进度。", 5),
+]
+DEMO_CLICKS = [
+    ("联系我们", "CONTACT", "城管服务热线：12345（24 小时）。工作时间：周一至周五 9:00–17:30。"),
+    ("随手拍说明", "TIP_HOWTO", "点击菜单「随手拍」上传照片和位置，受理后会回复编号。"),
+]
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo() -> None:
+    """Demo data: auto-reply rules, menu-click replies, welcome message and a few followers (idempotent)."""
+    if db.session.scalar(sa.select(sa.func.count()).select_from(ReplyRule)):
+        click.echo("demo data already present")
+        return
+    for name, match_type, pattern, text, priority in DEMO_RULES:
+        replies.save_rule(name=name, match_type=match_type, pattern=pattern, reply_text=text, priority=priority)
+    for name, key, text in DEMO_CLICKS:
+        replies.save_rule(name=name, match_type="click", pattern=key, reply_text=text)
+    replies.set_text_setting(
+        replies.WELCOME_KEY, "欢迎关注城管执法局！发送照片和位置即可举报违法线索；发送「开放日」了解 7·15 公众开放日。"
+    )
+    replies.set_text_setting(replies.DEFAULT_KEY, "您的消息已收到，工作人员会尽快处理。紧急情况请拨打 12345。")
+    rng = random.Random(715)
+    now = datetime.now(UTC)
+    for i in range(12):
+        at = now - timedelta(days=rng.randint(0, 60), minutes=rng.randint(0, 1440))
+        db.session.add(
+            Follower(
+                openid=f"o-demo-{i:04d}",
+                subscribed=i % 6 != 5,
+                subscribed_at=at,
+                first_subscribed_at=at,
+                source_scene=rng.choice([None, "open_day", "poster_2026"]),
+            )
+        )
+    db.session.commit()
+    click.echo("demo data seeded: 6 reply rules, welcome message, 12 followers")
+
+
+@click.group("wechat")
+def wechat_cli() -> None:
+    """Talk to /wechat as WeChat's servers would."""
+
+
+@wechat_cli.command("send")
+@click.argument("text", required=False)
+@click.option("--event", help="an event instead of text: subscribe, unsubscribe, SCAN, CLICK, VIEW, LOCATION …")
+@click.option("--key", help="EventKey (menu key, qrscene_…, URL)")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="send an image (served by the emulator)")
+@click.option("--location", help="send a location: LAT,LNG")
+@click.option("--from", "openid", default="o-simulator-0001", show_default=True, help="the sender's openid")
+@click.option("--aes", is_flag=True, help="safe mode: encrypt with WECHAT_AES_KEY")
+@click.option("--url", help="a running server's /wechat URL; without it the app is called in-process")
+@with_appcontext
+def wechat_send(text, event, key, image, location, openid, aes, url) -> None:  # type: ignore[no-untyped-def]
+    """Send one simulated message and print the reply."""
+    config = current_app.config
+    account = simulator.Account(config["WECHAT_TOKEN"], config["WECHAT_APPID"], config["WECHAT_AES_KEY"])
+    if aes and not account.aes_key:
+        raise click.UsageError("--aes needs WECHAT_AES_KEY")
+    if event:
+        msg_type, fields = "event", simulator.event_fields(event, key)
+    elif image:
+        msg_type, fields = "image", _image_fields(Path(image))
+    elif location:
+        try:
+            lat, lng = (float(v) for v in location.split(","))
+        except ValueError:
+            raise click.BadParameter("use LAT,LNG, e.g. 31.2304,121.4737", param_hint="--location") from None
+        msg_type, fields = "location", {"Location_X": lat, "Location_Y": lng, "Scale": 15, "Label": "模拟位置"}
+    elif text:
+        msg_type, fields = "text", {"Content": text}
+    else:
+        raise click.UsageError("give TEXT, --event, --image or --location")
+    xml = simulator.message_xml(openid, msg_type, fields, to=account.original_id)
+    params, body = simulator.signed_request(account, xml, aes=aes)
+    if url:
+        res = requests.post(url, params=params, data=body, timeout=10)
+        status, reply_body = res.status_code, res.text
+    else:
+        res = current_app.test_client().post("/wechat", query_string=params, data=body)
+        status, reply_body = res.status_code, res.get_data(as_text=True)
+    click.echo(f"→ {msg_type} {json.dumps(fields, ensure_ascii=False)} from {openid}{' (AES)' if aes else ''}")
+    if status != 200:
+        raise click.ClickException(f"/wechat answered HTTP {status}: {reply_body}")
+    reply = simulator.decode_reply(account, reply_body, aes=aes)
+    if reply is None:
+        click.echo("← (no reply: success)")
+    elif reply.get("MsgType") == "text":
+        click.echo(f"← {reply.get('Content')}")
+    else:
+        click.echo(f"← {reply.get('MsgType')}: {json.dumps(reply, ensure_ascii=False)}")
+
+
+def _image_fields(path: Path) -> dict[str, str]:
+    """Put the image where WeChat would keep it (the emulator's media store), then reference it."""
+    data = path.read_bytes()
+    media_id = "sim-" + hashlib.sha256(data).hexdigest()[:32]
+    base = current_app.config["WECHAT_API_BASE"]
+    emulator = current_app.extensions.get("wechat_emulator_app")
+    if emulator is not None:
+        emulator.test_client().post(
+            "/_emulator/media", data={"media_id": media_id, "media": (path.open("rb"), path.name)}
+        )
+    else:
+        try:
+            requests.post(base + "_emulator/media", data={"media_id": media_id}, files={"media": data}, timeout=5)
+        except requests.RequestException:
+            click.echo("(no emulator reachable: the image's MediaId will not download)")
+    return {"PicUrl": f"{base}_emulator/media/{media_id}", "MediaId": media_id}

@@ -1,0 +1,115 @@
+"""Settings: read from the environment once, checked, with demo and test defaults."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+REAL_WECHAT_API = "https://api.weixin.qq.com/"
+DEMO_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 chars, the demo simulator's key
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _instance_secret(instance_path: Path, name: str, make: Any) -> str:
+    """A per-install secret kept in instance/ so demo restarts keep sessions and decryptable data."""
+    path = instance_path / name
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    value = make()
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+def _pii_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    production = env.get("APP_ENV", "development") == "production"
+    redis_url = env.get("REDIS_URL", "")
+    database_url = env.get("DATABASE_URL", "sqlite:///app.db")
+    if database_url.startswith(("postgres://", "postgresql://")):  # Heroku-style URLs: use psycopg 3
+        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+    settings: dict[str, Any] = {
+        "PRODUCTION": production,
+        "SECRET_KEY": env.get("SECRET_KEY")
+        or ("" if production else _instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))),
+        "PII_KEY": env.get("PII_KEY") or ("" if production else _instance_secret(instance_path, "pii_key", _pii_key)),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "WECHAT_TOKEN": env.get("WECHAT_TOKEN", "" if production else "demotoken"),
+        "WECHAT_APPID": env.get("WECHAT_APPID", "" if production else "wxd000000000000000"),
+        "WECHAT_SECRET": env.get("WECHAT_SECRET", "" if production else "demosecret"),
+        "WECHAT_AES_KEY": env.get("WECHAT_AES_KEY", "" if production else DEMO_AES_KEY),
+        "WECHAT_API_BASE": env.get("WECHAT_API_BASE", REAL_WECHAT_API),
+        # Our share of WeChat's 5 s: handlers get this long, then the default reply goes out.
+        "WECHAT_HANDLER_TIMEOUT": float(env.get("WECHAT_HANDLER_TIMEOUT", "3.0")),
+        "WECHAT_MAX_BODY": 64 * 1024,
+        "WECHAT_MAX_CLOCK_SKEW": 300,
+        "MEDIA_ROOT": env.get("MEDIA_ROOT", str(instance_path / "media")),
+        "DEMO": env.get("DEMO", "") == "1",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "CELERY": {
+            "broker_url": redis_url or "memory://",
+            "task_ignore_result": True,
+            "task_acks_late": True,  # a worker killed mid-task leaves the task to another
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "timezone": "UTC",
+            "beat_schedule": {},
+        },
+    }
+    return settings
+
+
+def check_settings(config: Mapping[str, Any]) -> None:
+    """Refuse to start on a setting that would fail later, naming it; stricter in production."""
+    aes_key = config.get("WECHAT_AES_KEY") or ""
+    if aes_key:
+        try:
+            ok = len(aes_key) == 43 and len(base64.b64decode(aes_key + "=", validate=True)) == 32
+        except (binascii.Error, ValueError):
+            ok = False
+        if not ok:
+            raise SettingsError("WECHAT_AES_KEY must be the 43-character EncodingAESKey from the WeChat console")
+    base = config.get("WECHAT_API_BASE") or ""
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not base.endswith("/"):
+        raise SettingsError("WECHAT_API_BASE must be an http(s) URL ending in '/', e.g. https://api.weixin.qq.com/")
+    if not config.get("PRODUCTION"):
+        return
+    for name in ("SECRET_KEY", "PII_KEY", "REDIS_URL", "WECHAT_TOKEN", "WECHAT_APPID", "WECHAT_SECRET"):
+        if not config.get(name):
+            raise SettingsError(f"{name} is required in production (APP_ENV=production)")
+    if not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
+        raise SettingsError("DATABASE_URL must be a PostgreSQL URL in production")
+    if not str(config["REDIS_URL"]).startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("REDIS_URL must be a redis:// or rediss:// URL")
+    if len(config["SECRET_KEY"]) < 32:
+        raise SettingsError("SECRET_KEY must be at least 32 characters")
+    try:
+        if len(base64.urlsafe_b64decode(config["PII_KEY"])) != 32:
+            raise ValueError
+    except (binascii.Error, ValueError):
+        raise SettingsError(
+            "PII_KEY must be 32 bytes in urlsafe base64: python -c "
+            "'import secrets, base64; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())'"
+        ) from None
+    token = config["WECHAT_TOKEN"]
+    if not (3 <= len(token) <= 32 and token.isalnum()):
+        raise SettingsError("WECHAT_TOKEN must be 3 to 32 letters or digits, as set in the WeChat console")

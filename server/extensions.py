@@ -1,0 +1,66 @@
+"""Extension objects, created unbound; `create_app` binds them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis as redis_lib
+import sqlalchemy as sa
+from celery import Celery, Task
+from flask import Flask, current_app
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    # Named constraints let Alembic alter and drop them; no type_annotation_map (flask-sqlalchemy#1361).
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})  # results stay readable after commit
+migrate = Migrate()
+csrf = CSRFProtect()
+
+
+def init_redis(app: Flask) -> Any:
+    """The real Redis when REDIS_URL is set; an in-process one for the embedded demo (no server to install)."""
+    url = app.config["REDIS_URL"]
+    if url:
+        client = redis_lib.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+    else:
+        import fakeredis  # demo only: same commands and Lua, nothing to run
+
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    app.extensions["redis"] = client
+    return client
+
+
+def get_redis() -> redis_lib.Redis:
+    return current_app.extensions["redis"]
+
+
+def init_celery(app: Flask) -> Celery:
+    """One Celery app per Flask app (the shape of Flask's examples/celery); task bodies run in its context."""
+
+    class AppContextTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.import_name, task_cls=AppContextTask, include=["server.tasks"])  # worker imports them
+    celery.conf.update(app.config["CELERY"])
+    if app.testing or not app.config["REDIS_URL"]:
+        celery.conf.update(task_always_eager=True, task_eager_propagates=True)  # no broker: run inline
+    celery.set_default()  # `@shared_task` resolves to this app
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,172 @@
+"""The one WeChat API client: wechatpy's, with every host sent to WECHAT_API_BASE and a shared, locked token."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+from flask import Flask, current_app
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.session.redisstorage import RedisStorage
+
+from server.config import REAL_WECHAT_API
+
+log = logging.getLogger(__name__)
+
+TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
+TOKEN_MARGIN = 300  # refresh this long before WeChat's expiry, so no call carries a dying token
+
+
+class ForeignHostError(RuntimeError):
+    """A request would have left for a host other than WECHAT_API_BASE."""
+
+
+class RedirectingSession(requests.Session):
+    """wechatpy hard-codes api/mp/open.weixin.qq.com in places; send every one of them to our base URL."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+        self.rewrite = base != REAL_WECHAT_API
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        url = self.route(url.decode() if isinstance(url, bytes) else url)
+        return super().request(method, url, *args, **kwargs)
+
+    def route(self, url: str) -> str:
+        if not self.rewrite:
+            return url
+        if url.startswith(self.base):
+            return url
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host == "qq.com" or host.endswith(".qq.com"):
+            return self.base + parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+        raise ForeignHostError(f"refusing to send a WeChat API call to {host}")
+
+
+class SharedTokenClient(WeChatClient):
+    """Token kept in Redis for all processes; one process refreshes it under a lock, through stable_token."""
+
+    def __init__(self, appid: str, secret: str, *, base: str, redis: Any, timeout: float = 10) -> None:
+        super().__init__(
+            appid, secret, session=RedisStorage(redis, prefix="wechat"), timeout=timeout, auto_retry=False
+        )  # wechatpy's own retry loops without bound and refreshes unlocked
+        self._redis = redis
+        self._http = RedirectingSession(base)
+        self.API_BASE_URL = base + "cgi-bin/"
+        self.api_base = base
+        self._local_lock = threading.Lock()
+
+    @property
+    def access_token(self) -> str:
+        token = self.session.get(self.access_token_key)
+        if token:
+            return token
+        return self.refresh_token()
+
+    def fetch_access_token(self) -> dict[str, Any]:  # wechatpy's hook, kept for callers that use it
+        self.refresh_token()
+        return {"access_token": self.session.get(self.access_token_key)}
+
+    def refresh_token(self, stale: str | None = None) -> str:
+        """Fetch a token once for every process: the lock holder fetches, the others wait and reuse it."""
+        lock = self._redis.lock(f"wechat:{self.appid}:token-lock", timeout=20, blocking_timeout=15)
+        with self._local_lock, lock:
+            token = self.session.get(self.access_token_key)
+            if token and token != stale:
+                return token  # someone refreshed while we waited
+            result = self._stable_token(force_refresh=stale is not None)
+            token, expires_in = result["access_token"], int(result.get("expires_in", 7200))
+            self.session.set(self.access_token_key, token, max(expires_in - TOKEN_MARGIN, 60))
+            self.expires_at = int(time.time()) + expires_in
+            log.info("wechat access token refreshed (force=%s)", stale is not None)
+            return token
+
+    def _stable_token(self, *, force_refresh: bool) -> dict[str, Any]:
+        body = {
+            "grant_type": "client_credential",
+            "appid": self.appid,
+            "secret": self.secret,
+            "force_refresh": force_refresh,
+        }
+        res = self._http.post(self.api_base + "cgi-bin/stable_token", json=body, timeout=self.timeout)
+        res.raise_for_status()
+        result = res.json()
+        if result.get("errcode"):
+            raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self, response=res)
+        return result
+
+    def _request(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
+        retry_kwargs = dict(kwargs)
+        if isinstance(kwargs.get("params"), dict):
+            retry_kwargs["params"] = {k: v for k, v in kwargs["params"].items() if k != "access_token"}
+            kwargs["params"] = dict(kwargs["params"])
+        try:
+            return super()._request(method, url_or_endpoint, **kwargs)
+        except WeChatClientException as exc:
+            if exc.errcode not in TOKEN_ERRORS or "access_token" in retry_kwargs.get("params", {}):
+                raise
+            used = self._token_in(exc)
+            log.info("wechat answered %s; refreshing the token and retrying once", exc.errcode)
+            self.refresh_token(stale=used or self.session.get(self.access_token_key))
+            return super()._request(method, url_or_endpoint, **retry_kwargs)
+
+    @staticmethod
+    def _token_in(exc: WeChatClientException) -> str | None:
+        request = getattr(exc, "request", None)
+        url = getattr(request, "url", None) or ""
+        return (parse_qs(urlsplit(url).query).get("access_token") or [None])[0]
+
+    # Calls wechatpy makes with module-level `requests` (outside our session) are redone here.
+    def show_qrcode(self, ticket: str) -> requests.Response:
+        return self._http.get(
+            "https://mp.weixin.qq.com/cgi-bin/showqrcode", params={"ticket": ticket}, timeout=self.timeout
+        )
+
+    def raw_post(self, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
+        """POST JSON as given (wechatpy drops fields of draft/add and others); endpoint relative to the base."""
+        return self.post(self.api_base + endpoint, data=data)
+
+    def oauth_authorize_url(self, redirect_uri: str, state: str, scope: str = "snsapi_base") -> str:
+        query = urlencode(
+            {"appid": self.appid, "redirect_uri": redirect_uri, "response_type": "code", "scope": scope, "state": state}
+        )
+        base = "https://open.weixin.qq.com/" if not self._http.rewrite else self.api_base
+        return f"{base}connect/oauth2/authorize?{query}#wechat_redirect"
+
+    def oauth_exchange(self, code: str) -> dict[str, Any]:
+        """code → {openid, scope, is_snapshotuser?}; raises WeChatClientException (40029) on a bad code."""
+        res = self._http.get(
+            self.api_base + "sns/oauth2/access_token",
+            timeout=self.timeout,
+            params={"appid": self.appid, "secret": self.secret, "code": code, "grant_type": "authorization_code"},
+        )
+        res.raise_for_status()
+        result = res.json()
+        if result.get("errcode"):
+            raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self, response=res)
+        return result
+
+
+def init_client(app: Flask) -> None:
+    app.extensions["wechat_client"] = None  # built on first use: start-up makes no network call
+
+
+def get_client() -> SharedTokenClient:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    client = app.extensions.get("wechat_client")
+    if client is None:
+        client = SharedTokenClient(
+            app.config["WECHAT_APPID"],
+            app.config["WECHAT_SECRET"],
+            base=app.config["WECHAT_API_BASE"],
+            redis=app.extensions["redis"],
+        )
+        app.extensions["wechat_client"] = client
+    return client

@@ -1,0 +1,140 @@
+"""The WeChat callback protocol: signatures, safe XML parsing, dedupe keys, reply rendering and encryption."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.messages import BaseMessage
+from wechatpy.replies import create_reply
+
+REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+# Any DTD means entities (XXE, billion laughs); WeChat never sends one, so refuse before a parser sees it.
+_DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
+EMPTY_REPLY = "success"
+
+
+class ProtocolError(Exception):
+    """A request WeChat would never send; `status` is the HTTP answer (400, 403 or 413)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def signature(token: str, *parts: str) -> str:
+    return hashlib.sha1("".join(sorted([token, *parts])).encode()).hexdigest()
+
+
+def check_signature(token: str, given: str | None, *parts: str) -> None:
+    if not given or not hmac.compare_digest(signature(token, *parts), given.lower()):
+        raise ProtocolError(403, "bad signature")
+
+
+def check_timestamp(timestamp: str | None, max_skew: int, now: float | None = None) -> None:
+    if not timestamp or not timestamp.isdigit() or len(timestamp) > 12:
+        raise ProtocolError(403, "bad timestamp")
+    if abs((now or time.time()) - int(timestamp)) > max_skew:
+        raise ProtocolError(403, "stale timestamp")  # a replay of an old signed request
+
+
+def _element_value(element: ET.Element) -> Any:
+    """The shape xmltodict gives (wechatpy's message classes expect it): text, None, or a dict of children."""
+    children = list(element)
+    if not children:
+        return element.text
+    value: dict[str, Any] = {}
+    for child in children:
+        item = _element_value(child)
+        if child.tag in value:
+            previous = value[child.tag]
+            value[child.tag] = [*previous, item] if isinstance(previous, list) else [previous, item]
+        else:
+            value[child.tag] = item
+    return value
+
+
+def parse_xml(body: bytes | str) -> dict[str, Any]:
+    """Parse a WeChat XML document safely into a dict, refusing DTDs, non-UTF-8 and anything not <xml>."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+    except UnicodeDecodeError:
+        raise ProtocolError(400, "body is not UTF-8") from None
+    if _DTD.search(text):
+        raise ProtocolError(400, "DTD refused")
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        raise ProtocolError(400, "malformed XML") from None
+    if root.tag != "xml":
+        raise ProtocolError(400, "root element is not <xml>")
+    data = _element_value(root)
+    if not isinstance(data, dict):
+        raise ProtocolError(400, "empty <xml>")
+    return data
+
+
+def check_message(data: dict[str, Any]) -> None:
+    for name in REQUIRED_FIELDS:
+        value = data.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ProtocolError(400, f"missing {name}")
+    if len(data["FromUserName"]) > 64 or len(data["ToUserName"]) > 64 or len(data["MsgType"]) > 32:
+        raise ProtocolError(400, "field too long")
+    if not data["CreateTime"].isdigit() or len(data["CreateTime"]) > 12:
+        raise ProtocolError(400, "bad CreateTime")
+    msg_id = data.get("MsgId")
+    if msg_id is not None and (not isinstance(msg_id, str) or not msg_id.isdigit() or len(msg_id) > 24):
+        raise ProtocolError(400, "bad MsgId")
+
+
+def dedupe_key(data: dict[str, Any]) -> str:
+    """WeChat's own rule: messages by MsgId; events (no MsgId) by FromUserName + CreateTime (+ Event, EventKey)."""
+    if data.get("MsgId"):
+        return f"m:{data['MsgId']}"
+    event_key = data.get("EventKey")
+    parts = (
+        data["FromUserName"],
+        data["CreateTime"],
+        str(data.get("Event") or ""),
+        event_key if isinstance(event_key, str) else "",
+    )
+    return "e:" + hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
+
+
+def render_reply(reply: Any, message: BaseMessage) -> str:
+    """Passive reply XML addressed back to the sender, or "success" for no reply."""
+    if not reply:
+        return EMPTY_REPLY
+    return create_reply(reply, message, render=True)
+
+
+class Cipher:
+    """Safe/compatible mode: msg_signature over the Encrypt field, AES-CBC with the account's EncodingAESKey."""
+
+    def __init__(self, token: str, aes_key: str, appid: str) -> None:
+        self._crypto = WeChatCrypto(token, aes_key, appid)
+        self.token = token
+
+    def decrypt(self, envelope: dict[str, Any], msg_signature: str | None, timestamp: str, nonce: str) -> str:
+        encrypted = envelope.get("Encrypt")
+        if not isinstance(encrypted, str) or not encrypted:
+            raise ProtocolError(400, "missing Encrypt")
+        check_signature(self.token, msg_signature, timestamp, nonce, encrypted)
+        try:
+            return self._crypto.decrypt_message({"Encrypt": encrypted}, msg_signature, timestamp, nonce)
+        except (InvalidSignatureException, InvalidAppIdException):
+            raise ProtocolError(403, "message for another account") from None
+        except Exception:  # bad base64, padding or UTF-8 inside: not something WeChat encrypted
+            raise ProtocolError(400, "cannot decrypt") from None
+
+    def encrypt(self, reply_xml: str, nonce: str) -> str:
+        if reply_xml == EMPTY_REPLY:
+            return reply_xml  # WeChat accepts a bare "success" in every mode
+        return self._crypto.encrypt_message(reply_xml, nonce, str(int(time.time())))

@@ -1,0 +1,81 @@
+"""Keyword rules: match types, priority, enabled flag, validation, and other processes seeing edits."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.services import ServiceError, replies
+from tests.factories import rule
+
+
+def _answer(text: str) -> str | None:
+    spec = replies.match_keyword(text)
+    return spec.text if spec else None
+
+
+def test_exact_contains_and_regex(db_session):
+    rule("开放日", "exact!", match_type="exact")
+    rule("报名", "contains!")
+    rule(r"^\d{11}$", "phone!", match_type="regex")
+    assert _answer(" 开放日 ") == "exact!"
+    assert _answer("开放日怎么报名") == "contains!"
+    assert _answer("13800000000") == "phone!"
+    assert _answer("138000000001") is None
+
+
+def test_higher_priority_wins_then_older_rule(db_session):
+    rule("城管", "low", priority=1)
+    rule("城管执法", "high", priority=9)
+    rule("城管", "same priority, newer", priority=1)
+    assert _answer("城管执法局") == "high"
+    assert _answer("城管") == "low"
+
+
+def test_disabled_rules_do_not_answer(db_session):
+    r = rule("投诉", "x")
+    replies.save_rule(name="投诉", match_type="contains", pattern="投诉", reply_text="x", enabled=False, rule=r)
+    assert _answer("我要投诉") is None
+
+
+def test_an_edit_in_another_process_is_seen_within_the_cache_window(db_session, redis_client, monkeypatch):
+    rule("你好", "v1")
+    assert _answer("你好") == "v1"
+    r = rule("你好", "v2", priority=5)
+    monkeypatch.setattr(replies, "CACHE_SECONDS", 0.0)
+    # As if this process had not made the edit: its cache still holds v1 under the version it last saw.
+    replies._cache._loaded, replies._cache._version = True, redis_client.get(replies.VERSION_KEY)
+    assert _answer("你好") == "v1"
+    redis_client.set(replies.VERSION_KEY, "changed-elsewhere")
+    assert _answer("你好") == "v2"
+    assert r.priority == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"match_type": "regex", "pattern": "(unclosed", "reply_type": "text", "reply_text": "x"}, "正则表达式"),
+        ({"match_type": "contains", "pattern": "", "reply_type": "text", "reply_text": "x"}, "关键词"),
+        ({"match_type": "contains", "pattern": "a", "reply_type": "text", "reply_text": " "}, "内容"),
+        ({"match_type": "contains", "pattern": "a", "reply_type": "image", "reply_text": None}, "media_id"),
+        ({"match_type": "contains", "pattern": "a", "reply_type": "news", "reply_text": None}, "1 到 8"),
+        ({"match_type": "fuzzy", "pattern": "a", "reply_type": "text", "reply_text": "x"}, "匹配方式"),
+    ],
+)
+def test_invalid_rules_are_refused_with_a_message(db_session, kwargs, message):
+    with pytest.raises(ServiceError, match=message):
+        replies.validate_rule(media_id=None, articles=None, **kwargs)
+
+
+def test_image_and_news_replies(wechat, db_session):
+    replies.save_rule(name="img", match_type="exact", pattern="海报", reply_type="image", media_id="MEDIA1")
+    replies.save_rule(
+        name="news",
+        match_type="exact",
+        pattern="新闻",
+        reply_type="news",
+        articles=[{"title": "开放日", "description": "报名", "image": "https://e/x.jpg", "url": "https://e/a"}],
+    )
+    image = wechat.text("o-1", "海报")
+    assert image["MsgType"] == "image" and image["Image"]["MediaId"] == "MEDIA1"
+    news = wechat.text("o-1", "新闻")
+    assert news["MsgType"] == "news" and news["Articles"]["item"]["Title"] == "开放日"

@@ -1,0 +1,38 @@
+"""The simulator and the demo seed, as a newcomer runs them."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from models import Follower, InboundMessage, ReplyRule
+
+
+@pytest.mark.smoke
+def test_seed_demo_then_simulated_conversation(app, db_session):
+    runner = app.test_cli_runner()
+    assert "seeded" in runner.invoke(args=["seed-demo"]).output
+    assert "already" in runner.invoke(args=["seed-demo"]).output
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(ReplyRule)) == 6
+
+    result = runner.invoke(args=["wechat", "send", "你好", "--from", "o-newcomer"])
+    assert result.exit_code == 0, result.output
+    assert "← 您好！这里是城管执法局官方公众号" in result.output
+
+    result = runner.invoke(
+        args=["wechat", "send", "--aes", "--event", "subscribe", "--key", "qrscene_poster", "--from", "o-newcomer"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "欢迎关注城管执法局" in result.output
+    follower = db_session.scalars(sa.select(Follower).filter_by(openid="o-newcomer")).one()
+    assert follower.source_scene == "poster"
+
+    result = runner.invoke(args=["wechat", "send", "--location", "31.2304,121.4737", "--from", "o-newcomer"])
+    assert result.exit_code == 0 and "←" in result.output
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(InboundMessage)) == 3
+
+
+def test_simulator_refuses_a_bad_location(app, db_session):
+    result = app.test_cli_runner().invoke(args=["wechat", "send", "--location", "north"])
+    assert result.exit_code != 0
+    assert "LAT,LNG" in result.output

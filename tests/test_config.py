@@ -1,0 +1,67 @@
+"""Settings: production refuses to start on a missing or malformed one, and names it."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import SettingsError, check_settings, load_settings
+
+GOOD = {
+    "APP_ENV": "production",
+    "DATABASE_URL": "postgresql://u:p@db/app",
+    "REDIS_URL": "redis://cache:6379/0",
+    "SECRET_KEY": "x" * 40,
+    "PII_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    "WECHAT_TOKEN": "token123",
+    "WECHAT_APPID": "wx1234567890abcdef",
+    "WECHAT_SECRET": "s3cret",
+}
+
+
+def _check(tmp_path, **changes):
+    env = {k: v for k, v in {**GOOD, **changes}.items() if v is not None}
+    settings = load_settings(tmp_path, env)
+    check_settings(settings)
+    return settings
+
+
+def test_a_complete_production_environment_passes(tmp_path):
+    settings = _check(tmp_path)
+    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db/app"
+    assert settings["CELERY"]["broker_url"] == "redis://cache:6379/0"
+    assert settings["SESSION_COOKIE_SECURE"] is True
+    assert not (tmp_path / "secret_key").exists()  # production never invents secrets
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("SECRET_KEY", None),
+        ("SECRET_KEY", "short"),
+        ("PII_KEY", None),
+        ("PII_KEY", "not-base64-of-32-bytes"),
+        ("REDIS_URL", None),
+        ("REDIS_URL", "http://cache"),
+        ("DATABASE_URL", "sqlite:///app.db"),
+        ("WECHAT_TOKEN", None),
+        ("WECHAT_TOKEN", "bad token!"),
+        ("WECHAT_APPID", None),
+        ("WECHAT_SECRET", None),
+        ("WECHAT_AES_KEY", "too-short"),
+        ("WECHAT_API_BASE", "ftp://x/"),
+        ("WECHAT_API_BASE", "https://api.weixin.qq.com"),
+    ],
+)
+def test_missing_or_malformed_setting_is_named(tmp_path, name, value):
+    with pytest.raises(SettingsError, match=name.split("_URL")[0]):
+        _check(tmp_path, **{name: value})
+
+
+@pytest.mark.smoke
+def test_development_defaults_need_nothing(tmp_path):
+    settings = load_settings(tmp_path, {})
+    check_settings(settings)
+    assert settings["SQLALCHEMY_DATABASE_URI"] == "sqlite:///app.db"
+    assert settings["REDIS_URL"] == ""
+    assert (tmp_path / "secret_key").exists() and (tmp_path / "pii_key").exists()
+    assert load_settings(tmp_path, {})["SECRET_KEY"] == settings["SECRET_KEY"]  # kept across restarts

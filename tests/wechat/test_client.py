@@ -1,0 +1,128 @@
+"""The shared API client against the emulator over real HTTP: one token for all, retry once, no real hosts."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from wechatpy.exceptions import WeChatClientException
+
+from server.wechat.client import ForeignHostError, RedirectingSession, SharedTokenClient, get_client
+from tests.conftest import APPID, SECRET, foreign_lookups
+
+
+def _client(emulator, redis_client) -> SharedTokenClient:
+    return SharedTokenClient(APPID, SECRET, base=emulator.url, redis=redis_client)
+
+
+def _fetches(emulator) -> int:
+    return sum(emulator.state()["token_fetches"].values())
+
+
+def test_concurrent_workers_fetch_the_token_once(emulator, redis_client):
+    clients = [_client(emulator, redis_client) for _ in range(12)]  # one per "process": no shared memory
+    barrier = threading.Barrier(len(clients))
+    tokens, errors = [], []
+
+    def work(c: SharedTokenClient) -> None:
+        barrier.wait()
+        try:
+            c.menu.get()
+        except WeChatClientException as exc:  # 46003: no menu yet; the call itself went through
+            if exc.errcode != 46003:
+                errors.append(exc)
+        tokens.append(c.access_token)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(tokens)) == 1
+    assert _fetches(emulator) == 1
+    assert emulator.state()["token_fetches"].get("stable_token") == 1
+
+
+def test_an_invalidated_token_is_refreshed_once_and_the_call_retried(emulator, redis_client):
+    c = _client(emulator, redis_client)
+    c.menu.create({"button": [{"type": "click", "name": "联系我们", "key": "CONTACT"}]})
+    old = c.access_token
+    emulator.hook("expire-tokens")
+    assert c.menu.get()["menu"]["button"][0]["key"] == "CONTACT"
+    assert c.access_token != old
+    assert _fetches(emulator) == 2
+
+
+def test_a_token_error_that_persists_is_raised_after_one_retry(emulator, redis_client):
+    c = _client(emulator, redis_client)
+    c.access_token  # noqa: B018  (fetch first)
+    emulator.hook("fail", {"path": "cgi-bin/menu/get", "errcode": 40001, "errmsg": "invalid credential", "times": 5})
+    with pytest.raises(WeChatClientException) as info:
+        c.menu.get()
+    assert info.value.errcode == 40001
+    menu_calls = [call for call in emulator.state()["calls"] if call["path"].endswith("menu/get")]
+    assert len(menu_calls) == 2
+
+
+def test_every_hard_coded_host_goes_to_the_configured_base(emulator, redis_client):
+    c = _client(emulator, redis_client)
+    emulator.hook("users", {"users": [{"openid": "o-1"}]})
+    c.message.send_template("o-1", "TPL", {"first": {"value": "hi"}})
+    c.datacube.get_user_summary("2025-01-01", "2025-01-03")  # https://api.weixin.qq.com/datacube/
+    ticket = c.qrcode.create(
+        {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": "open_day"}}}
+    )["ticket"]
+    png = c.show_qrcode(ticket)  # https://mp.weixin.qq.com/cgi-bin/showqrcode
+    assert png.content.startswith(b"\x89PNG")
+    paths = {call["path"] for call in emulator.state()["calls"]}
+    assert {
+        "cgi-bin/message/template/send",
+        "datacube/getusersummary",
+        "cgi-bin/qrcode/create",
+        "cgi-bin/showqrcode",
+    } <= {p.lstrip("/") for p in paths}
+    assert foreign_lookups == []
+
+
+def test_the_session_refuses_hosts_that_are_not_wechat():
+    session = RedirectingSession("http://127.0.0.1:9/")
+    assert session.route("https://api.weixin.qq.com/cgi-bin/token?x=1") == "http://127.0.0.1:9/cgi-bin/token?x=1"
+    assert (
+        session.route("https://open.weixin.qq.com/connect/oauth2/authorize")
+        == "http://127.0.0.1:9/connect/oauth2/authorize"
+    )
+    with pytest.raises(ForeignHostError):
+        session.route("https://evil.example.com/cgi-bin/token")
+
+
+def test_production_base_leaves_urls_alone():
+    session = RedirectingSession("https://api.weixin.qq.com/")
+    assert (
+        session.route("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=t")
+        == "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=t"
+    )
+
+
+def test_oauth_code_exchange(emulator, app, redis_client):
+    with app.app_context():
+        c = get_client()
+        url = c.oauth_authorize_url("http://127.0.0.1/m/cb", "st")
+        assert url.startswith(emulator.url + "connect/oauth2/authorize?")
+        code = emulator.app.test_client().get(
+            "/connect/oauth2/authorize",
+            query_string={
+                "appid": APPID,
+                "redirect_uri": "http://127.0.0.1/m/cb",
+                "response_type": "code",
+                "scope": "snsapi_base",
+                "state": "st",
+                "auto_openid": "o-citizen",
+            },
+        )
+        location = code.headers["Location"]
+        the_code = location.split("code=")[1].split("&")[0]
+        assert c.oauth_exchange(the_code)["openid"] == "o-citizen"
+        with pytest.raises(WeChatClientException) as info:
+            c.oauth_exchange(the_code)  # single use
+        assert info.value.errcode == 40163  # WeChat: "code been used"

@@ -1,0 +1,298 @@
+"""POST/GET /wechat: signatures, modes, hostile input, retries, unknown types, failing handlers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from handlers import router
+from models import Follower, InboundMessage, MessageStatus
+from server.services import replies
+from server.wechat import simulator
+from server.wechat.protocol import signature
+from tests.factories import rule
+
+
+def _count(db_session) -> int:
+    return db_session.scalar(sa.select(sa.func.count()).select_from(InboundMessage))
+
+
+def _verify_args(account, **overrides):
+    ts, nonce = str(int(time.time())), "n0nce"
+    args = {"signature": signature(account.token, ts, nonce), "timestamp": ts, "nonce": nonce, "echostr": "e4ho-123"}
+    args.update(overrides)
+    return args
+
+
+class TestUrlVerification:
+    def test_echoes_echostr_in_plain_text_when_signed(self, client, account):
+        res = client.get("/wechat", query_string=_verify_args(account))
+        assert res.status_code == 200
+        assert res.get_data(as_text=True) == "e4ho-123"
+
+    @pytest.mark.parametrize("override", [{"signature": "0" * 40}, {"nonce": "other"}, {"signature": ""}])
+    def test_bad_signature_is_403(self, client, account, override):
+        assert client.get("/wechat", query_string=_verify_args(account, **override)).status_code == 403
+
+    def test_stale_timestamp_is_403_even_if_signed(self, client, account):
+        old = str(int(time.time()) - 3600)
+        args = _verify_args(account, timestamp=old, signature=signature(account.token, old, "n0nce"))
+        assert client.get("/wechat", query_string=args).status_code == 403
+
+    def test_missing_echostr_is_400(self, client, account):
+        args = _verify_args(account)
+        del args["echostr"]
+        assert client.get("/wechat", query_string=args).status_code == 400
+
+
+@pytest.mark.smoke
+class TestReplies:
+    @pytest.mark.parametrize("aes", [False, True])
+    def test_keyword_reply_is_addressed_back_to_the_sender(self, wechat, account, db_session, aes):
+        rule("开放日", "7·15 开放日报名即将开始")
+        reply = wechat.text("o-user-1", "请问开放日怎么报名", aes=aes)
+        assert reply["MsgType"] == "text"
+        assert reply["Content"] == "7·15 开放日报名即将开始"
+        assert reply["ToUserName"] == "o-user-1"
+        assert reply["FromUserName"] == account.original_id
+
+    def test_encrypted_reply_is_really_encrypted(self, wechat, db_session):
+        rule("你好", "您好")
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "你好"}, to="gh_x")
+        res = wechat.post(xml, aes=True)
+        body = res.get_data(as_text=True)
+        assert "<Encrypt>" in body and "您好" not in body
+
+    def test_no_match_and_no_default_is_success(self, wechat, db_session):
+        res = wechat.post(simulator.message_xml("o-user-1", "text", {"Content": "zzz"}, to="gh_x"))
+        assert res.get_data(as_text=True) == "success"
+
+    def test_default_reply_when_nothing_matches(self, wechat, db_session):
+        replies.set_text_setting(replies.DEFAULT_KEY, "已收到")
+        assert wechat.text("o-user-1", "随便说点")["Content"] == "已收到"
+
+    def test_menu_click_gets_the_configured_reply(self, wechat, db_session):
+        rule("CONTACT", "热线 12345", match_type="click")
+        assert wechat.event("o-user-1", "CLICK", "CONTACT")["Content"] == "热线 12345"
+
+
+class TestSignatures:
+    def test_forged_signature_is_403_and_records_nothing(self, wechat, account, db_session):
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x")
+        params, body = simulator.signed_request(account, xml)
+        params["signature"] = signature("wrongtoken", params["timestamp"], params["nonce"])
+        assert wechat.client.post("/wechat", query_string=params, data=body).status_code == 403
+        assert _count(db_session) == 0
+
+    def test_replayed_old_request_is_403(self, wechat, db_session):
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x")
+        res = wechat.post(xml, timestamp=int(time.time()) - 301)
+        assert res.status_code == 403
+        assert _count(db_session) == 0
+
+    def test_safe_mode_checks_msg_signature_over_the_encrypted_body(self, wechat, account, db_session):
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x")
+        params, body = simulator.signed_request(account, xml, aes=True)
+        params["msg_signature"] = "f" * 40
+        assert wechat.client.post("/wechat", query_string=params, data=body).status_code == 403
+        tampered = body.replace(b"<Encrypt><![CDATA[", b"<Encrypt><![CDATA[AAAA")
+        params, _ = simulator.signed_request(account, xml, aes=True)
+        assert wechat.client.post("/wechat", query_string=params, data=tampered).status_code == 403
+        assert _count(db_session) == 0
+
+    def test_safe_mode_refuses_a_message_encrypted_for_another_account(self, wechat, account, db_session):
+        other = simulator.Account(account.token, "wxsomeoneelse00000", account.aes_key)
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x")
+        params, body = simulator.signed_request(other, xml, aes=True)
+        assert wechat.client.post("/wechat", query_string=params, data=body).status_code == 403
+        assert _count(db_session) == 0
+
+
+HOSTILE = {
+    "billion laughs": '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>'
+    "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime>"
+    "<MsgType>text</MsgType><Content>&lol2;</Content><MsgId>1</MsgId></xml>",
+    "xxe": '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime>"
+    "<MsgType>text</MsgType><Content>&xxe;</Content><MsgId>1</MsgId></xml>",
+    "lowercase doctype": "<!doctype xml><xml><MsgType>text</MsgType></xml>",
+    "malformed": "<xml><ToUserName>a</ToUserName><FromUser",
+    "not xml root": "<root><ToUserName>a</ToUserName></root>",
+    "empty": "",
+    "missing MsgType": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime></xml>",
+    "non-numeric CreateTime": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName>"
+    "<CreateTime>soon</CreateTime><MsgType>text</MsgType></xml>",
+    "nested MsgType": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime>"
+    "<MsgType><x>text</x></MsgType></xml>",
+}
+
+
+class TestHostileInput:
+    @pytest.mark.parametrize("name", sorted(HOSTILE))
+    def test_refused_with_400_and_nothing_recorded(self, wechat, db_session, name):
+        assert wechat.post(HOSTILE[name]).status_code == 400
+        assert _count(db_session) == 0
+
+    @pytest.mark.parametrize("name", ["billion laughs", "xxe", "malformed"])
+    def test_refused_inside_safe_mode_too(self, wechat, db_session, name):
+        assert wechat.post(HOSTILE[name], aes=True).status_code == 400
+        assert _count(db_session) == 0
+
+    def test_utf16_cannot_smuggle_a_doctype(self, wechat, db_session):
+        assert (
+            wechat.post(
+                HOSTILE["xxe"].replace('"1.0"?', '"1.0" encoding="UTF-16"?').encode("utf-16").decode("latin-1")
+            ).status_code
+            == 400
+        )
+
+    def test_body_over_64_kb_is_413(self, wechat, db_session):
+        big = simulator.message_xml("o-user-1", "text", {"Content": "长" * 30_000}, to="gh_x")
+        assert len(big.encode()) > 64 * 1024
+        assert wechat.post(big).status_code == 413
+        assert _count(db_session) == 0
+
+
+@pytest.mark.smoke
+class TestRetries:
+    def test_a_retried_message_is_processed_once_and_answered_the_same(self, wechat, account, db_session):
+        rule("你好", "您好")
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "你好"}, to="gh_x", msg_id=424242)
+        first = wechat.post(xml).get_data(as_text=True)
+        second = wechat.post(xml).get_data(as_text=True)  # WeChat's retry: same body, new nonce and timestamp
+        third = wechat.post(xml, aes=True)
+        assert first == second
+        assert simulator.decode_reply(account, third.get_data(as_text=True), aes=True)["Content"] == "您好"
+        assert _count(db_session) == 1
+
+    def test_a_retried_event_is_processed_once(self, wechat, db_session):
+        xml = simulator.message_xml(
+            "o-user-2",
+            "event",
+            {"Event": "subscribe", "EventKey": "qrscene_poster"},
+            to="gh_x",
+            create_time=int(time.time()),
+        )
+        for _ in range(3):
+            assert wechat.post(xml).status_code == 200
+        assert _count(db_session) == 1
+
+    def test_distinct_events_of_one_user_are_both_kept(self, wechat, db_session):
+        now = int(time.time())
+        wechat.event("o-user-3", "CLICK", "A", create_time=now)
+        wechat.event("o-user-3", "CLICK", "B", create_time=now)
+        assert _count(db_session) == 2
+
+    def test_when_redis_lost_the_claim_the_database_still_dedupes(self, wechat, redis_client, db_session):
+        rule("你好", "您好")
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "你好"}, to="gh_x", msg_id=777)
+        first = wechat.post(xml).get_data(as_text=True)
+        redis_client.flushdb()  # a Redis restart between WeChat's tries
+        assert wechat.post(xml).get_data(as_text=True) == first
+        assert _count(db_session) == 1
+
+
+@pytest.mark.smoke
+class TestUnknownTypes:
+    @pytest.mark.parametrize(
+        "msg_type,fields",
+        [
+            ("event", {"Event": "PUBLISHJOBFINISH", "PublishEventInfo": "x"}),
+            ("event", {"Event": "subscribe_msg_popup_event"}),
+            ("event", {"Event": "some_future_event", "EventKey": "k"}),
+            ("hologram", {"Depth": "3"}),
+        ],
+    )
+    def test_recorded_and_answered(self, wechat, db_session, msg_type, fields):
+        res = wechat.post(simulator.message_xml("o-user-1", msg_type, fields, to="gh_x"))
+        assert res.status_code == 200
+        row = db_session.scalars(sa.select(InboundMessage)).one()
+        assert row.msg_type == msg_type
+        assert row.status is MessageStatus.OK
+
+    def test_publish_job_finish_is_parsed_with_its_nested_fields(self, wechat, db_session, monkeypatch):
+        seen = []
+        monkeypatch.setitem(router._routes, ("event", "publishjobfinish", None), lambda m: seen.append(m))
+        xml = (
+            "<xml><ToUserName><![CDATA[gh_x]]></ToUserName><FromUserName><![CDATA[oSystem]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[PUBLISHJOBFINISH]]></Event>"
+            "<PublishEventInfo><publish_id>2247503051</publish_id><publish_status>0</publish_status>"
+            "<article_id><![CDATA[b5O2OUs25HBxRceL7hfReg]]></article_id><article_detail><count>2</count>"
+            "<item><idx>1</idx><article_url><![CDATA[https://mp.weixin.qq.com/s/a]]></article_url></item>"
+            "<item><idx>2</idx><article_url><![CDATA[https://mp.weixin.qq.com/s/b]]></article_url></item>"
+            "</article_detail></PublishEventInfo></xml>"
+        )
+        assert wechat.post(xml).get_data(as_text=True) == "success"
+        (event,) = seen
+        assert (event.publish_id, event.publish_status, event.article_id) == ("2247503051", 0, "b5O2OUs25HBxRceL7hfReg")
+        assert event.article_urls == ["https://mp.weixin.qq.com/s/a", "https://mp.weixin.qq.com/s/b"]
+
+
+class TestFailingHandlers:
+    def test_a_raising_handler_gets_the_default_reply_and_the_message_is_kept(self, wechat, db_session, monkeypatch):
+        replies.set_text_setting(replies.DEFAULT_KEY, "稍后回复您")
+
+        def broken(message):
+            raise RuntimeError("boom")
+
+        monkeypatch.setitem(router._routes, ("text", None, None), broken)
+        assert wechat.text("o-user-1", "hi")["Content"] == "稍后回复您"
+        row = db_session.scalars(sa.select(InboundMessage)).one()
+        assert row.status is MessageStatus.ERROR
+
+    def test_a_slow_handler_does_not_hold_the_reply(self, wechat, app, db_session, monkeypatch):
+        replies.set_text_setting(replies.DEFAULT_KEY, "稍后回复您")
+        release = threading.Event()
+
+        def slow(message):
+            release.wait(5)
+            return "too late"
+
+        monkeypatch.setitem(router._routes, ("text", None, None), slow)
+        started = time.monotonic()
+        reply = wechat.text("o-user-1", "hi")
+        elapsed = time.monotonic() - started
+        release.set()
+        assert reply["Content"] == "稍后回复您"
+        assert app.config["WECHAT_HANDLER_TIMEOUT"] <= elapsed < app.config["WECHAT_HANDLER_TIMEOUT"] + 1
+
+
+@pytest.mark.smoke
+class TestFollowers:
+    def test_subscribe_from_a_scene_then_resubscribe_keeps_the_source(self, wechat, db_session):
+        now = int(time.time())
+        welcome = wechat.event("o-fan", "subscribe", "qrscene_open_day", create_time=now - 100)
+        assert welcome["Content"] == replies.DEFAULT_WELCOME
+        wechat.event("o-fan", "unsubscribe", create_time=now - 50)
+        follower = db_session.scalars(sa.select(Follower)).one()
+        assert follower.subscribed is False and follower.unsubscribed_at is not None
+        wechat.event("o-fan", "subscribe", create_time=now)
+        db_session.expire_all()
+        follower = db_session.scalars(sa.select(Follower)).one()
+        assert follower.subscribed is True
+        assert follower.source_scene == "open_day"
+        assert int(follower.first_subscribed_at.timestamp()) == now - 100
+        assert int(follower.subscribed_at.timestamp()) == now
+
+    def test_scan_and_location_are_recorded(self, wechat, db_session):
+        wechat.event("o-fan", "subscribe")
+        wechat.event("o-fan", "SCAN", "poster_7")
+        wechat.send(
+            "o-fan", "event", {"Event": "LOCATION", "Latitude": 31.2304, "Longitude": 121.4737, "Precision": 30.0}
+        )
+        db_session.expire_all()
+        follower = db_session.scalars(sa.select(Follower)).one()
+        assert follower.last_scene == "poster_7"
+        assert (follower.latitude, follower.longitude) == (31.2304, 121.4737)
+
+    def test_every_message_is_logged_with_its_fields(self, wechat, db_session):
+        wechat.send("o-fan", "location", {"Location_X": 31.2, "Location_Y": 121.4, "Scale": 15, "Label": "人民广场"})
+        wechat.event("o-fan", "VIEW", "https://example.org/m/tips/new")
+        rows = db_session.scalars(sa.select(InboundMessage).order_by(InboundMessage.id)).all()
+        assert [(r.msg_type, r.event) for r in rows] == [("location", None), ("event", "view")]
+        assert rows[0].payload["Label"] == "人民广场"
+        assert rows[1].event_key == "https://example.org/m/tips/new"
+        assert all(r.openid == "o-fan" for r in rows)
