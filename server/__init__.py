@@ -11,7 +11,8 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from server.config import check_settings, load_settings
-from server.extensions import csrf, db, init_celery, init_redis, migrate
+from server.extensions import csrf, db, init_celery, init_redis, login, migrate
+from server.filters import register_filters
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -27,11 +28,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     csrf.init_app(app)
+    login.init_app(app)
+    register_filters(app)
     init_redis(app)
     init_celery(app)
 
     # Imported here so that importing `server` (as models and tasks do) stays cheap and cycle-free.
-    from server import ops, wechat
+    from server import console, ops, wechat
     from server.wechat.client import init_client
     from server.wechat.gateway import Gateway
     from server.wechat.protocol import Cipher
@@ -47,11 +50,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(wechat.bp)  # WeChat signs its POSTs; there is no form token to check
     app.register_blueprint(wechat.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(console.bp, url_prefix="/admin")
     register_error_handlers(app)
 
-    from server.cli import seed_demo, wechat_cli
+    from server.cli import create_admin, seed_demo, wechat_cli
 
     app.cli.add_command(seed_demo)
+    app.cli.add_command(create_admin)
     app.cli.add_command(wechat_cli)
 
     if app.config["DEMO"]:

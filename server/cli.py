@@ -140,3 +140,24 @@ def _image_fields(path: Path) -> dict[str, str]:
         except requests.RequestException:
             click.echo("(no emulator reachable: the image's MediaId will not download)")
     return {"PicUrl": f"{base}_emulator/media/{media_id}", "MediaId": media_id}
+
+
+@click.command("create-admin")
+@click.argument("username")
+@click.option("--name", default="管理员", show_default=True)
+@click.password_option(help="at least 10 characters with letters and digits; changed at first login")
+@with_appcontext
+def create_admin(username: str, name: str, password: str) -> None:
+    """Create the first administrator (or reset an existing account to admin with this password)."""
+    from models import Staff
+    from server.services import ServiceError
+    from server.services import staff as staff_service
+
+    existing = db.session.scalar(sa.select(Staff).filter_by(username=username.strip().lower()))
+    try:
+        staff = staff_service.save_staff(
+            username=username, name=name, role="admin", unit_id=None, password=password, staff=existing
+        )
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"admin {staff.username} ready; the password must be changed at first login")

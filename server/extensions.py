@@ -8,6 +8,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 from celery import Celery, Task
 from flask import Flask, current_app
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -30,6 +31,10 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})  # results stay readable after commit
 migrate = Migrate()
 csrf = CSRFProtect()
+login = LoginManager()
+login.login_view = "console.login"
+login.login_message = "请先登录"
+login.session_protection = "basic"
 
 
 def init_redis(app: Flask) -> Any:

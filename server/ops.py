@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, redirect, url_for
 
 from server.extensions import db, get_redis
 
 bp = Blueprint("ops", __name__)
+
+
+@bp.get("/")
+def index():  # type: ignore[no-untyped-def]
+    return redirect(url_for("console.home"))
 
 
 @bp.get("/healthz")

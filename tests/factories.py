@@ -4,11 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from models import ReplyRule
+from models import ReplyRule, Staff, Unit
+from server.extensions import db
 from server.services import replies
+from server.services import staff as staff_service
 
 
 def rule(pattern: str, text: str, *, match_type: str = "contains", priority: int = 0, **kwargs: Any) -> ReplyRule:
     return replies.save_rule(
         name=pattern, match_type=match_type, pattern=pattern, reply_text=text, priority=priority, **kwargs
     )
+
+
+PASSWORD = "Passw0rd-1234"
+
+
+def unit(name: str = "浦东分局", kind: str = "district", parent: Unit | None = None) -> Unit:
+    return staff_service.save_unit(name=name, kind=kind, parent_id=parent.id if parent else None)
+
+
+def staff(
+    username: str = "editor1",
+    role: str = "editor",
+    *,
+    unit: Unit | None = None,
+    password: str = PASSWORD,
+    must_change: bool = False,
+    name: str | None = None,
+    phone: str | None = None,
+) -> Staff:
+    person = staff_service.save_staff(
+        username=username,
+        name=name or username,
+        role=role,
+        unit_id=unit.id if unit else None,
+        password=password,
+        phone=phone,
+    )
+    person.must_change_password = must_change
+    db.session.commit()
+    return person

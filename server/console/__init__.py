@@ -1,0 +1,52 @@
+"""/admin: the editors' console. Every view checks the role (and the unit, for liaisons)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, request, url_for
+from flask_login import current_user
+
+from server.extensions import login
+from server.services import audit, staff
+
+bp = Blueprint("console", __name__)
+
+# Reachable before the forced password change (and by officers, who have no console of their own).
+OPEN_ENDPOINTS = {"console.login", "console.logout", "console.password_change", "console.logout_everywhere"}
+
+
+@login.user_loader
+def _load_user(user_id: str):  # type: ignore[no-untyped-def]
+    return staff.load_session_user(user_id)
+
+
+@bp.before_request
+def _gate():  # type: ignore[no-untyped-def]
+    if request.endpoint == "console.login":
+        return None
+    if not current_user.is_authenticated:
+        return login.unauthorized()
+    request.environ["audit.token"] = audit.set_actor(
+        audit.Actor(current_user.id, current_user.name, request.remote_addr)
+    )
+    if current_user.must_change_password and request.endpoint not in OPEN_ENDPOINTS:
+        return redirect(url_for("console.password_change", next=request.full_path))
+    return None
+
+
+@bp.teardown_request
+def _forget_actor(exc: BaseException | None) -> None:
+    token = request.environ.pop("audit.token", None)
+    if token is not None:
+        audit.reset_actor(token)
+
+
+from server.console import (  # noqa: E402,F401  (views register on bp)
+    audit_log,
+    auth,
+    binding,
+    followers,
+    home,
+    menus,
+    replies,
+    staff_views,
+)

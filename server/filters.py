@@ -1,0 +1,18 @@
+"""Template filters shared by the console and the citizen pages: times are stored in UTC, shown in Shanghai."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def local_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return "" if value is None else value.astimezone(LOCAL_TZ).strftime(fmt)
+
+
+def register_filters(app: Flask) -> None:
+    app.add_template_filter(local_dt)

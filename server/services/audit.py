@@ -1,0 +1,78 @@
+"""The audit log: who changed what (before/after), and every view or export of personal data.
+
+The acting staff member and their IP come from a context variable set by the console for each request, so that
+services need no request object; entries join the caller's transaction and commit with the change itself.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import Any
+
+from models import AuditKind, AuditLog
+from server.extensions import db
+
+
+@dataclass(frozen=True)
+class Actor:
+    staff_id: int | None
+    name: str | None
+    ip: str | None
+
+
+_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("audit_actor", default=None)
+
+
+def set_actor(actor: Actor | None) -> contextvars.Token[Actor | None]:
+    return _actor.set(actor)
+
+
+def reset_actor(token: contextvars.Token[Actor | None]) -> None:
+    _actor.reset(token)
+
+
+def current_actor() -> Actor | None:
+    return _actor.get()
+
+
+def record(
+    action: str,
+    *,
+    kind: AuditKind = AuditKind.CHANGE,
+    target: Any = None,
+    target_type: str | None = None,
+    target_id: Any = None,
+    before: Any = None,
+    after: Any = None,
+    note: str | None = None,
+    actor: Actor | None = None,
+) -> AuditLog:
+    """Add an entry to the session; the caller's commit writes it together with the change."""
+    actor = actor or _actor.get() or Actor(None, "系统", None)
+    if target is not None:
+        target_type = target_type or getattr(target, "__tablename__", type(target).__name__)
+        target_id = target_id if target_id is not None else getattr(target, "id", None)
+    entry = AuditLog(
+        staff_id=actor.staff_id,
+        staff_name=actor.name,
+        ip=actor.ip,
+        kind=kind,
+        action=action,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        before=before,
+        after=after,
+        note=note,
+    )
+    db.session.add(entry)
+    return entry
+
+
+def snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """A JSON-able before/after picture of some fields of an object."""
+    out: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(obj, name, None)
+        out[name] = value if value is None or isinstance(value, str | int | float | bool | list | dict) else str(value)
+    return out

@@ -1,0 +1,53 @@
+"""Figures for the console home: followers and messages, aggregated in SQL."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+
+from models import Follower, InboundMessage, ReplyRule
+from server.extensions import db
+from server.filters import LOCAL_TZ
+
+
+def _local_midnight_utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=LOCAL_TZ)
+
+
+def follower_counts() -> dict[str, int]:
+    today = datetime.now(LOCAL_TZ).date()
+    week_start = _local_midnight_utc(today - timedelta(days=6))
+    row = db.session.execute(
+        sa.select(
+            sa.func.count().filter(Follower.subscribed),
+            sa.func.count().filter(Follower.subscribed_at >= week_start, Follower.subscribed),
+            sa.func.count().filter(Follower.unsubscribed_at >= week_start),
+        )
+    ).one()
+    messages_today = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(InboundMessage)
+        .where(InboundMessage.received_at >= _local_midnight_utc(today))
+    )
+    rules = db.session.scalar(sa.select(sa.func.count()).select_from(ReplyRule).where(ReplyRule.enabled))
+    return {
+        "followers": row[0],
+        "new_7d": row[1],
+        "left_7d": row[2],
+        "messages_today": messages_today or 0,
+        "rules": rules or 0,
+    }
+
+
+def daily_new_followers(days: int = 30) -> list[tuple[date, int]]:
+    """New subscriptions per local day, zero-filled; bucketed by comparing against day boundaries in SQL."""
+    today = datetime.now(LOCAL_TZ).date()
+    first = today - timedelta(days=days - 1)
+    bounds = [_local_midnight_utc(first + timedelta(days=i)) for i in range(days + 1)]
+    columns = [
+        sa.func.count().filter(Follower.first_subscribed_at >= lo, Follower.first_subscribed_at < hi)
+        for lo, hi in zip(bounds, bounds[1:], strict=False)
+    ]
+    counts = db.session.execute(sa.select(*columns).where(Follower.first_subscribed_at >= bounds[0])).one()
+    return [(first + timedelta(days=i), int(n)) for i, n in enumerate(counts)]

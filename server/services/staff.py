@@ -1,0 +1,249 @@
+"""Staff accounts, units and the login rules (KDF hashing, lock-out, forced change, log out everywhere)."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from models import AuditKind, Role, Staff, Unit, UnitKind, utcnow
+from server.extensions import db, get_redis
+from server.services import ServiceError, audit, pii
+
+LOCK_WINDOW = 15 * 60
+MAX_FAILURES_PER_ACCOUNT = 5
+MAX_FAILURES_PER_IP = 20
+# A hash to compare against when the user does not exist, so both paths cost one KDF run (no user enumeration).
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+STAFF_FIELDS = ("username", "name", "unit_id", "role", "openid", "active", "away")
+
+
+def _failures(key: str) -> int:
+    try:
+        return int(get_redis().get(key) or 0)
+    except Exception:
+        return 0  # Redis down: lock-out pauses, logging in still works
+
+
+def _fail(*keys: str) -> None:
+    try:
+        pipe = get_redis().pipeline()
+        for key in keys:
+            pipe.incr(key)
+            pipe.expire(key, LOCK_WINDOW, nx=True)
+        pipe.execute()
+    except Exception:
+        pass
+
+
+def authenticate(username: str, password: str, ip: str | None) -> Staff:
+    """The active staff member with these credentials, or ServiceError; repeated failures lock account and IP."""
+    username = (username or "").strip().lower()
+    account_key, ip_key = f"login:fail:user:{username}", f"login:fail:ip:{ip or '-'}"
+    if _failures(account_key) >= MAX_FAILURES_PER_ACCOUNT or _failures(ip_key) >= MAX_FAILURES_PER_IP:
+        raise ServiceError("登录失败次数过多，账号已临时锁定，请 15 分钟后再试")
+    staff = db.session.scalar(sa.select(Staff).filter_by(username=username))
+    ok = check_password_hash(staff.password_hash if staff and staff.password_hash else _DUMMY_HASH, password or "")
+    if not (ok and staff and staff.password_hash and staff.active):
+        _fail(account_key, ip_key)
+        raise ServiceError("用户名或密码错误")
+    try:
+        get_redis().delete(account_key)
+    except Exception:
+        pass
+    staff.last_login_at = utcnow()
+    audit.record("staff.login", kind=AuditKind.LOGIN, target=staff, actor=audit.Actor(staff.id, staff.name, ip))
+    db.session.commit()
+    return staff
+
+
+def check_password_policy(password: str) -> None:
+    if len(password) < 10 or not re.search(r"[A-Za-z]", password) or not re.search(r"\d", password):
+        raise ServiceError("密码至少 10 位，且须同时包含字母和数字")
+
+
+def change_password(staff: Staff, old: str, new: str) -> None:
+    if not staff.password_hash or not check_password_hash(staff.password_hash, old or ""):
+        raise ServiceError("原密码不正确")
+    if old == new:
+        raise ServiceError("新密码不能与原密码相同")
+    check_password_policy(new)
+    staff.password_hash = generate_password_hash(new)
+    staff.must_change_password = False
+    staff.session_version += 1  # other sessions end; the caller logs this one in again
+    audit.record("staff.password_change", target=staff)
+    db.session.commit()
+
+
+def logout_everywhere(staff: Staff) -> None:
+    staff.session_version += 1
+    audit.record("staff.logout_everywhere", target=staff)
+    db.session.commit()
+
+
+def load_session_user(user_id: str) -> Staff | None:
+    """Flask-Login's loader: the cookie carries id:version, so bumping the version ends old sessions."""
+    try:
+        staff_id, version = (int(part) for part in user_id.split(":"))
+    except ValueError:
+        return None
+    staff = db.session.get(Staff, staff_id)
+    if staff is None or staff.session_version != version or not staff.active:
+        return None
+    return staff
+
+
+def save_staff(
+    *,
+    username: str,
+    name: str,
+    role: str,
+    unit_id: int | None,
+    phone: str | None = None,
+    password: str | None = None,
+    active: bool = True,
+    away: bool = False,
+    staff: Staff | None = None,
+) -> Staff:
+    """Create or update an account; a new password given by an admin must be changed at first login."""
+    username = (username or "").strip().lower()
+    if not re.fullmatch(r"[a-z0-9_.-]{3,32}", username):
+        raise ServiceError("用户名须为 3–32 位小写字母、数字、下划线、点或连字符")
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 32:
+        raise ServiceError("请填写姓名（不超过 32 字）")
+    try:
+        role_enum = Role(role)
+    except ValueError:
+        raise ServiceError("请选择角色") from None
+    if unit_id is not None and db.session.get(Unit, unit_id) is None:
+        raise ServiceError("所选单位不存在")
+    if role_enum in (Role.LIAISON, Role.OFFICER) and unit_id is None:
+        raise ServiceError("宣传联络员和一线队员必须属于一个单位")
+    phone = (phone or "").strip()
+    if phone and not pii.valid_phone(phone):
+        raise ServiceError("手机号应为 11 位数字")
+    creating = staff is None
+    staff = staff or Staff(must_change_password=True)
+    before = None if creating else audit.snapshot(staff, STAFF_FIELDS)
+    staff.username, staff.name, staff.role, staff.unit_id = username, name, role_enum, unit_id
+    staff.active, staff.away = active, away
+    if phone:
+        staff.phone_enc = pii.encrypt(phone)
+    if password:
+        check_password_policy(password)
+        staff.password_hash = generate_password_hash(password)
+        staff.must_change_password = True
+        staff.session_version = (staff.session_version or 0) + 1
+    elif creating and role_enum is not Role.OFFICER:
+        raise ServiceError("请为新账号设置初始密码")
+    db.session.add(staff)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise ServiceError("用户名已被使用") from None
+    audit.record(
+        "staff.create" if creating else "staff.update",
+        target=staff,
+        before=before,
+        after=audit.snapshot(staff, STAFF_FIELDS),
+    )
+    db.session.commit()
+    return staff
+
+
+def staff_phone(staff: Staff, *, reveal: bool = False) -> str:
+    """Masked by default; revealing it is a personal-data view and is audited."""
+    phone = pii.decrypt(staff.phone_enc)
+    if not reveal:
+        return pii.mask_phone(phone)
+    audit.record("staff.phone_view", kind=AuditKind.PII_VIEW, target=staff)
+    db.session.commit()
+    return phone or ""
+
+
+def save_unit(
+    *,
+    name: str,
+    kind: str,
+    parent_id: int | None,
+    sort: int = 0,
+    post_a_id: int | None = None,
+    post_b_id: int | None = None,
+    unit: Unit | None = None,
+) -> Unit:
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 64:
+        raise ServiceError("请填写单位名称（不超过 64 字）")
+    try:
+        kind_enum = UnitKind(kind)
+    except ValueError:
+        raise ServiceError("请选择单位类型") from None
+    creating = unit is None
+    unit = unit or Unit()
+    if parent_id is not None:
+        parent = db.session.get(Unit, parent_id)
+        if parent is None:
+            raise ServiceError("上级单位不存在")
+        ancestor: Unit | None = parent
+        while ancestor is not None:  # a unit under its own descendant would make the tree a loop
+            if not creating and ancestor.id == unit.id:
+                raise ServiceError("不能把单位放到它自己的下级单位之下")
+            ancestor = ancestor.parent
+    for post in (post_a_id, post_b_id):
+        if post is not None and db.session.get(Staff, post) is None:
+            raise ServiceError("AB岗人员不存在")
+    if post_a_id is not None and post_a_id == post_b_id:
+        raise ServiceError("A 岗和 B 岗不能是同一人")
+    fields = ("name", "kind", "parent_id", "sort", "post_a_id", "post_b_id")
+    before = None if creating else audit.snapshot(unit, fields)
+    unit.name, unit.kind, unit.parent_id, unit.sort = name, kind_enum, parent_id, sort
+    unit.post_a_id, unit.post_b_id = post_a_id, post_b_id
+    db.session.add(unit)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise ServiceError("单位名称已存在") from None
+    audit.record(
+        "unit.create" if creating else "unit.update", target=unit, before=before, after=audit.snapshot(unit, fields)
+    )
+    db.session.commit()
+    return unit
+
+
+def unit_and_descendants(unit_id: int) -> list[int]:
+    """Ids of a unit and everything below it (a liaison's reach)."""
+    tree = sa.select(Unit.id).where(Unit.id == unit_id).cte(recursive=True)
+    tree = tree.union_all(sa.select(Unit.id).join(tree, Unit.parent_id == tree.c.id))
+    return list(db.session.scalars(sa.select(tree.c.id)))
+
+
+def publicity_contact(unit: Unit) -> Staff | None:
+    """Whom a request for this unit goes to: the A post, or B when A is away, inactive or unset (AB岗)."""
+    a, b = unit.post_a, unit.post_b
+    if a is not None and a.active and not a.away:
+        return a
+    if b is not None and b.active:
+        return b
+    return a if a is not None and a.active else None
+
+
+def units_tree() -> list[tuple[Unit, int]]:
+    """Every unit with its depth, parents before children, for indented lists and selects."""
+    units = db.session.scalars(sa.select(Unit).order_by(Unit.sort, Unit.id)).all()
+    by_parent: dict[int | None, list[Unit]] = {}
+    for unit in units:
+        by_parent.setdefault(unit.parent_id, []).append(unit)
+    out: list[tuple[Unit, int]] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        for unit in by_parent.get(parent, []):
+            out.append((unit, depth))
+            walk(unit.id, depth + 1)
+
+    walk(None, 0)
+    return out

@@ -1,0 +1,188 @@
+"""Login, lock-out, forced password change, log out everywhere, CSRF, and role/unit checks."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from models import AuditKind, AuditLog
+from server.services import staff as staff_service
+from tests import factories
+from tests.console.conftest import Console
+
+
+def test_login_and_logout(console, admin):
+    res = console.login("admin1")
+    assert res.status_code == 302 and res.headers["Location"] == "/admin/"
+    assert "首页" in console.get("/admin/").get_data(as_text=True)
+    console.post("/admin/logout")
+    assert console.get("/admin/").status_code == 302
+
+
+def test_wrong_password_is_a_plain_error(console, admin):
+    res = console.login("admin1", "wrong-password-1")
+    assert res.status_code == 400
+    assert "用户名或密码错误" in res.get_data(as_text=True)
+
+
+def test_account_locks_after_five_failures_even_with_the_right_password(console, admin):
+    for _ in range(5):
+        console.login("admin1", "wrong-password-1")
+    res = console.login("admin1")
+    assert res.status_code == 400
+    assert "锁定" in res.get_data(as_text=True)
+
+
+def test_one_ip_trying_many_accounts_is_locked(console, db_session):
+    for i in range(20):
+        console.login(f"nobody{i}", "wrong-password-1")
+    factories.staff("real1")
+    assert "锁定" in console.login("real1").get_data(as_text=True)
+
+
+def test_login_needs_the_csrf_token(client, admin):
+    res = client.post("/admin/login", data={"username": "admin1", "password": factories.PASSWORD})
+    assert res.status_code == 400
+
+
+def test_first_login_forces_a_password_change(console, db_session):
+    factories.staff("newbie", must_change=True)
+    console.login("newbie")
+    res = console.get("/admin/followers")
+    assert res.status_code == 302 and res.headers["Location"].startswith("/admin/password")
+    weak = console.post(
+        "/admin/password", {"old_password": factories.PASSWORD, "new_password": "short", "confirm_password": "short"}
+    )
+    assert weak.status_code == 400 and "至少 10 位" in weak.get_data(as_text=True)
+    ok = console.post(
+        "/admin/password",
+        {"old_password": factories.PASSWORD, "new_password": "BrandNew-2026x", "confirm_password": "BrandNew-2026x"},
+    )
+    assert ok.status_code == 302
+    assert console.get("/admin/followers").status_code == 200
+
+
+def test_logout_everywhere_ends_other_sessions(app, db_session, admin):
+    laptop, phone = Console(app.test_client()), Console(app.test_client())
+    laptop.login("admin1")
+    phone.login("admin1")
+    assert phone.get("/admin/").status_code == 200
+    laptop.post("/admin/logout-everywhere")
+    assert phone.get("/admin/").status_code == 302  # its cookie carries the old session version
+
+
+def test_passwords_are_stored_with_a_modern_kdf(admin):
+    assert admin.password_hash.startswith(("scrypt:", "pbkdf2:sha256:"))
+    assert factories.PASSWORD not in admin.password_hash
+
+
+def test_session_cookie_flags(app, console, admin):
+    res = console.login("admin1")
+    cookie = res.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert app.config["SESSION_COOKIE_SECURE"] is False  # testing; production sets it (see test_config)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/staff",
+        "/admin/units",
+        "/admin/menu",
+        "/admin/replies",
+        "/admin/audit",
+        "/admin/followers",
+        "/admin/binding",
+    ],
+)
+def test_officers_are_refused_every_console_page(console, db_session, path):
+    district = factories.unit()
+    factories.staff("officer1", "officer", unit=district)
+    console.login("officer1")
+    assert console.get(path).status_code == 403
+
+
+def test_liaison_sees_followers_but_not_settings(console, db_session):
+    district = factories.unit()
+    factories.staff("liaison1", "liaison", unit=district)
+    console.login("liaison1")
+    assert console.get("/admin/followers").status_code == 200
+    assert console.get("/admin/staff").status_code == 403
+    assert console.get("/admin/menu").status_code == 403
+
+
+def test_liaison_reach_is_their_unit_and_below(db_session):
+    district = factories.unit("浦东分局")
+    squad = factories.unit("陆家嘴中队", "squad", parent=district)
+    other = factories.unit("黄浦分局")
+    assert set(staff_service.unit_and_descendants(district.id)) == {district.id, squad.id}
+    assert other.id not in staff_service.unit_and_descendants(district.id)
+
+
+def test_ab_post_routing(db_session):
+    district = factories.unit()
+    a = factories.staff("post_a", "liaison", unit=district)
+    b = factories.staff("post_b", "liaison", unit=district)
+    staff_service.save_unit(
+        name=district.name, kind="district", parent_id=None, post_a_id=a.id, post_b_id=b.id, unit=district
+    )
+    assert staff_service.publicity_contact(district) == a
+    a.away = True
+    assert staff_service.publicity_contact(district) == b
+
+
+def test_unit_cannot_move_under_its_own_descendant(db_session):
+    district = factories.unit("浦东分局")
+    squad = factories.unit("陆家嘴中队", "squad", parent=district)
+    with pytest.raises(Exception, match="下级单位"):
+        staff_service.save_unit(name=district.name, kind="district", parent_id=squad.id, unit=district)
+
+
+def test_admin_creates_staff_and_the_change_is_audited(as_admin, db_session):
+    district = factories.unit()
+    res = as_admin.post(
+        "/admin/staff/new",
+        {
+            "username": "liu.editor",
+            "name": "刘编辑",
+            "role": "liaison",
+            "unit_id": str(district.id),
+            "phone": "13812345678",
+            "password": "Welcome-2026a",
+            "active": "on",
+        },
+    )
+    assert res.status_code == 302
+    page = as_admin.get("/admin/staff").get_data(as_text=True)
+    assert "138****5678" in page and "13812345678" not in page
+    entry = db_session.scalars(sa.select(AuditLog).filter_by(action="staff.create", staff_name="管理员甲")).one()
+    assert entry.staff_name == "管理员甲" and entry.after["username"] == "liu.editor"
+
+
+def test_revealing_a_phone_is_audited(as_admin, db_session):
+    person = factories.staff("phone1", phone="13900001111")
+    res = as_admin.post(f"/admin/staff/{person.id}/phone", headers={"X-CSRFToken": as_admin.token})
+    assert res.json == {"phone": "13900001111"}
+    assert db_session.scalars(sa.select(AuditLog).filter_by(kind=AuditKind.PII_VIEW)).one().target_id == str(person.id)
+
+
+def test_bad_staff_input_gets_a_chinese_message(as_admin, db_session):
+    res = as_admin.post(
+        "/admin/staff/new", {"username": "X Y", "name": "某人", "role": "editor", "password": "Welcome-2026a"}
+    )
+    assert res.status_code == 400 and "用户名须为" in res.get_data(as_text=True)
+    res = as_admin.post("/admin/staff/new", {"username": "officer9", "name": "某人", "role": "officer"})
+    assert res.status_code == 400 and "必须属于一个单位" in res.get_data(as_text=True)
+
+
+def test_open_redirect_after_login_is_refused(console, admin):
+    console.get("/admin/login")
+    res = console.post("/admin/login?next=//evil.example/x", {"username": "admin1", "password": factories.PASSWORD})
+    assert res.headers["Location"] == "/admin/"
+
+
+def test_create_admin_cli(app, db_session):
+    result = app.test_cli_runner().invoke(args=["create-admin", "boss", "--password", "Start-2026abc"])
+    assert result.exit_code == 0, result.output
+    person = staff_service.authenticate("boss", "Start-2026abc", "127.0.0.1")
+    assert person.role.value == "admin" and person.must_change_password
