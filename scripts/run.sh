@@ -11,10 +11,13 @@ export WECHAT_API_BASE=${WECHAT_API_BASE:-http://127.0.0.1:$PORT/wechat-emulator
 cat <<MSG
 
   城管宣传公众号后台 (demo) on http://127.0.0.1:$PORT
+  Console: http://127.0.0.1:$PORT/admin/  users admin / editor / reviewer / liaison / officer,
+           password Demo-2026-pass
   Send a simulated WeChat message from another terminal:
     .venv/bin/flask --app wsgi wechat send 你好 --url http://127.0.0.1:$PORT/wechat
     .venv/bin/flask --app wsgi wechat send --aes --event subscribe --key qrscene_open_day --url http://127.0.0.1:$PORT/wechat
     .venv/bin/flask --app wsgi wechat send --event CLICK --key CONTACT --url http://127.0.0.1:$PORT/wechat
+    .venv/bin/flask --app wsgi wechat send --image photo.jpg --url http://127.0.0.1:$PORT/wechat
 
 MSG
 exec .venv/bin/flask run --host 127.0.0.1 --port "$PORT"

@@ -15,6 +15,13 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 
+# Browser tests drive Debian's Chromium (playwright's own browser download cannot work offline);
+# the CJK fonts make the console's screenshots legible.
+if ! command -v chromium >/dev/null 2>&1 || [ ! -d /usr/share/fonts/opentype/noto ]; then
+  echo "installing chromium and CJK fonts"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
+fi
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 

@@ -66,7 +66,44 @@ def seed_demo() -> None:
             )
         )
     db.session.commit()
-    click.echo("demo data seeded: 6 reply rules, welcome message, 12 followers")
+    _seed_demo_staff()
+    click.echo(f"demo data seeded: 6 reply rules, welcome message, 12 followers, staff (password {DEMO_PASSWORD})")
+
+
+DEMO_PASSWORD = "Demo-2026-pass"
+
+
+def _seed_demo_staff() -> None:
+    """A small bureau: the publicity office, two districts and a squad, one account per role."""
+    from server.services import staff as staff_service
+
+    office = staff_service.save_unit(name="市局宣传处", kind="department", parent_id=None)
+    pudong = staff_service.save_unit(name="浦东分局", kind="district", parent_id=None, sort=1)
+    staff_service.save_unit(name="黄浦分局", kind="district", parent_id=None, sort=2)
+    squad = staff_service.save_unit(name="陆家嘴中队", kind="squad", parent_id=pudong.id)
+    people = [
+        ("admin", "系统管理员", "admin", None),
+        ("editor", "李编辑", "editor", office.id),
+        ("reviewer", "陈审核", "reviewer", office.id),
+        ("liaison", "张联络", "liaison", pudong.id),
+        ("liaison.b", "赵联络", "liaison", pudong.id),
+        ("officer", "王队员", "officer", squad.id),
+    ]
+    made = {}
+    for username, name, role, unit_id in people:
+        made[username] = staff_service.save_staff(
+            username=username, name=name, role=role, unit_id=unit_id, password=DEMO_PASSWORD
+        )
+        made[username].must_change_password = False  # demo accounts: straight in
+    staff_service.save_unit(
+        name=pudong.name,
+        kind="district",
+        parent_id=None,
+        sort=1,
+        post_a_id=made["liaison"].id,
+        post_b_id=made["liaison.b"].id,
+        unit=pudong,
+    )
 
 
 @click.group("wechat")
@@ -93,7 +130,7 @@ def wechat_send(text, event, key, image, location, openid, aes, url) -> None:  #
     if event:
         msg_type, fields = "event", simulator.event_fields(event, key)
     elif image:
-        msg_type, fields = "image", _image_fields(Path(image))
+        msg_type, fields = "image", _image_fields(Path(image), url)
     elif location:
         try:
             lat, lng = (float(v) for v in location.split(","))
@@ -124,21 +161,27 @@ def wechat_send(text, event, key, image, location, openid, aes, url) -> None:  #
         click.echo(f"← {reply.get('MsgType')}: {json.dumps(reply, ensure_ascii=False)}")
 
 
-def _image_fields(path: Path) -> dict[str, str]:
+def _image_fields(path: Path, server_url: str | None) -> dict[str, str]:
     """Put the image where WeChat would keep it (the emulator's media store), then reference it."""
     data = path.read_bytes()
     media_id = "sim-" + hashlib.sha256(data).hexdigest()[:32]
-    base = current_app.config["WECHAT_API_BASE"]
     emulator = current_app.extensions.get("wechat_emulator_app")
-    if emulator is not None:
-        emulator.test_client().post(
-            "/_emulator/media", data={"media_id": media_id, "media": (path.open("rb"), path.name)}
-        )
+    if server_url:  # a running demo server mounts the emulator beside /wechat
+        base = server_url.rsplit("/wechat", 1)[0] + "/wechat-emulator/"
     else:
-        try:
-            requests.post(base + "_emulator/media", data={"media_id": media_id}, files={"media": data}, timeout=5)
-        except requests.RequestException:
-            click.echo("(no emulator reachable: the image's MediaId will not download)")
+        base = current_app.config["WECHAT_API_BASE"]
+    try:
+        if emulator is not None and not server_url:
+            emulator.test_client().post(
+                "/_emulator/media", data={"media_id": media_id, "media": (path.open("rb"), path.name)}
+            )
+        else:
+            res = requests.post(
+                base + "_emulator/media", data={"media_id": media_id}, files={"media": (path.name, data)}, timeout=5
+            )
+            res.raise_for_status()
+    except requests.RequestException:
+        click.echo("(no WeChat emulator reachable: the image's MediaId will not download)")
     return {"PicUrl": f"{base}_emulator/media/{media_id}", "MediaId": media_id}
 
 

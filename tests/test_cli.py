@@ -6,6 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from models import Follower, InboundMessage, ReplyRule
+from server.cli import DEMO_PASSWORD
+from server.services import staff as staff_service
 
 
 @pytest.mark.smoke
@@ -14,6 +16,8 @@ def test_seed_demo_then_simulated_conversation(app, db_session):
     assert "seeded" in runner.invoke(args=["seed-demo"]).output
     assert "already" in runner.invoke(args=["seed-demo"]).output
     assert db_session.scalar(sa.select(sa.func.count()).select_from(ReplyRule)) == 6
+    demo_admin = staff_service.authenticate("admin", DEMO_PASSWORD, "127.0.0.1")
+    assert demo_admin.role.value == "admin" and not demo_admin.must_change_password
 
     result = runner.invoke(args=["wechat", "send", "你好", "--from", "o-newcomer"])
     assert result.exit_code == 0, result.output
