@@ -1,0 +1,1 @@
+"""POST /wechat under load: plaintext and AES messages against a bare-Flask floor (`bash bench/gateway/run.sh`)."""
