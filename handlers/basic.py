@@ -8,15 +8,17 @@ from wechatpy.events import LocationEvent, ScanEvent, SubscribeEvent, SubscribeS
 from wechatpy.messages import BaseMessage, TextMessage
 
 from handlers.router import Reply, message_key, router
-from server.services import followers, replies
+from server.services import binding, followers, replies
 
 
 def _spec_reply(spec: replies.ReplySpec | None) -> Reply:
     return spec.as_reply() if spec else None
 
 
-@router.on("text")
+@router.on("text", inline=True)  # cached rules; a binding code costs one indexed update
 def answer_text(message: TextMessage) -> Reply:
+    if (reply := binding.reply_to_text(message.source, message.content)) is not None:
+        return reply
     return _spec_reply(replies.match_keyword(message.content)) or replies.default_reply() or None
 
 
@@ -44,13 +46,13 @@ def scanned(message: ScanEvent) -> Reply:
     return None
 
 
-@router.on("event", "click")
+@router.on("event", "click", inline=True)
 def menu_click(message: BaseMessage) -> Reply:
     key = message_key(message) or ""
     return _spec_reply(replies.click_reply(key)) or replies.default_reply() or None
 
 
-@router.on("event", "view")
+@router.on("event", "view", inline=True)
 def menu_view(message: BaseMessage) -> Reply:
     return None  # recorded in the message log; WeChat opens the page itself
 
@@ -61,7 +63,7 @@ def location_report(message: LocationEvent) -> Reply:
     return None
 
 
-@router.on("*")
+@router.on("*", inline=True)
 def anything_else(message: BaseMessage) -> Reply:
     """Unknown and not-yet-handled types: recorded by the gateway, answered "success" (events) or the default."""
     if message.type == "event":

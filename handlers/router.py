@@ -33,15 +33,25 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str | None, str | None], Handler] = {}
+        self._prefixes: dict[tuple[str, str | None], list[tuple[str, Handler]]] = {}
         self._parsers: dict[tuple[str, str | None], type[BaseMessage]] = {}
 
-    def on(self, msg_type: str, event: str | None = None, key: str | None = None) -> Callable[[Handler], Handler]:
-        """Register a handler; `on("*")` is the catch-all."""
+    def on(
+        self, msg_type: str, event: str | None = None, key: str | None = None, *, inline: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Register a handler; `on("*")` is the catch-all; a key ending in "*" matches keys with that prefix.
+
+        inline=True: the handler only reads cached data and cannot block, so it runs in the request thread;
+        the others run in a pool under the gateway's time budget.
+        """
 
         def register(handler: Handler) -> Handler:
             route = (msg_type.lower(), event.lower() if event else None, key)
             if route in self._routes:
                 raise ValueError(f"route {route} registered twice")
+            handler.inline = inline  # type: ignore[attr-defined]
+            if key is not None and key.endswith("*"):  # scenes like bind_<token> vary by user
+                self._prefixes.setdefault(route[:2], []).append((key[:-1], handler))
             self._routes[route] = handler
             return handler
 
@@ -76,7 +86,13 @@ class Router:
 
     def handler_for(self, message: BaseMessage) -> Handler | None:
         event, key = message_event(message), message_key(message)
-        for route in ((message.type, event, key), (message.type, event, None), (message.type, None, None)):
+        if handler := self._routes.get((message.type, event, key)):
+            return handler
+        if key is not None:
+            for prefix, handler in self._prefixes.get((message.type, event), ()):
+                if key.startswith(prefix):
+                    return handler
+        for route in ((message.type, event, None), (message.type, None, None)):
             if handler := self._routes.get(route):
                 return handler
         return self._routes.get(("*", None, None))

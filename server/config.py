@@ -48,7 +48,9 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         or ("" if production else _instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))),
         "PII_KEY": env.get("PII_KEY") or ("" if production else _instance_secret(instance_path, "pii_key", _pii_key)),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Recycle rather than pre-ping: a ping is a round trip on every checkout of the hot /wechat path.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 300},
+        "WECHAT_LOG_WRITER": env.get("WECHAT_LOG_WRITER", "batch"),  # "inline" writes in the request (tests)
         "REDIS_URL": redis_url,
         "WECHAT_TOKEN": env.get("WECHAT_TOKEN", "" if production else "demotoken"),
         "WECHAT_APPID": env.get("WECHAT_APPID", "" if production else "wxd000000000000000"),

@@ -95,6 +95,7 @@ def test_config(emulator_url: str) -> dict[str, Any]:
         "WECHAT_AES_KEY": AES_KEY,
         "WECHAT_API_BASE": emulator_url,
         "WECHAT_HANDLER_TIMEOUT": 1.0,
+        "WECHAT_LOG_WRITER": "inline",  # through the test's transaction; the live server runs the batch writer
         "DEMO": False,
     }
 

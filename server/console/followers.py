@@ -1,14 +1,105 @@
-"""Followers (filled in by the followers work)."""
+"""Followers: search, daily subscribes/unsubscribes, remarks (synced to WeChat) and CSV export.
+
+Followers belong to the account, not to a unit: every console role sees the same list.
+"""
 
 from __future__ import annotations
 
-from flask import render_template
+from datetime import datetime
 
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user
+
+from models import Follower, Role
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles
+from server.console.charts import bar_chart
+from server.extensions import db
+from server.filters import LOCAL_TZ
+from server.services import ServiceError
+from server.services import followers as follower_service
+
+REMARK_ROLES = (Role.ADMIN, Role.EDITOR)
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and len(raw) < 10 else 1  # nonsense or absurd: the first page
 
 
 @bp.get("/followers")
 @require_roles(*CONSOLE_ROLES)
 def follower_list():  # type: ignore[no-untyped-def]
-    return render_template("console/placeholder.html", title="粉丝")
+    search, errors = follower_service.parse_filter(request.args)
+    result = follower_service.search(search, _page_number())
+    daily = follower_service.daily_changes(30)
+    return render_template(
+        "console/follower_list.html",
+        search=search,
+        query=search.as_dict(),
+        errors=errors,
+        result=result,
+        scenes=follower_service.source_scenes(),
+        scene_none=follower_service.SCENE_NONE,
+        new_chart=bar_chart([(d.strftime("%m-%d"), n) for d, n, _ in daily], title="近 30 天每日新关注"),
+        left_chart=bar_chart([(d.strftime("%m-%d"), n) for d, _, n in daily], title="近 30 天每日取消关注"),
+        new_total=sum(n for _, n, _ in daily),
+        left_total=sum(n for _, _, n in daily),
+        filtered=bool(search.as_dict()),
+    )
+
+
+@bp.get("/followers/export.csv")
+@require_roles(*CONSOLE_ROLES)
+def follower_export():  # type: ignore[no-untyped-def]
+    search, _ = follower_service.parse_filter(request.args)
+    chunks = follower_service.export_csv(search)  # audited here, before the first row leaves
+    filename = f"followers-{datetime.now(LOCAL_TZ):%Y%m%d-%H%M}.csv"
+    return Response(
+        stream_with_context(chunks),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+def _follower_or_404(follower_id: int) -> Follower:
+    return db.session.get(Follower, follower_id) or abort(404)
+
+
+def _detail(follower: Follower, *, error: str | None = None, remark: str | None = None) -> str:
+    return render_template(
+        "console/follower_detail.html",
+        follower=follower,
+        last_active=follower_service.last_active(follower.openid),
+        error=error,
+        remark=follower.remark or "" if remark is None else remark,
+        can_edit=current_user.role in REMARK_ROLES,
+        max_bytes=follower_service.REMARK_MAX_BYTES,
+        back=_safe_back(request.args.get("back")),
+    )
+
+
+def _safe_back(value: str | None) -> str:
+    """Only a path inside the follower list: never a redirect elsewhere."""
+    if value and value.startswith("/admin/followers") and "//" not in value and "\\" not in value:
+        return value
+    return url_for("console.follower_list")
+
+
+@bp.get("/followers/<int:follower_id>")
+@require_roles(*CONSOLE_ROLES)
+def follower_detail(follower_id: int):  # type: ignore[no-untyped-def]
+    return _detail(_follower_or_404(follower_id))
+
+
+@bp.post("/followers/<int:follower_id>/remark")
+@require_roles(*REMARK_ROLES)
+def follower_remark(follower_id: int):  # type: ignore[no-untyped-def]
+    follower = _follower_or_404(follower_id)
+    remark = request.form.get("remark", "")
+    try:
+        follower_service.set_remark(follower, remark)
+    except ServiceError as exc:
+        return _detail(follower, error=str(exc), remark=remark), 400
+    flash("备注已保存，并已同步到微信", "success")
+    return redirect(url_for("console.follower_detail", follower_id=follower.id, back=request.args.get("back")))

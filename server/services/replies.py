@@ -6,6 +6,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,13 +14,25 @@ import sqlalchemy as sa
 
 from models import MatchType, ReplyRule, ReplyType, SiteSetting
 from server.extensions import db, get_redis
-from server.services import ServiceError
+from server.services import ServiceError, audit
 
 VERSION_KEY = "replies:version"
 CACHE_SECONDS = 1.0  # how stale another process's rule edit may look; one Redis GET per second, not per message
 WELCOME_KEY, DEFAULT_KEY = "welcome_message", "default_reply"
 DEFAULT_WELCOME = "欢迎关注！发送照片和位置即可举报违法线索，点击菜单了解更多。"
 MAX_TEXT = 2048  # WeChat's own limit for a text message
+MAX_PRIORITY = 9999
+RULE_FIELDS = (
+    "name",
+    "match_type",
+    "pattern",
+    "priority",
+    "enabled",
+    "reply_type",
+    "reply_text",
+    "media_id",
+    "articles",
+)
 
 
 @dataclass(frozen=True)
@@ -187,8 +200,30 @@ def validate_rule(
         raise ServiceError("文本回复不能超过 2048 字节")
     if rt is ReplyType.IMAGE and not media_id:
         raise ServiceError("图片回复需要素材 media_id")
+    if rt is ReplyType.IMAGE and len(media_id or "") > 128:
+        raise ServiceError("media_id 不能超过 128 个字符")
     if rt is ReplyType.NEWS and not (articles and 1 <= len(articles) <= 8):
         raise ServiceError("图文回复需要 1 到 8 篇文章")
+    if rt is ReplyType.NEWS:
+        for i, article in enumerate(articles or (), start=1):
+            _check_article(i, article)
+
+
+def _is_web_url(value: str) -> bool:
+    return value.startswith(("https://", "http://")) and len(value) <= 1024 and not any(c.isspace() for c in value)
+
+
+def _check_article(i: int, article: dict[str, Any]) -> None:
+    title, url = str(article.get("title") or "").strip(), str(article.get("url") or "").strip()
+    image, description = str(article.get("image") or "").strip(), str(article.get("description") or "")
+    if not title or len(title) > 64:
+        raise ServiceError(f"第 {i} 篇文章需要标题，且不超过 64 个字")
+    if len(description) > 256:
+        raise ServiceError(f"第 {i} 篇文章的摘要不能超过 256 个字")
+    if not _is_web_url(url):
+        raise ServiceError(f"第 {i} 篇文章的链接须以 http:// 或 https:// 开头")
+    if image and not _is_web_url(image):
+        raise ServiceError(f"第 {i} 篇文章的图片地址须以 http:// 或 https:// 开头")
 
 
 def save_rule(
@@ -204,24 +239,152 @@ def save_rule(
     enabled: bool = True,
     rule: ReplyRule | None = None,
 ) -> ReplyRule:
+    """Create or update a rule, audited with before/after; every process answers with it within CACHE_SECONDS."""
     validate_rule(match_type, pattern, reply_type, reply_text, media_id, articles)
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ServiceError(f"优先级须为 0 到 {MAX_PRIORITY} 之间的整数")
+    creating = rule is None
+    if creating and _find_same_rule(match_type, pattern, reply_type, reply_text, media_id, articles):
+        raise ServiceError("已有一条完全相同的规则（可能是重复提交），请在列表中查看")
+    before = None if creating else audit.snapshot(rule, RULE_FIELDS)
     rule = rule or ReplyRule()
     rule.name, rule.match_type, rule.pattern = name.strip()[:64] or pattern[:64], MatchType(match_type), pattern
     rule.reply_type, rule.reply_text, rule.media_id = ReplyType(reply_type), reply_text, media_id
     rule.articles, rule.priority, rule.enabled = articles, priority, enabled
     db.session.add(rule)
+    db.session.flush()  # the id, for the audit entry
+    audit.record(
+        "rule.create" if creating else "rule.update",
+        target=rule,
+        before=before,
+        after=audit.snapshot(rule, RULE_FIELDS),
+    )
     db.session.commit()
     rules_changed()
     return rule
 
 
-def set_text_setting(key: str, value: str) -> None:
-    if key not in (WELCOME_KEY, DEFAULT_KEY):
-        raise ServiceError("未知的设置项")
-    if len(value.encode()) > MAX_TEXT:
-        raise ServiceError("回复内容不能超过 2048 字节")
-    setting = db.session.get(SiteSetting, key) or SiteSetting(key=key)
-    setting.value = value
-    db.session.add(setting)
+def _find_same_rule(
+    match_type: str,
+    pattern: str,
+    reply_type: str,
+    reply_text: str | None,
+    media_id: str | None,
+    articles: list[dict[str, Any]] | None,
+) -> ReplyRule | None:
+    """A rule identical to the one being created: a double submit, or a copy that could never answer."""
+    candidates = db.session.scalars(
+        sa.select(ReplyRule).filter_by(
+            match_type=MatchType(match_type), pattern=pattern, reply_type=ReplyType(reply_type)
+        )
+    )
+    for other in candidates:
+        if (other.reply_text, other.media_id, other.articles or None) == (reply_text, media_id, articles or None):
+            return other
+    return None
+
+
+def list_rules() -> list[ReplyRule]:
+    """Menu clicks first, then keywords in the order they are tried."""
+    return list(
+        db.session.scalars(
+            sa.select(ReplyRule).order_by(
+                (ReplyRule.match_type == MatchType.CLICK).desc(),
+                ReplyRule.enabled.desc(),
+                ReplyRule.priority.desc(),
+                ReplyRule.id,
+            )
+        )
+    )
+
+
+def set_rule_enabled(rule: ReplyRule, enabled: bool) -> ReplyRule:
+    """Set (not flip) the flag, so a repeated click changes nothing."""
+    if rule.enabled == enabled:
+        return rule
+    audit.record(
+        "rule.enable" if enabled else "rule.disable",
+        target=rule,
+        before={"enabled": rule.enabled},
+        after={"enabled": enabled},
+    )
+    rule.enabled = enabled
     db.session.commit()
     rules_changed()
+    return rule
+
+
+def delete_rule(rule: ReplyRule) -> None:
+    audit.record("rule.delete", target=rule, before=audit.snapshot(rule, RULE_FIELDS))
+    db.session.delete(rule)
+    db.session.commit()
+    rules_changed()
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What the gateway would answer to a message: the rule that matched, else the default reply."""
+
+    spec: ReplySpec | None
+    rule: ReplyRule | None
+    default_reply: str
+
+
+def explain_text(text: str) -> Explanation:
+    """The answer to a text message, found by the gateway's own matcher (so the console cannot drift from it)."""
+    spec = match_keyword(text)
+    return _explain(spec)
+
+
+def explain_click(key: str) -> Explanation:
+    return _explain(click_reply(key.strip()))
+
+
+def _explain(spec: ReplySpec | None) -> Explanation:
+    rule = db.session.get(ReplyRule, spec.rule_id) if spec and spec.rule_id else None
+    return Explanation(spec=spec, rule=rule, default_reply=default_reply())
+
+
+def text_settings() -> dict[str, str]:
+    """The welcome message and default reply as stored (for editing), with the built-in welcome if none is."""
+    stored = {
+        s.key: s.value
+        for s in db.session.scalars(sa.select(SiteSetting).where(SiteSetting.key.in_((WELCOME_KEY, DEFAULT_KEY))))
+    }
+    welcome, default = stored.get(WELCOME_KEY), stored.get(DEFAULT_KEY)
+    return {
+        WELCOME_KEY: welcome if isinstance(welcome, str) else DEFAULT_WELCOME,
+        DEFAULT_KEY: default if isinstance(default, str) else "",
+    }
+
+
+def set_text_setting(key: str, value: str) -> None:
+    set_text_settings({key: value})
+
+
+def set_text_settings(values: Mapping[str, str]) -> None:
+    """Save the welcome message and/or default reply together, audited: every value is checked before any is kept."""
+    for key, value in values.items():
+        if key not in (WELCOME_KEY, DEFAULT_KEY):
+            raise ServiceError("未知的设置项")
+        if len(value.encode()) > MAX_TEXT:
+            label = "欢迎语" if key == WELCOME_KEY else "默认回复"
+            raise ServiceError(f"{label}不能超过 2048 字节（约 680 个汉字）")
+    changed = False
+    for key, value in values.items():
+        setting = db.session.get(SiteSetting, key) or SiteSetting(key=key)
+        if setting.value == value:
+            continue  # a repeated save: nothing to record
+        audit.record(
+            "reply_setting.update",
+            target_type="site_setting",
+            target_id=key,
+            before={"value": setting.value},
+            after={"value": value},
+        )
+        setting.value = value
+        db.session.add(setting)
+        changed = True
+    if changed:
+        db.session.commit()
+        rules_changed()

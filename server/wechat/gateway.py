@@ -14,24 +14,26 @@ from flask import Flask
 from wechatpy.messages import BaseMessage
 
 from handlers import router
+from handlers.router import Handler
 from models import MessageStatus
 from server.extensions import db, get_redis
 from server.services import inbound, replies
+from server.wechat.msglog import MessageLog
 from server.wechat.protocol import EMPTY_REPLY, render_reply
 
 log = logging.getLogger(__name__)
 
 REPLY_TTL = 120  # WeChat retries 3 times over about 15 s; later copies still meet the database's unique key
 PENDING = b""
-_DUPLICATE = object()
 
 
 class Gateway:
-    """Claims a delivery in Redis, runs its handler under a time budget, and publishes the reply for retries."""
+    """Claims a delivery in Redis, logs it (group commit), runs its handler under a budget, shares the reply."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.timeout = app.config["WECHAT_HANDLER_TIMEOUT"]
+        self.log = MessageLog(app)
         self._executor: ThreadPoolExecutor | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -41,50 +43,59 @@ class Gateway:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="wechat-handler")
+                    self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wechat-handler")
                     self._pid = os.getpid()
         assert self._executor is not None
         return self._executor
 
     def handle(self, data: dict[str, Any], key: str) -> str:
-        """The plaintext reply (XML or "success") for this delivery."""
+        """The plaintext reply (XML or "success") for this delivery; LogUnavailable if it cannot be recorded."""
         deadline = time.monotonic() + self.timeout + 1.0
         message = router.parse(data)
         if self._claim(key) is False:
             return self._await_reply(key, deadline)
-        late = threading.Event()
-        future = self._pool().submit(self._process, data, key, message, late)
         try:
-            reply = future.result(timeout=self.timeout)
-        except FutureTimeout:
-            late.set()
-            log.error("wechat handler overran %.1fs for %s; default reply sent", self.timeout, key)
-            reply = self._default(message)
-        if reply is _DUPLICATE:  # Redis had lost the claim; the database's unique key caught the copy
+            fresh = self.log.insert(inbound.row_for(data, key))  # durable before anything acts on it
+        except Exception:
+            self._release(key)  # let WeChat's retry try again rather than wait for a reply that never comes
+            raise
+        if not fresh:  # Redis had lost the claim; the database's unique key caught the copy
             reply = self._await_stored(key, deadline)
+            self._publish(key, reply)
+            return reply
+        reply, status = self._run(message, key)
         self._publish(key, reply)
+        self.log.finish(key, reply, status)
         return reply
 
-    def _process(self, data: dict[str, Any], key: str, message: BaseMessage, late: threading.Event) -> Any:
-        with self.app.app_context():
+    def _run(self, message: BaseMessage, key: str) -> tuple[str, MessageStatus]:
+        handler = router.handler_for(message)
+        if handler is None:
+            return EMPTY_REPLY, MessageStatus.OK
+        if getattr(handler, "inline", False):  # reads cached data only: no thread hop
             try:
-                row = inbound.record(data, key)
-            except inbound.Duplicate:
-                return _DUPLICATE
-            try:
-                reply, status = render_reply(router.dispatch(message), message), MessageStatus.OK
+                return render_reply(handler(message), message), MessageStatus.OK
             except Exception:
                 log.exception("wechat handler failed for %s; default reply sent", key)
-                db.session.rollback()  # drop the handler's half-done work, then log the message afresh
-                try:
-                    row = inbound.record(data, key)
-                except inbound.Duplicate:
-                    return _DUPLICATE
-                reply, status = self._default(message), MessageStatus.ERROR
-            if late.is_set():  # the user already got the default reply; log what they saw
-                reply, status = self._default(message), MessageStatus.TIMEOUT
-            inbound.finish(row, reply, status)
-            return reply
+                db.session.rollback()
+                return self._default(message), MessageStatus.ERROR
+        future = self._pool().submit(self._call, handler, message)
+        try:
+            return future.result(timeout=self.timeout), MessageStatus.OK
+        except FutureTimeout:
+            log.error("wechat handler overran %.1fs for %s; default reply sent", self.timeout, key)
+            return self._default(message), MessageStatus.TIMEOUT
+        except Exception:
+            log.exception("wechat handler failed for %s; default reply sent", key)
+            return self._default(message), MessageStatus.ERROR
+
+    def _call(self, handler: Handler, message: BaseMessage) -> str:
+        with self.app.app_context():
+            try:
+                return render_reply(handler(message), message)
+            except Exception:
+                db.session.rollback()  # drop the handler's half-done work
+                raise
 
     def _default(self, message: BaseMessage) -> str:
         try:
@@ -100,6 +111,12 @@ class Gateway:
         except Exception:
             log.warning("redis unavailable; dedupe falls back to the database for %s", key)
             return None
+
+    def _release(self, key: str) -> None:
+        try:
+            get_redis().delete(f"wx:reply:{key}")
+        except Exception:
+            pass
 
     def _publish(self, key: str, reply: str) -> None:
         try:

@@ -7,6 +7,7 @@ import logging
 from flask import Response, current_app, request
 
 from server.wechat import bp
+from server.wechat.msglog import LogUnavailable
 from server.wechat.protocol import ProtocolError, check_message, check_signature, check_timestamp, dedupe_key, parse_xml
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,12 @@ def wechat_receive() -> Response:
             raise ProtocolError(413, "body too large")
         data = parse_xml(body)
     check_message(data)
-    reply = current_app.extensions["wechat_gateway"].handle(data, dedupe_key(data))
+    try:
+        reply = current_app.extensions["wechat_gateway"].handle(data, dedupe_key(data))
+    except LogUnavailable:
+        # Not recorded, so not acknowledged: WeChat retries, and nothing is lost if the database is back by then.
+        log.error("message log unavailable; asking WeChat to retry")
+        return _plain("temporarily unavailable", 503)
     if encrypted:
         reply = current_app.extensions["wechat_cipher"].encrypt(reply, nonce)
     return Response(reply, mimetype="text/plain" if reply == "success" else "application/xml")

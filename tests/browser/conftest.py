@@ -10,8 +10,15 @@ import pytest
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # Chromium's own update and sync traffic is refused on a closed network; keep it from trying.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,8 +51,14 @@ def page(browser, live_server, committed_db):
 
 @pytest.fixture
 def phone_page(browser, live_server, committed_db):
-    context = browser.new_context(base_url=live_server.url, locale="zh-CN", viewport={"width": 390, "height": 844},
-                                  is_mobile=True, has_touch=True, device_scale_factor=2)
+    context = browser.new_context(
+        base_url=live_server.url,
+        locale="zh-CN",
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page

@@ -64,3 +64,18 @@ def test_registered_parser_is_used():
 def test_a_route_cannot_be_registered_twice(r):
     with pytest.raises(ValueError):
         r.on("text")(lambda m: "again")
+
+
+def test_prefix_keys_route_varying_scenes():
+    r = Router()
+    r.on("event", "scan")(lambda m: "scan")
+    r.on("event", "scan", key="bind_*")(lambda m: "bind")
+    assert r.dispatch(r.parse(_msg("event", Event="SCAN", EventKey="bind_abc123"))) == "bind"
+    assert r.dispatch(r.parse(_msg("event", Event="SCAN", EventKey="poster_7"))) == "scan"
+
+
+def test_inline_flag_is_kept_on_the_handler():
+    r = Router()
+    fast = r.on("text", inline=True)(lambda m: "fast")
+    slow = r.on("event", "subscribe")(lambda m: "slow")
+    assert fast.inline is True and slow.inline is False

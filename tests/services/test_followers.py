@@ -1,0 +1,131 @@
+"""Followers: subscribe bookkeeping, the console's filter parsing, search, day counts, remarks and export."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import AuditKind, AuditLog, Follower, InboundMessage
+from server.extensions import db
+from server.filters import LOCAL_TZ
+from server.services import ServiceError
+from server.services import followers as svc
+from server.wechat.client import SharedTokenClient
+
+
+def _event(openid: str, event: str, at: datetime) -> None:
+    db.session.add(
+        InboundMessage(
+            dedupe_key=f"e:{openid}:{event}:{at.timestamp()}",
+            openid=openid,
+            msg_type="event",
+            event=event,
+            sent_at=at,
+            received_at=at,
+        )
+    )
+    db.session.commit()
+
+
+def test_resubscribing_keeps_the_first_date_and_scene(db_session):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    svc.subscribe("o-1", t0, scene="open_day")
+    svc.unsubscribe("o-1", t0 + timedelta(days=1))
+    f = svc.subscribe("o-1", t0 + timedelta(days=2), scene="poster")
+    assert (f.first_subscribed_at, f.subscribed_at, f.unsubscribed_at) == (t0, t0 + timedelta(days=2), None)
+    assert (f.source_scene, f.last_scene) == ("open_day", "poster")
+
+
+def test_parse_filter_keeps_what_it_understands():
+    f, errors = svc.parse_filter(
+        {"openid": " oAb\x00 ", "status": "maybe", "since": "2026-03-09", "until": "2026-03-01", "by": "first"}
+    )
+    assert f.openid == "oAb" and f.status == "" and f.by == "first"
+    assert (f.since, f.until) == (date(2026, 3, 1), date(2026, 3, 9))
+    assert errors == ["开始日期晚于结束日期，已对调"]
+    f, errors = svc.parse_filter({"since": "3月1日", "until": "1900-01-01"})
+    assert f.since is None and f.until is None and len(errors) == 2
+    assert svc.parse_filter({})[0].as_dict() == {}
+
+
+def test_search_orders_newest_first_and_clamps_the_page(db_session):
+    svc.scan("o-scanned-only", "qr_x")  # known from a scan, never subscribed: no subscribe date
+    for i in range(3):
+        svc.subscribe(f"o-{i}", datetime(2026, 1, 1 + i, tzinfo=UTC))
+    page = svc.search(svc.FollowerFilter(), page=10**9)
+    assert page.page == 1 and page.pages == 1 and page.total == 4
+    assert [r.follower.openid for r in page.rows] == ["o-2", "o-1", "o-0", "o-scanned-only"]
+
+
+def test_last_active_is_the_latest_log_row_of_each_follower(db_session):
+    svc.subscribe("o-a", datetime(2026, 1, 1, tzinfo=UTC))
+    svc.subscribe("o-b", datetime(2026, 1, 1, tzinfo=UTC))
+    _event("o-a", "subscribe", datetime(2026, 1, 1, tzinfo=UTC))
+    _event("o-a", "location", datetime(2026, 1, 3, tzinfo=UTC))
+    _event("o-other", "subscribe", datetime(2026, 2, 1, tzinfo=UTC))  # someone else's activity
+    rows = {r.follower.openid: r.last_active for r in svc.search(svc.FollowerFilter()).rows}
+    assert rows == {"o-a": datetime(2026, 1, 3, tzinfo=UTC), "o-b": None}
+    assert svc.last_active("o-a") == datetime(2026, 1, 3, tzinfo=UTC)
+
+
+def test_daily_changes_bucket_by_shanghai_day(db_session):
+    today = datetime.now(LOCAL_TZ).date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=LOCAL_TZ)
+    _event("o-1", "subscribe", midnight)  # today, at 00:00 local
+    _event("o-2", "subscribe", midnight - timedelta(minutes=1))  # yesterday, 23:59 local
+    _event("o-2", "unsubscribe", midnight + timedelta(minutes=1))
+    _event("o-3", "subscribe", midnight - timedelta(days=40))  # outside the window
+    _event("o-4", "scan", midnight)  # not a subscription
+    days = svc.daily_changes(30)
+    assert len(days) == 30 and days[-1][0] == today
+    assert days[-1][1:] == (1, 1) and days[-2][1:] == (1, 0)
+    assert sum(n for _, n, _ in days) == 2
+
+
+def test_remark_is_checked_in_bytes_before_any_call(db_session, emulator):
+    f = svc.subscribe("o-r", datetime(2026, 1, 1, tzinfo=UTC))
+    with pytest.raises(ServiceError, match="现在是 33 个字节"):
+        svc.set_remark(f, "备" * 11)
+    calls = lambda: emulator.state()["call_counts"].get("cgi-bin/user/info/updateremark", 0)  # noqa: E731
+    assert calls() == 0
+    emulator.hook("users", {"openids": ["o-r"]})
+    svc.set_remark(f, "备" * 10)
+    assert calls() == 1 and f.remark == "备" * 10
+
+
+def test_clearing_a_remark_clears_it_in_wechat(db_session, emulator):
+    emulator.hook("users", {"users": [{"openid": "o-r", "remark": "老备注"}]})
+    f = svc.subscribe("o-r", datetime(2026, 1, 1, tzinfo=UTC))
+    f.remark = "老备注"
+    db.session.commit()
+    svc.set_remark(f, "")
+    assert f.remark is None
+    assert next(u for u in emulator.state()["users"] if u["openid"] == "o-r")["remark"] == ""
+
+
+def test_an_unreachable_wechat_leaves_the_remark_alone(app, db_session, redis_client, monkeypatch):
+    f = svc.subscribe("o-r", datetime(2026, 1, 1, tzinfo=UTC))
+    dead = SharedTokenClient("wxdead", "secret", base="http://127.0.0.1:9/", redis=redis_client, timeout=1)
+    monkeypatch.setitem(app.extensions, "wechat_client", dead)  # the real client, pointed at a closed port
+    with pytest.raises(ServiceError, match="连不上微信服务器"):
+        svc.set_remark(f, "新备注")
+    db.session.expire_all()
+    assert db.session.get(Follower, f.id).remark is None
+
+
+def test_export_is_audited_before_the_first_row(db_session):
+    svc.subscribe("o-e1", datetime(2026, 1, 1, tzinfo=UTC))
+    svc.subscribe("o-e2", datetime(2026, 1, 2, tzinfo=UTC))
+    chunks = svc.export_csv(svc.FollowerFilter(status="subscribed"))
+    entry = db.session.scalars(sa.select(AuditLog).filter_by(action="follower.export")).one()
+    assert entry.kind is AuditKind.EXPORT and entry.after == {"filter": {"status": "subscribed"}, "rows": 2}
+    text = "".join(chunks)
+    assert text.startswith("\ufeffopenid,") and text.index("o-e2") < text.index("o-e1")
+    assert "2026-01-02 08:00:00" in text  # local time
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+SUM(A1)", "-2", "@cmd", "\tx"])
+def test_export_cells_never_start_a_formula(value):
+    assert svc._cell(value).startswith("'")
