@@ -54,31 +54,39 @@ class Gateway:
         message = router.parse(data)
         if self._claim(key) is False:
             return self._await_reply(key, deadline)
-        try:
-            fresh = self.log.insert(inbound.row_for(data, key))  # durable before anything acts on it
-        except Exception:
-            self._release(key)  # let WeChat's retry try again rather than wait for a reply that never comes
-            raise
-        if not fresh:  # Redis had lost the claim; the database's unique key caught the copy
-            reply = self._await_stored(key, deadline)
-            self._publish(key, reply)
-            return reply
-        reply, status = self._run(message, key)
-        self._publish(key, reply)
+        handler = router.handler_for(message)
+        if handler is None or getattr(handler, "inline", False):
+            # Fast handlers answer first and the log row carries the reply: one write, and retries read it there.
+            # A copy that slipped past a lost Redis claim meets the unique key and gets the first copy's reply.
+            reply, status = self._run_inline(handler, message, key)
+            if self._log(data, key, reply=reply, status=status):
+                return reply
+            return self._await_stored(key, deadline)
+        if not self._log(data, key):  # slow handlers act on a delivery only once it is durably logged
+            return self._await_stored(key, deadline)
+        reply, status = self._run_pooled(handler, message, key)
+        self._publish(key, reply)  # retries waiting on Redis get it at once
         self.log.finish(key, reply, status)
         return reply
 
-    def _run(self, message: BaseMessage, key: str) -> tuple[str, MessageStatus]:
-        handler = router.handler_for(message)
+    def _log(self, data: dict[str, Any], key: str, **outcome: Any) -> bool:
+        try:
+            return self.log.insert({**inbound.row_for(data, key), **outcome})
+        except Exception:
+            self._release(key)  # let WeChat's retry try again rather than wait for a reply that never comes
+            raise
+
+    def _run_inline(self, handler: Handler | None, message: BaseMessage, key: str) -> tuple[str, MessageStatus]:
         if handler is None:
             return EMPTY_REPLY, MessageStatus.OK
-        if getattr(handler, "inline", False):  # reads cached data only: no thread hop
-            try:
-                return render_reply(handler(message), message), MessageStatus.OK
-            except Exception:
-                log.exception("wechat handler failed for %s; default reply sent", key)
-                db.session.rollback()
-                return self._default(message), MessageStatus.ERROR
+        try:
+            return render_reply(handler(message), message), MessageStatus.OK
+        except Exception:
+            log.exception("wechat handler failed for %s; default reply sent", key)
+            db.session.rollback()
+            return self._default(message), MessageStatus.ERROR
+
+    def _run_pooled(self, handler: Handler, message: BaseMessage, key: str) -> tuple[str, MessageStatus]:
         future = self._pool().submit(self._call, handler, message)
         try:
             return future.result(timeout=self.timeout), MessageStatus.OK
@@ -125,7 +133,10 @@ class Gateway:
             log.warning("redis unavailable; reply for %s not shared", key)
 
     def _await_reply(self, key: str, deadline: float) -> str:
-        """A retry (or a concurrent copy): wait for the first copy's reply and give the same one."""
+        """A retry (or a concurrent copy): wait for the first copy's reply and give the same one.
+
+        Slow handlers' replies are published in Redis; fast ones' are in the log row from the start.
+        """
         pause = 0.005
         while time.monotonic() < deadline:
             try:
@@ -136,6 +147,10 @@ class Gateway:
                 return value.decode()
             if value is None:  # expired or lost: the database has the answer if anyone does
                 break
+            stored = inbound.stored_reply(key)
+            db.session.rollback()  # a fresh snapshot for the next look
+            if stored:
+                return stored
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         return self._await_stored(key, deadline)

@@ -7,6 +7,7 @@ without waiting. Tests use the inline mode, which writes through the request's o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -17,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from models import InboundMessage, MessageStatus
+from models import InboundMessage, MessageStatus, utcnow
 from server.extensions import db
 
 log = logging.getLogger(__name__)
@@ -62,20 +63,63 @@ _finish_statement = (
 )
 
 
+# PostgreSQL: one fixed statement over arrays, whatever the batch size, so the driver parses and plans it once
+# (a multi-row VALUES list is new SQL text for every batch size, and psycopg re-parses long statements each time).
+_PG_INSERT = """
+INSERT INTO inbound_message (dedupe_key, openid, msg_type, event, event_key, payload, sent_at, received_at, status,
+                             reply)
+SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::json[],
+                     %s::timestamptz[], %s::timestamptz[], %s::varchar[], %s::text[])
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING dedupe_key
+"""
+_PG_FINISH = """
+UPDATE inbound_message AS m SET reply = u.reply, status = u.status
+FROM unnest(%s::varchar[], %s::text[], %s::varchar[]) AS u(key, reply, status)
+WHERE m.dedupe_key = u.key
+"""
+_COLUMNS = (
+    "dedupe_key",
+    "openid",
+    "msg_type",
+    "event",
+    "event_key",
+    "payload",
+    "sent_at",
+    "received_at",
+    "status",
+    "reply",
+)
+
+
 def write(conn: sa.Connection, inserts: list[_Insert], finishes: list[_Finish]) -> None:
     """One round of writes on one connection; marks each insert fresh or duplicate."""
+    postgres = conn.dialect.name == "postgresql"
     if inserts:
         first: dict[str, _Insert] = {}
         for item in inserts:  # two copies in one batch: the first is the one, the second a duplicate
             first.setdefault(item.row["dedupe_key"], item)
-        rows = [item.row for item in first.values()]
-        defaults = {"received_at": None, "status": MessageStatus.OK, "reply": None}
-        rows = [{**{k: v for k, v in defaults.items() if k != "received_at"}, **row} for row in rows]
-        created = set(conn.execute(_insert_statement(conn.dialect.name), rows).scalars())
+        now = utcnow()
+        # rows logged before their reply (slow handlers) have none yet
+        rows = [{"status": MessageStatus.OK, "reply": None, "received_at": now, **item.row} for item in first.values()]
+        if postgres:
+            for row in rows:
+                row["payload"], row["status"] = json.dumps(row["payload"], ensure_ascii=False), row["status"].name
+            columns = tuple([row[c] for row in rows] for c in _COLUMNS)
+            created = {r[0] for r in conn.exec_driver_sql(_PG_INSERT, columns)}
+        else:
+            created = set(conn.execute(_insert_statement(conn.dialect.name), rows).scalars())
         for key, item in first.items():
             item.fresh = key in created
     if finishes:
-        conn.execute(_finish_statement, [{"key": f.key, "reply": f.reply, "status": f.status.name} for f in finishes])
+        if postgres:
+            conn.exec_driver_sql(
+                _PG_FINISH, ([f.key for f in finishes], [f.reply for f in finishes], [f.status.name for f in finishes])
+            )
+        else:
+            conn.execute(
+                _finish_statement, [{"key": f.key, "reply": f.reply, "status": f.status.name} for f in finishes]
+            )
 
 
 class MessageLog:
