@@ -34,6 +34,7 @@ csrf = CSRFProtect()
 login = LoginManager()
 login.login_view = "console.login"
 login.login_message = "请先登录"
+login.login_message_category = "info"
 login.session_protection = "basic"
 
 

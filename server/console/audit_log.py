@@ -9,6 +9,7 @@ from models import AuditKind, AuditLog, Role
 from server.console import bp
 from server.console.access import require_roles
 from server.extensions import db
+from server.services import audit
 
 PAGE = 50
 
@@ -36,4 +37,5 @@ def audit_list():  # type: ignore[no-untyped-def]
         kind=kind,
         action=action,
         next_before=rows[-1].id if more else None,
+        action_label=audit.action_label,
     )

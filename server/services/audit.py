@@ -13,6 +13,37 @@ from typing import Any
 from models import AuditKind, AuditLog
 from server.extensions import db
 
+ACTION_LABELS = {
+    "binding.issue": "生成绑定码",
+    "binding.revoke": "撤销绑定码",
+    "staff.bind": "绑定微信",
+    "staff.unbind": "解除绑定",
+    "follower.export": "导出粉丝",
+    "follower.remark": "修改粉丝备注",
+    "menu.draft_save": "保存菜单草稿",
+    "menu.draft_discard": "放弃菜单草稿",
+    "menu.publish": "发布菜单",
+    "menu.restore": "恢复历史菜单",
+    "rule.create": "新增自动回复",
+    "rule.update": "修改自动回复",
+    "rule.delete": "删除自动回复",
+    "rule.enable": "启用自动回复",
+    "rule.disable": "停用自动回复",
+    "reply_setting.update": "修改欢迎语/默认回复",
+    "staff.create": "新增人员",
+    "staff.update": "修改人员",
+    "staff.login": "登录",
+    "staff.password_change": "修改密码",
+    "staff.logout_everywhere": "退出所有设备",
+    "staff.phone_view": "查看手机号",
+    "unit.create": "新增单位",
+    "unit.update": "修改单位",
+}
+
+
+def action_label(action: str) -> str:
+    return ACTION_LABELS.get(action, action)
+
 
 @dataclass(frozen=True)
 class Actor:

@@ -69,6 +69,7 @@ def shoot(page, name: str) -> None:
     """Keep a screenshot of this page for the README (docs/screenshots), when asked to (SCREENSHOTS=1)."""
     if os.environ.get("SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")  # sticky parts (the menu preview) sit where a reader expects them
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 

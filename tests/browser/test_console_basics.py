@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from tests import factories
 from tests.browser.conftest import login, shoot
+from tests.browser.helpers import seed_followers
 
 
 def test_login_home_and_logout(page):
     factories.staff("admin1", "admin", name="王管理")
+    people = seed_followers(24)  # over the last 30 days: the home chart has bars
     page.goto("/admin/")
     assert "/admin/login" in page.url
     shoot(page, "01-login")
@@ -17,6 +19,8 @@ def test_login_home_and_logout(page):
     page.wait_for_url("**/admin/")
     assert page.locator("h1").inner_text() == "首页"
     assert "王管理（管理员）" in page.locator(".topbar").inner_text()
+    assert page.get_by_test_id("followers").inner_text() == str(sum(f.subscribed for f in people))
+    assert page.locator(".chart svg rect").count() == 30
     shoot(page, "02-home")
     page.click("text=退出")
     page.wait_for_url("**/admin/login")
@@ -46,7 +50,7 @@ def test_an_officer_is_refused_with_403(page):
 
 
 def test_admin_manages_units_and_staff(page):
-    factories.staff("admin1", "admin")
+    factories.staff("admin1", "admin", name="王管理")
     login(page, "admin1", factories.PASSWORD)
     page.goto("/admin/units/new")
     page.fill("#name", "浦东分局")
@@ -66,7 +70,7 @@ def test_admin_manages_units_and_staff(page):
     assert "138****8000" in row.inner_text()
     row.locator("button.reveal").click()
     page.wait_for_function("document.querySelector('.phone').textContent === '13800138000'")
-    shoot(page, "08-staff")
+    shoot(page, "10-staff")
     page.goto("/admin/audit")
     assert "staff.phone_view" in page.locator("table").inner_text()
-    shoot(page, "09-audit")
+    shoot(page, "14-audit")
