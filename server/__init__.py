@@ -21,6 +21,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_settings(Path(app.instance_path)))
     app.config.update(config or {})
     check_settings(app.config)
+    if app.config["TRUSTED_PROXIES"]:  # behind nginx/SLB: the scheme and host WeChat used, for OAuth callbacks
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in JSON and |tojson
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -35,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_celery(app)
 
     # Imported here so that importing `server` (as models and tasks do) stays cheap and cycle-free.
-    from server import console, ops, wechat
+    from server import citizen, console, ops, wechat
     from server.wechat.client import init_client
     from server.wechat.gateway import Gateway
     from server.wechat.protocol import Cipher
@@ -52,6 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(wechat.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(console.bp, url_prefix="/admin")
+    app.register_blueprint(citizen.bp, url_prefix="/m")
     register_error_handlers(app)
 
     from server.cli import create_admin, seed_demo, wechat_cli

@@ -63,6 +63,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "WECHAT_MAX_CLOCK_SKEW": 300,
         "MEDIA_ROOT": env.get("MEDIA_ROOT", str(instance_path / "media")),
         "DEMO": env.get("DEMO", "") == "1",
+        "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0") or 0),  # reverse proxies in front (X-Forwarded-*)
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

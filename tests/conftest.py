@@ -111,9 +111,9 @@ def app(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory):
         else:
             with db.engine.begin() as conn:  # a clean slate even after an interrupted run
                 conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        upgrade()
+        upgrade(revision="heads")  # "heads": parallel branches of work may each add one until they are merged
         downgrade(revision="base")  # every run proves the migrations in both directions
-        upgrade()
+        upgrade(revision="heads")
     yield app
     with app.app_context():
         db.engine.dispose()

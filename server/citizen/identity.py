@@ -1,0 +1,70 @@
+"""Who the citizen is: WeChat OAuth (snsapi_base) exchanged server-side; the openid lives in the signed session."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import abort, g, redirect, render_template, request, session, url_for
+from wechatpy.exceptions import WeChatClientException
+
+from server.citizen import bp
+from server.wechat.client import get_client
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _same_site(target: str | None) -> str:
+    if target and target.startswith("/m") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("citizen.home")
+
+
+def citizen_required(view: F) -> F:
+    """Sets g.openid (and g.snapshot for Moments snapshot visitors); without one, goes through WeChat OAuth."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        openid = session.get("openid")
+        if not openid:
+            if request.method != "GET":
+                abort(401)  # a form posted without an identity: the page must be reopened from WeChat
+            state = secrets.token_urlsafe(16)
+            session["oauth_state"], session["oauth_next"] = state, request.full_path.rstrip("?")
+            callback = url_for("citizen.oauth_callback", _external=True)
+            return redirect(get_client().oauth_authorize_url(callback, state))
+        g.openid, g.snapshot = openid, bool(session.get("snapshot"))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@bp.get("/oauth/callback")
+def oauth_callback():  # type: ignore[no-untyped-def]
+    code, state = request.args.get("code"), request.args.get("state")
+    expected = session.pop("oauth_state", None)
+    if not code:
+        return render_template("citizen/message.html", title="未授权", message="需要您同意授权后才能继续。"), 403
+    if not expected or not state or not secrets.compare_digest(state, expected):
+        return render_template(
+            "citizen/message.html", title="链接已失效", message="页面链接已失效，请从公众号菜单重新进入。"
+        ), 400
+    try:
+        grant = get_client().oauth_exchange(code)
+    except WeChatClientException as exc:
+        log.info("oauth code refused: %s", exc.errcode)
+        return render_template(
+            "citizen/message.html", title="授权失败", message="微信授权失败，请从公众号菜单重新进入。"
+        ), 400
+    target = session.get("oauth_next")
+    session.clear()  # a new identity: nothing from a previous one survives
+    session["openid"] = grant["openid"]
+    # Moments "snapshot" pages give a virtual openid: fine for reading, not for voting or registering.
+    session["snapshot"] = bool(grant.get("is_snapshotuser"))
+    session.permanent = True
+    return redirect(_same_site(target))

@@ -1,0 +1,53 @@
+"""Citizens are identified by WeChat OAuth through WECHAT_API_BASE (the emulator here), never by a form field."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.smoke
+def test_oauth_round_trip_lands_on_the_page_asked_for(client, citizen_login):
+    res = citizen_login("o-citizen-1")
+    assert res.status_code == 302 and res.headers["Location"] == "/m/"
+    home = client.get("/m/")
+    assert home.status_code == 200 and "城管服务" in home.get_data(as_text=True)
+    with client.session_transaction() as session:
+        assert session["openid"] == "o-citizen-1" and session["snapshot"] is False
+
+
+def test_snapshot_visitors_are_marked(client, citizen_login):
+    citizen_login("o-virtual", snapshot=True)
+    with client.session_transaction() as session:
+        assert session["snapshot"] is True
+
+
+def test_a_forged_or_replayed_callback_is_refused(client, citizen_login):
+    client.get("/m/")  # starts a login: a state is issued
+    res = client.get("/m/oauth/callback", query_string={"code": "whatever", "state": "not-the-state"})
+    assert res.status_code == 400 and "重新进入" in res.get_data(as_text=True)
+    with client.session_transaction() as session:
+        assert "openid" not in session
+
+
+def test_a_used_code_is_refused(client, emulator, citizen_login):
+    citizen_login("o-citizen-2")
+    with client.session_transaction() as session:
+        session.clear()
+        session["oauth_state"] = "s1"
+    res = client.get("/m/oauth/callback", query_string={"code": "reused-or-unknown", "state": "s1"})
+    assert res.status_code == 400 and "授权失败" in res.get_data(as_text=True)
+
+
+def test_posting_without_an_identity_is_401_not_a_redirect(client, app):
+    from server.citizen import bp  # noqa: F401  (a POST route is enough to show the rule)
+    from server.citizen.identity import citizen_required
+
+    @citizen_required
+    def view():
+        return "ok"
+
+    with app.test_request_context("/m/x", method="POST"):
+        from werkzeug.exceptions import Unauthorized
+
+        with pytest.raises(Unauthorized):
+            view()
