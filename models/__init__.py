@@ -1,11 +1,16 @@
 """Typed models, one module per capability; importing this package registers every table."""
 
+# Feature modules export their models through __all__ (one module per capability).
+from models.alert import *  # noqa: E402,F403
 from models.audit import AuditKind, AuditLog
 from models.base import utcnow
+from models.contact import *  # noqa: E402,F403
+from models.event import *  # noqa: E402,F403
 from models.follower import Follower
 from models.menu import MenuKind, MenuVersion
 from models.reply import MatchType, ReplyRule, ReplyType, SiteSetting
 from models.staff import BindingCode, Role, Staff, Unit, UnitKind
+from models.tip import *  # noqa: E402,F403
 from models.wechat import InboundMessage, MessageStatus
 
 __all__ = [

@@ -16,3 +16,4 @@ def local_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def register_filters(app: Flask) -> None:
     app.add_template_filter(local_dt)
+    app.add_template_global(lambda endpoint: endpoint in app.view_functions, "has_endpoint")

@@ -41,12 +41,16 @@ def _forget_actor(exc: BaseException | None) -> None:
 
 
 from server.console import (  # noqa: E402,F401  (views register on bp)
+    alerts,
     audit_log,
     auth,
     binding,
+    contacts,
+    events,
     followers,
     home,
     menus,
     replies,
     staff_views,
+    tips,
 )
