@@ -11,6 +11,7 @@ from models.menu import MenuKind, MenuVersion
 from models.reply import MatchType, ReplyRule, ReplyType, SiteSetting
 from models.staff import BindingCode, Role, Staff, Unit, UnitKind
 from models.tip import *  # noqa: E402,F403
+from models.vote import *  # noqa: E402,F403
 from models.wechat import InboundMessage, MessageStatus
 
 __all__ = [

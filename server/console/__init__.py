@@ -53,4 +53,5 @@ from server.console import (  # noqa: E402,F401  (views register on bp)
     replies,
     staff_views,
     tips,
+    votes,
 )
