@@ -10,6 +10,7 @@ from models.follower import Follower
 from models.menu import MenuKind, MenuVersion
 from models.reply import MatchType, ReplyRule, ReplyType, SiteSetting
 from models.staff import BindingCode, Role, Staff, Unit, UnitKind
+from models.stats import *  # noqa: E402,F403
 from models.tip import *  # noqa: E402,F403
 from models.vote import *  # noqa: E402,F403
 from models.wechat import InboundMessage, MessageStatus
