@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery.schedules import crontab
+
 REAL_WECHAT_API = "https://api.weixin.qq.com/"
 DEMO_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 chars, the demo simulator's key
 
@@ -35,6 +37,11 @@ def _pii_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
+def _ed25519_key() -> str:
+    """A raw Ed25519 private key (32 bytes, urlsafe base64): signs check-in QR codes."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
 def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
     production = env.get("APP_ENV", "development") == "production"
@@ -47,6 +54,10 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "SECRET_KEY": env.get("SECRET_KEY")
         or ("" if production else _instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))),
         "PII_KEY": env.get("PII_KEY") or ("" if production else _instance_secret(instance_path, "pii_key", _pii_key)),
+        # Events: signs check-in QR codes (Ed25519); the public key verifies them, offline too.
+        "CHECKIN_SIGNING_KEY": env.get("CHECKIN_SIGNING_KEY")
+        or ("" if production else _instance_secret(instance_path, "checkin_signing_key", _ed25519_key)),
+        "WECHAT_TEMPLATE_EVENT_NOTICE": env.get("WECHAT_TEMPLATE_EVENT_NOTICE", "demo-event-notice-template"),
         "SQLALCHEMY_DATABASE_URI": database_url,
         # Recycle rather than pre-ping: a ping is a round trip on every checkout of the hot /wechat path.
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 300},
@@ -63,6 +74,11 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "WECHAT_MAX_CLOCK_SKEW": 300,
         "MEDIA_ROOT": env.get("MEDIA_ROOT", str(instance_path / "media")),
         "DEMO": env.get("DEMO", "") == "1",
+        # Tips: template ids from the WeChat console (status notices to citizens, dispatch requests to units).
+        "WECHAT_TEMPLATE_TIP_STATUS": env.get("WECHAT_TEMPLATE_TIP_STATUS", "demo-tip-status-template"),
+        "WECHAT_TEMPLATE_TIP_DISPATCH": env.get("WECHAT_TEMPLATE_TIP_DISPATCH", "demo-tip-dispatch-template"),
+        "TIP_DAILY_LIMIT": int(env.get("TIP_DAILY_LIMIT", "10")),  # per openid per day
+        "TIP_DAILY_LIMIT_IP": int(env.get("TIP_DAILY_LIMIT_IP", "30")),  # per IP per day (H5 form)
         "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0") or 0),  # reverse proxies in front (X-Forwarded-*)
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -74,7 +90,27 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
             "task_reject_on_worker_lost": True,
             "worker_prefetch_multiplier": 1,
             "timezone": "UTC",
-            "beat_schedule": {},
+            "beat_schedule": {
+                # Retries due tip notices; sends are claimed row by row, so overlapping runs are harmless.
+                "tip-notices": {"task": "server.tasks.tips.deliver_tip_notices", "schedule": 60.0},
+                # Escalates alerts unacknowledged past their SLA; the conditional UPDATE claims each one once.
+                "alerts-sweep": {"task": "server.tasks.alerts.sweep_alerts", "schedule": 60.0},
+                # Events: reminders (claimed by a unique row each), expired waiting-list holds, counter repair,
+                # personal data past its retention.
+                "event-reminders": {"task": "server.tasks.events.send_event_reminders", "schedule": 60.0},
+                "event-holds": {"task": "server.tasks.events.expire_event_holds", "schedule": 60.0},
+                "event-anonymise": {"task": "server.tasks.events.anonymise_old_events", "schedule": 3600.0},
+                # Stats (UTC times): datacube after WeChat publishes yesterday (~10:00 Beijing), again at 15:30
+                # Beijing for is_delay days; last month's report at 08:00 Beijing on the 1st.
+                "stats-datacube": {
+                    "task": "server.tasks.stats.sync_datacube",
+                    "schedule": crontab(minute=30, hour="2,7"),
+                },
+                "stats-reports": {
+                    "task": "server.tasks.stats.generate_scheduled_reports",
+                    "schedule": crontab(minute=0, hour=0, day_of_month=1),
+                },
+            },
         },
     }
     return settings
@@ -94,6 +130,13 @@ def check_settings(config: Mapping[str, Any]) -> None:
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.netloc or not base.endswith("/"):
         raise SettingsError("WECHAT_API_BASE must be an http(s) URL ending in '/', e.g. https://api.weixin.qq.com/")
+    signing_key = config.get("CHECKIN_SIGNING_KEY") or ""
+    if signing_key:
+        try:
+            if len(base64.urlsafe_b64decode(signing_key)) != 32:
+                raise ValueError
+        except (binascii.Error, ValueError):
+            raise SettingsError("CHECKIN_SIGNING_KEY must be 32 bytes in urlsafe base64 (an Ed25519 seed)") from None
     if not config.get("PRODUCTION"):
         return
     for name in ("SECRET_KEY", "PII_KEY", "REDIS_URL", "WECHAT_TOKEN", "WECHAT_APPID", "WECHAT_SECRET"):

@@ -1,3 +1,14 @@
-"""Filled in by its feature."""
+"""/m/contacts: the community contact points, with an offline map; public (no WeChat sign-in needed)."""
 
-from server.citizen import bp  # noqa: F401
+from __future__ import annotations
+
+from flask import render_template
+
+from server.citizen import bp
+from server.services import contacts
+
+
+@bp.get("/contacts")
+def contact_list():  # type: ignore[no-untyped-def]
+    points = contacts.list_points(published_only=True)
+    return render_template("citizen/contact_list.html", points=points, layout=contacts.map_layout(points))

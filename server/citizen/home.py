@@ -10,6 +10,8 @@ TILES = [
     ("citizen.tip_new", "随手拍", "举报违法线索"),
     ("citizen.tip_mine", "我的线索", "查看办理进度"),
     ("citizen.event_list", "活动报名", "7·15 公众开放日、直播预约"),
+    ("citizen.contact_list", "社区联络点", "就近找城管执法社区工作室"),
+    ("citizen.vote_list", "投票测评", "最美城管人投票、满意度测评"),
 ]
 
 
