@@ -1,3 +1,164 @@
-"""Filled in by its feature."""
+"""/m/vote, /m/survey: the network vote (list, candidate, vote button, share card) and the satisfaction survey."""
 
-from server.citizen import bp  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import (
+    abort,
+    current_app,
+    flash,
+    g,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+
+from models import Survey, VoteCampaign, VoteCandidate, utcnow
+from server.citizen import bp
+from server.citizen.identity import citizen_required
+from server.extensions import db
+from server.services import ServiceError, surveys, votes
+
+
+def _campaign_or_404(campaign_id: int) -> VoteCampaign:
+    return db.session.get(VoteCampaign, campaign_id) or abort(404)
+
+
+def _candidate_or_404(campaign: VoteCampaign, candidate_id: int) -> VoteCandidate:
+    candidate = db.session.get(VoteCandidate, candidate_id)
+    if candidate is None or candidate.campaign_id != campaign.id:
+        abort(404)
+    return candidate
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json" or request.headers.get("X-Requested-With") == "fetch"
+
+
+@bp.get("/vote/")
+@citizen_required
+def vote_list():  # type: ignore[no-untyped-def]
+    now = utcnow()
+    return render_template(
+        "citizen/vote_list.html",
+        campaigns=votes.open_campaigns(now),
+        surveys=[s for s in surveys.surveys() if s.ends_at > now],
+        now=now,
+    )
+
+
+@bp.get("/vote/<int:campaign_id>")
+@citizen_required
+def vote_campaign(campaign_id: int):  # type: ignore[no-untyped-def]
+    campaign = _campaign_or_404(campaign_id)
+    now = utcnow()
+    visible = campaign.results_visible(now)
+    live = votes.counts(campaign.id) if visible else {}
+    standings = votes.ranking(campaign, live) if visible else None
+    return render_template(
+        "citizen/vote_campaign.html",
+        campaign=campaign,
+        candidates=campaign.candidates,
+        counts=live,
+        standings=standings,
+        visible=visible,
+        is_open=campaign.is_open(now),
+        now=now,
+        remaining=votes.remaining_today(campaign, g.openid, now),
+        snapshot=g.snapshot,
+        messages=get_flashed_messages(with_categories=True),
+    )
+
+
+@bp.get("/vote/<int:campaign_id>/c/<int:candidate_id>")
+@citizen_required
+def vote_candidate(campaign_id: int, candidate_id: int):  # type: ignore[no-untyped-def]
+    campaign = _campaign_or_404(campaign_id)
+    candidate = _candidate_or_404(campaign, candidate_id)
+    now = utcnow()
+    visible = campaign.results_visible(now)
+    return render_template(
+        "citizen/vote_candidate.html",
+        campaign=campaign,
+        candidate=candidate,
+        count=votes.counts(campaign.id).get(candidate.id, 0) if visible else None,
+        is_open=campaign.is_open(now),
+        remaining=votes.remaining_today(campaign, g.openid, now),
+        snapshot=g.snapshot,
+        messages=get_flashed_messages(with_categories=True),
+    )
+
+
+@bp.post("/vote/<int:campaign_id>/cast")
+@citizen_required
+def vote_cast(campaign_id: int):  # type: ignore[no-untyped-def]
+    try:
+        candidate_id = int(request.form["candidate_id"])
+    except ValueError:
+        abort(400)
+    try:
+        result = votes.cast_vote(
+            campaign_id,
+            candidate_id,
+            g.openid,
+            ip=request.remote_addr or "",
+            user_agent=request.user_agent.string,
+            snapshot=g.snapshot,
+        )
+    except ServiceError as exc:
+        status = 429 if isinstance(exc, votes.RateLimited) else 400
+        if _wants_json():
+            return {"ok": False, "error": str(exc)}, status
+        flash(str(exc), "error")
+        return redirect(request.form.get("back") or url_for("citizen.vote_campaign", campaign_id=campaign_id))
+    message = "投票成功！" + (
+        f"今天还可以投 {result.remaining_today} 票" if result.remaining_today else "今天的票已投完"
+    )
+    if _wants_json():
+        return {"ok": True, "message": message, "count": result.count, "remaining": result.remaining_today}
+    flash(message, "success")
+    return redirect(request.form.get("back") or url_for("citizen.vote_campaign", campaign_id=campaign_id))
+
+
+@bp.get("/vote/<int:campaign_id>/c/<int:candidate_id>/share")
+def vote_share(campaign_id: int, candidate_id: int):  # type: ignore[no-untyped-def]
+    """The share card: public (a friend opening it sees the card, then votes through the normal page)."""
+    campaign = _campaign_or_404(campaign_id)
+    candidate = _candidate_or_404(campaign, candidate_id)
+    return render_template("citizen/vote_share.html", campaign=campaign, candidate=candidate)
+
+
+@bp.get("/media/votes/<name>")
+def vote_photo(name: str):  # type: ignore[no-untyped-def]
+    folder = Path(current_app.config["MEDIA_ROOT"]) / "votes"
+    return send_from_directory(folder, name, mimetype="image/jpeg", max_age=86400)
+
+
+@bp.route("/survey/<int:survey_id>", methods=["GET", "POST"])
+@citizen_required
+def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
+    survey = db.session.get(Survey, survey_id) or abort(404)
+    now = utcnow()
+    error = None
+    if request.method == "POST":
+        answers = {q.id: request.form.getlist(f"q{q.id}") for q in survey.questions}
+        try:
+            surveys.submit_response(survey, g.openid, answers, snapshot=g.snapshot, now=now)
+        except ServiceError as exc:
+            error = str(exc)
+        else:
+            return render_template("citizen/survey_done.html", survey=survey)
+    return render_template(
+        "citizen/survey_form.html",
+        survey=survey,
+        is_open=survey.is_open(now),
+        answered=surveys.has_answered(survey.id, g.openid),
+        snapshot=g.snapshot,
+        error=error,
+        form=request.form,
+        scale_labels=surveys.SCALE_LABELS,
+    ), 400 if error else 200

@@ -1,0 +1,207 @@
+"""Citizen vote and survey pages: OAuth identity, the vote button's JSON answer, refusals, one survey answer each;
+and votes sent at once to the live gunicorn server (3 processes) counting exactly once."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+import sqlalchemy as sa
+from flask import Flask
+from itsdangerous import URLSafeTimedSerializer
+
+from models import SurveyResponse, Vote
+from server.services import surveys, votes
+from tests.services.test_votes import _committed_campaign
+
+
+@pytest.fixture(autouse=True)
+def _one_transaction_mirror(request, monkeypatch):
+    """Inside db_session every "commit" is a savepoint of one transaction, so transaction ids cannot tell votes
+    apart: use the id-less delta path there. The snapshot path runs in the committed_db and live-server tests."""
+    if "db_session" in request.fixturenames:
+        monkeypatch.setattr(votes, "_xid_column", sa.null)
+
+
+def campaign_now(**kwargs):
+    now = datetime.now(UTC)
+    campaign = votes.save_campaign(
+        title="最美城管人",
+        description="网络投票",
+        starts_at=kwargs.pop("starts_at", now - timedelta(hours=1)),
+        ends_at=kwargs.pop("ends_at", now + timedelta(days=3)),
+        votes_per_day=kwargs.pop("per_day", 2),
+        per_candidate_per_day=1,
+        followers_only=False,
+        results_policy=kwargs.pop("results_policy", "live"),
+    )
+    for name in ("王芳", "李强"):
+        votes.save_candidate(campaign, name=name, unit_name="浦东分局", story="十年如一日\n守护街巷")
+    return campaign
+
+
+def csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def vote_json(client, campaign, candidate, token):
+    return client.post(
+        f"/m/vote/{campaign.id}/cast",
+        data={"csrf_token": token, "candidate_id": candidate.id},
+        headers={"Accept": "application/json"},
+    )
+
+
+def test_vote_page_button_and_count(client, citizen_login):
+    campaign = campaign_now()
+    citizen_login("o-voter", path=f"/m/vote/{campaign.id}")
+    page = client.get(f"/m/vote/{campaign.id}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "王芳" in html and "投 TA 一票" in html and "每人每天可投 2 票" in html
+    first, second = campaign.candidates
+    res = vote_json(client, campaign, first, csrf(html))
+    assert res.status_code == 200 and res.json == {
+        "ok": True,
+        "message": "投票成功！今天还可以投 1 票",
+        "count": 1,
+        "remaining": 1,
+    }
+    again = vote_json(client, campaign, first, csrf(html))
+    assert again.status_code == 400 and "已为 TA 投过" in again.json["error"]
+    assert vote_json(client, campaign, second, csrf(html)).json["remaining"] == 0
+    assert "票已经投完" in vote_json(client, campaign, second, csrf(html)).json["error"]
+    detail = client.get(f"/m/vote/{campaign.id}/c/{first.id}").get_data(as_text=True)
+    assert "守护街巷" in detail and f'data-count="{first.id}">1<' in detail
+
+
+def test_form_fallback_without_javascript(client, citizen_login):
+    campaign = campaign_now()
+    citizen_login("o-nojs", path=f"/m/vote/{campaign.id}")
+    token = csrf(client.get(f"/m/vote/{campaign.id}").get_data(as_text=True))
+    res = client.post(
+        f"/m/vote/{campaign.id}/cast", data={"csrf_token": token, "candidate_id": campaign.candidates[0].id}
+    )
+    assert res.status_code == 302
+    assert "投票成功" in client.get(res.headers["Location"]).get_data(as_text=True)
+
+
+def test_snapshot_visitor_can_look_but_not_vote(client, citizen_login, db_session):
+    campaign = campaign_now()
+    citizen_login("o-moments", snapshot=True, path=f"/m/vote/{campaign.id}")
+    html = client.get(f"/m/vote/{campaign.id}").get_data(as_text=True)
+    assert "朋友圈快照" in html and "投 TA 一票" not in html
+    res = vote_json(client, campaign, campaign.candidates[0], csrf(html))
+    assert res.status_code == 400 and "快照" in res.json["error"]
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Vote)) == 0
+
+
+def test_outside_the_period_is_refused_clearly(client, citizen_login):
+    now = datetime.now(UTC)
+    campaign = campaign_now(starts_at=now - timedelta(days=3), ends_at=now - timedelta(minutes=1))
+    citizen_login("o-late", path=f"/m/vote/{campaign.id}")
+    html = client.get(f"/m/vote/{campaign.id}").get_data(as_text=True)
+    assert "不在投票时间" in html
+    res = vote_json(client, campaign, campaign.candidates[0], csrf(html))
+    assert res.status_code == 400 and res.json["error"] == "投票已结束，感谢关注"
+
+
+def test_hidden_results_show_no_counts(client, citizen_login):
+    campaign = campaign_now(results_policy="hidden")
+    citizen_login("o-h", path=f"/m/vote/{campaign.id}")
+    html = client.get(f"/m/vote/{campaign.id}").get_data(as_text=True)
+    assert "data-count" not in html and "票数不公开" in html
+    assert vote_json(client, campaign, campaign.candidates[0], csrf(html)).json["count"] is None
+
+
+def test_share_card_is_public(client, db_session):
+    campaign = campaign_now()
+    res = client.get(f"/m/vote/{campaign.id}/c/{campaign.candidates[0].id}/share")
+    assert res.status_code == 200 and "王芳" in res.get_data(as_text=True) and "去投票" in res.get_data(as_text=True)
+
+
+def test_posting_without_identity_is_refused(client, db_session):
+    campaign = campaign_now()
+    assert client.post(f"/m/vote/{campaign.id}/cast", data={"candidate_id": 1}).status_code in (400, 401)
+
+
+def test_survey_answered_once(client, citizen_login, db_session):
+    now = datetime.now(UTC)
+    survey = surveys.save_survey(
+        title="2026年上半年满意度测评",
+        intro="",
+        starts_at=now - timedelta(days=1),
+        ends_at=now + timedelta(days=1),
+        questions="[单选 区] 您所在的区\n浦东新区\n黄浦区\n[打分] 总体评价\n[填空 选填] 建议",
+    )
+    district, score, text = survey.questions
+    citizen_login("o-survey", path=f"/m/survey/{survey.id}")
+    html = client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
+    assert "您所在的区" in html and "很满意" in html
+    missing = client.post(f"/m/survey/{survey.id}", data={"csrf_token": csrf(html), f"q{district.id}": "1"})
+    assert missing.status_code == 400 and "请回答：总体评价" in missing.get_data(as_text=True)
+    data = {"csrf_token": csrf(html), f"q{district.id}": "1", f"q{score.id}": "5", f"q{text.id}": "多些巡查"}
+    assert "提交成功" in client.post(f"/m/survey/{survey.id}", data=data).get_data(as_text=True)
+    again = client.post(f"/m/survey/{survey.id}", data=data)
+    assert again.status_code == 400 and "已参加过" in again.get_data(as_text=True)
+    assert "您已参加过本次测评" in client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
+    response = db_session.scalars(sa.select(SurveyResponse)).one()
+    assert response.district == "黄浦区"
+
+
+# --- the live gunicorn server ---------------------------------------------------------------------------------------
+
+LIVE_SECRET = "live-test-secret-key-0123456789abcdef"  # tests/conftest.py live_server
+
+
+def signed_identity(openid: str) -> tuple[str, str]:
+    """A session cookie and CSRF form token as the live server would have issued after OAuth (its SECRET_KEY)."""
+    signer = Flask("sign")
+    signer.secret_key = LIVE_SECRET
+    raw = secrets.token_hex(20)
+    cookie = signer.session_interface.get_signing_serializer(signer).dumps(
+        {"openid": openid, "snapshot": False, "csrf_token": raw}
+    )
+    token = URLSafeTimedSerializer(LIVE_SECRET, salt="wtf-csrf-token").dumps(raw)
+    return cookie, token
+
+
+@pytest.mark.timeout(120)
+def test_live_server_counts_each_vote_once(live_server, committed_db):
+    campaign_id, ids = _committed_campaign(per_day=2, per_candidate=1)
+    citizens = [f"o-live-{n}" for n in range(10)]
+    identities = {openid: signed_identity(openid) for openid in citizens}
+    # each citizen double-taps each of the 3 candidates 3 times: 90 requests at once over 3 processes
+    jobs = [(openid, cid) for openid in citizens for cid in ids for _ in range(3)]
+    barrier = threading.Barrier(len(jobs))
+    outcomes: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+
+    def send(openid: str, candidate_id: int) -> None:
+        cookie, token = identities[openid]
+        barrier.wait()
+        res = requests.post(
+            f"{live_server.url}/m/vote/{campaign_id}/cast",
+            data={"csrf_token": token, "candidate_id": candidate_id},
+            headers={"Accept": "application/json"},
+            cookies={"session": cookie},
+            timeout=30,
+        )
+        with lock:
+            outcomes.append((res.status_code, res.json()))
+
+    threads = [threading.Thread(target=send, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    accepted = [body for status, body in outcomes if status == 200]
+    assert all(status in (200, 400) for status, _ in outcomes), outcomes
+    assert len(accepted) == 20  # 10 citizens × 2 votes a day
+    rows = committed_db.execute(sa.select(Vote.openid, Vote.candidate_id)).all()
+    assert len(rows) == 20 and len(set(rows)) == 20  # never twice for one candidate
+    assert votes.counts(campaign_id) == votes.db_counts(campaign_id)
+    assert sum(votes.counts(campaign_id).values()) == 20
