@@ -1,15 +1,1310 @@
-"""Violation tips (违法线索 / 随手拍). Filled in by the tips feature; the chat hooks below are wired already."""
+"""Violation tips (违法线索 / 随手拍): filing (H5 form and chat), photos, support, lifecycle, notices, triage.
+
+One service for both ways in: the H5 form calls `submit_tip`; the chat flow assembles a `TipDraft` from image,
+location and text messages and files it through the same `_file_tip`. Rules that must hold under concurrency are
+decided by the schema (unique submit_key, unique support, one open draft per openid) or by Redis atomically (quotas).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import io
+import logging
+import math
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from flask import current_app, has_request_context, url_for
+from sqlalchemy.exc import IntegrityError
+from wechatpy.exceptions import WeChatClientException
+
+from models import (
+    OPEN_TIP_STATUSES,
+    AuditKind,
+    NoticeKind,
+    NoticeState,
+    PhotoState,
+    Role,
+    SiteSetting,
+    Staff,
+    Tip,
+    TipBlock,
+    TipCategory,
+    TipDraft,
+    TipDraftState,
+    TipNotice,
+    TipPhoto,
+    TipSource,
+    TipStatus,
+    TipStatusChange,
+    TipSupport,
+    Unit,
+    utcnow,
+)
+from server.extensions import db, get_redis
+from server.filters import LOCAL_TZ, local_dt
+from server.services import ServiceError, alerts, audit, images, pii
+from server.services import staff as staff_service
+from server.wechat.client import get_client
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CATEGORIES = ["违法建筑", "占道经营", "乱设摊", "渣土/扬尘", "犬类管理", "家禽", "市容环境", "其他"]
+FALLBACK_CATEGORY = "其他"
+# Words citizens use in chat that point to a category (besides the names and their "/" parts).
+CATEGORY_HINTS = {
+    "违法建筑": ("违建", "搭建", "加盖", "私搭"),
+    "占道经营": ("占道",),
+    "乱设摊": ("摆摊", "设摊", "地摊", "小摊"),
+    "渣土/扬尘": ("渣土", "扬尘", "灰尘", "工地"),
+    "犬类管理": ("狗", "犬"),
+    "家禽": ("鸡", "鸭", "鹅"),
+    "市容环境": ("垃圾", "市容", "小广告"),
+}
+DESCRIPTION_MIN, DESCRIPTION_MAX = 5, 1000
+ADDRESS_MAX = 200
+NOTE_MAX = 500
+MAX_PHOTOS = 9
+NEARBY_METERS = 250
+EARTH_RADIUS_M = 6_371_000.0
+TRACKING_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud and typed without mix-ups
+TRACKING_LENGTH = 8  # 31^8 ≈ 8.5e11: numbers cannot be guessed to peek at other people's tips
+CHAT_WINDOW = timedelta(minutes=10)
+DRAFT_KEY = "tips:draft:{}"
+QUOTA_KEY = "tips:quota:{}:{}:{}"  # kind, who, local date
+DEFAULT_DAILY_LIMIT_OPENID, DEFAULT_DAILY_LIMIT_IP = 10, 30
+SLA_SETTING_KEY = "tip_sla_hours"
+DEFAULT_SLA_HOURS = {"submitted": 24, "accepted": 24, "dispatched": 48, "in_progress": 72}
+DEMO_TEMPLATE_STATUS = "demo-tip-status-template"
+DEMO_TEMPLATE_DISPATCH = "demo-tip-dispatch-template"
+NOTICE_MAX_ATTEMPTS = 6
+NOTICE_STALE = timedelta(minutes=5)  # a "sending" row older than this was orphaned by a dead worker
+# WeChat errors that no retry will fix: unknown openid, unsubscribed, bad template, bad data, refused.
+PERMANENT_ERRCODES = {40003, 40037, 43004, 43101, 47001, 47003}
+
+LIMIT_REACHED = "今天提交的线索已达上限（每天 {} 条），请明天再来。紧急情况请拨打 12345 热线。"
+BLOCKED = "很抱歉，您暂时无法通过公众号提交线索。如有疑问或紧急情况，请拨打 12345 热线。"
+OFFICER_PHOTO = "已收到现场照片，素材功能即将上线"
+
+audit.ACTION_LABELS.update(
+    {
+        "tip.accept": "受理线索",
+        "tip.reject": "不予受理线索",
+        "tip.duplicate": "标记重复线索",
+        "tip.dispatch": "派发线索",
+        "tip.start": "开始处理线索",
+        "tip.resolve": "办结线索",
+        "tip.export": "导出线索",
+        "tip.phone_view": "查看线索联系电话",
+        "tip.photo_original_view": "查看线索原图",
+        "tip.photo_redact": "遮挡线索照片",
+        "tip.category_save": "修改线索类别",
+        "tip.block": "禁止提交线索",
+        "tip.unblock": "解除禁止提交线索",
+        "tip.sla_save": "修改线索时限",
+    }
+)
 
 
-def reply_to_chat_text(openid: str, text: str, at: datetime) -> str | None:
-    """A text sent while the citizen is assembling a tip in chat; None when no tip is being assembled."""
-    return None
+# -- small helpers ---------------------------------------------------------------------------------------------------
+
+
+def _enqueue(task: Any, *args: Any) -> None:
+    """After the commit. In eager mode (tests, demo) the task runs here: its failure must not undo the caller's work."""
+    try:
+        task.delay(*args)
+    except Exception:  # noqa: BLE001  (logged; the row it works on keeps its state for the next try)
+        log.exception("task %s failed when enqueued", getattr(task, "name", task))
+
+
+def format_no(tracking_no: str) -> str:
+    return f"{tracking_no[:4]}-{tracking_no[4:]}"
+
+
+def normalise_no(text: str) -> str:
+    return re.sub(r"[\s\-－—]", "", text or "").upper()
+
+
+def _new_tracking_no() -> str:
+    return "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(TRACKING_LENGTH))
+
+
+def _clean_text(value: str | None) -> str:
+    return (value or "").replace("\r\n", "\n").strip()
+
+
+def _limit(name: str, default: int) -> int:
+    return int(current_app.config.get(name, default))
+
+
+# -- categories ------------------------------------------------------------------------------------------------------
+
+
+def _ensure_categories() -> None:
+    """The defaults, the first time anyone asks (a fresh install, a demo): editors change them afterwards."""
+    if db.session.scalar(sa.select(sa.func.count()).select_from(TipCategory)):
+        return
+    for sort, name in enumerate(DEFAULT_CATEGORIES):
+        try:
+            with db.session.begin_nested():  # two first readers at once: the unique name decides
+                db.session.add(TipCategory(name=name, sort=sort * 10))
+        except IntegrityError:
+            pass
+    db.session.commit()
+
+
+def categories(*, active_only: bool = True) -> list[TipCategory]:
+    _ensure_categories()
+    stmt = sa.select(TipCategory).order_by(TipCategory.sort, TipCategory.id)
+    if active_only:
+        stmt = stmt.where(TipCategory.active.is_(True))
+    return list(db.session.scalars(stmt))
+
+
+def category_names(*, active_only: bool = True) -> list[str]:
+    return [c.name for c in categories(active_only=active_only)]
+
+
+def save_category(*, name: str, sort: int = 0, active: bool = True, category: TipCategory | None = None) -> TipCategory:
+    name = _clean_text(name)
+    if not 1 <= len(name) <= 32:
+        raise ServiceError("类别名称须为 1 到 32 个字")
+    before = audit.snapshot(category, ("name", "sort", "active")) if category else None
+    if category is None:
+        category = TipCategory()
+        db.session.add(category)
+    category.name, category.sort, category.active = name, sort, active
+    audit.record(
+        "tip.category_save", target=category, before=before, after={"name": name, "sort": sort, "active": active}
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ServiceError(f"类别「{name}」已存在") from None
+    return category
+
+
+def category_from_text(text: str) -> str:
+    """Chat: the category a citizen's words point to, 其他 when none does."""
+    names = category_names()
+    for name in names:
+        parts = [name, *name.split("/"), *CATEGORY_HINTS.get(name, ())]
+        if any(part and part in text for part in parts):
+            return name
+    return FALLBACK_CATEGORY if FALLBACK_CATEGORY in names or not names else names[-1]
+
+
+# -- abuse control ---------------------------------------------------------------------------------------------------
+
+
+def is_blocked(openid: str) -> bool:
+    return db.session.scalar(sa.select(TipBlock.id).filter_by(openid=openid)) is not None
+
+
+def block(openid: str, reason: str, *, by: Staff | None = None) -> TipBlock:
+    openid, reason = _clean_text(openid), _clean_text(reason)
+    if not 5 <= len(openid) <= 64:
+        raise ServiceError("请填写正确的 openid")
+    if not 2 <= len(reason) <= 200:
+        raise ServiceError("请填写禁止原因（2 到 200 个字）")
+    row = TipBlock(openid=openid, reason=reason, created_by_id=by.id if by else None)
+    db.session.add(row)
+    audit.record("tip.block", target_type="tip_block", target_id=openid, after={"reason": reason})
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ServiceError("该用户已在禁止名单中") from None
+    return row
+
+
+def unblock(block_id: int) -> None:
+    row = db.session.get(TipBlock, block_id)
+    if row is None:
+        raise ServiceError("记录不存在")
+    audit.record("tip.unblock", target_type="tip_block", target_id=row.openid, before={"reason": row.reason})
+    db.session.delete(row)
+    db.session.commit()
+
+
+def blocks() -> list[TipBlock]:
+    return list(db.session.scalars(sa.select(TipBlock).order_by(TipBlock.created_at.desc())))
+
+
+# INCR each key only when every key is under its limit: one round trip, atomic, so 50 concurrent submits
+# from one openid take exactly the remaining quota and no more.
+_QUOTA_LUA = """
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then return i end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[#KEYS + 1])
+end
+return 0
+"""
+
+
+def _quota_keys(openid: str, ip: str | None) -> tuple[list[str], list[int]]:
+    today = datetime.now(LOCAL_TZ).strftime("%Y%m%d")  # "a day" as citizens count it
+    keys, limits = [QUOTA_KEY.format("openid", openid, today)], [_limit("TIP_DAILY_LIMIT", DEFAULT_DAILY_LIMIT_OPENID)]
+    if ip:
+        keys.append(QUOTA_KEY.format("ip", ip, today))
+        limits.append(_limit("TIP_DAILY_LIMIT_IP", DEFAULT_DAILY_LIMIT_IP))
+    return keys, limits
+
+
+def _take_quota(openid: str, ip: str | None) -> list[str]:
+    keys, limits = _quota_keys(openid, ip)
+    over = int(get_redis().eval(_QUOTA_LUA, len(keys), *keys, *limits, 2 * 86400))
+    if over:
+        raise ServiceError(LIMIT_REACHED.format(limits[over - 1]))
+    return keys
+
+
+def _give_back_quota(keys: list[str]) -> None:
+    """A submit that took quota but filed nothing (a double submit, a failure) returns it."""
+    try:
+        for key in keys:
+            get_redis().decr(key)
+    except Exception:  # noqa: BLE001  (Redis down: the citizen loses one of today's tips, nothing worse)
+        log.warning("could not return tip quota")
+
+
+# -- filing ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Location:
+    latitude: float | None
+    longitude: float | None
+    address: str | None
+
+    @property
+    def has_point(self) -> bool:
+        return self.latitude is not None and self.longitude is not None
+
+
+def parse_location(latitude: Any, longitude: Any, address: Any) -> Location:
+    """The phone's position (WGS-84) and/or a typed address; at least one of them."""
+    lat = lng = None
+    if str(latitude or "").strip() or str(longitude or "").strip():
+        try:
+            lat, lng = float(latitude), float(longitude)
+        except (TypeError, ValueError):
+            raise ServiceError("定位数据有误，请重新定位或填写地址") from None
+        if not (-90 <= lat <= 90 and -180 <= lng <= 180) or not (math.isfinite(lat) and math.isfinite(lng)):
+            raise ServiceError("定位数据有误，请重新定位或填写地址")
+    text = _clean_text(address if isinstance(address, str) else None) or None
+    if text is not None and not 2 <= len(text) <= ADDRESS_MAX:
+        raise ServiceError(f"地址请填写 2 到 {ADDRESS_MAX} 个字")
+    if lat is None and text is None:
+        raise ServiceError("请获取当前位置，或填写事发地址")
+    return Location(lat, lng, text)
+
+
+def _check_description(description: str) -> str:
+    description = _clean_text(description)
+    if not DESCRIPTION_MIN <= len(description) <= DESCRIPTION_MAX:
+        raise ServiceError(f"请用 {DESCRIPTION_MIN} 到 {DESCRIPTION_MAX} 个字描述情况")
+    return description
+
+
+def _check_phone(phone: str | None) -> str | None:
+    phone = re.sub(r"[\s\-]", "", phone or "")
+    if not phone:
+        return None
+    if not pii.valid_phone(phone):
+        raise ServiceError("请填写 11 位手机号码，或留空匿名提交")
+    return phone
+
+
+def _store_files(photo: TipPhoto, processed: images.ProcessedImage) -> TipPhoto:
+    """Write the files of one verified photo and note them on the row (which is not added to the session here)."""
+    original = images.original_path_for(processed.sha256, processed.mime)
+    images.write_media(original, processed.original)
+    images.write_media(photo.public_path, processed.public_jpeg)
+    images.write_media(photo.thumb_path, processed.thumb_jpeg)
+    photo.original_path, photo.original_sha256 = original, processed.sha256
+    photo.original_size, photo.original_mime = len(processed.original), processed.mime
+    photo.width, photo.height = processed.width, processed.height
+    photo.state, photo.error = PhotoState.READY, None
+    return photo
+
+
+def _discard_copies(photos: Iterable[TipPhoto]) -> None:
+    # Originals are content-addressed and may be shared with another photo: only the derived copies go.
+    for photo in photos:
+        images.delete_media(photo.public_path, photo.thumb_path)
+
+
+def _file_tip(
+    openid: str,
+    *,
+    source: TipSource,
+    category: str,
+    description: str,
+    location: Location,
+    phone: str | None,
+    submit_key: str,
+    photos: list[TipPhoto],
+    ip: str | None = None,
+    new_files: bool = False,
+) -> tuple[Tip, bool]:
+    """Quota, then one commit of the tip with its photos and first history entry; (tip, created).
+
+    The unique submit_key decides a double submit: the loser returns its quota and gets the first tip back.
+    """
+    keys = _take_quota(openid, ip)
+    for _ in range(5):
+        tip = Tip(
+            tracking_no=_new_tracking_no(),
+            submit_key=submit_key,
+            openid=openid,
+            source=source,
+            category=category,
+            description=description,
+            latitude=location.latitude,
+            longitude=location.longitude,
+            address=location.address,
+            phone_enc=pii.encrypt(phone),
+            ip=ip,
+        )
+        db.session.add(tip)
+        for position, photo in enumerate(photos):
+            photo.tip, photo.position = tip, position
+            db.session.add(photo)
+        tip.history.append(TipStatusChange(to_status=TipStatus.SUBMITTED, note=None))
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            first = db.session.scalar(sa.select(Tip).filter_by(submit_key=submit_key))
+            if first is not None:
+                _give_back_quota(keys)
+                if new_files:
+                    _discard_copies(photos)
+                return first, False
+            continue  # a tracking number collision: draw again
+        break
+    else:  # pragma: no cover  (five collisions in 8.5e11)
+        _give_back_quota(keys)
+        raise ServiceError("系统繁忙，请稍后再试")
+    log.info("tip %s filed via %s with %d photos", tip.tracking_no, source.value, len(photos))
+    alerts.scan_text(openid, description, source="tip", ref=tip.tracking_no)
+    return tip, True
+
+
+def submit_tip(
+    openid: str,
+    *,
+    category: str,
+    description: str,
+    photos: list[bytes],
+    latitude: Any = None,
+    longitude: Any = None,
+    address: str | None = None,
+    phone: str | None = None,
+    submit_key: str,
+    ip: str | None = None,
+) -> Tip:
+    """File a tip from the H5 form once per submit_key: a double submit or a retry gets the first tip back."""
+    submit_key = (submit_key or "").strip()
+    if not 16 <= len(submit_key) <= 64:
+        raise ServiceError("页面已过期，请刷新后重新提交")
+    first = db.session.scalar(sa.select(Tip).filter_by(submit_key=submit_key))
+    if first is not None:  # a resent form: no second tip, no photo work, no quota
+        if first.openid != openid:
+            raise ServiceError("页面已过期，请刷新后重新提交")
+        return first
+    if is_blocked(openid):
+        raise ServiceError(BLOCKED)
+    if category not in category_names():
+        raise ServiceError("请选择线索类别")
+    description = _check_description(description)
+    location = parse_location(latitude, longitude, address)
+    phone = _check_phone(phone)
+    if not 1 <= len(photos) <= MAX_PHOTOS:
+        raise ServiceError(f"请上传 1 到 {MAX_PHOTOS} 张照片")
+    processed = []
+    for n, data in enumerate(photos, 1):  # every photo is checked before any file is written
+        try:
+            processed.append(images.process_image(data))
+        except images.ImageRejected as exc:
+            raise images.ImageRejected(f"第 {n} 张照片：{exc}") from None
+    stored: list[TipPhoto] = []
+    try:
+        stored = [_store_files(TipPhoto(key=secrets.token_hex(16)), p) for p in processed]
+        tip, _ = _file_tip(
+            openid,
+            source=TipSource.H5,
+            category=category,
+            description=description,
+            location=location,
+            phone=phone,
+            submit_key=submit_key,
+            photos=stored,
+            ip=ip,
+            new_files=True,
+        )
+    except Exception:
+        _discard_copies(stored)
+        raise
+    return tip
+
+
+# -- the citizen's own tips ------------------------------------------------------------------------------------------
+
+
+def own_tips(openid: str) -> list[Tip]:
+    return list(db.session.scalars(sa.select(Tip).filter_by(openid=openid).order_by(Tip.created_at.desc()).limit(100)))
+
+
+def find_own_tip(openid: str, tracking_no: str) -> Tip | None:
+    """The citizen's tip by number; another citizen's number finds nothing (the same answer as a wrong number)."""
+    no = normalise_no(tracking_no)
+    if len(no) != TRACKING_LENGTH:
+        return None
+    return db.session.scalar(sa.select(Tip).filter_by(tracking_no=no, openid=openid))
+
+
+def own_photo(openid: str, tracking_no: str, photo_id: int) -> TipPhoto | None:
+    tip = find_own_tip(openid, tracking_no)
+    photo = db.session.get(TipPhoto, photo_id) if tip else None
+    return photo if photo is not None and photo.tip_id == tip.id and photo.state is PhotoState.READY else None
+
+
+def mask_phone(tip: Tip) -> str:
+    return pii.mask_phone(pii.decrypt(tip.phone_enc)) if tip.phone_enc else ""
+
+
+def reveal_phone(tip: Tip) -> str:
+    """The contact phone unmasked: a personal-data view, audited."""
+    audit.record("tip.phone_view", kind=AuditKind.PII_VIEW, target=tip)
+    db.session.commit()
+    return pii.decrypt(tip.phone_enc) or ""
+
+
+# -- nearby and support ----------------------------------------------------------------------------------------------
+
+
+def _bbox(lat: float, lng: float, meters: float) -> tuple[float, float, float, float]:
+    dlat = math.degrees(meters / EARTH_RADIUS_M)
+    dlng = math.degrees(meters / (EARTH_RADIUS_M * max(math.cos(math.radians(lat)), 0.01)))
+    return lat - dlat, lat + dlat, lng - dlng, lng + dlng
+
+
+def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lng2 - lng1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _sql_distance(lat: float, lng: float) -> sa.ColumnElement[float]:
+    f = sa.func
+    p1, p2 = math.radians(lat), f.radians(Tip.latitude)
+    a = f.power(f.sin((p2 - p1) / 2), 2) + math.cos(p1) * f.cos(p2) * f.power(
+        f.sin((f.radians(Tip.longitude) - math.radians(lng)) / 2), 2
+    )
+    return 2 * EARTH_RADIUS_M * f.asin(f.least(1.0, f.sqrt(a)))
+
+
+def nearby_open_tips(
+    lat: float,
+    lng: float,
+    category: str,
+    *,
+    meters: float = NEARBY_METERS,
+    exclude_id: int | None = None,
+    limit: int = 20,
+) -> list[tuple[Tip, float]]:
+    """Open tips of one category within `meters`, nearest first: an indexed bounding box, then haversine in SQL."""
+    min_lat, max_lat, min_lng, max_lng = _bbox(lat, lng, meters)
+    where = [
+        Tip.category == category,
+        Tip.status.in_(OPEN_TIP_STATUSES),
+        Tip.latitude.between(min_lat, max_lat),
+        Tip.longitude.between(min_lng, max_lng),
+    ]
+    if exclude_id is not None:
+        where.append(Tip.id != exclude_id)
+    if db.engine.dialect.name == "postgresql":
+        distance = _sql_distance(lat, lng).label("distance")
+        rows = db.session.execute(
+            sa.select(Tip, distance).where(*where, distance <= meters).order_by(distance).limit(limit)
+        ).all()
+        return [(tip, float(d)) for tip, d in rows]
+    # SQLite (the embedded demo) may lack math functions: the box is small, finish in Python.
+    found = [
+        (t, haversine_m(lat, lng, t.latitude, t.longitude)) for t in db.session.scalars(sa.select(Tip).where(*where))
+    ]
+    return sorted([(t, d) for t, d in found if d <= meters], key=lambda pair: pair[1])[:limit]
+
+
+def support_tip(openid: str, tracking_no: str) -> tuple[Tip, bool]:
+    """A "+1" on someone else's open tip; (tip, added). One per openid per tip: the unique key decides."""
+    tip = db.session.scalar(sa.select(Tip).filter_by(tracking_no=normalise_no(tracking_no)))
+    if tip is None or not tip.status.is_open:
+        raise ServiceError("该线索已办结或不存在")
+    if tip.openid == openid:
+        raise ServiceError("这是您自己提交的线索")
+    if is_blocked(openid):
+        raise ServiceError(BLOCKED)
+    try:
+        with db.session.begin_nested():
+            db.session.add(TipSupport(tip_id=tip.id, openid=openid))
+            db.session.flush()
+    except IntegrityError:
+        return tip, False
+    db.session.execute(sa.update(Tip).where(Tip.id == tip.id).values(support_count=Tip.support_count + 1))
+    db.session.commit()
+    db.session.refresh(tip)
+    return tip, True
+
+
+def supported_ids(openid: str, tip_ids: list[int]) -> set[int]:
+    if not tip_ids:
+        return set()
+    stmt = sa.select(TipSupport.tip_id).where(TipSupport.openid == openid, TipSupport.tip_id.in_(tip_ids))
+    return set(db.session.scalars(stmt))
+
+
+# -- chat flow -------------------------------------------------------------------------------------------------------
+
+
+def _is_officer(openid: str) -> bool:
+    stmt = sa.select(Staff.id).where(Staff.openid == openid, Staff.role == Role.OFFICER, Staff.active.is_(True))
+    return db.session.scalar(stmt) is not None
+
+
+def _open_draft(openid: str) -> TipDraft | None:
+    now = utcnow()
+    draft = db.session.scalar(sa.select(TipDraft).filter_by(openid=openid, state=TipDraftState.OPEN))
+    if draft is not None and draft.expires_at <= now:
+        draft.state = TipDraftState.EXPIRED  # kept, with its photos: nothing sent is deleted
+        db.session.commit()
+        return None
+    return draft
+
+
+def _draft_from_cache(openid: str) -> TipDraft | None:
+    """The hot path: one Redis GET when no draft is open. Redis only points at the row; the row is the truth."""
+    raw = get_redis().get(DRAFT_KEY.format(openid))
+    if raw is None:
+        return None
+    draft = db.session.get(TipDraft, int(raw))
+    if draft is None or draft.state is not TipDraftState.OPEN or draft.expires_at <= utcnow():
+        get_redis().delete(DRAFT_KEY.format(openid))
+        return _open_draft(openid) if draft is not None and draft.state is TipDraftState.OPEN else None
+    return draft
+
+
+def _touch(draft: TipDraft) -> None:
+    """The window slides: each message gives the citizen another 10 minutes."""
+    draft.expires_at = utcnow() + CHAT_WINDOW
+    db.session.commit()
+    get_redis().set(DRAFT_KEY.format(draft.openid), draft.id, ex=int(CHAT_WINDOW.total_seconds()))
+
+
+def _live_photos(draft: TipDraft) -> list[TipPhoto]:
+    return [p for p in draft.photos if p.state is not PhotoState.FAILED]
+
+
+def _missing(draft: TipDraft) -> list[str]:
+    missing = []
+    if not _live_photos(draft):
+        missing.append("照片")
+    if draft.latitude is None:
+        missing.append("位置（点输入框旁的「+」→「位置」）")
+    if not draft.description:
+        missing.append("文字说明（5 个字以上，描述发生了什么）")
+    return missing
+
+
+def _progress(draft: TipDraft, head: str) -> str:
+    missing = _missing(draft)
+    lines = [head]
+    if missing:
+        lines.append("还需要：" + "；".join(missing) + "。")
+    if _live_photos(draft) and draft.latitude is not None:
+        lines.append("发送「提交」按现有内容提交，")
+    lines.append("发送「取消」放弃本次举报。10 分钟内没有新消息将自动失效。")
+    return "\n".join(lines)
+
+
+def _submit_draft(draft: TipDraft) -> str:
+    photos = _live_photos(draft)
+    description = draft.description or "市民通过公众号对话提交的照片线索"
+    try:
+        tip, _ = _file_tip(
+            draft.openid,
+            source=TipSource.CHAT,
+            category=category_from_text(draft.description or ""),
+            description=description[:DESCRIPTION_MAX],
+            location=Location(draft.latitude, draft.longitude, draft.address),
+            phone=None,
+            submit_key=f"chat-draft:{draft.id}",
+            photos=photos,
+        )
+    except ServiceError as exc:
+        return str(exc)
+    draft = db.session.get(TipDraft, draft.id)  # the commit above may have rolled back and reloaded
+    draft.state, draft.tip_id = TipDraftState.SUBMITTED, tip.id
+    db.session.commit()
+    get_redis().delete(DRAFT_KEY.format(draft.openid))
+    return (
+        f"线索已提交，编号 {tip.display_no}（{len(photos)} 张照片）。\n"
+        "我们会尽快受理，处理进展会通过消息通知您，也可在菜单「我的线索」中查看。"
+    )
+
+
+def receive_chat_image(openid: str, media_id: str, at: datetime) -> str:
+    """A photo sent in chat: opens or extends the citizen's draft; the download runs in a task."""
+    if _is_officer(openid):
+        return OFFICER_PHOTO  # officers' photos become material items (another feature), never tips
+    if is_blocked(openid):
+        return BLOCKED
+    draft = _draft_from_cache(openid) or _open_draft(openid)
+    if draft is None:
+        draft = TipDraft(openid=openid, expires_at=utcnow() + CHAT_WINDOW)
+        try:
+            with db.session.begin_nested():  # two photos at once: the partial unique index keeps one open draft
+                db.session.add(draft)
+        except IntegrityError:
+            draft = db.session.scalars(sa.select(TipDraft).filter_by(openid=openid, state=TipDraftState.OPEN)).one()
+    if len(draft.photos) >= MAX_PHOTOS:
+        _touch(draft)
+        return _progress(draft, f"每条线索最多 {MAX_PHOTOS} 张照片，这张没有加入。")
+    photo = TipPhoto(key=secrets.token_hex(16), media_id=media_id[:128], position=len(draft.photos))
+    draft.photos.append(photo)
+    _touch(draft)  # commits the photo row first: the download task must find it
+    from server.tasks import tips as tip_tasks
+
+    _enqueue(tip_tasks.fetch_chat_photo, photo.id)
+    count = len(draft.photos)
+    head = "已收到照片，正在为您填写随手拍举报。" if count == 1 else f"已收到第 {count} 张照片。"
+    return _progress(draft, head)
 
 
 def attach_chat_location(openid: str, latitude: float, longitude: float, label: str | None, at: datetime) -> str | None:
-    """A location sent while a tip is being assembled in chat; None when none is."""
+    """A location sent while a tip is being assembled in chat; None when none is (other features answer then)."""
+    draft = _draft_from_cache(openid)
+    if draft is None:
+        return None
+    try:  # wechatpy hands over the XML's text
+        lat, lng = float(latitude), float(longitude)
+    except (TypeError, ValueError):
+        lat = lng = math.nan
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        return "位置信息有误，请重新发送位置。"
+    draft.latitude, draft.longitude = lat, lng
+    draft.address = _clean_text(label)[:ADDRESS_MAX] or None
+    if not _missing(draft):
+        return _submit_draft(draft)
+    _touch(draft)
+    return _progress(draft, "已收到位置" + (f"：{draft.address}" if draft.address else "") + "。")
+
+
+def reply_to_chat_text(openid: str, text: str, at: datetime) -> str | None:
+    """A text sent while the citizen is assembling a tip in chat; None when no tip is being assembled.
+
+    Runs on every text message: with no draft open it costs one Redis GET and nothing else.
+    """
+    draft = _draft_from_cache(openid)
+    if draft is None:
+        return None
+    text = _clean_text(text)
+    if text in ("取消", "取消举报"):
+        draft.state = TipDraftState.CANCELLED
+        db.session.commit()
+        get_redis().delete(DRAFT_KEY.format(openid))
+        return "已取消本次随手拍举报，照片不会提交。"
+    if text in ("提交", "提交举报"):
+        if not _live_photos(draft) or draft.latitude is None:
+            _touch(draft)
+            return _progress(draft, "至少需要一张照片和位置才能提交。")
+        return _submit_draft(draft)
+    if len(text) < DESCRIPTION_MIN:
+        _touch(draft)
+        return _progress(draft, f"文字说明请至少 {DESCRIPTION_MIN} 个字。")
+    combined = f"{draft.description}\n{text}" if draft.description else text
+    if len(combined) > DESCRIPTION_MAX:
+        _touch(draft)
+        return _progress(draft, f"文字说明最多 {DESCRIPTION_MAX} 个字，这段没有加入。")
+    draft.description = combined
+    if not _missing(draft):
+        return _submit_draft(draft)
+    _touch(draft)
+    return _progress(draft, "已记录文字说明。")
+
+
+def fetch_chat_photo(photo_id: int) -> None:
+    """Task body: download a chat photo from WeChat, verify and store it. Idempotent; transient errors raise."""
+    photo = db.session.get(TipPhoto, photo_id)
+    if photo is None or photo.state is not PhotoState.PENDING or not photo.media_id:
+        return
+    try:
+        res = get_client().media.download(photo.media_id)
+        data = res.content if hasattr(res, "content") else b""
+        processed = images.process_image(data[: images.MAX_BYTES + 1])
+    except WeChatClientException as exc:
+        if exc.errcode not in (40007, 41006):  # only an unknown or expired media_id is final
+            raise
+        _fail_photo(photo, "微信照片已过期或不存在")
+        return
+    except images.ImageRejected as exc:
+        _fail_photo(photo, str(exc))
+        return
+    _store_files(photo, processed)
+    db.session.commit()
+
+
+def _fail_photo(photo: TipPhoto, error: str) -> None:
+    log.info("chat photo %s refused: %s", photo.id, error)
+    photo.state, photo.error = PhotoState.FAILED, error[:200]
+    db.session.commit()
+
+
+# -- lifecycle -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    sources: frozenset[TipStatus]
+    target: TipStatus
+    by_unit: bool  # the dispatched unit's liaison may do it too
+
+
+EDITORS = frozenset({Role.ADMIN, Role.EDITOR})
+ACTIONS = {
+    a.name: a
+    for a in (
+        Action("accept", "受理", frozenset({TipStatus.SUBMITTED}), TipStatus.ACCEPTED, False),
+        Action(
+            "dispatch",
+            "派发",
+            frozenset({TipStatus.SUBMITTED, TipStatus.ACCEPTED, TipStatus.DISPATCHED}),
+            TipStatus.DISPATCHED,
+            False,
+        ),
+        Action("start", "开始处理", frozenset({TipStatus.DISPATCHED}), TipStatus.IN_PROGRESS, True),
+        Action("resolve", "办结", frozenset({TipStatus.DISPATCHED, TipStatus.IN_PROGRESS}), TipStatus.RESOLVED, True),
+        Action("reject", "不予受理", frozenset({TipStatus.SUBMITTED, TipStatus.ACCEPTED}), TipStatus.REJECTED, False),
+        Action(
+            "duplicate",
+            "标记重复",
+            frozenset({TipStatus.SUBMITTED, TipStatus.ACCEPTED, TipStatus.DISPATCHED}),
+            TipStatus.DUPLICATE,
+            False,
+        ),
+    )
+}
+CITIZEN_NOTIFIED = {TipStatus.ACCEPTED, TipStatus.RESOLVED, TipStatus.REJECTED}
+
+
+class NotAllowed(ServiceError):
+    """The role or unit may not make this change (a 403 in the console)."""
+
+
+def _in_units(staff: Staff, unit_id: int | None) -> bool:
+    return bool(staff.unit_id and unit_id and unit_id in staff_service.unit_and_descendants(staff.unit_id))
+
+
+def may_act(staff: Staff, tip: Tip, action: Action) -> bool:
+    if staff.role in EDITORS:
+        return True
+    return action.by_unit and staff.role is Role.LIAISON and _in_units(staff, tip.unit_id)
+
+
+def allowed_actions(tip: Tip, staff: Staff) -> list[Action]:
+    return [a for a in ACTIONS.values() if tip.status in a.sources and may_act(staff, tip, a)]
+
+
+def transition(
+    tip_id: int,
+    action_name: str,
+    staff: Staff,
+    *,
+    note: str | None = None,
+    unit_id: int | None = None,
+    duplicate_of: str | None = None,
+    notify: bool = True,
+) -> Tip:
+    """One status change by an allowed role: history, audit, notices (outbox) in one commit, then delivery."""
+    action = ACTIONS.get(action_name)
+    if action is None:
+        raise ServiceError("未知操作")
+    tip = db.session.scalar(sa.select(Tip).where(Tip.id == tip_id).with_for_update())  # two editors at once: serial
+    if tip is None:
+        raise ServiceError("线索不存在")
+    if not may_act(staff, tip, action):
+        raise NotAllowed("您没有权限进行此操作")
+    if tip.status not in action.sources:
+        raise ServiceError(f"线索当前为「{tip.status.label}」，不能{action.label}")
+    note = _clean_text(note) or None
+    if note and len(note) > NOTE_MAX:
+        raise ServiceError(f"说明最多 {NOTE_MAX} 个字")
+    if action.target is TipStatus.REJECTED and not note:
+        raise ServiceError("请填写不予受理的原因，市民会看到")
+    before = {"status": tip.status.value, "unit_id": tip.unit_id}
+    if action.target is TipStatus.DISPATCHED:
+        unit = db.session.get(Unit, unit_id) if unit_id else None
+        if unit is None:
+            raise ServiceError("请选择派发单位")
+        if tip.status is TipStatus.SUBMITTED:  # dispatching implies acceptance; the citizen hears of it
+            _change(tip, TipStatus.ACCEPTED, staff, None, notify=notify)
+        tip.unit_id = unit.id
+        _change(tip, TipStatus.DISPATCHED, staff, note, unit=unit, notify=notify)
+    elif action.target is TipStatus.DUPLICATE:
+        original = db.session.scalar(sa.select(Tip).filter_by(tracking_no=normalise_no(duplicate_of or "")))
+        if original is None or original.id == tip.id:
+            raise ServiceError("请填写被重复的线索编号")
+        tip.duplicate_of_id = original.id
+        _change(
+            tip, TipStatus.DUPLICATE, staff, note or f"与线索 {original.display_no} 重复，将一并处理", notify=notify
+        )
+    else:
+        _change(tip, action.target, staff, note, notify=notify)
+    audit.record(
+        f"tip.{action.name}",
+        target=tip,
+        before=before,
+        after={"status": tip.status.value, "unit_id": tip.unit_id, "note": note, "duplicate_of": duplicate_of},
+    )
+    db.session.commit()
+    if notify:
+        from server.tasks import tips as tip_tasks
+
+        _enqueue(tip_tasks.deliver_tip_notices)
+    return tip
+
+
+def _change(
+    tip: Tip, status: TipStatus, staff: Staff, note: str | None, *, unit: Unit | None = None, notify: bool
+) -> None:
+    change = TipStatusChange(
+        from_status=tip.status,
+        to_status=status,
+        note=note,
+        unit_id=unit.id if unit else tip.unit_id,
+        staff_id=staff.id,
+        staff_name=staff.name,
+        at=utcnow(),
+    )
+    tip.history.append(change)
+    tip.status, tip.status_changed_at = status, change.at
+    db.session.flush()  # the change's id names its notices
+    if not notify:
+        return
+    if status in CITIZEN_NOTIFIED:
+        _queue_notice(
+            tip, NoticeKind.CITIZEN, f"tip:{tip.id}:change:{change.id}:citizen", _citizen_payload(tip, change)
+        )
+    if status is TipStatus.DISPATCHED and unit is not None:
+        _queue_notice(
+            tip, NoticeKind.UNIT, f"tip:{tip.id}:change:{change.id}:unit", _unit_payload(tip, change), unit_id=unit.id
+        )
+
+
+def bulk_dispatch(tip_ids: list[int], unit_id: int, staff: Staff, *, note: str | None = None) -> tuple[int, list[str]]:
+    """Dispatch several tips to one unit; (done, problems). Each tip is its own transition."""
+    done, problems = 0, []
+    for tip_id in tip_ids:
+        try:
+            transition(tip_id, "dispatch", staff, note=note, unit_id=unit_id)
+            done += 1
+        except NotAllowed:
+            raise
+        except ServiceError as exc:
+            db.session.rollback()
+            tip = db.session.get(Tip, tip_id)
+            problems.append(f"{tip.display_no if tip else tip_id}：{exc}")
+    return done, problems
+
+
+# -- notices (outbox) ------------------------------------------------------------------------------------------------
+
+
+def _short(text: str | None, n: int = 20) -> str:
+    text = (text or "").replace("\n", " ").strip() or "—"
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _tip_url(tip: Tip) -> str | None:
+    if has_request_context():  # notices are queued from console requests: their host is the public one
+        return url_for("citizen.tip_detail", tracking_no=tip.tracking_no, _external=True)
     return None
+
+
+def _citizen_payload(tip: Tip, change: TipStatusChange) -> dict[str, Any]:
+    default = {
+        TipStatus.ACCEPTED: "您的线索已受理，我们会尽快处理",
+        TipStatus.RESOLVED: "您反映的问题已处理完毕，感谢支持",
+        TipStatus.REJECTED: "您的线索未予受理",
+    }.get(change.to_status, "")
+    return {
+        "template_id": current_app.config.get("WECHAT_TEMPLATE_TIP_STATUS") or DEMO_TEMPLATE_STATUS,
+        "url": _tip_url(tip),
+        "data": {
+            "character_string1": {"value": tip.display_no},
+            "phrase2": {"value": change.to_status.label},
+            "time3": {"value": local_dt(change.at)},
+            "thing4": {"value": _short(change.note or default)},
+        },
+    }
+
+
+def _unit_payload(tip: Tip, change: TipStatusChange) -> dict[str, Any]:
+    return {
+        "template_id": current_app.config.get("WECHAT_TEMPLATE_TIP_DISPATCH") or DEMO_TEMPLATE_DISPATCH,
+        "url": None,
+        "data": {
+            "character_string1": {"value": tip.display_no},
+            "thing2": {"value": _short(tip.category)},
+            "thing3": {"value": _short(tip.address or tip.description)},
+            "time4": {"value": local_dt(change.at)},
+        },
+    }
+
+
+def _queue_notice(tip: Tip, kind: NoticeKind, key: str, payload: dict[str, Any], unit_id: int | None = None) -> None:
+    db.session.add(TipNotice(tip_id=tip.id, kind=kind, dedupe_key=key, payload=payload, unit_id=unit_id))
+
+
+def _claim(limit: int) -> list[int]:
+    """Claim due rows for this worker: SKIP LOCKED lets workers run side by side without taking the same row."""
+    now = utcnow()
+    stmt = (
+        sa.select(TipNotice)
+        .where(
+            sa.or_(
+                sa.and_(TipNotice.state == NoticeState.PENDING, TipNotice.next_attempt_at <= now),
+                # Orphaned by a worker that died mid-send: resent with the same client_msg_id, which WeChat dedupes.
+                sa.and_(TipNotice.state == NoticeState.SENDING, TipNotice.claimed_at < now - NOTICE_STALE),
+            )
+        )
+        .order_by(TipNotice.id)
+        .limit(limit)
+    )
+    if db.engine.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(db.session.scalars(stmt))
+    for row in rows:
+        row.state, row.claimed_at, row.attempts = NoticeState.SENDING, now, row.attempts + 1
+    db.session.commit()
+    return [row.id for row in rows]
+
+
+def _recipient(notice: TipNotice) -> str | None:
+    if notice.kind is NoticeKind.CITIZEN:
+        return db.session.scalar(sa.select(Tip.openid).where(Tip.id == notice.tip_id))
+    unit = db.session.get(Unit, notice.unit_id) if notice.unit_id else None
+    if unit is None:
+        return None
+    for post in (unit.post_a, unit.post_b):  # AB岗: A unless away, then B
+        if post is not None and post.active and post.openid and not (post is unit.post_a and post.away):
+            return post.openid
+    return None
+
+
+def _send(notice_id: int) -> None:
+    notice = db.session.get(TipNotice, notice_id)
+    if notice is None or notice.state is not NoticeState.SENDING:
+        return
+    to = _recipient(notice)
+    if to is None:
+        notice.state, notice.last_error = NoticeState.FAILED, "单位未设置 A/B 岗，或联络人未绑定微信"
+        db.session.commit()
+        return
+    payload = notice.payload
+    body = {
+        "touser": to,
+        "template_id": payload["template_id"],
+        "data": payload["data"],
+        "client_msg_id": f"tip-notice-{notice.id}",  # WeChat sends one message per openid + client_msg_id
+    }
+    if payload.get("url"):
+        body["url"] = payload["url"]
+    error, permanent = None, False
+    try:
+        get_client().raw_post("cgi-bin/message/template/send", body)
+    except WeChatClientException as exc:
+        error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_ERRCODES
+    except (requests.RequestException, OSError) as exc:
+        error = f"网络错误：{type(exc).__name__}"
+    notice = db.session.get(TipNotice, notice_id)
+    notice.recipient = to
+    if error is None:
+        notice.state, notice.sent_at, notice.last_error = NoticeState.SENT, utcnow(), None
+    elif permanent or notice.attempts >= NOTICE_MAX_ATTEMPTS:
+        notice.state, notice.last_error = NoticeState.FAILED, error[:300]
+    else:
+        backoff = min(60 * 2 ** (notice.attempts - 1), 3600)  # 1, 2, 4 … minutes, at most an hour
+        notice.state, notice.last_error = NoticeState.PENDING, error[:300]
+        notice.next_attempt_at = utcnow() + timedelta(seconds=backoff)
+    db.session.commit()
+    if error:
+        log.info("tip notice %s not sent (attempt %s): %s", notice.id, notice.attempts, error)
+
+
+def deliver_due_notices(limit: int = 50) -> int:
+    """Send what is due; returns how many rows this call claimed. Safe to run in any number of workers at once."""
+    ids = _claim(limit)
+    for notice_id in ids:
+        _send(notice_id)
+    return len(ids)
+
+
+def notices_of(tip: Tip) -> list[TipNotice]:
+    return list(db.session.scalars(sa.select(TipNotice).filter_by(tip_id=tip.id).order_by(TipNotice.id)))
+
+
+# -- console: queue, SLA, duplicates, photos, export -----------------------------------------------------------------
+
+
+def sla_hours() -> dict[str, int]:
+    row = db.session.get(SiteSetting, SLA_SETTING_KEY)
+    stored = row.value if row is not None and isinstance(row.value, dict) else {}
+    return {k: int(stored.get(k, v)) for k, v in DEFAULT_SLA_HOURS.items()}
+
+
+def save_sla_hours(values: Mapping[str, Any]) -> dict[str, int]:
+    hours: dict[str, int] = {}
+    for key in DEFAULT_SLA_HOURS:
+        raw = str(values.get(key, "")).strip()
+        if not raw.isdigit() or not 1 <= int(raw) <= 24 * 60:
+            raise ServiceError(f"「{TipStatus(key).label}」的时限须为 1 到 1440 小时")
+        hours[key] = int(raw)
+    before = sla_hours()
+    row = db.session.get(SiteSetting, SLA_SETTING_KEY)
+    if row is None:
+        db.session.add(SiteSetting(key=SLA_SETTING_KEY, value=hours))
+    else:
+        row.value = hours
+    audit.record("tip.sla_save", target_type="site_setting", target_id=SLA_SETTING_KEY, before=before, after=hours)
+    db.session.commit()
+    return hours
+
+
+def due_at(tip: Tip, hours: Mapping[str, int]) -> datetime | None:
+    limit = hours.get(tip.status.value)
+    return tip.status_changed_at + timedelta(hours=limit) if limit else None
+
+
+@dataclass
+class TipFilter:
+    status: str = ""
+    category: str = ""
+    unit_id: int | None = None
+    since: date | None = None
+    until: date | None = None
+    district: str = ""
+    bbox: tuple[float, float, float, float] | None = None  # min_lat, min_lng, max_lat, max_lng
+    overdue: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, str]:
+        out = {
+            "status": self.status,
+            "category": self.category,
+            "unit": str(self.unit_id or ""),
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+            "district": self.district,
+            "bbox": ",".join(f"{v:g}" for v in self.bbox) if self.bbox else "",
+            "overdue": "1" if self.overdue else "",
+        }
+        return {k: v for k, v in out.items() if v}
+
+
+def parse_filter(args: Mapping[str, str]) -> TipFilter:
+    f = TipFilter()
+    status = args.get("status", "")
+    if status in {s.value for s in TipStatus} or status == "open":
+        f.status = status
+    f.category = args.get("category", "")[:32]
+    unit = args.get("unit", "")
+    f.unit_id = int(unit) if unit.isdigit() and len(unit) < 10 else None
+    for name in ("since", "until"):
+        raw = args.get(name, "")
+        if raw:
+            try:
+                setattr(f, name, date.fromisoformat(raw))
+            except ValueError:
+                f.errors.append("日期格式应为 YYYY-MM-DD")
+    f.district = args.get("district", "").strip()[:40]
+    if raw := args.get("bbox", "").strip():
+        try:
+            a, b, c, d = (float(x) for x in raw.split(","))
+            if not (a < c and b < d):
+                raise ValueError
+            f.bbox = (a, b, c, d)
+        except ValueError:
+            f.errors.append("区域格式应为 最小纬度,最小经度,最大纬度,最大经度")
+    f.overdue = args.get("overdue") == "1"
+    return f
+
+
+def _where(f: TipFilter, visible_units: list[int] | None) -> list[Any]:
+    where: list[Any] = []
+    if visible_units is not None:  # a liaison: their unit and those below it, nothing else
+        where.append(Tip.unit_id.in_(visible_units or [-1]))
+    if f.status == "open":
+        where.append(Tip.status.in_(OPEN_TIP_STATUSES))
+    elif f.status:
+        where.append(Tip.status == TipStatus(f.status))
+    if f.category:
+        where.append(Tip.category == f.category)
+    if f.unit_id:
+        where.append(Tip.unit_id.in_(staff_service.unit_and_descendants(f.unit_id)))
+    if f.since:
+        where.append(Tip.created_at >= datetime.combine(f.since, time.min, LOCAL_TZ))
+    if f.until:
+        where.append(Tip.created_at < datetime.combine(f.until + timedelta(days=1), time.min, LOCAL_TZ))
+    if f.district:
+        where.append(Tip.address.contains(f.district, autoescape=True))
+    if f.bbox:
+        a, b, c, d = f.bbox
+        where += [Tip.latitude.between(a, c), Tip.longitude.between(b, d)]
+    if f.overdue:
+        hours = sla_hours()
+        now = utcnow()
+        where.append(
+            sa.or_(
+                *[
+                    sa.and_(Tip.status == TipStatus(k), Tip.status_changed_at < now - timedelta(hours=v))
+                    for k, v in hours.items()
+                ]
+            )
+        )
+    return where
+
+
+@dataclass
+class SearchResult:
+    rows: list[Tip]
+    total: int
+    page: int
+    pages: int
+
+
+def search(f: TipFilter, visible_units: list[int] | None, page: int = 1, per_page: int = 50) -> SearchResult:
+    where = _where(f, visible_units)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(Tip).where(*where)) or 0
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(page, 1), pages)
+    rows = db.session.scalars(
+        sa.select(Tip)
+        .where(*where)
+        .order_by(Tip.created_at.desc(), Tip.id.desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    )
+    return SearchResult(list(rows), total, page, pages)
+
+
+def map_points(f: TipFilter, visible_units: list[int] | None, limit: int = 2000) -> list[Tip]:
+    stmt = sa.select(Tip).where(*_where(f, visible_units), Tip.latitude.is_not(None)).order_by(Tip.id.desc())
+    return list(db.session.scalars(stmt.limit(limit)))
+
+
+def duplicate_candidates(tip: Tip) -> list[tuple[Tip, float]]:
+    if tip.latitude is None or tip.longitude is None or not tip.status.is_open:
+        return []
+    return nearby_open_tips(tip.latitude, tip.longitude, tip.category, exclude_id=tip.id, limit=10)
+
+
+EXPORT_HEADER = ["编号", "提交时间", "来源", "类别", "状态", "状态更新", "承办单位", "地址", "纬度", "经度",
+                 "描述", "联系电话", "照片数", "附议数"]  # fmt: skip
+
+
+def export_xlsx(f: TipFilter, visible_units: list[int] | None, *, reveal_phone: bool) -> bytes:
+    """The filtered tips as an Excel workbook; phones masked unless the role may see them. Audited (EXPORT)."""
+    from openpyxl import Workbook
+
+    where = _where(f, visible_units)
+    tips = list(db.session.scalars(sa.select(Tip).where(*where).order_by(Tip.created_at.desc()).limit(50_000)))
+    audit.record(
+        "tip.export",
+        kind=AuditKind.EXPORT,
+        target_type="tip",
+        after={"filter": f.as_dict(), "rows": len(tips), "phones": "明文" if reveal_phone else "脱敏"},
+    )
+    db.session.commit()
+    counts = dict(
+        db.session.execute(
+            sa.select(TipPhoto.tip_id, sa.func.count())
+            .where(TipPhoto.tip_id.in_([t.id for t in tips] or [-1]))
+            .group_by(TipPhoto.tip_id)
+        ).all()
+    )
+    units = {u.id: u.name for u in db.session.scalars(sa.select(Unit))}
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("线索")
+    sheet.append(EXPORT_HEADER)
+    for t in tips:
+        phone = pii.decrypt(t.phone_enc) if reveal_phone else mask_phone(t)
+        sheet.append(
+            [
+                t.display_no,
+                local_dt(t.created_at),
+                t.source.label,
+                _cell(t.category),
+                t.status.label,
+                local_dt(t.status_changed_at),
+                units.get(t.unit_id or 0, ""),
+                _cell(t.address),
+                t.latitude,
+                t.longitude,
+                _cell(t.description),
+                _cell(phone or ""),
+                counts.get(t.id, 0),
+                t.support_count,
+            ]
+        )
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _cell(value: str | None) -> str:
+    # A cell starting with = + - @ would be a formula in Excel: citizens' text must stay text.
+    value = value or ""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+def photo_for_console(photo_id: int) -> TipPhoto | None:
+    photo = db.session.get(TipPhoto, photo_id)
+    return photo if photo is not None and photo.tip_id is not None else None
+
+
+def log_original_view(photo: TipPhoto) -> None:
+    """Originals keep their EXIF (GPS, device): looking at one is a personal-data view."""
+    audit.record("tip.photo_original_view", kind=AuditKind.PII_VIEW, target=photo)
+    db.session.commit()
+
+
+def redact_photo(photo: TipPhoto, box: tuple[float, float, float, float]) -> TipPhoto:
+    """Blur a rectangle of the public copy (and its thumbnail); the original evidence is not touched."""
+    if photo.state is not PhotoState.READY:
+        raise ServiceError("照片尚未处理完成")
+    public = images.media_path(photo.public_path).read_bytes()
+    redacted = images.redact(public, box)
+    processed = images.process_image(redacted)
+    old_public, old_thumb = photo.public_path, photo.thumb_path
+    photo.key = secrets.token_hex(16)  # new file names: caches and open pages cannot keep showing the old copy
+    images.write_media(photo.public_path, processed.public_jpeg)
+    images.write_media(photo.thumb_path, processed.thumb_jpeg)
+    photo.redacted = True
+    audit.record("tip.photo_redact", target=photo, after={"box": list(box)})
+    db.session.commit()
+    images.delete_media(old_public, old_thumb)
+    return photo

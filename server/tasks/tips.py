@@ -1,1 +1,21 @@
-"""Filled in by its feature."""
+"""Tips: chat photo downloads and the notice outbox."""
+
+from __future__ import annotations
+
+import requests
+from celery import shared_task
+from wechatpy.exceptions import WeChatClientException
+
+from server.services import tips
+
+
+@shared_task(autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=5)
+def fetch_chat_photo(photo_id: int) -> None:
+    tips.fetch_chat_photo(photo_id)  # idempotent: a photo already stored (or refused) is skipped
+
+
+@shared_task
+def deliver_tip_notices() -> None:
+    # Claims rows with SKIP LOCKED and records each outcome; failures wait in the outbox with backoff for the
+    # next run (after each transition and every minute from beat), so this task itself never needs a retry.
+    tips.deliver_due_notices()

@@ -1,0 +1,186 @@
+/* 随手拍 form: photo picking with previews, the phone's position, nearby open tips with "+1", client checks.
+   Vanilla JS, no CDN. The server checks everything again; this only saves the citizen a round trip. */
+(function () {
+  "use strict";
+  var form = document.getElementById("tip-form");
+  if (!form) return;
+  var maxPhotos = parseInt(form.dataset.maxPhotos, 10) || 9;
+  var maxBytes = (parseInt(form.dataset.maxMb, 10) || 20) * 1024 * 1024;
+  var csrf = form.querySelector("input[name=csrf_token]").value;
+  var input = document.getElementById("photos");
+  var previews = document.getElementById("photo-previews");
+  var pick = document.getElementById("photo-pick");
+  var desc = document.getElementById("description");
+  var count = document.getElementById("desc-count");
+  var lat = document.getElementById("latitude");
+  var lng = document.getElementById("longitude");
+  var locStatus = document.getElementById("loc-status");
+  var address = document.getElementById("address");
+  var phone = document.getElementById("phone");
+  var anonymous = document.getElementById("anonymous");
+  var nearby = document.getElementById("nearby");
+  var nearbyList = document.getElementById("nearby-list");
+  var submit = document.getElementById("submit");
+  var chosen = []; // File objects, in the order picked
+  var canMerge = typeof DataTransfer === "function";
+
+  function showError(message) {
+    var box = document.getElementById("form-error");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "form-error";
+      box.className = "error";
+      box.setAttribute("role", "alert");
+      form.parentNode.insertBefore(box, form);
+    }
+    box.textContent = message;
+    box.scrollIntoView({ block: "center" });
+  }
+
+  // -- photos: several picks add up (a plain file input would replace the earlier choice) --
+  function syncInput() {
+    if (!canMerge) return;
+    var dt = new DataTransfer();
+    chosen.forEach(function (f) { dt.items.add(f); });
+    input.files = dt.files;
+  }
+
+  function render() {
+    previews.innerHTML = "";
+    chosen.forEach(function (file, i) {
+      var fig = document.createElement("figure");
+      var img = document.createElement("img");
+      img.alt = "照片 " + (i + 1);
+      img.src = URL.createObjectURL(file);
+      img.onload = function () { URL.revokeObjectURL(img.src); };
+      var remove = document.createElement("button");
+      remove.type = "button";
+      remove.setAttribute("aria-label", "删除照片 " + (i + 1));
+      remove.textContent = "×";
+      remove.addEventListener("click", function () { chosen.splice(i, 1); syncInput(); render(); });
+      fig.appendChild(img);
+      fig.appendChild(remove);
+      previews.appendChild(fig);
+    });
+    pick.hidden = chosen.length >= maxPhotos;
+  }
+
+  input.addEventListener("change", function () {
+    var picked = Array.prototype.slice.call(input.files || []);
+    if (!canMerge) { chosen = picked; render(); return; }
+    var problems = [];
+    picked.forEach(function (f) {
+      if (f.size > maxBytes) problems.push("「" + f.name + "」超过 " + (maxBytes / 1048576) + " MB");
+      else if (chosen.length < maxPhotos) chosen.push(f);
+      else problems.push("最多 " + maxPhotos + " 张照片");
+    });
+    syncInput();
+    render();
+    if (problems.length) showError(problems.filter(function (p, i, a) { return a.indexOf(p) === i; }).join("；"));
+  });
+
+  // -- description --
+  function countText() { count.textContent = desc.value.trim().length; }
+  desc.addEventListener("input", countText);
+  countText();
+
+  // -- contact --
+  function syncPhone() { phone.disabled = anonymous.checked; if (anonymous.checked) phone.value = ""; }
+  anonymous.addEventListener("change", syncPhone);
+  syncPhone();
+
+  // -- location --
+  document.getElementById("locate").addEventListener("click", function () {
+    if (!navigator.geolocation) { locStatus.textContent = "此设备不支持定位，请填写地址"; return; }
+    locStatus.textContent = "正在定位…";
+    navigator.geolocation.getCurrentPosition(
+      function (pos) {
+        lat.value = pos.coords.latitude.toFixed(6);
+        lng.value = pos.coords.longitude.toFixed(6);
+        var acc = Math.round(pos.coords.accuracy || 0);
+        locStatus.textContent = "已定位" + (acc ? "（精度约 " + acc + " 米）" : "");
+        loadNearby();
+      },
+      function (err) {
+        locStatus.textContent = err.code === 1 ? "未获得定位权限，请填写地址" : "定位失败，请重试或填写地址";
+      },
+      { enableHighAccuracy: true, timeout: 15000, maximumAge: 60000 }
+    );
+  });
+
+  // -- nearby open tips of the same category: "+1" instead of filing again --
+  function category() {
+    var c = form.querySelector("input[name=category]:checked");
+    return c ? c.value : "";
+  }
+
+  function loadNearby() {
+    if (!lat.value || !lng.value || !category()) { nearby.hidden = true; return; }
+    var url = form.dataset.nearbyUrl + "?lat=" + encodeURIComponent(lat.value) + "&lng=" + encodeURIComponent(lng.value) +
+      "&category=" + encodeURIComponent(category());
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : { tips: [] }; })
+      .then(function (data) { showNearby(data.tips || []); })
+      .catch(function () { nearby.hidden = true; });
+  }
+
+  function showNearby(list) {
+    nearbyList.innerHTML = "";
+    list.forEach(function (t) {
+      var li = document.createElement("li");
+      var text = document.createElement("div");
+      text.innerHTML = "<div></div><div class=\"hint\"></div>";
+      text.firstChild.textContent = t.summary;
+      text.lastChild.textContent = "约 " + t.distance + " 米 · " + t.status + " · " + t.support_count + " 人支持";
+      var btn = document.createElement("button");
+      btn.type = "button";
+      btn.className = "btn secondary";
+      btn.textContent = t.own ? "我提交的" : t.supported ? "已支持" : "+1";
+      btn.disabled = t.own || t.supported;
+      btn.addEventListener("click", function () { support(t, btn, text.lastChild); });
+      li.appendChild(text);
+      li.appendChild(btn);
+      nearbyList.appendChild(li);
+    });
+    nearby.hidden = list.length === 0;
+  }
+
+  function support(t, btn, info) {
+    btn.disabled = true;
+    fetch(form.dataset.nearbyUrl.replace(/nearby$/, encodeURIComponent(t.no) + "/support"), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrf, Accept: "application/json" },
+    })
+      .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
+      .then(function (res) {
+        if (!res.ok) { btn.disabled = false; showError(res.body.error || "操作失败，请稍后再试"); return; }
+        btn.textContent = "已支持";
+        info.textContent = "约 " + t.distance + " 米 · " + t.status + " · " + res.body.support_count + " 人支持";
+      })
+      .catch(function () { btn.disabled = false; showError("网络不稳定，请稍后再试"); });
+  }
+
+  Array.prototype.forEach.call(form.querySelectorAll("input[name=category]"), function (r) {
+    r.addEventListener("change", loadNearby);
+  });
+
+  // -- submit: the same checks as the server, then one submission (the submit_key dedupes a second anyway) --
+  form.addEventListener("submit", function (e) {
+    var message = "";
+    var n = canMerge ? chosen.length : (input.files || []).length;
+    var text = desc.value.trim();
+    if (!category()) message = "请选择线索类别";
+    else if (text.length < 5 || text.length > 1000) message = "请用 5 到 1000 个字描述情况";
+    else if (n < 1 || n > maxPhotos) message = "请上传 1 到 " + maxPhotos + " 张照片";
+    else if (!lat.value && address.value.trim().length < 2) message = "请获取当前位置，或填写事发地址";
+    else if (!anonymous.checked && phone.value && !/^1\d{10}$/.test(phone.value.replace(/[\s-]/g, ""))) {
+      message = "请填写 11 位手机号码，或留空匿名提交";
+    }
+    if (message) { e.preventDefault(); showError(message); return; }
+    if (form.dataset.sent) { e.preventDefault(); return; }
+    form.dataset.sent = "1";
+    submit.disabled = true;
+    submit.textContent = "正在提交…";
+  });
+})();

@@ -1,0 +1,167 @@
+"""随手拍 in chat through /wechat: photos, a location and a text become one tip; officers' photos do not."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import PhotoState, Tip, TipDraft, TipDraftState, TipPhoto, TipSource, utcnow
+from server.extensions import db
+from server.services import images, tips
+from tests import factories
+from tests.services.test_images import HTML_AS_JPG, exif_of, jpeg_bytes
+
+CITIZEN = "o-chat-citizen"
+
+
+@pytest.fixture
+def media(emulator):
+    """Puts bytes into the emulator as a user's temporary media; returns its media_id."""
+
+    def put(data: bytes) -> str:
+        return emulator.hook("media", {"content_base64": base64.b64encode(data).decode()}).json()["media_id"]
+
+    return put
+
+
+def send_image(wechat, openid: str, media_id: str) -> str:
+    reply = wechat.send(openid, "image", {"PicUrl": f"http://example.invalid/{media_id}", "MediaId": media_id})
+    return reply["Content"]
+
+
+def send_location(wechat, openid: str, lat: float = 31.2304, lng: float = 121.4737, label: str = "人民广场") -> str:
+    reply = wechat.send(openid, "location", {"Location_X": lat, "Location_Y": lng, "Scale": 15, "Label": label})
+    return reply["Content"] if reply else ""
+
+
+def _tips() -> list[Tip]:
+    return list(db.session.scalars(sa.select(Tip).order_by(Tip.id)))
+
+
+def test_photos_location_and_text_become_one_tip(wechat, media, db_session):
+    first = send_image(wechat, CITIZEN, media(jpeg_bytes(gps=True)))
+    assert "已收到照片" in first and "位置" in first and "文字说明" in first
+    assert "第 2 张" in send_image(wechat, CITIZEN, media(jpeg_bytes(colour="blue")))
+    reply = send_location(wechat, CITIZEN)
+    assert "已收到位置：人民广场" in reply and "文字说明" in reply and "还需要" in reply
+    reply = wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")["Content"]
+    [tip] = _tips()
+    assert reply.startswith(f"线索已提交，编号 {tip.display_no}（2 张照片）")
+    assert tip.source is TipSource.CHAT and tip.category == "乱设摊" and tip.address == "人民广场"
+    assert (tip.latitude, tip.longitude) == (31.2304, 121.4737)
+    photos = db.session.scalars(sa.select(TipPhoto).filter_by(tip_id=tip.id)).all()
+    assert len(photos) == 2 and all(p.state is PhotoState.READY for p in photos)  # downloaded by the (eager) task
+    assert not exif_of(images.media_path(photos[0].public_path).read_bytes()).get_ifd(0x8825)
+    assert exif_of(images.media_path(photos[0].original_path).read_bytes()).get_ifd(0x8825)  # evidence kept
+    draft = db.session.scalars(sa.select(TipDraft)).one()
+    assert draft.state is TipDraftState.SUBMITTED and draft.tip_id == tip.id
+    # The draft is closed: the next text is an ordinary message again.
+    assert tips.reply_to_chat_text(CITIZEN, "你好", utcnow()) is None
+
+
+def test_text_before_location_then_location_submits(wechat, media, db_session):
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    reply = wechat.text(CITIZEN, "有人在这里乱倒垃圾")["Content"]
+    assert "已记录文字说明" in reply and "位置" in reply
+    assert "线索已提交" in send_location(wechat, CITIZEN)
+    assert _tips()[0].category == "市容环境"
+
+
+def test_submit_with_photo_and_location_only(wechat, media, db_session):
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    assert "至少需要一张照片和位置" in wechat.text(CITIZEN, "提交")["Content"]
+    assert "发送「提交」" in send_location(wechat, CITIZEN)
+    assert "线索已提交" in wechat.text(CITIZEN, "提交")["Content"]
+    [tip] = _tips()
+    assert tip.category == "其他" and len(tip.description) >= 5
+
+
+def test_cancel_drops_the_draft(wechat, media, db_session):
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    assert "已取消" in wechat.text(CITIZEN, "取消")["Content"]
+    assert db.session.scalars(sa.select(TipDraft)).one().state is TipDraftState.CANCELLED
+    assert _tips() == []
+    # With no draft open, a location goes to the other location handlers (None from the tips hook).
+    assert tips.attach_chat_location(CITIZEN, 31.2, 121.4, None, utcnow()) is None
+
+
+def test_an_officers_photo_is_not_a_tip(wechat, media, db_session):
+    officer = factories.staff("zhangsan", "officer", unit=factories.unit("浦东分局"), name="张三")
+    officer.openid = "o-officer"
+    db.session.commit()
+    assert send_image(wechat, "o-officer", media(jpeg_bytes())) == "已收到现场照片，素材功能即将上线"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TipDraft)) == 0
+
+
+def test_a_blocked_citizen_gets_a_polite_refusal(wechat, media, db_session):
+    tips.block(CITIZEN, "恶意提交")
+    assert "12345" in send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TipDraft)) == 0
+
+
+def test_a_photo_that_is_not_an_image_is_marked_and_does_not_count(wechat, media, db_session):
+    send_image(wechat, CITIZEN, media(HTML_AS_JPG))
+    photo = db.session.scalars(sa.select(TipPhoto)).one()
+    assert photo.state is PhotoState.FAILED and "不是有效的图片" in photo.error
+    assert photo.original_path is None
+    send_location(wechat, CITIZEN)
+    assert "照片" in wechat.text(CITIZEN, "提交")["Content"]
+    assert _tips() == []
+
+
+def test_an_expired_draft_is_kept_but_closed(wechat, media, db_session, redis_client):
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    draft = db.session.scalars(sa.select(TipDraft)).one()
+    draft.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert tips.reply_to_chat_text(CITIZEN, "有人摆摊卖东西", utcnow()) is None
+    assert db.session.get(TipDraft, draft.id, populate_existing=True).state is TipDraftState.EXPIRED
+    assert "已收到照片" in send_image(wechat, CITIZEN, media(jpeg_bytes()))  # a new draft opens
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TipDraft)) == 2
+
+
+def test_a_draft_survives_a_redis_restart(wechat, media, db_session, redis_client):
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    redis_client.flushdb()
+    assert "第 2 张" in send_image(wechat, CITIZEN, media(jpeg_bytes()))  # found in the database again
+
+
+class CountingRedis:
+    def __init__(self, real) -> None:
+        self.real, self.calls = real, []
+
+    def __getattr__(self, name):
+        attr = getattr(self.real, name)
+        if callable(attr):
+
+            def counted(*args, **kwargs):
+                self.calls.append(name)
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+def test_no_draft_costs_one_redis_get_and_no_sql(app, db_session, monkeypatch):
+    counting = CountingRedis(app.extensions["redis"])
+    monkeypatch.setitem(app.extensions, "redis", counting)
+    statements = []
+    engine = db.engine
+
+    def seen(*args, **kwargs):
+        statements.append(args[2] if len(args) > 2 else "?")
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert tips.reply_to_chat_text("o-nobody", "你好，请问开放日几号", utcnow()) is None
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert counting.calls == ["get"] and statements == []
+
+
+def test_the_text_handler_still_answers_normally_without_a_draft(wechat, db_session):
+    factories.rule("开放日", "开放日每月第一个周六。")
+    assert wechat.text(CITIZEN, "开放日")["Content"] == "开放日每月第一个周六。"
