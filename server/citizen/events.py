@@ -1,3 +1,159 @@
-"""Filled in by its feature."""
+"""/m/events: open day and livestream registration, live places, my registrations with the check-in QR code."""
 
-from server.citizen import bp  # noqa: F401
+from __future__ import annotations
+
+from flask import Response, abort, flash, g, get_flashed_messages, jsonify, redirect, render_template, request, url_for
+
+from models import EventKind, RegistrationStatus, utcnow
+from models.event import FIELD_LABELS
+from server.citizen import bp
+from server.citizen.identity import citizen_required
+from server.services import ServiceError, events
+from server.services.events import Applicant
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json" or request.headers.get("X-Requested-With") == "fetch"
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def _ms(dt) -> int:  # type: ignore[no-untyped-def]
+    return int(dt.timestamp() * 1000)
+
+
+@bp.get("/events")
+@citizen_required
+def event_list():  # type: ignore[no-untyped-def]
+    return render_template("citizen/event_list.html", events=events.published_events(), now=utcnow())
+
+
+@bp.get("/events/<int:event_id>")
+@citizen_required
+def event_detail(event_id: int):  # type: ignore[no-untyped-def]
+    event = events.visible_event(event_id) or abort(404)
+    now = utcnow()
+    return render_template(
+        "citizen/event_detail.html",
+        event=event,
+        now=now,
+        server_now_ms=_ms(now),
+        opens_ms=_ms(event.registration_opens_at),
+        closes_ms=_ms(event.registration_closes_at),
+        left=events.places_left(event),
+        mine=events.active_registration(g.openid, event.id),
+        snapshot=g.snapshot,
+        field_labels=FIELD_LABELS,
+        form=request.args,
+        messages=get_flashed_messages(with_categories=True),
+    )
+
+
+@bp.get("/events/<int:event_id>/places")
+@citizen_required
+def event_places(event_id: int):  # type: ignore[no-untyped-def]
+    """Polled by the page: places left per session and the server's clock (the countdown trusts it, not the phone)."""
+    event = events.visible_event(event_id) or abort(404)
+    now = utcnow()
+    response = jsonify(
+        now=_ms(now),
+        opens_at=_ms(event.registration_opens_at),
+        closes_at=_ms(event.registration_closes_at),
+        open=event.registration_open(now),
+        sessions={str(k): v for k, v in events.places_left(event).items()},
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/events/<int:event_id>/register")
+@citizen_required
+def event_register(event_id: int):  # type: ignore[no-untyped-def]
+    form = request.form
+    applicant = Applicant(
+        companions=_int(form.get("companions")),
+        name=form.get("name", ""),
+        phone=form.get("phone", ""),
+        id_number=form.get("id_number", ""),
+        answers=[form.get(f"answer_{i}", "") for i in range(5)],
+    )
+    try:
+        reg, created = events.register(
+            g.openid,
+            event_id,
+            _int(form.get("session_id")),
+            applicant,
+            waitlist=form.get("waitlist", "1") == "1",
+            snapshot=g.snapshot,
+        )
+    except ServiceError as exc:
+        if _wants_json():
+            return jsonify(error=str(exc)), 400
+        flash(str(exc), "error")
+        return redirect(url_for("citizen.event_detail", event_id=event_id))
+    message = {
+        RegistrationStatus.CONFIRMED: "报名成功！入场时请出示二维码。"
+        if reg.event.kind is EventKind.OFFLINE
+        else "预约成功，直播开始时会通知您。",
+        RegistrationStatus.WAITING: "名额已满，您已进入候补名单；有名额空出时会通知您。",
+    }.get(reg.status, reg.status.label)
+    if not created:
+        message = "您已报名过本活动：" + reg.status.label
+    if _wants_json():
+        return jsonify(status=reg.status.value, registration_id=reg.id, created=created, message=message)
+    flash(message, "success")
+    return redirect(url_for("citizen.event_mine"))
+
+
+@bp.get("/events/mine")
+@citizen_required
+def event_mine():  # type: ignore[no-untyped-def]
+    regs = events.own_registrations(g.openid)
+    return render_template(
+        "citizen/event_mine.html",
+        registrations=regs,
+        positions={r.id: events.waiting_position(r) for r in regs if r.status is RegistrationStatus.WAITING},
+        now=utcnow(),
+        messages=get_flashed_messages(with_categories=True),
+    )
+
+
+@bp.get("/events/registrations/<int:registration_id>/qr.png")
+@citizen_required
+def event_qr(registration_id: int):  # type: ignore[no-untyped-def]
+    """The check-in QR code: only its owner gets it, and only while the registration is confirmed."""
+    reg = events.own_registration(g.openid, registration_id)
+    if reg is None or reg.status is not RegistrationStatus.CONFIRMED:
+        abort(404)
+    response = Response(events.qr_png(events.checkin_token(reg)), mimetype="image/png")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.post("/events/registrations/<int:registration_id>/cancel")
+@citizen_required
+def event_cancel(registration_id: int):  # type: ignore[no-untyped-def]
+    try:
+        events.cancel(g.openid, registration_id)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("已取消报名，名额已释放。", "success")
+    return redirect(url_for("citizen.event_mine"))
+
+
+@bp.post("/events/registrations/<int:registration_id>/confirm")
+@citizen_required
+def event_confirm(registration_id: int):  # type: ignore[no-untyped-def]
+    try:
+        events.confirm_offer(g.openid, registration_id)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("已确认参加，报名成功！", "success")
+    return redirect(url_for("citizen.event_mine"))

@@ -1,3 +1,203 @@
-"""Filled in by its feature."""
+"""/admin/events: events and their sessions, registrations (masked), export, walk-ins and the check-in scanner."""
 
-from server.console import bp  # noqa: F401
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from models import Event, EventKind, EventSession, Role, utcnow
+from models.event import FIELD_LABELS
+from server.console import bp
+from server.console.access import CONSOLE_ROLES, require_roles
+from server.extensions import db
+from server.filters import LOCAL_TZ
+from server.services import ServiceError, events
+from server.services.events import Applicant
+
+MANAGERS = (Role.ADMIN, Role.EDITOR)
+SCANNERS = (Role.ADMIN, Role.EDITOR, Role.LIAISON)
+
+
+def _local(value: str | None) -> datetime | None:
+    """A datetime-local field (Beijing time) as an aware UTC datetime."""
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=LOCAL_TZ) if value else None
+    except ValueError:
+        return None
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def _event_or_404(event_id: int) -> Event:
+    return db.session.get(Event, event_id) or abort(404)
+
+
+@bp.get("/events")
+@require_roles(*CONSOLE_ROLES)
+def event_list():  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    all_events = db.session.scalars(sa.select(Event).order_by(Event.registration_opens_at.desc(), Event.id.desc()))
+    now = utcnow()
+    return render_template(
+        "console/event_list.html",
+        events=list(all_events),
+        now=now,
+        numbers=events.year_numbers(now.astimezone(LOCAL_TZ).year, now),
+        can_manage=current_user.role in MANAGERS,
+    )
+
+
+@bp.route("/events/new", methods=["GET", "POST"], defaults={"event_id": None})
+@bp.route("/events/<int:event_id>/edit", methods=["GET", "POST"])
+@require_roles(*MANAGERS)
+def event_edit(event_id: int | None):  # type: ignore[no-untyped-def]
+    event = _event_or_404(event_id) if event_id else None
+    error = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            event = events.save_event(
+                title=form.get("title", ""),
+                kind=form.get("kind", ""),
+                description=form.get("description", ""),
+                registration_opens_at=_local(form.get("registration_opens_at")),
+                registration_closes_at=_local(form.get("registration_closes_at")),
+                max_companions=_int(form.get("max_companions")),
+                required_fields=form.getlist("required_fields"),
+                questions=form.get("questions", "").splitlines(),
+                hold_minutes=_int(form.get("hold_minutes"), 120),
+                retention_days=_int(form.get("retention_days"), 30),
+                published=form.get("published") == "on",
+                event=event,
+            )
+        except ServiceError as exc:
+            error = str(exc)
+        else:
+            flash(f"已保存：{event.title}", "success")
+            return redirect(url_for("console.event_detail", event_id=event.id))
+    return render_template(
+        "console/event_form.html",
+        event=event,
+        error=error,
+        form=request.form,
+        kinds=list(EventKind),
+        field_labels=FIELD_LABELS,
+    ), 400 if error else 200
+
+
+@bp.get("/events/<int:event_id>")
+@require_roles(*CONSOLE_ROLES)
+def event_detail(event_id: int):  # type: ignore[no-untyped-def]
+    event = _event_or_404(event_id)
+    session_id = _int(request.args.get("session"), event.sessions[0].id if event.sessions else 0)
+    current = next((s for s in event.sessions if s.id == session_id), None)
+    now = utcnow()
+    numbers = next(
+        (e for e in events.year_numbers(now.astimezone(LOCAL_TZ).year, now)["per_event"] if e["id"] == event.id), None
+    )
+    return render_template(
+        "console/event_detail.html",
+        event=event,
+        current=current,
+        rows=events.session_rows(current.id) if current else [],
+        numbers=numbers,
+        can_manage=current_user.role in MANAGERS,
+        can_scan=current_user.role in SCANNERS,
+        now=now,
+    )
+
+
+@bp.post("/events/<int:event_id>/sessions", defaults={"session_id": None})
+@bp.post("/events/<int:event_id>/sessions/<int:session_id>")
+@require_roles(*MANAGERS)
+def event_session_save(event_id: int, session_id: int | None):  # type: ignore[no-untyped-def]
+    event = _event_or_404(event_id)
+    session = None
+    if session_id is not None:
+        session = db.session.get(EventSession, session_id)
+        if session is None or session.event_id != event.id:
+            abort(404)
+    form = request.form
+    try:
+        session = events.save_session(
+            event,
+            starts_at=_local(form.get("starts_at")),
+            ends_at=_local(form.get("ends_at")),
+            quota=_int(form.get("quota")),
+            venue=form.get("venue", ""),
+            stream_url=form.get("stream_url", ""),
+            session=session,
+        )
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("console.event_detail", event_id=event.id))
+    flash("场次已保存", "success")
+    return redirect(url_for("console.event_detail", event_id=event.id, session=session.id))
+
+
+@bp.get("/events/<int:event_id>/sessions/<int:session_id>/export")
+@require_roles(*MANAGERS)
+def event_export(event_id: int, session_id: int):  # type: ignore[no-untyped-def]
+    session = db.session.get(EventSession, session_id)
+    if session is None or session.event_id != event_id:
+        abort(404)
+    name, data = events.export_session(session.id)
+    return Response(
+        data,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"},
+    )
+
+
+@bp.post("/events/<int:event_id>/walk-in")
+@require_roles(*SCANNERS)
+def event_walk_in(event_id: int):  # type: ignore[no-untyped-def]
+    event = _event_or_404(event_id)
+    form = request.form
+    try:
+        events.walk_in(
+            event,
+            _int(form.get("session_id")),
+            Applicant(companions=_int(form.get("companions")), name=form.get("name", ""), phone=form.get("phone", "")),
+            over_quota=form.get("over_quota") == "on",
+            staff_id=current_user.id,
+        )
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("现场登记成功，已签到", "success")
+    back = request.form.get("next")
+    if back == "scan":
+        return redirect(url_for("console.event_scan", event_id=event.id))
+    return redirect(url_for("console.event_detail", event_id=event.id, session=form.get("session_id")))
+
+
+@bp.get("/events/<int:event_id>/scan")
+@require_roles(*SCANNERS)
+def event_scan(event_id: int):  # type: ignore[no-untyped-def]
+    event = _event_or_404(event_id)
+    return render_template("console/event_scan.html", event=event)
+
+
+@bp.post("/events/<int:event_id>/scan")
+@require_roles(*SCANNERS)
+def event_scan_check(event_id: int):  # type: ignore[no-untyped-def]
+    _event_or_404(event_id)
+    body = request.get_json(silent=True) or request.form
+    result = events.check_in(event_id, str(body.get("token", "")), str(body.get("nonce", "")), staff_id=current_user.id)
+    return jsonify(result.as_json())
+
+
+@bp.get("/events/checkin-key.pem")
+@require_roles(*CONSOLE_ROLES)
+def event_public_key():  # type: ignore[no-untyped-def]
+    """The Ed25519 public key: with it a scanner can verify QR codes without the server."""
+    return Response(events.public_key_pem(), mimetype="application/x-pem-file")

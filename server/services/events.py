@@ -1,0 +1,1183 @@
+"""Events: sessions with quotas, registration under a surge, the waiting list, check-in, reminders, personal data.
+
+How a place is taken (and why it never oversells):
+
+1. Redis pre-filter. `events:left:<session>` holds the places left. One Lua call checks and decrements it; "full"
+   sends the request straight to the waiting list without touching the session row, so the thousands who come after
+   the 300 places are gone never queue on its row lock. A missing key (first use, expiry, a Redis restart or
+   FLUSHDB) is rebuilt from PostgreSQL with SET NX; Redis being down skips the pre-filter altogether.
+2. PostgreSQL decides. `UPDATE event_session SET taken = taken + n WHERE id = ? AND taken + n <= quota` runs in the
+   same transaction as the INSERT of the registration: a registration is CONFIRMED only when that UPDATE matched a
+   row; otherwise it is WAITING. The row lock serialises the takers, a CHECK constraint backs the rule, and a
+   unique partial index (event, openid) makes a double tap one registration (its rollback undoes the UPDATE).
+3. Redis may only be wrong upwards. A rebuild while takers are in flight counts places they are about to take, and
+   a place given back to a key rebuilt meanwhile is a phantom: both only let extra requests reach step 2, which
+   refuses them. A key is never created by a give-back (Lua checks it exists), so it cannot be rebuilt too low; a
+   place leaked by a process killed between the two steps is repaired by the key's TTL and the minute job, which
+   also offers any free place to the waiting list.
+
+Cancellation, an expired hold and the minute job call `_redistribute`: under the session's row lock, freed places go
+to the waiting list first (an offer held for `hold_minutes`), the rest back to the quota; then the Redis key is
+dropped so that the next request rebuilds it from the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+import requests
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from flask import current_app, has_request_context, url_for
+from sqlalchemy.exc import IntegrityError
+from wechatpy.exceptions import WeChatClientException
+
+from models import (
+    AuditKind,
+    Event,
+    EventKind,
+    EventNotice,
+    EventNoticeKind,
+    EventNoticeState,
+    EventSession,
+    Registration,
+    RegistrationStatus,
+    utcnow,
+)
+from models.event import FIELD_LABELS
+from server.extensions import db, get_redis
+from server.filters import local_dt
+from server.services import ServiceError, audit, pii
+
+log = logging.getLogger(__name__)
+
+audit.ACTION_LABELS.update(
+    {
+        "event.create": "新增活动",
+        "event.update": "修改活动",
+        "event.session_save": "修改活动场次",
+        "event.walk_in": "现场登记",
+        "event.checkin": "活动签到",
+        "event.export": "导出报名名单",
+        "event.pii_view": "查看报名人信息",
+        "event.anonymise": "清除活动个人信息",
+    }
+)
+
+COUNTER_TTL = 60  # seconds: a counter is rebuilt from PostgreSQL at least this often
+REMINDER_LIVE_GRACE = timedelta(minutes=30)  # a livestream reminder still makes sense this long after the start
+MAX_QUESTIONS = 5
+ANSWER_MAX = 200
+
+# Check then decrement in one step. -1: no counter (rebuild it); 0: not enough places; 1: taken.
+_TAKE_LUA = """
+local left = redis.call('GET', KEYS[1])
+if not left then return -1 end
+if tonumber(left) >= tonumber(ARGV[1]) then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+# Give back only to a counter that still exists: INCRBY on a missing key would create one that is too low.
+_GIVE_BACK_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return false
+"""
+
+
+# -- validation ------------------------------------------------------------------------------------------------------
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def valid_id_number(value: str) -> bool:
+    """GB 11643-1999: 17 digits (region, birth date, sequence) and a mod-11 check character."""
+    value = value.strip().upper()
+    if not re.fullmatch(r"\d{17}[\dX]", value):
+        return False
+    try:
+        born = datetime.strptime(value[6:14], "%Y%m%d")
+    except ValueError:
+        return False
+    if born.year < 1900 or born > datetime.now():
+        return False
+    total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11] == value[17]
+
+
+def mask_id_number(value: str | None) -> str:
+    if not value:
+        return ""
+    return value[:3] + "*" * (len(value) - 7) + value[-4:] if len(value) > 8 else "****"
+
+
+def mask_name(value: str | None) -> str:
+    if not value:
+        return ""
+    return value[0] + "*" * max(len(value) - 1, 1)
+
+
+# -- events and sessions (console) -----------------------------------------------------------------------------------
+
+EVENT_FIELDS = (
+    "title",
+    "kind",
+    "description",
+    "registration_opens_at",
+    "registration_closes_at",
+    "max_companions",
+    "required_fields",
+    "questions",
+    "hold_minutes",
+    "retention_days",
+    "published",
+)
+
+
+def _audit_view(obj: Any, fields: Sequence[str]) -> dict[str, Any]:
+    out = audit.snapshot(obj, tuple(fields))
+    for key, value in out.items():
+        if isinstance(value, str) and key.endswith("_at"):
+            out[key] = value
+    return out
+
+
+def save_event(
+    *,
+    title: str,
+    kind: str,
+    description: str = "",
+    registration_opens_at: datetime | None,
+    registration_closes_at: datetime | None,
+    max_companions: int = 0,
+    required_fields: Iterable[str] = (),
+    questions: Iterable[str] = (),
+    hold_minutes: int = 120,
+    retention_days: int = 30,
+    published: bool = False,
+    event: Event | None = None,
+) -> Event:
+    title = (title or "").strip()
+    if not 1 <= len(title) <= 64:
+        raise ServiceError("请填写活动名称（不超过 64 字）")
+    try:
+        kind_enum = EventKind(kind)
+    except ValueError:
+        raise ServiceError("请选择活动类型") from None
+    if registration_opens_at is None or registration_closes_at is None:
+        raise ServiceError("请填写报名开始和截止时间")
+    if registration_closes_at <= registration_opens_at:
+        raise ServiceError("报名截止时间须晚于开始时间")
+    if not 0 <= max_companions <= 10:
+        raise ServiceError("同行人数上限须在 0 到 10 之间")
+    fields = [f for f in FIELD_LABELS if f in set(required_fields)]
+    qs = [q.strip()[:100] for q in questions if q and q.strip()]
+    if len(qs) > MAX_QUESTIONS:
+        raise ServiceError(f"自定义问题最多 {MAX_QUESTIONS} 个")
+    if not 1 <= hold_minutes <= 7 * 24 * 60:
+        raise ServiceError("候补保留时间须在 1 分钟到 7 天之间")
+    if not 1 <= retention_days <= 3650:
+        raise ServiceError("个人信息保留天数须在 1 到 3650 之间")
+    creating = event is None
+    event = event or Event()
+    before = None if creating else _audit_view(event, EVENT_FIELDS)
+    event.title, event.kind, event.description = title, kind_enum, (description or "").strip()
+    event.registration_opens_at, event.registration_closes_at = registration_opens_at, registration_closes_at
+    event.max_companions, event.required_fields, event.questions = max_companions, fields, qs
+    event.hold_minutes, event.retention_days, event.published = hold_minutes, retention_days, published
+    db.session.add(event)
+    db.session.flush()
+    audit.record(
+        "event.create" if creating else "event.update",
+        target=event,
+        before=before,
+        after=_audit_view(event, EVENT_FIELDS),
+    )
+    db.session.commit()
+    return event
+
+
+def save_session(
+    event: Event,
+    *,
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    quota: int,
+    venue: str = "",
+    stream_url: str = "",
+    session: EventSession | None = None,
+) -> EventSession:
+    if starts_at is None or ends_at is None or ends_at <= starts_at:
+        raise ServiceError("请填写场次的开始和结束时间，结束须晚于开始")
+    if not 1 <= quota <= 1_000_000:
+        raise ServiceError("名额须在 1 到 1000000 之间")
+    venue, stream_url = (venue or "").strip()[:128], (stream_url or "").strip()[:512]
+    if event.kind is EventKind.OFFLINE and not venue:
+        raise ServiceError("线下活动请填写地点")
+    if event.kind is EventKind.LIVESTREAM and not stream_url.startswith(("https://", "http://")):
+        raise ServiceError("直播请填写以 http(s):// 开头的直播地址")
+    fields = ("starts_at", "ends_at", "quota", "venue", "stream_url")
+    if session is None:
+        session = EventSession(event=event, taken=0)
+        before = None
+    else:
+        before = _audit_view(session, fields)
+        # Under the row lock: a quota below the places already held would break the CHECK and the promise made.
+        locked = db.session.scalar(_lock(sa.select(EventSession).where(EventSession.id == session.id)))
+        if locked is not None and quota < locked.taken:
+            raise ServiceError(f"已有 {locked.taken} 个名额被占用，名额不能少于此数")
+    session.starts_at, session.ends_at, session.quota = starts_at, ends_at, quota
+    session.venue, session.stream_url = venue, stream_url
+    db.session.add(session)
+    db.session.flush()
+    audit.record("event.session_save", target=session, before=before, after=_audit_view(session, fields))
+    db.session.commit()
+    _forget_counter(session.id)
+    if before is not None:
+        _redistribute_and_notify(session.id, 0)  # a raised quota goes to the waiting list first
+    return session
+
+
+def _lock(stmt: Any) -> Any:
+    return stmt.with_for_update() if db.engine.dialect.name == "postgresql" else stmt
+
+
+# -- citizen-facing reads --------------------------------------------------------------------------------------------
+
+
+def published_events(now: datetime | None = None) -> list[Event]:
+    """Events citizens can see: published, with a session not yet over."""
+    now = now or utcnow()
+    upcoming = sa.select(EventSession.event_id).where(EventSession.ends_at > now)
+    return list(
+        db.session.scalars(
+            sa.select(Event)
+            .where(Event.published, Event.id.in_(upcoming))
+            .order_by(Event.registration_opens_at, Event.id)
+        )
+    )
+
+
+def visible_event(event_id: int) -> Event | None:
+    event = db.session.get(Event, event_id)
+    return event if event is not None and event.published else None
+
+
+def places_left(event: Event) -> dict[int, int]:
+    """Places left per session, from the Redis counters when present (fast for polling), else from PostgreSQL."""
+    sessions = list(event.sessions)
+    out: dict[int, int] = {}
+    try:
+        values = get_redis().mget([_counter_key(s.id) for s in sessions]) if sessions else []
+    except redis.RedisError:
+        values = [None] * len(sessions)
+    missing = [s.id for s, v in zip(sessions, values, strict=True) if v is None]
+    for s, v in zip(sessions, values, strict=True):
+        if v is not None:
+            out[s.id] = max(int(v), 0)
+    if missing:
+        rows = db.session.execute(
+            sa.select(EventSession.id, EventSession.quota - EventSession.taken).where(EventSession.id.in_(missing))
+        )
+        out.update({sid: max(left, 0) for sid, left in rows})
+    return out
+
+
+def own_registrations(openid: str) -> list[Registration]:
+    return list(
+        db.session.scalars(
+            sa.select(Registration)
+            .where(Registration.openid == openid)
+            .order_by(Registration.created_at.desc(), Registration.id.desc())
+        )
+    )
+
+
+def own_registration(openid: str, registration_id: int) -> Registration | None:
+    reg = db.session.get(Registration, registration_id)
+    return reg if reg is not None and reg.openid == openid else None
+
+
+def active_registration(openid: str, event_id: int) -> Registration | None:
+    return db.session.scalar(
+        sa.select(Registration).where(
+            Registration.event_id == event_id,
+            Registration.openid == openid,
+            Registration.status.in_(
+                [RegistrationStatus.CONFIRMED, RegistrationStatus.WAITING, RegistrationStatus.OFFERED]
+            ),
+        )
+    )
+
+
+def waiting_position(reg: Registration) -> int | None:
+    if reg.status is not RegistrationStatus.WAITING:
+        return None
+    return (
+        db.session.scalar(
+            sa.select(sa.func.count()).where(
+                Registration.session_id == reg.session_id,
+                Registration.status == RegistrationStatus.WAITING,
+                Registration.id < reg.id,
+            )
+        )
+        or 0
+    ) + 1
+
+
+# -- the Redis counter -----------------------------------------------------------------------------------------------
+
+
+def _counter_key(session_id: int) -> str:
+    return f"events:left:{session_id}"
+
+
+def _redis_take(session_id: int, n: int) -> bool | None:
+    """True: the pre-filter let it through; False: full; None: Redis unavailable (PostgreSQL alone decides)."""
+    try:
+        client = get_redis()
+        key = _counter_key(session_id)
+        result = client.eval(_TAKE_LUA, 1, key, n)
+        if result == -1:
+            left = db.session.scalar(
+                sa.select(EventSession.quota - EventSession.taken).where(EventSession.id == session_id)
+            )
+            client.set(key, max(left or 0, 0), nx=True, ex=COUNTER_TTL)  # NX: a concurrent rebuild wins once
+            result = client.eval(_TAKE_LUA, 1, key, n)
+        if result == -1:
+            return None
+        return result == 1
+    except redis.RedisError as exc:
+        log.warning("events counter unavailable, PostgreSQL decides alone: %s", type(exc).__name__)
+        return None
+
+
+def _redis_give_back(session_id: int, n: int) -> None:
+    try:
+        get_redis().eval(_GIVE_BACK_LUA, 1, _counter_key(session_id), n)
+    except redis.RedisError:
+        pass  # the key's TTL repairs it
+
+
+def _forget_counter(session_id: int) -> None:
+    try:
+        get_redis().delete(_counter_key(session_id))
+    except redis.RedisError:
+        pass
+
+
+def rebuild_counters(session_ids: Iterable[int] | None = None) -> int:
+    """Drop the Redis counters so that they are rebuilt from PostgreSQL on next use; returns how many sessions."""
+    ids = (
+        list(session_ids)
+        if session_ids is not None
+        else list(db.session.scalars(sa.select(EventSession.id).where(EventSession.ends_at > utcnow())))
+    )
+    for sid in ids:
+        _forget_counter(sid)
+    return len(ids)
+
+
+# -- registration ----------------------------------------------------------------------------------------------------
+
+
+def _naive_quota() -> bool:
+    """Test-only: the unsafe read-check-write path, to prove the race test can see an oversell. Never in production:
+    it needs TESTING, which the factory never sets from the environment."""
+    app = current_app
+    return bool(app.testing and app.config.get("EVENTS_NAIVE_QUOTA"))
+
+
+@dataclass
+class Applicant:
+    companions: int = 0
+    name: str = ""
+    phone: str = ""
+    id_number: str = ""
+    answers: list[str] = field(default_factory=list)
+
+
+def _check_applicant(event: Event, applicant: Applicant) -> Applicant:
+    required = set(event.required_fields or [])
+    name, phone = applicant.name.strip(), applicant.phone.strip()
+    id_number = applicant.id_number.strip().upper()
+    if not 0 <= applicant.companions <= event.max_companions:
+        raise ServiceError(
+            f"同行人数最多 {event.max_companions} 人" if event.max_companions else "本活动不可携带同行人员"
+        )
+    if "name" in required and not 2 <= len(name) <= 20:
+        raise ServiceError("请填写真实姓名（2–20 字）")
+    if "phone" in required and not pii.valid_phone(phone):
+        raise ServiceError("请填写 11 位手机号")
+    if "id_number" in required and not valid_id_number(id_number):
+        raise ServiceError("身份证号不正确，请核对后重新填写")
+    answers = [(a or "").strip()[:ANSWER_MAX] for a in applicant.answers][: len(event.questions or [])]
+    answers += [""] * (len(event.questions or []) - len(answers))
+    return Applicant(
+        applicant.companions,
+        name if "name" in required else "",
+        phone if "phone" in required else "",
+        id_number if "id_number" in required else "",
+        answers,
+    )
+
+
+def register(
+    openid: str,
+    event_id: int,
+    session_id: int,
+    applicant: Applicant | None = None,
+    *,
+    waitlist: bool = True,
+    snapshot: bool = False,
+    now: datetime | None = None,
+) -> tuple[Registration, bool]:
+    """Register once per event: (registration, created). CONFIRMED only if a place was atomically taken, else WAITING
+    (or a refusal when the citizen does not want the waiting list). A repeat gets the existing registration back."""
+    now = now or utcnow()
+    if snapshot:
+        raise ServiceError("您正在朋友圈预览页面中，请关注公众号后从菜单进入再报名")
+    found = db.session.execute(  # one round trip for both: this is the surge's hot path
+        sa.select(EventSession, Event)
+        .join(Event, Event.id == EventSession.event_id)
+        .where(EventSession.id == session_id, Event.id == event_id)
+    ).first()
+    if found is None or not found[1].published:
+        raise ServiceError("活动或场次不存在")
+    session, event = found
+    if now < event.registration_opens_at:
+        raise ServiceError(f"报名尚未开始，{local_dt(event.registration_opens_at)} 开放报名")
+    if now >= event.registration_closes_at or now >= session.starts_at:
+        raise ServiceError("报名已截止")
+    applicant = _check_applicant(event, applicant or Applicant())
+    n = 1 + applicant.companions
+
+    reg = Registration(
+        event=event,  # the loaded objects, so that callers reading reg.event cost no query
+        session=session,
+        openid=openid,
+        companions=applicant.companions,
+        name_enc=pii.encrypt(applicant.name),
+        phone_enc=pii.encrypt(applicant.phone),
+        id_number_enc=pii.encrypt(applicant.id_number),
+        answers=applicant.answers or None,
+        ticket=secrets.token_urlsafe(9),
+        created_at=now,
+    )
+    if _naive_quota():
+        took_redis, took = None, _take_naively(session.id, n)
+    else:
+        took_redis = _redis_take(session.id, n)
+        took = False if took_redis is False else _take_place(session.id, n)
+    if not took and not waitlist:
+        db.session.rollback()
+        if took_redis:
+            _redis_give_back(session.id, n)
+        raise ServiceError("本场名额已满")
+    reg.status = RegistrationStatus.CONFIRMED if took else RegistrationStatus.WAITING
+    db.session.add(reg)
+    try:
+        db.session.commit()  # the taken place and the registration commit together, or neither does
+    except IntegrityError:
+        db.session.rollback()  # a double tap: the place taken above is undone with it
+        if took_redis:
+            _redis_give_back(session.id, n)
+        existing = active_registration(openid, event.id)
+        if existing is None:
+            raise
+        return existing, False
+    except Exception:
+        db.session.rollback()
+        if took_redis:
+            _redis_give_back(session.id, n)
+        raise
+    return reg, True
+
+
+def _take_place(session_id: int, n: int) -> bool:
+    """The authority: one conditional UPDATE; the row lock it takes is held until the registration commits."""
+    result = db.session.execute(
+        sa.update(EventSession)
+        .where(EventSession.id == session_id, EventSession.taken + n <= EventSession.quota)
+        .values(taken=EventSession.taken + n)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _take_naively(session_id: int, n: int) -> bool:
+    """Read, check, write back: two requests read the same count and both pass (a lost update). Tests only."""
+    quota, taken = db.session.execute(
+        sa.select(EventSession.quota, EventSession.taken).where(EventSession.id == session_id)
+    ).one()
+    if taken + n > quota:
+        return False
+    db.session.execute(
+        sa.update(EventSession)
+        .where(EventSession.id == session_id)
+        .values(taken=taken + n)
+        .execution_options(synchronize_session=False)
+    )
+    return True
+
+
+def walk_in(
+    event: Event, session_id: int, applicant: Applicant, *, over_quota: bool = False, staff_id: int | None = None
+) -> Registration:
+    """A visitor registered on site by staff: takes a place (or raises the quota if asked) and is checked in."""
+    session = db.session.get(EventSession, session_id)
+    if session is None or session.event_id != event.id:
+        raise ServiceError("场次不存在")
+    applicant = Applicant(applicant.companions, applicant.name.strip(), applicant.phone.strip(), "", [])
+    if not 0 <= applicant.companions <= 20:
+        raise ServiceError("同行人数须在 0 到 20 之间")
+    if applicant.phone and not pii.valid_phone(applicant.phone):
+        raise ServiceError("手机号应为 11 位数字")
+    n = 1 + applicant.companions
+    took = _take_place(session.id, n)
+    if not took:
+        if not over_quota:
+            db.session.rollback()
+            raise ServiceError("本场名额已满；如确需登记，请勾选「增加名额」")
+        db.session.execute(
+            sa.update(EventSession)
+            .where(EventSession.id == session.id)
+            .values(quota=EventSession.taken + n, taken=EventSession.taken + n)
+            .execution_options(synchronize_session=False)
+        )
+    now = utcnow()
+    reg = Registration(
+        event_id=event.id,
+        session_id=session.id,
+        openid=None,
+        status=RegistrationStatus.CONFIRMED,
+        companions=applicant.companions,
+        name_enc=pii.encrypt(applicant.name),
+        phone_enc=pii.encrypt(applicant.phone),
+        ticket=secrets.token_urlsafe(9),
+        walk_in=True,
+        checked_in_at=now,
+        checked_in_by_id=staff_id,
+        created_at=now,
+    )
+    db.session.add(reg)
+    db.session.flush()
+    audit.record(
+        "event.walk_in",
+        target=reg,
+        after={"session_id": session.id, "companions": applicant.companions, "over_quota": not took},
+    )
+    db.session.commit()
+    _forget_counter(session.id)
+    return reg
+
+
+# -- cancellation, the waiting list and holds ------------------------------------------------------------------------
+
+
+def cancel(openid: str, registration_id: int) -> Registration:
+    reg = own_registration(openid, registration_id)
+    if reg is None:
+        raise ServiceError("报名记录不存在")
+    return _end(reg, RegistrationStatus.CANCELLED, from_statuses=ACTIVE)
+
+
+ACTIVE = (RegistrationStatus.CONFIRMED, RegistrationStatus.WAITING, RegistrationStatus.OFFERED)
+
+
+def _end(
+    reg: Registration,
+    status: RegistrationStatus,
+    *,
+    from_statuses: Sequence[RegistrationStatus],
+    now: datetime | None = None,
+    only_if_hold_expired: bool = False,
+) -> Registration:
+    """Move a registration out of the active states; a place it held goes to the waiting list, then the quota."""
+    now = now or utcnow()
+    session_id = reg.session_id
+    # The session row first, as every path that moves places does: one lock order, no deadlock.
+    db.session.execute(_lock(sa.select(EventSession.id).where(EventSession.id == session_id)))
+    fresh = db.session.scalar(
+        _lock(sa.select(Registration).where(Registration.id == reg.id)).execution_options(populate_existing=True)
+    )
+    if fresh is None or fresh.status not in from_statuses:
+        db.session.rollback()
+        if status is RegistrationStatus.CANCELLED:
+            raise ServiceError("该报名已取消或已失效")
+        return reg
+    if only_if_hold_expired and (fresh.hold_expires_at is None or fresh.hold_expires_at > now):
+        db.session.rollback()
+        return fresh
+    if status is RegistrationStatus.CANCELLED and fresh.checked_in_at is not None:
+        db.session.rollback()
+        raise ServiceError("已签到的报名不能取消")
+    held = fresh.status in (RegistrationStatus.CONFIRMED, RegistrationStatus.OFFERED)
+    fresh.status, fresh.hold_expires_at = status, None
+    if status is RegistrationStatus.CANCELLED:
+        fresh.cancelled_at = now
+    offered = _redistribute(session_id, fresh.party_size if held else 0, now) if held else []
+    db.session.commit()
+    if held:
+        _forget_counter(session_id)
+    _notify_offers(offered)
+    return fresh
+
+
+def _redistribute(session_id: int, freed: int, now: datetime) -> list[int]:
+    """Under the session's row lock: offer `freed` places (still counted in `taken`) plus any slack to the waiting
+    list in order, each offer held for the event's hold time; what no one can use goes back to the quota."""
+    session = db.session.scalar(
+        _lock(sa.select(EventSession).where(EventSession.id == session_id)).execution_options(populate_existing=True)
+    )
+    if session is None:
+        return []
+    available = freed + max(session.quota - session.taken, 0)
+    offered: list[int] = []
+    if available > 0 and session.starts_at > now:
+        hold = timedelta(minutes=session.event.hold_minutes)
+        waiting = db.session.scalars(
+            sa.select(Registration)
+            .where(Registration.session_id == session_id, Registration.status == RegistrationStatus.WAITING)
+            .order_by(Registration.id)
+        )
+        for cand in waiting:
+            if cand.party_size > available:
+                continue  # a bigger party waits; a smaller one behind it may fit
+            cand.status = RegistrationStatus.OFFERED
+            cand.hold_expires_at = min(now + hold, session.starts_at)
+            available -= cand.party_size
+            offered.append(cand.id)
+            if available == 0:
+                break
+    session.taken = session.quota - available  # every place not available is held by someone
+    return offered
+
+
+def _redistribute_and_notify(session_id: int, freed: int) -> None:
+    offered = _redistribute(session_id, freed, utcnow())
+    db.session.commit()
+    _forget_counter(session_id)
+    _notify_offers(offered)
+
+
+def _notify_offers(registration_ids: list[int]) -> None:
+    if not registration_ids:
+        return
+    from server.tasks.events import send_event_notice  # tasks import services; the call goes the other way lazily
+
+    for rid in registration_ids:
+        try:
+            send_event_notice.delay(rid, EventNoticeKind.OFFER.value)
+        except Exception:  # noqa: BLE001  (the offer stands; the citizen sees it in 我的报名)
+            log.exception("offer notice for registration %s not enqueued", rid)
+
+
+def confirm_offer(openid: str, registration_id: int, now: datetime | None = None) -> Registration:
+    """Take an offered place: single use, and only before the hold expires (one conditional UPDATE decides)."""
+    now = now or utcnow()
+    result = db.session.execute(
+        sa.update(Registration)
+        .where(
+            Registration.id == registration_id,
+            Registration.openid == openid,
+            Registration.status == RegistrationStatus.OFFERED,
+            Registration.hold_expires_at > now,
+        )
+        .values(status=RegistrationStatus.CONFIRMED, hold_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    reg = own_registration(openid, registration_id)
+    if reg is not None:
+        db.session.refresh(reg)
+    if result.rowcount != 1:
+        if reg is not None and reg.status is RegistrationStatus.CONFIRMED:
+            return reg  # already confirmed: a double tap
+        raise ServiceError("候补名额已过期或不存在")
+    return reg  # type: ignore[return-value]
+
+
+def expire_holds(now: datetime | None = None) -> int:
+    """Offers not confirmed in time expire and the place moves on; free places reach the waiting list. Safe to run
+    in several workers at once: every move re-checks its row under the session lock."""
+    now = now or utcnow()
+    due = list(
+        db.session.scalars(
+            sa.select(Registration).where(
+                Registration.status == RegistrationStatus.OFFERED, Registration.hold_expires_at <= now
+            )
+        )
+    )
+    expired = 0
+    for reg in due:
+        after = _end(
+            reg,
+            RegistrationStatus.EXPIRED,
+            from_statuses=(RegistrationStatus.OFFERED,),
+            now=now,
+            only_if_hold_expired=True,
+        )
+        expired += after.status is RegistrationStatus.EXPIRED
+    # Repair: a place freed without reaching the waiting list (e.g. a crashed request) is offered now.
+    slack = db.session.scalars(
+        sa.select(EventSession.id).where(
+            EventSession.starts_at > now,
+            EventSession.taken < EventSession.quota,
+            sa.exists().where(
+                Registration.session_id == EventSession.id, Registration.status == RegistrationStatus.WAITING
+            ),
+        )
+    ).all()
+    for sid in slack:
+        _redistribute_and_notify(sid, 0)
+    db.session.commit()
+    return expired
+
+
+# -- check-in --------------------------------------------------------------------------------------------------------
+
+TOKEN_PREFIX = "E1"
+
+
+def _signing_key() -> Ed25519PrivateKey:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    key = app.extensions.get("checkin_signing_key")
+    if key is None:
+        raw = app.config.get("CHECKIN_SIGNING_KEY") or ""
+        if not raw:
+            raise RuntimeError("CHECKIN_SIGNING_KEY is not set")
+        key = app.extensions["checkin_signing_key"] = Ed25519PrivateKey.from_private_bytes(
+            base64.urlsafe_b64decode(raw)
+        )
+    return key
+
+
+def public_key_pem() -> str:
+    """What a scanner needs to verify tokens offline."""
+    return (
+        _signing_key()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def checkin_token(reg: Registration) -> str:
+    """E1.<registration:session:ticket>.<Ed25519 signature>: bound to both, unforgeable, verifiable offline."""
+    payload = f"{reg.id}:{reg.session_id}:{reg.ticket}".encode()
+    return f"{TOKEN_PREFIX}.{_b64(payload)}.{_b64(_signing_key().sign(b'checkin:' + payload))}"
+
+
+@dataclass
+class TokenClaims:
+    registration_id: int
+    session_id: int
+    ticket: str
+
+
+def verify_token(token: str, public_key: Ed25519PublicKey | None = None) -> TokenClaims | None:
+    """The claims of a genuine token, else None; with a public key it needs nothing but that key."""
+    try:
+        prefix, body, sig = (token or "").strip().split(".")
+        if prefix != TOKEN_PREFIX:
+            return None
+        payload = _unb64(body)
+        (public_key or _signing_key().public_key()).verify(_unb64(sig), b"checkin:" + payload)
+        rid, sid, ticket = payload.decode().split(":")
+        return TokenClaims(int(rid), int(sid), ticket)
+    except (ValueError, InvalidSignature, UnicodeDecodeError):
+        return None
+
+
+def qr_png(data: str) -> bytes:
+    import qrcode
+
+    out = io.BytesIO()
+    qrcode.make(data, box_size=8, border=2).save(out)
+    return out.getvalue()
+
+
+@dataclass
+class CheckinResult:
+    status: str  # valid | used | invalid
+    message: str
+    at: datetime | None = None
+    registration: Registration | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        reg = self.registration
+        return {
+            "status": self.status,
+            "message": self.message,
+            "at": local_dt(self.at, "%H:%M:%S") if self.at else None,
+            "name": mask_name(pii.decrypt(reg.name_enc)) if reg else None,
+            "party": reg.party_size if reg else None,
+            "session": local_dt(reg.session.starts_at, "%m-%d %H:%M") if reg else None,
+        }
+
+
+def check_in(
+    event_id: int, token: str, nonce: str, *, staff_id: int | None, now: datetime | None = None
+) -> CheckinResult:
+    """Mark a registration as arrived. The nonce identifies the scan: a network retry of the same scan answers
+    "valid" again, a second scan (another nonce) says it was already used, and when."""
+    now = now or utcnow()
+    nonce = (nonce or "")[:64]
+    claims = verify_token(token)
+    if claims is None or not nonce:
+        return CheckinResult("invalid", "无效二维码")
+    reg = db.session.get(Registration, claims.registration_id)
+    if reg is None or reg.ticket != claims.ticket or reg.session_id != claims.session_id:
+        return CheckinResult("invalid", "无效二维码")
+    if reg.event_id != event_id:
+        return CheckinResult("invalid", "不是本活动的二维码", registration=reg)
+    if reg.status is not RegistrationStatus.CONFIRMED:
+        return CheckinResult("invalid", f"报名状态：{reg.status.label}", registration=reg)
+    result = db.session.execute(
+        sa.update(Registration)
+        .where(Registration.id == reg.id, Registration.checked_in_at.is_(None))
+        .values(checked_in_at=now, checkin_nonce=nonce, checked_in_by_id=staff_id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        audit.record("event.checkin", target=reg, after={"session_id": reg.session_id})
+    db.session.commit()
+    db.session.refresh(reg)
+    if result.rowcount == 1 or reg.checkin_nonce == nonce:
+        return CheckinResult("valid", "有效，签到成功", at=reg.checked_in_at, registration=reg)
+    return CheckinResult("used", "已签到", at=reg.checked_in_at, registration=reg)
+
+
+# -- notices: offers and reminders -----------------------------------------------------------------------------------
+
+
+def _short(text: str | None, n: int = 20) -> str:
+    text = (text or "").strip() or "-"
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+NOTICE_TEXT = {
+    EventNoticeKind.OFFER: "候补名额已为您保留，请尽快确认",
+    EventNoticeKind.DAY_BEFORE: "活动明天举行，请准时参加",
+    EventNoticeKind.HOUR_BEFORE: "活动将在一小时后开始",
+    EventNoticeKind.LIVE_START: "直播已开始，点击进入观看",
+}
+
+
+def _claim(registration_ids: Sequence[int], kind: EventNoticeKind) -> list[int]:
+    """Insert one notice row per registration; the unique (registration, kind) lets exactly one caller win."""
+    if not registration_ids:
+        return []
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    now = utcnow()
+    stmt = (
+        insert(EventNotice)
+        .values(
+            [
+                {"registration_id": rid, "kind": kind, "state": EventNoticeState.SENDING, "created_at": now}
+                for rid in registration_ids
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["registration_id", "kind"])
+        .returning(EventNotice.id)
+    )
+    ids = list(db.session.scalars(stmt))
+    db.session.commit()
+    return ids
+
+
+def _send(notice_id: int) -> bool:
+    notice = db.session.get(EventNotice, notice_id)
+    if notice is None or notice.state is not EventNoticeState.SENDING:
+        return False
+    reg = db.session.get(Registration, notice.registration_id)
+    if reg is None or not reg.openid:
+        notice.state, notice.error = EventNoticeState.FAILED, "无接收人"
+        db.session.commit()
+        return False
+    session, event = reg.session, reg.event
+    place = session.venue if event.kind is EventKind.OFFLINE else "线上直播"
+    body: dict[str, Any] = {
+        "touser": reg.openid,
+        "template_id": current_app.config.get("WECHAT_TEMPLATE_EVENT_NOTICE") or "demo-event-notice-template",
+        "client_msg_id": f"event-notice-{notice.id}",  # WeChat sends one message per openid + client_msg_id
+        "data": {
+            "thing1": {"value": _short(event.title)},
+            "time2": {"value": local_dt(session.starts_at)},
+            "thing3": {"value": _short(place)},
+            "thing4": {"value": _short(NOTICE_TEXT[notice.kind])},
+        },
+    }
+    url = session.stream_url if notice.kind is EventNoticeKind.LIVE_START and session.stream_url else None
+    if url is None and has_request_context():  # queued from a request: its host is the public one
+        url = url_for("citizen.event_mine", _external=True)
+    if url:
+        body["url"] = url
+    error = None
+    try:
+        from server.wechat.client import get_client
+
+        get_client().raw_post("cgi-bin/message/template/send", body)
+    except WeChatClientException as exc:
+        error = f"{exc.errcode} {exc.errmsg}"
+    except (requests.RequestException, OSError) as exc:
+        error = f"网络错误：{type(exc).__name__}"
+    notice.state = EventNoticeState.FAILED if error else EventNoticeState.SENT
+    notice.error, notice.sent_at = (error or None) and error[:300], None if error else utcnow()
+    db.session.commit()
+    if error:
+        log.info("event notice %s not sent: %s", notice.id, error)
+    return error is None
+
+
+def send_notice(registration_id: int, kind: str) -> bool:
+    """Send one notice for a registration, once: a retried or duplicated task finds the row claimed."""
+    ids = _claim([registration_id], EventNoticeKind(kind))
+    return bool(ids) and _send(ids[0])
+
+
+def due_reminders(now: datetime) -> list[tuple[int, EventNoticeKind]]:
+    """(session id, kind) pairs due now: offline the day before and an hour before, livestreams at the start."""
+    sessions = db.session.scalars(
+        sa.select(EventSession)
+        .join(Event)
+        .where(
+            Event.published,
+            EventSession.starts_at > now - REMINDER_LIVE_GRACE,
+            EventSession.starts_at <= now + timedelta(hours=24),
+        )
+    )
+    due: list[tuple[int, EventNoticeKind]] = []
+    for s in sessions:
+        until = s.starts_at - now
+        if s.event.kind is EventKind.LIVESTREAM:
+            if until <= timedelta(0):
+                due.append((s.id, EventNoticeKind.LIVE_START))
+        elif timedelta(hours=1) < until <= timedelta(hours=24):
+            due.append((s.id, EventNoticeKind.DAY_BEFORE))
+        elif timedelta(0) < until <= timedelta(hours=1):
+            due.append((s.id, EventNoticeKind.HOUR_BEFORE))
+    return due
+
+
+def send_due_reminders(now: datetime | None = None) -> int:
+    """Claim and send the reminders due now; any number of workers may run this at once. Returns messages sent."""
+    now = now or utcnow()
+    sent = 0
+    for session_id, kind in due_reminders(now):
+        already = sa.select(EventNotice.registration_id).where(EventNotice.kind == kind)
+        rids = list(
+            db.session.scalars(
+                sa.select(Registration.id).where(
+                    Registration.session_id == session_id,
+                    Registration.status == RegistrationStatus.CONFIRMED,
+                    Registration.openid.is_not(None),
+                    Registration.id.not_in(already),
+                )
+            )
+        )
+        for start in range(0, len(rids), 500):
+            for notice_id in _claim(rids[start : start + 500], kind):
+                sent += _send(notice_id)
+    return sent
+
+
+def notices_of(reg: Registration) -> list[EventNotice]:
+    return list(db.session.scalars(sa.select(EventNotice).filter_by(registration_id=reg.id).order_by(EventNotice.id)))
+
+
+# -- personal data: lists, export, retention -------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    registration: Registration
+    name: str
+    phone: str
+    id_number: str
+
+
+def session_rows(session_id: int, *, reveal: bool = False) -> list[Row]:
+    """Registrations of a session; personal data masked unless revealed (an audited view)."""
+    regs = list(
+        db.session.scalars(
+            sa.select(Registration).where(Registration.session_id == session_id).order_by(Registration.id)
+        )
+    )
+    rows = []
+    for reg in regs:
+        name, phone, idn = pii.decrypt(reg.name_enc), pii.decrypt(reg.phone_enc), pii.decrypt(reg.id_number_enc)
+        if reveal:
+            rows.append(Row(reg, name or "", phone or "", idn or ""))
+        else:
+            rows.append(Row(reg, mask_name(name), pii.mask_phone(phone), mask_id_number(idn)))
+    if reveal:
+        audit.record("event.pii_view", kind=AuditKind.PII_VIEW, target_type="event_session", target_id=session_id)
+        db.session.commit()
+    return rows
+
+
+def export_session(session_id: int) -> tuple[str, bytes]:
+    """The session's registrations as an Excel file with check-in status; an audited export of personal data."""
+    from openpyxl import Workbook
+
+    session = db.session.get(EventSession, session_id)
+    if session is None:
+        raise ServiceError("场次不存在")
+    event = session.event
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "报名名单"
+    questions = list(event.questions or [])
+    ws.append(
+        ["序号", "姓名", "手机号", "身份证号", "同行人数", "状态", "签到时间", "现场登记", "报名时间", *questions]
+    )
+    regs = list(
+        db.session.scalars(
+            sa.select(Registration).where(Registration.session_id == session_id).order_by(Registration.id)
+        )
+    )
+    for i, reg in enumerate(regs, 1):
+        ws.append(
+            [
+                i,
+                pii.decrypt(reg.name_enc) or "",
+                pii.decrypt(reg.phone_enc) or "",
+                pii.decrypt(reg.id_number_enc) or "",
+                reg.companions,
+                reg.status.label,
+                local_dt(reg.checked_in_at, "%Y-%m-%d %H:%M:%S") if reg.checked_in_at else "未签到",
+                "是" if reg.walk_in else "",
+                local_dt(reg.created_at, "%Y-%m-%d %H:%M:%S"),
+                *[(reg.answers or [])[j] if j < len(reg.answers or []) else "" for j in range(len(questions))],
+            ]
+        )
+    for column, width in zip("ABCDEFGHI", (6, 10, 14, 22, 9, 14, 20, 9, 20), strict=True):
+        ws.column_dimensions[column].width = width
+    out = io.BytesIO()
+    wb.save(out)
+    audit.record(
+        "event.export",
+        kind=AuditKind.EXPORT,
+        target=session,
+        note=f"{event.title} {local_dt(session.starts_at)}：{len(regs)} 条",
+    )
+    db.session.commit()
+    name = f"event-{event.id}-session-{session.id}-{local_dt(session.starts_at, '%Y%m%d%H%M')}.xlsx"
+    return name, out.getvalue()
+
+
+def anonymise_due(now: datetime | None = None) -> int:
+    """Erase personal data of events whose last session ended more than `retention_days` ago; counts stay."""
+    now = now or utcnow()
+    last_end = sa.select(sa.func.max(EventSession.ends_at)).where(EventSession.event_id == Event.id).scalar_subquery()
+    candidates = list(db.session.scalars(sa.select(Event).where(Event.anonymised_at.is_(None), last_end.is_not(None))))
+    done = 0
+    for event in candidates:
+        end = max(s.ends_at for s in event.sessions)
+        if end + timedelta(days=event.retention_days) > now:
+            continue
+        result = db.session.execute(
+            sa.update(Registration)
+            .where(Registration.event_id == event.id)
+            .values(name_enc=None, phone_enc=None, id_number_enc=None, answers=None, openid=None)
+            .execution_options(synchronize_session=False)
+        )
+        event.anonymised_at = now
+        audit.record("event.anonymise", target=event, note=f"{result.rowcount} 条报名记录")
+        db.session.commit()
+        done += 1
+    return done
+
+
+# -- numbers for the dashboard ---------------------------------------------------------------------------------------
+
+
+def _year_bounds(year: int) -> tuple[datetime, datetime]:
+    from server.filters import LOCAL_TZ
+
+    start = datetime(year, 1, 1, tzinfo=LOCAL_TZ).astimezone(UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=LOCAL_TZ).astimezone(UTC)
+    return start, end
+
+
+def year_numbers(year: int, now: datetime | None = None) -> dict[str, Any]:
+    """Per event held in `year` (Beijing time): registrations, people, check-ins, no-shows, livestream reservations;
+    and the year's counts of events and livestreams (the "活动 ≥ 80 次" and "直播活动 ≥ 5 场" targets)."""
+    now = now or utcnow()
+    start, end = _year_bounds(year)
+    in_year = sa.select(EventSession.event_id).where(EventSession.starts_at >= start, EventSession.starts_at < end)
+    events = list(db.session.scalars(sa.select(Event).where(Event.published, Event.id.in_(in_year)).order_by(Event.id)))
+    confirmed = Registration.status == RegistrationStatus.CONFIRMED
+    ended = EventSession.ends_at <= now
+    stats = {
+        row.event_id: row
+        for row in db.session.execute(
+            sa.select(
+                Registration.event_id,
+                sa.func.count().filter(confirmed).label("registrations"),
+                sa.func.coalesce(sa.func.sum(1 + Registration.companions).filter(confirmed), 0).label("people"),
+                sa.func.count().filter(Registration.checked_in_at.is_not(None)).label("checkins"),
+                sa.func.count().filter(confirmed, Registration.checked_in_at.is_(None), ended).label("no_shows"),
+                sa.func.count().filter(Registration.status == RegistrationStatus.WAITING).label("waiting"),
+            )
+            .join(EventSession, EventSession.id == Registration.session_id)
+            .where(Registration.event_id.in_([e.id for e in events] or [0]))
+            .group_by(Registration.event_id)
+        )
+    }
+    per_event = []
+    for e in events:
+        row = stats.get(e.id)
+        regs = row.registrations if row else 0
+        live = e.kind is EventKind.LIVESTREAM
+        per_event.append(
+            {
+                "id": e.id,
+                "title": e.title,
+                "kind": e.kind.value,
+                "registrations": 0 if live else regs,
+                "people": row.people if row else 0,
+                "checkins": row.checkins if row else 0,
+                "no_shows": 0 if live else (row.no_shows if row else 0),
+                "reservations": regs if live else 0,
+                "waiting": row.waiting if row else 0,
+            }
+        )
+    livestreams = sum(1 for e in events if e.kind is EventKind.LIVESTREAM)
+    return {
+        "year": year,
+        "events": len(events),
+        "livestreams": livestreams,
+        "offline_events": len(events) - livestreams,
+        "registrations": sum(p["registrations"] for p in per_event),
+        "checkins": sum(p["checkins"] for p in per_event),
+        "no_shows": sum(p["no_shows"] for p in per_event),
+        "reservations": sum(p["reservations"] for p in per_event),
+        "per_event": per_event,
+    }

@@ -1,0 +1,93 @@
+// Event page: countdown on the server's clock (not the phone's), live places, and a submit that cannot double-post.
+(function () {
+  "use strict";
+  var form = document.getElementById("ev-form");
+  if (!form) return;
+  var submit = document.getElementById("ev-submit");
+  var countdown = document.getElementById("ev-countdown");
+  var remaining = document.getElementById("ev-remaining");
+  var fullHint = document.getElementById("ev-full-hint");
+  var opensAt = Number(form.dataset.opensAt);
+  var closesAt = Number(form.dataset.closesAt);
+  // offset = server - phone, measured when the page was rendered and refined by each poll (half the round trip).
+  var offset = Number(form.dataset.serverNow) - Date.now();
+  var label = submit ? submit.textContent : "";
+
+  function serverNow() { return Date.now() + offset; }
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function selectedLeft() {
+    var checked = form.querySelector("input[name=session_id]:checked");
+    if (!checked) return null;
+    var cell = form.querySelector('li[data-session="' + checked.value + '"] .left');
+    return cell ? Number(cell.dataset.left) : null;
+  }
+
+  function render() {
+    if (!submit) return;
+    var now = serverNow();
+    if (now < opensAt) {
+      var s = Math.ceil((opensAt - now) / 1000);
+      var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+      remaining.textContent = (d ? d + " 天 " : "") + pad(h) + ":" + pad(m) + ":" + pad(s % 60);
+      countdown.hidden = false;
+      submit.disabled = true;
+      submit.textContent = "尚未开放";
+      return;
+    }
+    countdown.hidden = true;
+    if (now >= closesAt) {
+      submit.disabled = true;
+      submit.textContent = "报名已截止";
+      return;
+    }
+    var left = selectedLeft();
+    var full = left === 0;
+    fullHint.hidden = !full;
+    if (!form.dataset.sending) {
+      submit.disabled = false;
+      submit.textContent = full ? "加入候补" : label;
+    }
+  }
+
+  function poll() {
+    var sent = Date.now();
+    fetch(form.dataset.placesUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        var back = Date.now();
+        offset = data.now - (sent + back) / 2;
+        opensAt = data.opens_at;
+        closesAt = data.closes_at;
+        Object.keys(data.sessions).forEach(function (id) {
+          var li = form.querySelector('li[data-session="' + id + '"]');
+          if (!li) return;
+          var cell = li.querySelector(".left");
+          var n = data.sessions[id];
+          cell.dataset.left = n;
+          cell.textContent = n > 0 ? "剩余 " + n : "已满";
+          li.classList.toggle("full", n === 0);
+        });
+        render();
+      })
+      .catch(function () { /* keep the last figures; the next poll retries */ });
+  }
+
+  form.addEventListener("change", render);
+  form.addEventListener("submit", function (e) {
+    if (form.dataset.sending) { e.preventDefault(); return; }  // the server dedupes too; this spares the request
+    if (serverNow() < opensAt) { e.preventDefault(); return; }
+    form.dataset.sending = "1";
+    if (submit) { submit.disabled = true; submit.textContent = "提交中…"; }
+  });
+  render();
+  setInterval(render, 250);
+  // Near the opening minute everyone polls at once: spread the polls, and keep them slow while the page idles.
+  function schedule() {
+    var near = Math.abs(opensAt - serverNow()) < 120000;
+    setTimeout(function () { poll(); schedule(); }, (near ? 3000 : 10000) + Math.random() * 2000);
+  }
+  schedule();
+})();

@@ -1,0 +1,86 @@
+// Check-in scanner: the camera through BarcodeDetector where the browser has it, else typed/pasted tokens.
+// Every scan gets its own nonce; a network retry resends the same nonce, so the server answers "valid" again
+// instead of calling it a reuse.
+(function () {
+  "use strict";
+  var form = document.getElementById("manual");
+  var input = document.getElementById("token");
+  var box = document.getElementById("result");
+  var detail = document.getElementById("detail");
+  var hint = document.getElementById("camera-hint");
+  var csrf = document.querySelector('meta[name="csrf-token"]').content;
+  var LABEL = { valid: "有效", used: "已签到", invalid: "无效" };
+  var lastToken = "", lastAt = 0, busy = false;
+
+  function nonce() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    var a = new Uint8Array(16); crypto.getRandomValues(a);
+    return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  function show(status, text) {
+    box.className = "result " + status;
+    box.firstElementChild.textContent = LABEL[status] || status;
+    detail.textContent = text;
+    if (navigator.vibrate) navigator.vibrate(status === "valid" ? 80 : [60, 60, 60]);
+  }
+
+  function send(token, scanNonce, attempt) {
+    return fetch(form.dataset.url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, "Accept": "application/json" },
+      body: JSON.stringify({ token: token, nonce: scanNonce })
+    }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    }).catch(function (err) {
+      if (attempt < 3) {  // same nonce: the server recognises the retry of this scan
+        return new Promise(function (ok) { setTimeout(ok, 400 * (attempt + 1)); })
+          .then(function () { return send(token, scanNonce, attempt + 1); });
+      }
+      throw err;
+    });
+  }
+
+  function check(token) {
+    token = (token || "").trim();
+    if (!token || busy) return;
+    var now = Date.now();
+    if (token === lastToken && now - lastAt < 3000) return;  // the same code still in front of the camera
+    lastToken = token; lastAt = now; busy = true;
+    box.className = "result"; box.firstElementChild.textContent = "核验中…"; detail.textContent = "";
+    send(token, nonce(), 0).then(function (d) {
+      var parts = [d.message];
+      if (d.name) parts.push(d.name + (d.party > 1 ? "（共 " + d.party + " 人）" : ""));
+      if (d.session) parts.push("场次 " + d.session);
+      if (d.status === "used" && d.at) parts.push("签到时间 " + d.at);
+      show(d.status, parts.join(" · "));
+    }).catch(function () {
+      show("invalid", "网络异常，请重试");
+    }).then(function () { busy = false; });
+  }
+
+  form.addEventListener("submit", function (e) { e.preventDefault(); check(input.value); input.value = ""; });
+
+  if (!("BarcodeDetector" in window) || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    hint.textContent = "此浏览器不支持摄像头识别二维码，请使用扫码枪或手动输入。";
+    return;
+  }
+  var detector = new window.BarcodeDetector({ formats: ["qr_code"] });
+  var video = document.getElementById("video");
+  navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false }).then(function (stream) {
+    video.srcObject = stream;
+    document.getElementById("video-wrap").hidden = false;
+    hint.textContent = "将二维码置于画面中央";
+    return video.play();
+  }).then(function () {
+    (function tick() {
+      detector.detect(video).then(function (codes) {
+        if (codes.length) check(codes[0].rawValue);
+      }).catch(function () {}).then(function () { setTimeout(tick, 200); });
+    })();
+  }).catch(function () {
+    hint.textContent = "无法打开摄像头（请允许摄像头权限），可手动输入。";
+  });
+})();

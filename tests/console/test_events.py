@@ -1,0 +1,112 @@
+"""Console: create an event and a session, see masked registrations, export (audited), scan, walk-in, roles."""
+
+from __future__ import annotations
+
+import io
+
+import sqlalchemy as sa
+
+from models import AuditKind, AuditLog, Event, EventSession, Registration
+from server.extensions import db
+from server.services import events
+from server.services.events import Applicant
+from tests import factories
+from tests.services.test_events import make_event
+
+
+def test_create_event_and_session_from_the_console(as_admin):
+    res = as_admin.get("/admin/events")
+    assert res.status_code == 200 and "新建活动" in res.get_data(as_text=True)
+    as_admin.get("/admin/events/new")
+    res = as_admin.post(
+        "/admin/events/new",
+        {
+            "title": "微访城市管理",
+            "kind": "offline",
+            "registration_opens_at": "2030-07-01T09:00",
+            "registration_closes_at": "2030-07-10T18:00",
+            "max_companions": "2",
+            "required_fields": ["name", "phone", "id_number"],
+            "questions": "您从哪里得知活动？",
+            "hold_minutes": "60",
+            "retention_days": "30",
+            "published": "on",
+        },
+    )
+    assert res.status_code == 302
+    event = db.session.scalar(sa.select(Event).filter_by(title="微访城市管理"))
+    assert event.registration_opens_at.hour == 1  # 09:00 Beijing is 01:00 UTC
+    assert event.required_fields == ["name", "phone", "id_number"]
+    res = as_admin.post(
+        f"/admin/events/{event.id}/sessions",
+        {"starts_at": "2030-07-15T09:00", "ends_at": "2030-07-15T11:30", "quota": "300", "venue": "城管执法局"},
+    )
+    assert res.status_code == 302
+    session = db.session.scalar(sa.select(EventSession).filter_by(event_id=event.id))
+    assert session.quota == 300
+    assert db.session.scalar(sa.select(sa.func.count()).where(AuditLog.action.like("event.%"))) == 2
+
+
+def test_form_errors_are_shown(as_admin):
+    as_admin.get("/admin/events/new")
+    res = as_admin.post("/admin/events/new", {"title": "", "kind": "offline"})
+    assert res.status_code == 400 and "请填写活动名称" in res.get_data(as_text=True)
+
+
+def test_list_is_masked_and_export_is_an_audited_excel(as_admin):
+    from openpyxl import load_workbook
+
+    event, (session,) = make_event(fields=("name", "phone", "id_number"))
+    events.register(
+        "oA", event.id, session.id, Applicant(name="王小明", phone="13812340000", id_number="11010519491231002X")
+    )
+    page = as_admin.get(f"/admin/events/{event.id}").get_data(as_text=True)
+    assert "138****0000" in page and "13812340000" not in page and "王**" in page
+    res = as_admin.client.get(f"/admin/events/{event.id}/sessions/{session.id}/export")
+    assert res.status_code == 200 and res.mimetype.endswith("spreadsheetml.sheet")
+    rows = list(load_workbook(io.BytesIO(res.data)).active.iter_rows(values_only=True))
+    assert rows[1][1:4] == ("王小明", "13812340000", "11010519491231002X")
+    entry = db.session.scalar(sa.select(AuditLog).filter_by(action="event.export"))
+    assert entry.kind is AuditKind.EXPORT and entry.staff_name == "管理员甲"
+
+
+def test_scan_page_and_check_in_with_nonces(console, db_session):
+    factories.staff("liaison1", "liaison", unit=factories.unit())
+    console.login("liaison1")
+    event, (session,) = make_event()
+    reg, _ = events.register("oA", event.id, session.id)
+    page = console.get(f"/admin/events/{event.id}/scan")
+    assert page.status_code == 200 and "扫码签到" in page.get_data(as_text=True)
+    token = events.checkin_token(reg)
+    headers = {"X-CSRFToken": console.token}
+    url = f"/admin/events/{event.id}/scan"
+    first = console.client.post(url, json={"token": token, "nonce": "a"}, headers=headers).get_json()
+    assert first["status"] == "valid"
+    assert (
+        console.client.post(url, json={"token": token, "nonce": "a"}, headers=headers).get_json()["status"] == "valid"
+    )
+    second = console.client.post(url, json={"token": token, "nonce": "b"}, headers=headers).get_json()
+    assert second["status"] == "used" and second["at"] == first["at"]
+    bad = console.client.post(url, json={"token": "E1.xx.yy", "nonce": "c"}, headers=headers).get_json()
+    assert bad["status"] == "invalid"
+    # liaisons scan but do not manage
+    assert console.get(f"/admin/events/{event.id}/edit").status_code == 403
+    assert console.client.get(f"/admin/events/{event.id}/sessions/{session.id}/export").status_code == 403
+
+
+def test_walk_in_from_the_console(as_admin):
+    event, (session,) = make_event(quota=1)
+    as_admin.get(f"/admin/events/{event.id}")
+    res = as_admin.post(
+        f"/admin/events/{event.id}/walk-in", {"session_id": session.id, "name": "李四", "companions": "0"}
+    )
+    assert res.status_code == 302
+    reg = db.session.scalar(sa.select(Registration).filter_by(walk_in=True))
+    assert reg.checked_in_at is not None
+
+
+def test_reviewer_cannot_edit_events(console, db_session):
+    factories.staff("reviewer1", "reviewer")
+    console.login("reviewer1")
+    assert console.get("/admin/events").status_code == 200
+    assert console.get("/admin/events/new").status_code == 403

@@ -1,0 +1,449 @@
+"""Events: quota under concurrency (naive path oversells, the atomic one never), waiting list, check-in, reminders."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import (
+    AuditKind,
+    AuditLog,
+    Event,
+    EventNotice,
+    EventSession,
+    Registration,
+    RegistrationStatus,
+    utcnow,
+)
+from server.extensions import db
+from server.services import ServiceError, events, pii
+from server.services.events import Applicant
+from tests.conftest import SQLITE
+
+VALID_ID = "11010519491231002X"  # the GB 11643 example number
+
+
+def make_event(
+    *,
+    quota: int = 10,
+    kind: str = "offline",
+    companions: int = 2,
+    fields: tuple[str, ...] = (),
+    starts_in: timedelta = timedelta(days=3),
+    hold_minutes: int = 60,
+    opens_in: timedelta = timedelta(hours=-1),
+    sessions: int = 1,
+) -> tuple[Event, list[EventSession]]:
+    now = utcnow()
+    event = events.save_event(
+        title="7·15 公众开放日",
+        kind=kind,
+        description="走进城管执法局",
+        registration_opens_at=now + opens_in,
+        registration_closes_at=now + starts_in - timedelta(hours=2),
+        max_companions=companions,
+        required_fields=fields,
+        questions=["您最想了解哪项工作？"],
+        hold_minutes=hold_minutes,
+        published=True,
+    )
+    made = [
+        events.save_session(
+            event,
+            starts_at=now + starts_in + timedelta(hours=i),
+            ends_at=now + starts_in + timedelta(hours=i + 2),
+            quota=quota,
+            venue="市民中心" if kind == "offline" else "",
+            stream_url="" if kind == "offline" else "https://live.example.cn/1",
+        )
+        for i in range(sessions)
+    ]
+    return event, made
+
+
+def counts(session_id: int) -> dict[str, int]:
+    rows = db.session.execute(
+        sa.select(Registration.status, sa.func.count(), sa.func.sum(1 + Registration.companions))
+        .where(Registration.session_id == session_id)
+        .group_by(Registration.status)
+    )
+    out = {status.value: n for status, n, _ in rows}
+    out["people_confirmed"] = (
+        db.session.scalar(
+            sa.select(sa.func.sum(1 + Registration.companions)).where(
+                Registration.session_id == session_id,
+                Registration.status.in_([RegistrationStatus.CONFIRMED, RegistrationStatus.OFFERED]),
+            )
+        )
+        or 0
+    )
+    return out
+
+
+def surge(app, event_id: int, session_id: int, people: int, *, during=None) -> list[str]:
+    """`people` distinct citizens register at once from threads, each with its own connection and session."""
+    barrier = threading.Barrier(min(people, 24))
+    outcomes: list[str] = []
+
+    def one(i: int) -> str:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                pass
+            try:
+                reg, _ = events.register(f"oSurge{i:05d}", event_id, session_id, Applicant())
+                return reg.status.value
+            except Exception as exc:  # noqa: BLE001
+                return f"error: {exc!r}"
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        futures = [pool.submit(one, i) for i in range(people)]
+        if during:
+            during()
+        outcomes = [f.result() for f in futures]
+    return outcomes
+
+
+# -- quota correctness under load: first the naive path must be seen to oversell -------------------------------------
+
+
+@pytest.mark.skipif(SQLITE, reason="needs concurrent connections")
+def test_naive_read_check_insert_oversells_under_load(app, committed_db, monkeypatch):
+    monkeypatch.setitem(app.config, "EVENTS_NAIVE_QUOTA", True)
+    oversold = 0
+    for _ in range(5):  # a race: give it a few chances; it reliably shows up in the first one or two
+        event, (session,) = make_event(quota=10)
+        outcomes = surge(app, event.id, session.id, 120)
+        assert not [o for o in outcomes if o.startswith("error")]
+        oversold = outcomes.count("confirmed") - 10
+        if oversold > 0:
+            break
+    assert oversold > 0, "the naive path should oversell under concurrency (else the race test proves nothing)"
+
+
+@pytest.mark.skipif(SQLITE, reason="needs concurrent connections")
+def test_atomic_quota_never_oversells_under_load(app, committed_db):
+    event, (session,) = make_event(quota=10)
+    outcomes = surge(app, event.id, session.id, 120)
+    assert not [o for o in outcomes if o.startswith("error")]
+    assert outcomes.count("confirmed") == 10
+    assert outcomes.count("waiting") == 110
+    db.session.expire_all()
+    assert db.session.get(EventSession, session.id).taken == 10
+    assert counts(session.id)["confirmed"] == 10
+
+
+@pytest.mark.skipif(SQLITE, reason="needs concurrent connections")
+def test_redis_flushed_again_and_again_mid_surge_loses_and_oversells_nothing(app, committed_db, redis_client):
+    event, (session,) = make_event(quota=25)
+    stop = threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            redis_client.flushdb()
+            stop.wait(0.002)
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        outcomes = surge(app, event.id, session.id, 150)
+    finally:
+        stop.set()
+        thread.join()
+    assert not [o for o in outcomes if o.startswith("error")]
+    assert outcomes.count("confirmed") == 25
+    assert outcomes.count("waiting") == 125
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Registration)) == 150
+
+
+@pytest.mark.skipif(SQLITE, reason="needs concurrent connections")
+def test_redis_down_postgresql_alone_still_decides(app, committed_db, monkeypatch):
+    import redis
+
+    def down(*args, **kwargs):
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(app.extensions["redis"], "eval", down)
+    event, (session,) = make_event(quota=7)
+    outcomes = surge(app, event.id, session.id, 40)
+    assert outcomes.count("confirmed") == 7 and outcomes.count("waiting") == 33
+
+
+@pytest.mark.skipif(SQLITE, reason="needs concurrent connections")
+def test_a_double_tap_from_many_threads_is_one_registration(app, committed_db):
+    event, (session,) = make_event(quota=5)
+    barrier = threading.Barrier(10)
+
+    def tap(_: int) -> int:
+        with app.app_context():
+            barrier.wait(timeout=10)
+            try:
+                return events.register("oTapper", event.id, session.id, Applicant())[0].id
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(10) as pool:
+        ids = set(pool.map(tap, range(10)))
+    assert len(ids) == 1
+    db.session.expire_all()
+    assert db.session.get(EventSession, session.id).taken == 1
+    assert events.places_left(db.session.get(Event, event.id)) == {session.id: 4}
+
+
+# -- the rules, one transaction per test -----------------------------------------------------------------------------
+
+
+def test_companions_count_against_the_quota_and_a_full_session_offers_the_waiting_list(db_session):
+    event, (session,) = make_event(quota=4, companions=2)
+    a, created = events.register("oA", event.id, session.id, Applicant(companions=2))
+    assert created and a.status is RegistrationStatus.CONFIRMED
+    b, _ = events.register("oB", event.id, session.id, Applicant(companions=2))
+    assert b.status is RegistrationStatus.WAITING  # 3 + 3 > 4
+    c, _ = events.register("oC", event.id, session.id, Applicant())
+    assert c.status is RegistrationStatus.CONFIRMED  # one place was left
+    with pytest.raises(ServiceError, match="名额已满"):
+        events.register("oD", event.id, session.id, Applicant(), waitlist=False)
+    with pytest.raises(ServiceError, match="同行"):
+        events.register("oE", event.id, session.id, Applicant(companions=3))
+    assert events.places_left(event) == {session.id: 0}
+    assert events.waiting_position(b) == 1
+
+
+def test_snapshot_visitors_and_closed_windows_are_refused(db_session):
+    event, (session,) = make_event(opens_in=timedelta(hours=1))
+    with pytest.raises(ServiceError, match="朋友圈"):
+        events.register("oSnap", event.id, session.id, snapshot=True)
+    with pytest.raises(ServiceError, match="尚未开始"):
+        events.register("oEarly", event.id, session.id)
+
+
+def test_required_fields_are_validated_and_encrypted_at_rest(db_session):
+    event, (session,) = make_event(fields=("name", "phone", "id_number"))
+    with pytest.raises(ServiceError, match="身份证"):
+        events.register(
+            "oX", event.id, session.id, Applicant(name="张三", phone="13800000000", id_number="110105194912310021")
+        )
+    with pytest.raises(ServiceError, match="手机号"):
+        events.register("oX", event.id, session.id, Applicant(name="张三", phone="1380000", id_number=VALID_ID))
+    reg, _ = events.register(
+        "oX", event.id, session.id, Applicant(name="张三", phone="13800000000", id_number=VALID_ID.lower())
+    )
+    raw = db.session.execute(sa.text("SELECT phone_enc, id_number_enc FROM registration WHERE id = :i"), {"i": reg.id})
+    phone_enc, id_enc = raw.one()
+    assert "13800000000" not in phone_enc and VALID_ID not in id_enc
+    assert pii.decrypt(id_enc) == VALID_ID
+    (row,) = events.session_rows(session.id)
+    assert (row.name, row.phone, row.id_number) == ("张*", "138****0000", "110***********002X")
+
+
+@pytest.mark.parametrize(
+    "number,ok",
+    [(VALID_ID, True), ("110105194912310021", False), ("11010519491331002X", False), ("1101051949123100", False)],
+)
+def test_id_number_checksum(number, ok):
+    assert events.valid_id_number(number) is ok
+
+
+def test_cancel_offers_the_place_to_the_first_waiting_who_is_notified_and_confirms_once(db_session, emulator):
+    emulator.hook("users", {"users": [{"openid": o} for o in ("oA", "oB", "oC")]})
+    event, (session,) = make_event(quota=1)
+    a, _ = events.register("oA", event.id, session.id)
+    b, _ = events.register("oB", event.id, session.id)
+    c, _ = events.register("oC", event.id, session.id)
+    assert (b.status, c.status) == (RegistrationStatus.WAITING, RegistrationStatus.WAITING)
+    events.cancel("oA", a.id)
+    db.session.expire_all()
+    b, c = db.session.get(Registration, b.id), db.session.get(Registration, c.id)
+    assert b.status is RegistrationStatus.OFFERED and b.hold_expires_at is not None
+    assert c.status is RegistrationStatus.WAITING
+    assert db.session.get(EventSession, session.id).taken == 1  # the place is held for B
+    sent = emulator.state()["templates_sent"]
+    assert [m["touser"] for m in sent] == ["oB"]
+    assert "候补" in sent[0]["data"]["thing4"]["value"]
+    assert events.confirm_offer("oB", b.id).status is RegistrationStatus.CONFIRMED
+    assert events.confirm_offer("oB", b.id).status is RegistrationStatus.CONFIRMED  # a double tap is harmless
+    with pytest.raises(ServiceError):
+        events.cancel("oA", a.id)  # cancelled once
+
+
+def test_an_unconfirmed_hold_expires_and_the_place_moves_on(db_session, emulator):
+    emulator.hook("users", {"users": [{"openid": o} for o in ("oA", "oB", "oC")]})
+    event, (session,) = make_event(quota=1, hold_minutes=30)
+    a, _ = events.register("oA", event.id, session.id)
+    b, _ = events.register("oB", event.id, session.id)
+    c, _ = events.register("oC", event.id, session.id)
+    events.cancel("oA", a.id)
+    assert events.expire_holds(utcnow() + timedelta(minutes=10)) == 0  # not yet
+    assert events.expire_holds(utcnow() + timedelta(minutes=31)) == 1
+    db.session.expire_all()
+    assert db.session.get(Registration, b.id).status is RegistrationStatus.EXPIRED
+    assert db.session.get(Registration, c.id).status is RegistrationStatus.OFFERED
+    with pytest.raises(ServiceError, match="过期"):
+        events.confirm_offer("oB", b.id)
+    events.cancel("oC", c.id)  # nobody waits: the place goes back to the quota
+    assert db.session.get(EventSession, session.id).taken == 0
+    assert events.places_left(event) == {session.id: 1}
+
+
+def test_raising_the_quota_serves_the_waiting_list_first(db_session, emulator):
+    event, (session,) = make_event(quota=1)
+    events.register("oA", event.id, session.id)
+    b, _ = events.register("oB", event.id, session.id)
+    events.save_session(
+        event, starts_at=session.starts_at, ends_at=session.ends_at, quota=2, venue="市民中心", session=session
+    )
+    db.session.expire_all()
+    assert db.session.get(Registration, b.id).status is RegistrationStatus.OFFERED
+    with pytest.raises(ServiceError, match="不能少于"):
+        events.save_session(
+            event, starts_at=session.starts_at, ends_at=session.ends_at, quota=1, venue="市民中心", session=session
+        )
+
+
+# -- check-in --------------------------------------------------------------------------------------------------------
+
+
+def test_checkin_token_is_signed_bound_and_verifiable_offline(db_session):
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    event, (session,) = make_event()
+    reg, _ = events.register("oA", event.id, session.id)
+    token = events.checkin_token(reg)
+    public = load_pem_public_key(events.public_key_pem().encode())
+    claims = events.verify_token(token, public)
+    assert (claims.registration_id, claims.session_id, claims.ticket) == (reg.id, session.id, reg.ticket)
+    prefix, body, sig = token.split(".")
+    forged = events._b64(f"{reg.id}:{session.id + 1}:{reg.ticket}".encode())
+    assert events.verify_token(f"{prefix}.{forged}.{sig}", public) is None
+    assert events.verify_token("garbage") is None
+
+
+def test_scan_valid_then_retry_same_nonce_then_reuse(db_session):
+    event, (session,) = make_event()
+    other, (other_session,) = make_event()
+    reg, _ = events.register("oA", event.id, session.id)
+    token = events.checkin_token(reg)
+    first = events.check_in(event.id, token, "nonce-1", staff_id=None)
+    assert first.status == "valid"
+    retry = events.check_in(event.id, token, "nonce-1", staff_id=None)
+    assert retry.status == "valid" and retry.at == first.at  # a network retry is not a reuse
+    again = events.check_in(event.id, token, "nonce-2", staff_id=None)
+    assert again.status == "used" and again.at == first.at
+    assert events.check_in(other.id, token, "n3", staff_id=None).status == "invalid"
+    assert events.check_in(event.id, token[:-3] + "AAA", "n4", staff_id=None).status == "invalid"
+    b, _ = events.register("oB", event.id, session.id)
+    events.cancel("oB", b.id)
+    assert events.check_in(event.id, events.checkin_token(b), "n5", staff_id=None).status == "invalid"
+
+
+def test_walk_in_takes_a_place_or_raises_the_quota_when_asked(db_session):
+    event, (session,) = make_event(quota=1)
+    events.register("oA", event.id, session.id)
+    with pytest.raises(ServiceError, match="已满"):
+        events.walk_in(event, session.id, Applicant(name="李四"))
+    reg = events.walk_in(event, session.id, Applicant(name="李四", companions=1), over_quota=True)
+    assert reg.walk_in and reg.checked_in_at is not None
+    db.session.expire_all()
+    s = db.session.get(EventSession, session.id)
+    assert (s.quota, s.taken) == (3, 3)
+
+
+# -- reminders -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(SQLITE, reason="needs concurrent connections")
+def test_reminders_go_once_even_with_several_workers(app, committed_db, emulator):
+    emulator.hook("users", {"users": [{"openid": f"oR{i}"} for i in range(6)]})
+    event, (session,) = make_event(quota=10, starts_in=timedelta(hours=20))
+    for i in range(6):
+        events.register(f"oR{i}", event.id, session.id)
+
+    def worker(_: int) -> int:
+        with app.app_context():
+            try:
+                return events.send_due_reminders()
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(4) as pool:
+        sent = sum(pool.map(worker, range(4)))
+    assert sent == 6
+    messages = emulator.state()["templates_sent"]
+    assert sorted(m["touser"] for m in messages) == [f"oR{i}" for i in range(6)]
+    assert {m["data"]["thing4"]["value"] for m in messages} == {"活动明天举行，请准时参加"}
+    assert events.send_due_reminders() == 0
+    # An hour before, the second reminder goes, once.
+    assert events.send_due_reminders(session.starts_at - timedelta(minutes=50)) == 6
+    assert events.send_due_reminders(session.starts_at - timedelta(minutes=40)) == 0
+
+
+def test_livestream_reminder_at_start(db_session, emulator):
+    emulator.hook("users", {"users": [{"openid": "oL"}]})
+    event, (session,) = make_event(kind="livestream", quota=1000, starts_in=timedelta(hours=5))
+    events.register("oL", event.id, session.id)
+    assert events.send_due_reminders() == 0  # no day-before reminder for a livestream
+    assert events.send_due_reminders(session.starts_at + timedelta(minutes=1)) == 1
+    (message,) = emulator.state()["templates_sent"]
+    assert message["url"] == "https://live.example.cn/1"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(EventNotice)) == 1
+
+
+# -- export, retention, numbers --------------------------------------------------------------------------------------
+
+
+def test_export_is_an_excel_with_checkin_status_and_is_audited(db_session):
+    import io
+
+    from openpyxl import load_workbook
+
+    event, (session,) = make_event(fields=("name", "phone"))
+    reg, _ = events.register("oA", event.id, session.id, Applicant(name="王五", phone="13912345678"))
+    events.register("oB", event.id, session.id, Applicant(name="赵六", phone="13712345678"))
+    events.check_in(event.id, events.checkin_token(reg), "n", staff_id=None)
+    name, data = events.export_session(session.id)
+    assert name.endswith(".xlsx")
+    rows = list(load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))
+    assert rows[0][:7] == ("序号", "姓名", "手机号", "身份证号", "同行人数", "状态", "签到时间")
+    assert rows[1][1:3] == ("王五", "13912345678") and rows[1][6] != "未签到"
+    assert rows[2][6] == "未签到"
+    entry = db.session.scalar(sa.select(AuditLog).where(AuditLog.action == "event.export"))
+    assert entry.kind is AuditKind.EXPORT
+
+
+def test_personal_data_is_erased_after_the_retention_period(db_session):
+    event, (session,) = make_event(fields=("name", "phone"))
+    reg, _ = events.register("oA", event.id, session.id, Applicant(name="王五", phone="13912345678"))
+    assert events.anonymise_due() == 0
+    assert events.anonymise_due(session.ends_at + timedelta(days=31)) == 1
+    db.session.expire_all()
+    reg = db.session.get(Registration, reg.id)
+    assert (reg.name_enc, reg.phone_enc, reg.openid) == (None, None, None)
+    assert reg.status is RegistrationStatus.CONFIRMED  # the numbers stay
+    assert events.anonymise_due(session.ends_at + timedelta(days=40)) == 0
+
+
+def test_year_numbers_for_the_dashboard(db_session):
+    event, (session,) = make_event(quota=10)
+    live, (live_session,) = make_event(kind="livestream", quota=100)
+    a, _ = events.register("oA", event.id, session.id, Applicant(companions=1))
+    events.register("oB", event.id, session.id)
+    events.register("oL1", live.id, live_session.id)
+    events.register("oL2", live.id, live_session.id)
+    events.check_in(event.id, events.checkin_token(a), "n", staff_id=None)
+    from server.filters import LOCAL_TZ
+
+    year = session.starts_at.astimezone(LOCAL_TZ).year
+    later = session.ends_at + timedelta(hours=1)
+    numbers = events.year_numbers(year, now=later)
+    by_id = {e["id"]: e for e in numbers["per_event"]}
+    assert by_id[event.id] | {} == by_id[event.id]
+    assert (by_id[event.id]["registrations"], by_id[event.id]["checkins"], by_id[event.id]["no_shows"]) == (2, 1, 1)
+    assert by_id[live.id]["reservations"] == 2
+    assert numbers["livestreams"] >= 1 and numbers["events"] >= 2
