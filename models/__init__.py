@@ -2,11 +2,13 @@
 
 # Feature modules export their models through __all__ (one module per capability).
 from models.alert import *  # noqa: E402,F403
+from models.article import *  # noqa: E402,F403
 from models.audit import AuditKind, AuditLog
 from models.base import utcnow
 from models.contact import *  # noqa: E402,F403
 from models.event import *  # noqa: E402,F403
 from models.follower import Follower
+from models.material import *  # noqa: E402,F403
 from models.menu import MenuKind, MenuVersion
 from models.reply import MatchType, ReplyRule, ReplyType, SiteSetting
 from models.staff import BindingCode, Role, Staff, Unit, UnitKind

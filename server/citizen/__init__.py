@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("citizen", __name__)
 
-from server.citizen import contacts, events, home, identity, tips, votes  # noqa: E402,F401  (views register on bp)
+from server.citizen import contacts, events, home, identity, tips, upload, votes  # noqa: E402,F401  (views register on bp)

@@ -42,6 +42,7 @@ def _forget_actor(exc: BaseException | None) -> None:
 
 from server.console import (  # noqa: E402,F401  (views register on bp)
     alerts,
+    articles,
     audit_log,
     auth,
     binding,
@@ -49,6 +50,7 @@ from server.console import (  # noqa: E402,F401  (views register on bp)
     events,
     followers,
     home,
+    materials,
     menus,
     replies,
     staff_views,

@@ -1,0 +1,3 @@
+"""Filled in by its feature."""
+
+from handlers.router import router  # noqa: F401

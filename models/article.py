@@ -1,0 +1,3 @@
+"""Filled in by its feature."""
+
+__all__: list[str] = []

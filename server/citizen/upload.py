@@ -1,0 +1,3 @@
+"""Filled in by its feature."""
+
+from server.citizen import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""Filled in by its feature."""
+
+from server.console import bp  # noqa: F401
