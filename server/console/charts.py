@@ -36,3 +36,44 @@ def bar_chart(points: Sequence[tuple[str, int]], *, width: int = 720, height: in
             )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def line_chart(
+    points: Sequence[tuple[str, float | None]], *, width: int = 720, height: int = 200, title: str = ""
+) -> Markup:
+    """One line through the known values (None is skipped); the axis runs from the minimum to the maximum, so
+    growth on a large total stays visible."""
+    values = [v for _, v in points if v is not None]
+    if not values:
+        return Markup('<p class="hint">暂无数据</p>')
+    pad_l, pad_b, pad_t = 64, 24, 12
+    inner_w, inner_h = width - pad_l - 8, height - pad_b - pad_t
+    low, top = min(values), max(values)
+    span = (top - low) or 1
+    step = inner_w / max(len(points) - 1, 1)
+    every = max(1, len(points) // 8)
+    parts = [
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f'<line x1="{pad_l}" y1="{pad_t + inner_h}" x2="{width - 8}" y2="{pad_t + inner_h}" stroke="#d1d5db"/>',
+        f'<text x="{pad_l - 6}" y="{pad_t + 8}" text-anchor="end" font-size="11" fill="#6b7280">{top:,.0f}</text>',
+        f'<text x="{pad_l - 6}" y="{pad_t + inner_h}" text-anchor="end" font-size="11" fill="#6b7280">'
+        f"{low:,.0f}</text>",
+    ]
+    path: list[str] = []
+    for i, (label, value) in enumerate(points):
+        x = pad_l + i * step
+        if value is not None:
+            y = pad_t + inner_h - inner_h * (value - low) / span
+            path.append(f"{'L' if path else 'M'}{x:.1f},{y:.1f}")
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="transparent"><title>{escape(label)}：{value:,.0f}'
+                "</title></circle>"
+            )
+        if i % every == 0:
+            parts.append(
+                f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle" font-size="11" fill="#6b7280">'
+                f"{escape(label)}</text>"
+            )
+    parts.insert(4, f'<path d="{" ".join(path)}" fill="none" stroke="#0b5cad" stroke-width="2"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -1,0 +1,476 @@
+"""The annual publicity plan, the manual records, progress against the plan and the unit scoreboard.
+
+Other features feed counts in without this module importing them: they call `register_counter(name, fn)` at import
+time, where `fn(start, end)` returns {unit_id or None: value} for the Beijing days start..end. Names used here:
+media_reports, activities, livestreams, products (added to the manual records), articles_submitted,
+articles_published, photos_contributed, photos_used (counts) and tip_handling_hours (an average, lower is better).
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from models import AnnualPlan, PlanProject, PublicityRecord, RecordKind, ScoreWeight, Unit
+from server.extensions import db
+from server.services import ServiceError, audit, datacube
+
+log = logging.getLogger(__name__)
+
+Counter = Callable[[date, date], dict[int | None, float]]
+_counters: dict[str, list[Counter]] = defaultdict(list)
+
+RECORD_COUNTERS = {
+    "media_reports": RecordKind.MEDIA_REPORT,
+    "activities": RecordKind.ACTIVITY,
+    "livestreams": RecordKind.LIVESTREAM,
+    "products": RecordKind.PRODUCT,
+}
+TEN_W = 100_000  # "10W+": an article read by at least 100,000 users
+
+
+def register_counter(name: str, fn: Counter) -> Counter:
+    """Let another feature add to a count (e.g. events adds livestreams); registering twice counts once."""
+    if fn not in _counters[name]:
+        _counters[name].append(fn)
+    return fn
+
+
+def unregister_counter(name: str, fn: Counter) -> None:
+    if fn in _counters.get(name, []):
+        _counters[name].remove(fn)
+
+
+def count_by_unit(name: str, start: date, end: date) -> dict[int | None, float]:
+    """Manual records (grouped in SQL) plus every registered provider, per unit."""
+    out: dict[int | None, float] = defaultdict(float)
+    if kind := RECORD_COUNTERS.get(name):
+        rows = db.session.execute(
+            sa.select(PublicityRecord.unit_id, sa.func.count())
+            .where(PublicityRecord.kind == kind, PublicityRecord.happened_on.between(start, end))
+            .group_by(PublicityRecord.unit_id)
+        ).all()
+        for unit_id, n in rows:
+            out[unit_id] += n
+    for fn in list(_counters.get(name, [])):
+        try:
+            for unit_id, value in (fn(start, end) or {}).items():
+                out[unit_id] += value
+        except Exception:  # a broken provider must not take the dashboard down with it
+            log.exception("stats counter %s failed", name)
+    return dict(out)
+
+
+def count(name: str, start: date, end: date) -> float:
+    return sum(count_by_unit(name, start, end).values())
+
+
+# --- the plan ----------------------------------------------------------------------------------------------------
+
+PLAN_FIELDS = {
+    "follower_growth_pct": ("公众号粉丝量增长（%）", float),
+    "read_growth_pct": ("阅读量增长（%）", float),
+    "articles_100k": ("10W+ 文章（篇）", int),
+    "positive_reports": ("正面报道（篇）", int),
+    "activities": ("活动（场）", int),
+    "livestreams": ("直播（场）", int),
+    "products": ("新媒体产品（个）", int),
+    "baseline_followers": ("1 月 1 日粉丝量（基线）", int),
+    "baseline_reads": ("上年阅读量（基线）", int),
+}
+
+
+def get_plan(year: int) -> AnnualPlan | None:
+    return db.session.scalar(sa.select(AnnualPlan).filter_by(year=year))
+
+
+def _number(label: str, value: Any, kind: type, *, optional: bool) -> Any:
+    text = str(value if value is not None else "").strip().replace(",", "")
+    if text == "":
+        if optional:
+            return None
+        raise ServiceError(f"请填写{label}")
+    try:
+        number = kind(float(text)) if kind is int else kind(text)
+    except ValueError:
+        raise ServiceError(f"{label}须为数字") from None
+    if number < 0:
+        raise ServiceError(f"{label}不能为负数")
+    return number
+
+
+def save_plan(year: int, values: dict[str, Any]) -> AnnualPlan:
+    """Create or update the year's targets; blank baselines are taken from the datacube."""
+    if not 2015 <= year <= 2100:
+        raise ServiceError("年份不正确")
+    parsed = {
+        name: _number(label, values.get(name), kind, optional=True)
+        for name, (label, kind) in PLAN_FIELDS.items()
+        # A blank target keeps its current value; a blank baseline means "take it from the datacube".
+        if name in values and (name.startswith("baseline_") or str(values[name] or "").strip())
+    }
+    plan = get_plan(year)
+    before = audit.snapshot(plan, tuple(PLAN_FIELDS)) if plan else None
+    if plan is None:
+        plan = AnnualPlan(year=year)
+        db.session.add(plan)
+    for name, value in parsed.items():
+        setattr(plan, name, value)
+    try:
+        db.session.flush()
+    except IntegrityError:  # two editors created the same year at once: edit the one that won
+        db.session.rollback()
+        plan = get_plan(year)
+        assert plan is not None
+        for name, value in parsed.items():
+            setattr(plan, name, value)
+    audit.record("stats.plan_save", target=plan, before=before, after=audit.snapshot(plan, tuple(PLAN_FIELDS)))
+    db.session.commit()
+    return plan
+
+
+def _months(value: Any) -> list[int]:
+    items = value if isinstance(value, list | tuple) else str(value or "").replace("，", ",").split(",")
+    months = set()
+    for item in items:
+        item = str(item).strip().removesuffix("月")
+        if not item:
+            continue
+        if "-" in item:
+            lo, _, hi = item.partition("-")
+            if lo.isdigit() and hi.isdigit():
+                months.update(range(int(lo), int(hi) + 1))
+                continue
+        if not item.isdigit():
+            raise ServiceError("月份请写成 3,4,5 或 3-5")
+        months.add(int(item))
+    if not months or not all(1 <= m <= 12 for m in months):
+        raise ServiceError("请填写 1–12 之间的月份")
+    return sorted(months)
+
+
+def save_project(
+    plan: AnnualPlan, *, name: str, months: Any, unit_id: int | None, note: str = "", project: PlanProject | None = None
+) -> PlanProject:
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 128:
+        raise ServiceError("请填写项目名称（不超过 128 字）")
+    if unit_id is not None and db.session.get(Unit, unit_id) is None:
+        raise ServiceError("责任单位不存在")
+    project = project or PlanProject(plan=plan)
+    project.name, project.months, project.unit_id, project.note = name, _months(months), unit_id, (note or "")[:256]
+    db.session.add(project)
+    db.session.flush()
+    audit.record("stats.project_save", target=project, after={"name": name, "months": project.months})
+    db.session.commit()
+    return project
+
+
+def set_project_done(project: PlanProject, done: bool) -> None:
+    project.done = done
+    audit.record("stats.project_done" if done else "stats.project_reopen", target=project)
+    db.session.commit()
+
+
+def delete_project(project: PlanProject) -> None:
+    audit.record("stats.project_delete", target=project, before={"name": project.name})
+    db.session.delete(project)
+    db.session.commit()
+
+
+# --- manual records ----------------------------------------------------------------------------------------------
+
+
+def add_record(
+    *,
+    kind: str,
+    title: str,
+    happened_on: str | date,
+    submit_key: str,
+    outlet: str = "",
+    link: str = "",
+    unit_id: int | None = None,
+    note: str = "",
+    created_by_id: int | None = None,
+) -> PublicityRecord:
+    """Record once per submit_key: a double submit gets the first record back."""
+    try:
+        kind_enum = RecordKind(kind)
+    except ValueError:
+        raise ServiceError("请选择类别") from None
+    title = (title or "").strip()
+    if not 1 <= len(title) <= 200:
+        raise ServiceError("请填写标题（不超过 200 字）")
+    try:
+        day = happened_on if isinstance(happened_on, date) else date.fromisoformat(str(happened_on).strip())
+    except ValueError:
+        raise ServiceError("日期格式应为 2026-03-15") from None
+    link = (link or "").strip()
+    if link and not link.startswith(("http://", "https://")):
+        raise ServiceError("链接须以 http:// 或 https:// 开头")
+    outlet = (outlet or "").strip()
+    if kind_enum is RecordKind.MEDIA_REPORT and not outlet:
+        raise ServiceError("请填写报道媒体")
+    if unit_id is not None and db.session.get(Unit, unit_id) is None:
+        raise ServiceError("单位不存在")
+    if not submit_key or len(submit_key) > 64:
+        raise ServiceError("表单已过期，请刷新后重试")
+    record = PublicityRecord(
+        kind=kind_enum,
+        title=title,
+        outlet=outlet[:100],
+        happened_on=day,
+        link=link[:500],
+        unit_id=unit_id,
+        note=(note or "")[:500],
+        submit_key=submit_key,
+        created_by_id=created_by_id,
+    )
+    db.session.add(record)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        if (first := db.session.scalar(sa.select(PublicityRecord).filter_by(submit_key=submit_key))) is None:
+            raise
+        return first
+    audit.record("stats.record_add", target=record, after={"kind": kind_enum.value, "title": title})
+    db.session.commit()
+    return record
+
+
+def delete_record(record: PublicityRecord) -> None:
+    audit.record("stats.record_delete", target=record, before={"kind": record.kind.value, "title": record.title})
+    db.session.delete(record)
+    db.session.commit()
+
+
+def list_records(
+    year: int, kind: str | None = None, unit_ids: list[int] | None = None, limit: int = 500
+) -> list[PublicityRecord]:
+    query = sa.select(PublicityRecord).where(PublicityRecord.happened_on.between(date(year, 1, 1), date(year, 12, 31)))
+    if kind:
+        query = query.where(PublicityRecord.kind == RecordKind(kind))
+    if unit_ids is not None:
+        query = query.where(PublicityRecord.unit_id.in_(unit_ids))
+    return list(
+        db.session.scalars(query.order_by(PublicityRecord.happened_on.desc(), PublicityRecord.id.desc()).limit(limit))
+    )
+
+
+# --- progress ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    key: str
+    label: str
+    unit: str  # "%" for growth targets, else a counting word
+    target: float
+    actual: float | None  # None: no data or no baseline
+    expected: float  # where the straight line from 1 January stands on as_of
+    projected: float | None  # the actual value extended linearly to 31 December
+    baseline: float | None = None
+    note: str = ""
+    growth_target: float | None = None  # set when the target is "+N % on the baseline" of an absolute figure
+
+    @property
+    def percent_of_target(self) -> float | None:
+        if self.actual is None or not self.target:
+            return None
+        return self.actual / self.target * 100
+
+    @property
+    def expected_percent(self) -> float:
+        return self.expected / self.target * 100 if self.target else 0.0
+
+    @property
+    def on_track(self) -> bool | None:
+        if self.projected is None:
+            return None
+        return self.projected >= self.target
+
+    @property
+    def status(self) -> str:
+        if self.projected is None:
+            return "暂无数据"
+        if self.projected >= self.target * 1.1:
+            return "领先"
+        return "正常" if self.projected >= self.target else "落后"
+
+    def fmt(self, value: float | None) -> str:
+        if value is None:
+            return "—"
+        if self.unit == "%":
+            return f"{value:+.1f} %"
+        return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+    @property
+    def summary(self) -> str:
+        """What the dashboard prints: 按当前进度：年底 +17.0 % — 落后."""
+        if self.projected is None:
+            return self.note or "暂无数据"
+        if self.growth_target is not None and self.baseline:
+            growth = self.projected / self.baseline * 100 - 100
+            return f"按当前进度：年底 {growth:+.1f} %（目标 {self.growth_target:+.0f} %）— {self.status}"
+        return f"按当前进度：年底 {self.fmt(self.projected)} — {self.status}"
+
+
+def year_fraction(year: int, as_of: date) -> tuple[float, date]:
+    """Share of the year elapsed through `as_of` (inclusive), clamped to the year, and the clamped day."""
+    first, last = date(year, 1, 1), date(year, 12, 31)
+    day = min(max(as_of, first - timedelta(days=1)), last)
+    days = 366 if calendar.isleap(year) else 365
+    return ((day - first).days + 1) / days, day
+
+
+def baselines(year: int, plan: AnnualPlan | None) -> tuple[int | None, int | None]:
+    """Followers on 1 January (the end of 31 December) and last year's reads, unless the plan fixes them."""
+    followers = plan.baseline_followers if plan and plan.baseline_followers is not None else None
+    if followers is None:
+        followers = datacube.followers_on(date(year - 1, 12, 31))
+    reads = plan.baseline_reads if plan and plan.baseline_reads is not None else None
+    if reads is None:
+        reads = datacube.reads_between(date(year - 1, 1, 1), date(year - 1, 12, 31)) or None
+    return followers, reads
+
+
+def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = None) -> list[Progress]:
+    """Each target against the straight line from 1 January to 31 December, with a linear projection."""
+    plan = plan or get_plan(year) or AnnualPlan(year=year)  # unsaved: the defaults show until a plan is entered
+    for name, column in AnnualPlan.__table__.columns.items():  # an unsaved plan has no defaults applied yet
+        if getattr(plan, name) is None and column.default is not None and not callable(column.default.arg):
+            setattr(plan, name, column.default.arg)
+    as_of = as_of or datacube.beijing_today() - timedelta(days=1)
+    frac, day = year_fraction(year, as_of)
+    start = date(year, 1, 1)
+    base_followers, base_reads = baselines(year, plan)
+    items: list[Progress] = []
+
+    def linear(actual: float | None) -> float | None:
+        return None if actual is None or frac <= 0 else actual / frac
+
+    # Followers: growth in % of the 1 January figure.
+    now = datacube.followers_on(day) if frac > 0 else None
+    growth = (now - base_followers) / base_followers * 100 if now is not None and base_followers else None
+    items.append(
+        Progress(
+            "followers",
+            "公众号粉丝量",
+            "%",
+            plan.follower_growth_pct,
+            growth,
+            plan.follower_growth_pct * frac,
+            linear(growth),
+            base_followers,
+            "" if base_followers else "缺少 1 月 1 日粉丝量基线",
+        )
+    )
+    # Reads: this year's total against last year's raised by the target; the summary speaks in growth %.
+    reads = datacube.reads_between(start, day) if frac > 0 else 0
+    target_reads = base_reads * (1 + plan.read_growth_pct / 100) if base_reads else 0.0
+    items.append(
+        Progress(
+            "reads",
+            "阅读量",
+            "次",
+            target_reads,
+            float(reads) if base_reads else None,
+            target_reads * frac,
+            linear(float(reads)) if base_reads else None,
+            base_reads,
+            "" if base_reads else "缺少上年阅读量基线",
+            growth_target=plan.read_growth_pct,
+        )
+    )
+    ten_w = datacube.count_articles(start, day, min_reads=TEN_W)
+    counts = [
+        ("articles_100k", "10W+ 文章", "篇", plan.articles_100k, ten_w),
+        ("positive_reports", "正面报道", "篇", plan.positive_reports, count("media_reports", start, day)),
+        ("activities", "活动", "场", plan.activities, count("activities", start, day)),
+        ("livestreams", "直播", "场", plan.livestreams, count("livestreams", start, day)),
+        ("products", "新媒体产品", "个", plan.products, count("products", start, day)),
+    ]
+    for key, label, word, target, actual in counts:
+        items.append(Progress(key, label, word, float(target), float(actual), target * frac, linear(float(actual))))
+    return items
+
+
+# --- unit scoreboard ---------------------------------------------------------------------------------------------
+
+# metric → (label, default points per unit of the metric); tip_handling_hours is an average: its weight is negative.
+METRICS: dict[str, tuple[str, float]] = {
+    "articles_submitted": ("投稿", 1.0),
+    "articles_published": ("稿件采用", 3.0),
+    "photos_contributed": ("供图", 0.2),
+    "photos_used": ("图片采用", 0.5),
+    "media_reports": ("外媒报道", 5.0),
+    "activities": ("活动", 3.0),
+    "tip_handling_hours": ("线索平均办理时长（小时）", -0.1),
+}
+
+
+def get_weights() -> dict[str, float]:
+    stored = dict(db.session.execute(sa.select(ScoreWeight.metric, ScoreWeight.weight)).all())
+    return {metric: float(stored.get(metric, default)) for metric, (_, default) in METRICS.items()}
+
+
+def save_weights(values: dict[str, Any]) -> dict[str, float]:
+    before = get_weights()
+    parsed = {}
+    for metric, (label, _) in METRICS.items():
+        if metric in values:
+            text = str(values[metric]).strip()
+            try:
+                weight = float(text)
+            except ValueError:
+                raise ServiceError(f"「{label}」的分值须为数字") from None
+            if not -1000 <= weight <= 1000:
+                raise ServiceError(f"「{label}」的分值须在 -1000 到 1000 之间")
+            parsed[metric] = weight
+    stmt = datacube._insert(ScoreWeight).values([{"metric": m, "weight": w} for m, w in parsed.items()])
+    if parsed:
+        db.session.execute(stmt.on_conflict_do_update(index_elements=["metric"], set_={"weight": stmt.excluded.weight}))
+    audit.record("stats.weights_save", target_type="stat_score_weight", before=before, after=parsed)
+    db.session.commit()
+    return get_weights()
+
+
+def period_bounds(year: int, month: int | None) -> tuple[date, date]:
+    if month is None:
+        return date(year, 1, 1), date(year, 12, 31)
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+@dataclass
+class ScoreRow:
+    unit_id: int
+    unit_name: str
+    values: dict[str, float]
+    score: float
+    rank: int = 0
+
+
+def scoreboard(year: int, month: int | None = None) -> list[ScoreRow]:
+    """Every unit's metrics for the month (or the year), weighted and ranked (ties share a rank)."""
+    start, end = period_bounds(year, month)
+    weights = get_weights()
+    metrics = {metric: count_by_unit(metric, start, end) for metric in METRICS}
+    units = db.session.execute(sa.select(Unit.id, Unit.name).order_by(Unit.sort, Unit.id)).all()
+    rows = []
+    for unit_id, name in units:
+        values = {metric: float(metrics[metric].get(unit_id, 0)) for metric in METRICS}
+        score = sum(weights[m] * v for m, v in values.items())
+        rows.append(ScoreRow(unit_id, name, values, round(score, 2)))
+    rows.sort(key=lambda r: (-r.score, r.unit_name))
+    for i, row in enumerate(rows):
+        row.rank = rows[i - 1].rank if i and rows[i - 1].score == row.score else i + 1
+    return rows

@@ -1,0 +1,129 @@
+"""Console statistics pages: the dashboard percentages, plan and records forms, reports, roles."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import date
+
+import openpyxl
+import pytest
+
+from models import PublicityRecord, RecordKind, StatDaily
+from server.services import datacube, targets
+from tests import factories
+
+
+@pytest.fixture
+def today(monkeypatch):
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 3, 15))  # as of 14 March: 20 % of the year
+
+
+@pytest.fixture
+def figures(db_session, today):
+    db_session.add_all(
+        [
+            StatDaily(ref_date=date(2025, 12, 31), cumulate_user=1_000_000),
+            StatDaily(
+                ref_date=date(2026, 3, 14), cumulate_user=1_030_000, new_user=40, cancel_user=5, read_user=300_000
+            ),
+        ]
+    )
+    db_session.add_all(
+        [
+            PublicityRecord(
+                kind=RecordKind.MEDIA_REPORT,
+                title=f"r{i}",
+                outlet="新华网",
+                happened_on=date(2026, 2, 1),
+                submit_key=f"k{i}",
+            )
+            for i in range(100)
+        ]
+    )
+    db_session.commit()
+    targets.save_plan(2026, {"baseline_reads": "1000000"})
+
+
+def test_dashboard_shows_hand_computed_percentages(as_admin, figures):
+    res = as_admin.get("/admin/stats?year=2026")
+    assert res.status_code == 200
+    html = res.get_data(as_text=True)
+    assert "按当前进度：年底 +15.0 % — 落后" in html  # followers +3 % by 20 % of the year
+    assert 'data-testid="pct-followers">完成 15.0 % · 应完成 20.0 %' in html
+    assert 'data-testid="pct-reads">完成 25.0 % · 应完成 20.0 %' in html
+    assert 'data-testid="pct-positive_reports">完成 20.0 % · 应完成 20.0 %' in html
+    assert "按当前进度：年底 +50.0 %（目标 +20 %）— 领先" in html
+    assert html.count("<svg") >= 3
+    for grain in ("day", "month"):
+        assert as_admin.get(f"/admin/stats?year=2026&grain={grain}").status_code == 200
+
+
+def test_nav_links_the_dashboard(as_admin, db_session):
+    assert 'href="/admin/stats"' in as_admin.get("/admin/").get_data(as_text=True)
+
+
+def test_plan_form_saves_and_refuses_bad_input(as_admin, db_session, today):
+    res = as_admin.post("/admin/stats/plan", {"year": "2026", "activities": "abc"})
+    assert res.status_code == 400 and "须为数字" in res.get_data(as_text=True)
+    res = as_admin.post("/admin/stats/plan", {"year": "2026", "activities": "90", "products": "12"})
+    assert res.status_code == 302
+    assert targets.get_plan(2026).activities == 90
+    res = as_admin.post("/admin/stats/plan/projects?year=2026", {"name": "开放日", "months": "7"})
+    assert res.status_code == 302
+    assert "开放日" in as_admin.get("/admin/stats/plan?year=2026").get_data(as_text=True)
+
+
+def test_reviewer_reads_but_cannot_edit_the_plan(console, db_session, today):
+    factories.staff("rev1", "reviewer")
+    console.login("rev1")
+    assert console.get("/admin/stats/plan?year=2026").status_code == 200
+    assert console.post("/admin/stats/plan", {"year": "2026", "activities": "1"}).status_code == 403
+    assert console.get("/admin/stats/sync").status_code == 403
+
+
+def test_liaison_records_only_for_own_unit(console, db_session, today):
+    mine, other = factories.unit("一分局"), factories.unit("二分局")
+    factories.staff("liaison1", "liaison", unit=mine)
+    console.login("liaison1")
+    console.get("/admin/stats/records")
+    data = {"kind": "activity", "title": "进社区", "happened_on": "2026-03-01", "submit_key": "abc123"}
+    assert console.post("/admin/stats/records", {**data, "unit_id": str(other.id)}).status_code == 403
+    assert console.post("/admin/stats/records", data).status_code == 302
+    assert console.post("/admin/stats/records", data).status_code == 302  # a double submit
+    records = targets.list_records(2026)
+    assert [(r.title, r.unit_id) for r in records] == [("进社区", mine.id)]
+
+
+def test_reports_generate_list_download_print(as_admin, figures):
+    res = as_admin.post("/admin/stats/reports", {"kind": "monthly", "period": "2026-02"})
+    assert res.status_code == 302
+    page = as_admin.get("/admin/stats/reports").get_data(as_text=True)
+    assert "2026-02" in page
+    report_id = int(re.search(r"/admin/stats/reports/(\d+)\.xlsx", page).group(1))
+    res = as_admin.client.get(f"/admin/stats/reports/{report_id}.xlsx")
+    assert res.status_code == 200 and res.mimetype.endswith("spreadsheetml.sheet")
+    wb = openpyxl.load_workbook(io.BytesIO(res.data))
+    assert wb["每日数据"]._charts
+    res = as_admin.get("/admin/stats/reports/print?kind=yearly&period=2026")
+    html = res.get_data(as_text=True)
+    assert res.status_code == 200 and "@media print" in html and "<svg" in html and "2026 年宣传工作年报" in html
+    assert as_admin.client.get("/admin/stats/reports/export?kind=monthly&period=2026-02").status_code == 200
+    assert as_admin.get("/admin/stats/reports/print?kind=weekly").status_code == 400
+
+
+def test_scoreboard_and_weights(as_admin, db_session, today):
+    factories.unit("一分局")
+    assert "一分局" in as_admin.get("/admin/stats/scoreboard?year=2026&month=3").get_data(as_text=True)
+    assert as_admin.post("/admin/stats/weights", {"year": "2026", "activities": "7"}).status_code == 302
+    assert targets.get_weights()["activities"] == 7
+
+
+def test_sync_page_and_backfill(as_admin, db_session, emulator, today):
+    emulator.hook("today", {"date": "2026-03-15"})
+    assert as_admin.get("/admin/stats/sync").status_code == 200
+    res = as_admin.post("/admin/stats/sync", {"start": "2026-03-01"})  # tasks run eagerly in tests
+    assert res.status_code == 302
+    page = as_admin.get("/admin/stats/sync").get_data(as_text=True)
+    assert "getusercumulate" in page
+    assert datacube.followers_on(date(2026, 3, 14)) is not None

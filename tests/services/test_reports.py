@@ -1,0 +1,90 @@
+"""Reports: the Excel workbook opens, holds the figures and native charts; stored once per period."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import date, timedelta
+
+import openpyxl
+import pytest
+import sqlalchemy as sa
+
+from models import StatArticle, StatDaily, StatReport
+from server.services import datacube, reports, targets
+from tests import factories
+
+
+@pytest.fixture
+def february(db_session):
+    start = date(2026, 2, 1)
+    db_session.add(StatDaily(ref_date=date(2026, 1, 31), cumulate_user=10_000))
+    db_session.add_all(
+        [
+            StatDaily(
+                ref_date=start + timedelta(days=i),
+                cumulate_user=10_000 + 10 * (i + 1),
+                new_user=12,
+                cancel_user=2,
+                read_user=1000 + i,
+                share_user=50,
+            )
+            for i in range(28)
+        ]
+    )
+    db_session.add(
+        StatArticle(
+            msgid="9_1",
+            title="垃圾分类新规",
+            publish_date=date(2026, 2, 3),
+            stat_date=date(2026, 2, 10),
+            read_user=120_000,
+            share_user=900,
+        )
+    )
+    db_session.commit()
+    factories.unit("一分局")
+    targets.add_record(kind="media_report", title="报道", happened_on="2026-02-05", outlet="新华网", submit_key="r1")
+
+
+def test_monthly_workbook_opens_with_figures_and_charts(february, monkeypatch):
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 3, 1))
+    content = reports.workbook(reports.build("monthly", date(2026, 2, 14)))
+    wb = openpyxl.load_workbook(io.BytesIO(content))
+    assert wb.sheetnames == ["概览", "每日数据", "图文排行", "新增来源", "单位考核"]
+    overview = {row[0]: row[1] for row in wb["概览"].iter_rows(min_row=5, max_row=16, values_only=True)}
+    assert overview["期初粉丝"] == 10_000 and overview["期末粉丝"] == 10_280 and overview["净增粉丝"] == 280
+    assert overview["新关注"] == 12 * 28 and overview["阅读人数"] == sum(1000 + i for i in range(28))
+    assert overview["媒体报道"] == 1
+    daily = list(wb["每日数据"].iter_rows(min_row=2, values_only=True))
+    assert len(daily) == 28 and daily[0][1] == 10_010
+    assert wb["图文排行"]["B2"].value == "垃圾分类新规"
+    # Native Excel charts, read back by openpyxl and present as chart parts in the package.
+    charts = wb["每日数据"]._charts
+    assert len(charts) == 3
+    assert {type(c).__name__ for c in charts} == {"LineChart", "BarChart"}
+    assert len(wb["单位考核"]._charts) == 1
+    names = zipfile.ZipFile(io.BytesIO(content)).namelist()
+    assert sum(n.startswith("xl/charts/chart") for n in names) == 4
+
+
+def test_generate_stores_once_per_period_and_schedule_picks_last_month(february, monkeypatch):
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 3, 1))
+    first = reports.generate("monthly", date(2026, 2, 1), by="张三")
+    again = reports.generate("monthly", date(2026, 2, 20), by="李四")
+    assert again.id == first.id and again.generated_by == "李四"
+    done = reports.generate_scheduled(today=date(2026, 3, 1))
+    assert [(r.kind, r.period_start) for r in done] == [("monthly", date(2026, 2, 1))]
+    assert reports.db.session.scalar(sa.select(sa.func.count()).select_from(StatReport)) == 1
+    done = reports.generate_scheduled(today=date(2026, 1, 1))
+    assert [(r.kind, r.period_start) for r in done] == [("monthly", date(2025, 12, 1)), ("yearly", date(2025, 1, 1))]
+    yearly = openpyxl.load_workbook(io.BytesIO(done[1].content))
+    assert yearly["概览"]["A1"].value == "2025 年宣传工作年报"
+
+
+def test_scheduled_task_runs_through_celery(february, monkeypatch):
+    from server.tasks import stats as stats_tasks
+
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 3, 1))
+    stats_tasks.generate_scheduled_reports.delay()  # eager in tests
+    assert [r.period_start for r in reports.list_reports()] == [date(2026, 2, 1)]

@@ -1,0 +1,173 @@
+"""Targets against the straight line to 31 December, on a scenario computed by hand."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from models import PublicityRecord, RecordKind, StatArticle, StatDaily
+from server.services import ServiceError, targets
+from tests import factories
+
+AS_OF = date(2026, 3, 14)  # day 73 of 365: exactly 20 % of the year
+
+
+def _record(kind: RecordKind, n: int, day: date = date(2026, 2, 1), unit=None) -> PublicityRecord:
+    return PublicityRecord(
+        kind=kind,
+        title=f"{kind.value}-{n}",
+        outlet="人民日报",
+        happened_on=day,
+        unit_id=unit.id if unit else None,
+        submit_key=f"{kind.value}-{n}-{day}",
+    )
+
+
+@pytest.fixture
+def scenario(db_session):
+    """Followers 1,000,000 → 1,030,000 (+3 %); reads 300,000 of last year's 1,000,000; 100 reports; 10 activities;
+    one livestream from a registered provider; one 10W+ article."""
+    db_session.add_all(
+        [
+            StatDaily(ref_date=date(2025, 12, 31), cumulate_user=1_000_000),
+            StatDaily(ref_date=date(2026, 2, 1), cumulate_user=1_010_000, read_user=300_000),
+            StatDaily(ref_date=date(2026, 3, 14), cumulate_user=1_030_000),
+            StatDaily(ref_date=date(2026, 3, 20), cumulate_user=2_000_000, read_user=9_999_999),  # after as_of
+            StatArticle(
+                msgid="1_1",
+                title="十万加",
+                publish_date=date(2026, 1, 5),
+                stat_date=date(2026, 2, 4),
+                read_user=100_000,
+            ),
+            StatArticle(
+                msgid="1_2", title="差一点", publish_date=date(2026, 1, 6), stat_date=date(2026, 2, 5), read_user=99_999
+            ),
+            StatArticle(
+                msgid="0_1",
+                title="去年的",
+                publish_date=date(2025, 12, 6),
+                stat_date=date(2026, 1, 5),
+                read_user=500_000,
+            ),
+        ]
+    )
+    db_session.add_all([_record(RecordKind.MEDIA_REPORT, i) for i in range(100)])
+    db_session.add(_record(RecordKind.MEDIA_REPORT, 999, day=date(2026, 3, 15)))  # after as_of: not counted
+    db_session.add_all([_record(RecordKind.ACTIVITY, i) for i in range(10)])
+    db_session.commit()
+    targets.save_plan(2026, {"baseline_reads": "1000000"})  # the other targets keep the plan's defaults
+
+    def livestreams(start: date, end: date) -> dict[int | None, float]:
+        return {None: 1} if start <= date(2026, 2, 10) <= end else {}
+
+    targets.register_counter("livestreams", livestreams)
+    yield
+    targets.unregister_counter("livestreams", livestreams)
+
+
+def test_year_fraction_is_inclusive_of_as_of():
+    assert targets.year_fraction(2026, AS_OF)[0] == pytest.approx(0.2)
+    assert targets.year_fraction(2026, date(2027, 5, 1)) == (1.0, date(2026, 12, 31))
+
+
+def test_progress_matches_the_hand_computed_scenario(scenario):
+    p = {item.key: item for item in targets.progress(2026, AS_OF)}
+
+    followers = p["followers"]
+    assert followers.baseline == 1_000_000  # followers at the end of 31 December, from the datacube
+    assert followers.actual == pytest.approx(3.0)  # +3 %
+    assert followers.percent_of_target == pytest.approx(15.0)  # 3 of 20
+    assert followers.expected == pytest.approx(4.0)  # 20 % × 0.2
+    assert followers.projected == pytest.approx(15.0)  # 3 / 0.2
+    assert followers.summary == "按当前进度：年底 +15.0 % — 落后"
+
+    reads = p["reads"]
+    assert reads.target == pytest.approx(1_200_000)
+    assert reads.actual == 300_000
+    assert reads.percent_of_target == pytest.approx(25.0)
+    assert reads.expected_percent == pytest.approx(20.0)
+    assert reads.projected == pytest.approx(1_500_000)
+    assert reads.summary == "按当前进度：年底 +50.0 %（目标 +20 %）— 领先"
+
+    reports = p["positive_reports"]
+    assert (reports.actual, reports.expected, reports.projected) == (100, pytest.approx(100), pytest.approx(500))
+    assert reports.status == "正常"
+    assert p["activities"].percent_of_target == pytest.approx(12.5)
+    assert p["activities"].summary == "按当前进度：年底 50 — 落后"
+    assert p["livestreams"].actual == 1  # from the registered provider
+    assert p["livestreams"].status == "正常"
+    assert p["articles_100k"].actual == 1  # 100,000 counts, 99,999 and last year's do not
+    assert p["articles_100k"].projected == pytest.approx(5)
+
+
+def test_missing_baseline_says_so(db_session):
+    p = {item.key: item for item in targets.progress(2026, AS_OF)}
+    assert p["followers"].actual is None and p["followers"].summary == "缺少 1 月 1 日粉丝量基线"
+    assert p["reads"].summary == "缺少上年阅读量基线"
+
+
+def test_a_broken_provider_does_not_break_the_count(db_session):
+    def broken(start, end):
+        raise RuntimeError("boom")
+
+    targets.register_counter("products", broken)
+    try:
+        assert targets.count("products", date(2026, 1, 1), AS_OF) == 0
+    finally:
+        targets.unregister_counter("products", broken)
+
+
+def test_plan_validation_and_projects(db_session):
+    with pytest.raises(ServiceError):
+        targets.save_plan(2026, {"activities": "很多"})
+    plan = targets.save_plan(2026, {"activities": "90", "baseline_followers": ""})
+    assert plan.activities == 90 and plan.baseline_followers is None
+    unit = factories.unit("宣传处", "department")
+    project = targets.save_project(plan, name="7·15 城管开放日", months="6-7, 9月", unit_id=unit.id)
+    assert project.months == [6, 7, 9]
+    with pytest.raises(ServiceError):
+        targets.save_project(plan, name="x", months="13", unit_id=None)
+
+
+def test_record_double_submit_records_once(db_session):
+    first = targets.add_record(
+        kind="media_report", title="城管开放日", happened_on="2026-03-01", outlet="新华网", submit_key="k1"
+    )
+    again = targets.add_record(
+        kind="media_report", title="城管开放日", happened_on="2026-03-01", outlet="新华网", submit_key="k1"
+    )
+    assert again.id == first.id
+    with pytest.raises(ServiceError):
+        targets.add_record(kind="media_report", title="无媒体", happened_on="2026-03-01", submit_key="k2")
+
+
+def test_scoreboard_weights_and_ranks(db_session):
+    a, b, c = factories.unit("一分局"), factories.unit("二分局"), factories.unit("三分局")
+    db_session.add_all([_record(RecordKind.MEDIA_REPORT, i, date(2026, 3, 2), a) for i in range(2)])  # 2 × 5
+    db_session.add_all([_record(RecordKind.ACTIVITY, i, date(2026, 3, 3), b) for i in range(3)])  # 3 × 3
+    db_session.add(_record(RecordKind.ACTIVITY, 9, date(2026, 4, 3), c))  # another month
+    db_session.commit()
+
+    def photos(start, end):
+        return {c.id: 10} if start <= date(2026, 3, 10) <= end else {}
+
+    targets.register_counter("photos_used", photos)
+    try:
+        march = targets.scoreboard(2026, 3)
+        assert [(r.unit_name, r.score, r.rank) for r in march] == [
+            ("一分局", 10.0, 1),
+            ("二分局", 9.0, 2),
+            ("三分局", 5.0, 3),
+        ]
+        targets.save_weights({"activities": "4", "photos_used": "1"})
+        march = targets.scoreboard(2026, 3)
+        assert [(r.unit_name, r.score) for r in march] == [("二分局", 12.0), ("一分局", 10.0), ("三分局", 10.0)]
+        assert [r.rank for r in march] == [1, 2, 2]  # ties share a rank
+        year = {r.unit_name: r.values["activities"] for r in targets.scoreboard(2026)}
+        assert year["三分局"] == 1
+        with pytest.raises(ServiceError):
+            targets.save_weights({"activities": "abc"})
+    finally:
+        targets.unregister_counter("photos_used", photos)
