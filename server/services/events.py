@@ -30,7 +30,7 @@ import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import redis
@@ -57,8 +57,8 @@ from models import (
 )
 from models.event import FIELD_LABELS
 from server.extensions import db, get_redis
-from server.filters import local_dt
-from server.services import ServiceError, audit, pii
+from server.filters import LOCAL_TZ, local_dt
+from server.services import ServiceError, audit, pii, targets
 
 log = logging.getLogger(__name__)
 
@@ -1181,3 +1181,22 @@ def year_numbers(year: int, now: datetime | None = None) -> dict[str, Any]:
         "reservations": sum(p["reservations"] for p in per_event),
         "per_event": per_event,
     }
+
+
+def _held_counter(kind: EventKind) -> targets.Counter:
+    """Published events of one kind with a session starting in the Beijing days start..end (the plan's targets)."""
+
+    def counter(start: date, end: date) -> dict[int | None, float]:
+        lo = datetime(start.year, start.month, start.day, tzinfo=LOCAL_TZ)
+        hi = datetime(end.year, end.month, end.day, tzinfo=LOCAL_TZ) + timedelta(days=1)
+        held = sa.select(EventSession.event_id).where(EventSession.starts_at >= lo, EventSession.starts_at < hi)
+        n = db.session.scalar(
+            sa.select(sa.func.count()).select_from(Event).where(Event.published, Event.kind == kind, Event.id.in_(held))
+        )
+        return {None: float(n or 0)}  # events are the bureau's, not a unit's
+
+    return counter
+
+
+targets.register_counter("activities", _held_counter(EventKind.OFFLINE))
+targets.register_counter("livestreams", _held_counter(EventKind.LIVESTREAM))

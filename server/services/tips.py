@@ -48,7 +48,7 @@ from models import (
 )
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ, local_dt
-from server.services import ServiceError, alerts, audit, images, pii
+from server.services import ServiceError, alerts, audit, images, pii, targets
 from server.services import staff as staff_service
 from server.wechat.client import get_client
 
@@ -1308,3 +1308,23 @@ def redact_photo(photo: TipPhoto, box: tuple[float, float, float, float]) -> Tip
     db.session.commit()
     images.delete_media(old_public, old_thumb)
     return photo
+
+
+def _handling_hours(start: date, end: date) -> dict[int | None, float]:
+    """Average hours from submission to 已办结 per unit, for tips resolved in the Beijing days start..end."""
+    lo = datetime(start.year, start.month, start.day, tzinfo=LOCAL_TZ)
+    hi = datetime(end.year, end.month, end.day, tzinfo=LOCAL_TZ) + timedelta(days=1)
+    resolved = (
+        sa.select(TipStatusChange.tip_id, sa.func.max(TipStatusChange.at).label("at"))
+        .where(TipStatusChange.to_status == TipStatus.RESOLVED, TipStatusChange.at >= lo, TipStatusChange.at < hi)
+        .group_by(TipStatusChange.tip_id)
+        .subquery()
+    )
+    seconds = sa.func.avg(sa.extract("epoch", resolved.c.at - Tip.created_at))
+    rows = db.session.execute(
+        sa.select(Tip.unit_id, seconds).join(resolved, resolved.c.tip_id == Tip.id).group_by(Tip.unit_id)
+    ).all()
+    return {unit_id: round(float(avg) / 3600, 1) for unit_id, avg in rows if avg is not None}
+
+
+targets.register_counter("tip_handling_hours", _handling_hours)
