@@ -150,6 +150,7 @@ def app_env(database: str, redis_db: int, **extra: str) -> dict[str, str]:
         "REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
         "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
         "PII_KEY": "YmVuY2gtcGlpLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=",
+        "CHECKIN_SIGNING_KEY": "YmVuY2gtY2hlY2tpbi1zaWduaW5nLWtleS0wMTIzNDU=",
         "WECHAT_TOKEN": "benchtoken",
         "WECHAT_APPID": "wxbench000000000",
         "WECHAT_SECRET": "benchsecret",

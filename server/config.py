@@ -106,6 +106,12 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                     "task": "server.tasks.stats.sync_datacube",
                     "schedule": crontab(minute=30, hour="2,7"),
                 },
+                # Articles: due pushes every minute (claimed once each); requests for empty column slots daily.
+                "articles-publish": {"task": "server.tasks.articles.publish_due_pushes", "schedule": 60.0},
+                "articles-reminders": {
+                    "task": "server.tasks.articles.send_column_reminders",
+                    "schedule": crontab(minute=0, hour=1),
+                },
                 "stats-reports": {
                     "task": "server.tasks.stats.generate_scheduled_reports",
                     "schedule": crontab(minute=0, hour=0, day_of_month=1),
@@ -139,7 +145,15 @@ def check_settings(config: Mapping[str, Any]) -> None:
             raise SettingsError("CHECKIN_SIGNING_KEY must be 32 bytes in urlsafe base64 (an Ed25519 seed)") from None
     if not config.get("PRODUCTION"):
         return
-    for name in ("SECRET_KEY", "PII_KEY", "REDIS_URL", "WECHAT_TOKEN", "WECHAT_APPID", "WECHAT_SECRET"):
+    for name in (
+        "SECRET_KEY",
+        "PII_KEY",
+        "CHECKIN_SIGNING_KEY",
+        "REDIS_URL",
+        "WECHAT_TOKEN",
+        "WECHAT_APPID",
+        "WECHAT_SECRET",
+    ):
         if not config.get(name):
             raise SettingsError(f"{name} is required in production (APP_ENV=production)")
     if not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
