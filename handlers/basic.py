@@ -8,7 +8,7 @@ from wechatpy.events import LocationEvent, ScanEvent, SubscribeEvent, SubscribeS
 from wechatpy.messages import BaseMessage, TextMessage
 
 from handlers.router import Reply, message_key, router
-from server.services import alerts, binding, followers, replies, tips
+from server.services import alerts, binding, followers, materials, replies, tips
 
 
 def _spec_reply(spec: replies.ReplySpec | None) -> Reply:
@@ -19,6 +19,8 @@ def _spec_reply(spec: replies.ReplySpec | None) -> Reply:
 def answer_text(message: TextMessage) -> Reply:
     alerts.scan_text(message.source, message.content, source="message", ref=str(message.id))
     if (reply := binding.reply_to_text(message.source, message.content)) is not None:
+        return reply
+    if (reply := materials.attach_chat_text(message.source, message.content)) is not None:
         return reply
     if (reply := tips.reply_to_chat_text(message.source, message.content, _at(message))) is not None:
         return reply

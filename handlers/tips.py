@@ -1,6 +1,8 @@
 """Chat side of tips: photos, a location and a text sent in chat are assembled into one tip.
 
-The text hook sits in handlers.basic (`tips.reply_to_chat_text`, one Redis GET when no tip is being assembled).
+A bound officer's photos are not tips: they become material items (素材库), and a location sent right after them
+is their position. The text hook sits in handlers.basic (`materials.attach_chat_text`, then
+`tips.reply_to_chat_text`: one Redis GET each when nothing is being assembled).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from datetime import UTC, datetime
 from wechatpy.messages import ImageMessage, LocationMessage
 
 from handlers.router import Reply, router
-from server.services import contacts, replies, tips
+from server.services import contacts, materials, replies, tips
 
 
 def _at(message: ImageMessage | LocationMessage) -> datetime:
@@ -19,12 +21,16 @@ def _at(message: ImageMessage | LocationMessage) -> datetime:
 
 @router.on("image")  # writes (a draft row, a photo row) and enqueues the download: runs in the handler pool
 def image_sent(message: ImageMessage) -> Reply:
+    if (officer := materials.officer_by_openid(message.source)) is not None:
+        return materials.receive_chat_image(officer, message.media_id, _at(message))
     return tips.receive_chat_image(message.source, message.media_id, _at(message))
 
 
 @router.on("location")
 def location_sent(message: LocationMessage) -> Reply:
     lat, lng = message.location
+    if (reply := materials.attach_chat_location(message.source, lat, lng, message.label)) is not None:
+        return reply
     if (reply := tips.attach_chat_location(message.source, lat, lng, message.label, _at(message))) is not None:
         return reply
     return contacts.nearest_reply(lat, lng) or replies.default_reply() or None

@@ -1,3 +1,171 @@
-"""Filled in by its feature."""
+"""Material library in the console: live feed, filters, groups of near-duplicates, tags and stars, a photo's page
+with its position, processing (crop ratio, watermark, blur) and uploads to WeChat, and weekly numbers per unit.
 
-from server.console import bp  # noqa: F401
+Liaisons see only their unit's photos: another unit's photo is a 403.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+
+from models import MaterialItem, Role, Staff
+from server.console import bp
+from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
+from server.extensions import db
+from server.filters import LOCAL_TZ
+from server.services import ServiceError, images, materials
+from server.services import staff as staff_service
+from server.tasks import materials as material_tasks
+
+
+def _item_or_404(item_id: int) -> MaterialItem:
+    item = db.session.get(MaterialItem, item_id) or abort(404)
+    require_unit(item.unit_id)
+    return item
+
+
+def _card(group: materials.Group) -> dict[str, Any]:
+    item = group.lead
+    return {
+        "id": item.id,
+        "count": len(group.members),
+        "state": item.state.label,
+        "thumb": url_for("console.material_file", item_id=item.id, which="thumb") if item.thumb_path else None,
+        "url": url_for("console.material_detail", item_id=item.id),
+        "uploader": item.uploader.name,
+        "unit": item.unit.name if item.unit else "",
+        "time": item.received_at.astimezone(LOCAL_TZ).strftime("%m-%d %H:%M"),
+        "place": item.address or (f"{item.latitude:.5f}, {item.longitude:.5f}" if item.has_point else ""),
+        "caption": item.caption or "",
+        "starred": item.starred,
+        "used": item.used_in_article,
+    }
+
+
+@bp.get("/materials")
+@require_roles(*CONSOLE_ROLES)
+def material_list():  # type: ignore[no-untyped-def]
+    f = materials.parse_filter(request.args)
+    groups = materials.search(f, visible_unit_ids())
+    officers = db.session.scalars(sa.select(Staff).where(Staff.role == Role.OFFICER).order_by(Staff.name)).all()
+    return render_template(
+        "console/material_list.html",
+        cards=[_card(g) for g in groups],
+        last_id=max((m.id for g in groups for m in g.members), default=0),
+        f=f,
+        args=f.as_dict(),
+        units=staff_service.units_tree(),
+        officers=officers,
+    )
+
+
+@bp.get("/materials/feed.json")
+@require_roles(*CONSOLE_ROLES)
+def material_feed():  # type: ignore[no-untyped-def]
+    """New photos since `after` (polled by the list page): small, newest first."""
+    after = request.args.get("after", "0")
+    f = materials.parse_filter(request.args)
+    groups = materials.search(f, visible_unit_ids(), after_id=int(after) if after.isdigit() else 0, limit=50)
+    last = max((m.id for g in groups for m in g.members), default=0)
+    return jsonify({"items": [_card(g) for g in groups], "last_id": last})
+
+
+@bp.post("/materials/star")
+@require_roles(*CONSOLE_ROLES)
+def material_star():  # type: ignore[no-untyped-def]
+    ids = [int(v) for v in request.form.getlist("item_id") if v.isdigit()]
+    count = materials.set_starred(ids, request.form.get("starred") == "1", visible_unit_ids())
+    flash(f"已更新 {count} 张照片", "success")
+    return redirect(request.form.get("next") or url_for("console.material_list"))
+
+
+@bp.get("/materials/stats")
+@require_roles(*CONSOLE_ROLES)
+def material_stats():  # type: ignore[no-untyped-def]
+    return render_template("console/material_stats.html", rows=materials.weekly_counts(visible_unit_ids()))
+
+
+@bp.get("/materials/<int:item_id>")
+@require_roles(*CONSOLE_ROLES)
+def material_detail(item_id: int):  # type: ignore[no-untyped-def]
+    item = _item_or_404(item_id)
+    group = []
+    if item.group_id:
+        stmt = sa.select(MaterialItem).where(MaterialItem.group_id == item.group_id).order_by(MaterialItem.id)
+        group = list(db.session.scalars(stmt))
+    return render_template(
+        "console/material_detail.html",
+        item=item,
+        group=group,
+        purposes=materials.PURPOSES,
+        positions=materials.POSITIONS,
+        uploads=materials.uploads_of(item),
+    )
+
+
+@bp.post("/materials/<int:item_id>/edit")
+@require_roles(*CONSOLE_ROLES)
+def material_edit(item_id: int):  # type: ignore[no-untyped-def]
+    item = _item_or_404(item_id)
+    materials.edit_item(
+        item,
+        caption=request.form.get("caption"),
+        tags=request.form.get("tags", ""),
+        address=request.form.get("address"),
+    )
+    if "starred" in request.form:
+        materials.set_starred([item.id], request.form["starred"] == "1", None)
+    flash("已保存", "success")
+    return redirect(url_for("console.material_detail", item_id=item.id))
+
+
+def _recipe_from_form() -> materials.Recipe:
+    form = request.form
+    try:
+        blur = json.loads(form.get("blur") or "[]")
+        crop = json.loads(form["crop"]) if form.get("crop") else None
+    except ValueError:
+        raise ServiceError("区域格式有误") from None
+    return materials.make_recipe(
+        form.get("purpose", ""),
+        crop=crop,
+        blur=blur,
+        watermark=form.get("watermark") or None,
+        opacity=form.get("opacity", "0.6"),
+    )
+
+
+@bp.post("/materials/<int:item_id>/process")
+@require_roles(*CONSOLE_ROLES)
+def material_process(item_id: int):  # type: ignore[no-untyped-def]
+    item = _item_or_404(item_id)
+    try:
+        recipe = _recipe_from_form()
+        if request.form.get("wechat") == "1":
+            material_tasks.upload_to_wechat.delay(item.id, recipe.as_dict())
+            flash("已提交上传到微信", "success")
+        else:
+            material_tasks.render_item.delay(item.id, recipe.as_dict())
+            flash("已提交处理", "success")
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("console.material_detail", item_id=item.id))
+
+
+@bp.get("/materials/<int:item_id>/file/<which>")
+@require_roles(*CONSOLE_ROLES)
+def material_file(item_id: int, which: str):  # type: ignore[no-untyped-def]
+    item = _item_or_404(item_id)
+    if which in ("thumb", "public"):
+        path = item.thumb_path if which == "thumb" else item.public_path
+    else:
+        path = next((r.path for r in item.renditions if r.recipe_key == which), None)
+    if not path:
+        abort(404)
+    res = Response(images.media_path(path).read_bytes(), mimetype="image/jpeg")  # ≤ a few MB, closed at once
+    res.headers["Cache-Control"] = "private, max-age=3600"
+    return res

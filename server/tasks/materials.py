@@ -1,1 +1,30 @@
-"""Filled in by its feature."""
+"""Material library: chat photo downloads, derivation, processing and WeChat uploads."""
+
+from __future__ import annotations
+
+import requests
+from celery import shared_task
+from wechatpy.exceptions import WeChatClientException
+
+from server.services import materials
+
+
+@shared_task(autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=5)
+def fetch_chat_photo(item_id: int) -> None:
+    materials.fetch_chat_photo(item_id)  # idempotent: an item already stored (or refused) is skipped
+
+
+@shared_task
+def derive_item(item_id: int) -> None:
+    materials.derive_item(item_id)
+
+
+@shared_task
+def render_item(item_id: int, recipe: dict) -> None:
+    materials.render(item_id, [materials.make_recipe(**recipe)])
+
+
+@shared_task(autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=5)
+def upload_to_wechat(item_id: int, recipe: dict) -> None:
+    rec = materials.make_recipe(**recipe)
+    materials.wechat_image(item_id, rec.purpose, rec)

@@ -92,7 +92,7 @@ def test_an_officers_photo_is_not_a_tip(wechat, media, db_session):
     officer = factories.staff("zhangsan", "officer", unit=factories.unit("浦东分局"), name="张三")
     officer.openid = "o-officer"
     db.session.commit()
-    assert send_image(wechat, "o-officer", media(jpeg_bytes())) == "已收到现场照片，素材功能即将上线"
+    assert send_image(wechat, "o-officer", media(jpeg_bytes())).startswith("已收到 1 张现场照片")  # a material item
     assert db.session.scalar(sa.select(sa.func.count()).select_from(TipDraft)) == 0
 
 

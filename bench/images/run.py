@@ -1,0 +1,98 @@
+"""Benchmark: 200 synthetic 12-MP JPEGs → cover + thumbnail + in-article versions with watermark.
+
+    .venv/bin/python bench/images/run.py [--count 200]
+
+Prints images/s and the peak RSS of each child process, and the ratio to a bare Pillow loop (open + draft +
+thumbnail + save, same files, same run) — the floor. Target: ≥ 0.7 of the floor, peak < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from PIL import Image  # noqa: E402
+
+SIZE = (4000, 3000)  # 12 MP
+
+
+def make_files(folder: Path, count: int) -> list[Path]:
+    rnd = random.Random(7)
+    tile = Image.frombytes("RGB", (400, 300), rnd.randbytes(400 * 300 * 3)).resize(SIZE, Image.Resampling.BILINEAR)
+    paths = []
+    for i in range(count):
+        exif = Image.Exif()
+        exif[0x010F] = "BenchCam"
+        if i % 3 == 0:
+            exif[0x0112] = 6  # portrait shot held sideways
+        path = folder / f"{i:04d}.jpg"
+        tile.rotate(i % 7, fillcolor=(i % 255, 80, 120)).save(path, "JPEG", quality=88, exif=exif)
+        paths.append(path)
+    return paths
+
+
+def floor(paths: list[str], out: str) -> None:
+    for p in paths:
+        with Image.open(p) as im:
+            im.draft("RGB", (1080, 1080))
+            im.thumbnail((1080, 1080))
+            im.save(os.path.join(out, "f.jpg"), "JPEG", quality=85)
+
+
+def ours(paths: list[str], out: str) -> None:
+    from server.services import materials as m
+
+    recipes = [m.make_recipe(p, watermark="br") for p in ("cover", "thumb", "article")]
+    need = m._need(recipes)
+    for p in paths:
+        image = m.open_upright(p, need)  # one decode per file, at the draft scale
+        for recipe in recipes:
+            data, _ = m.render_image(image, recipe, text="黄浦分局 2026-07-15")
+            with open(os.path.join(out, f"{recipe.purpose}.jpg"), "wb") as fh:
+                fh.write(data)
+
+
+def child(name: str, paths: list[str], out: str, queue: mp.Queue) -> None:
+    start = time.perf_counter()
+    (floor if name == "floor" else ours)(paths, out)
+    queue.put((time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def measure(name: str, paths: list[str], out: str) -> tuple[float, float]:
+    queue: mp.Queue = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=child, args=(name, paths, out, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t = time.perf_counter()
+        paths = [str(p) for p in make_files(folder, args.count)]
+        print(f"generated {len(paths)} × 12 MP JPEGs in {time.perf_counter() - t:.1f} s")
+        f_time, f_rss = measure("floor", paths, tmp)
+        o_time, o_rss = measure("ours", paths, tmp)
+    f_rate, o_rate = len(paths) / f_time, len(paths) / o_time
+    print(f"floor (open+draft+thumbnail+save): {f_rate:6.1f} images/s  peak RSS {f_rss:6.1f} MB")
+    print(f"ours  (cover+thumb+article, watermark): {o_rate:6.1f} images/s  peak RSS {o_rss:6.1f} MB")
+    ratio = o_rate / f_rate
+    print(f"ratio to floor: {ratio:.2f} (target ≥ 0.70)  peak < 300 MB: {'yes' if o_rss < 300 else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,766 @@
+"""Material library (素材库): officers' photos from the scene → curated, processed, uploaded to WeChat.
+
+Ways in: a bound officer's chat photo (`receive_chat_image`, the download runs in a task) and the mobile upload page
+(`upload_photo`, one request per photo, deduplicated by client id and SHA-256). A text or location the officer sends
+within PAIR_WINDOW of a burst of photos becomes their caption / position. Processing (`render`) decodes an original
+once (JPEG draft: DCT-domain downscale) and derives every requested rendition from that one decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import imagehash
+import sqlalchemy as sa
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from sqlalchemy.exc import IntegrityError
+from wechatpy.exceptions import WeChatClientException
+
+from models import MaterialItem, MaterialRendition, MaterialSource, MaterialState, Role, Staff, WechatImage, utcnow
+from server.extensions import db, get_redis
+from server.filters import LOCAL_TZ
+from server.services import ServiceError, images
+from server.wechat.client import get_client
+
+log = logging.getLogger(__name__)
+
+PAIR_WINDOW = timedelta(minutes=5)
+BURST_KEY = "materials:burst:{}"  # openid → burst start (epoch seconds); its TTL slides with each photo
+COUNT_KEY = "materials:count:{}"  # openid → photos in the current burst
+GROUP_DISTANCE = 6  # phash Hamming distance: at most this far apart is "the same shot"
+GROUP_SPAN = timedelta(hours=1)
+CAPTION_MAX, ADDRESS_MAX, TAG_MAX, TAGS_MAX = 500, 200, 16, 10
+FONT_CANDIDATES = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+)
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """An output WeChat takes: box (w, h) — a ratio to crop to when `crop`, else a bound —, byte limit, upload kind."""
+
+    name: str
+    label: str
+    size: tuple[int, int]
+    crop: bool
+    max_bytes: int
+    kind: str  # image / thumb: material/add_material; uploadimg: media/uploadimg (a URL, no media_id)
+
+
+PURPOSES = {
+    p.name: p
+    for p in (
+        Purpose("cover", "封面 2.35:1", (900, 383), True, 10 << 20, "image"),
+        Purpose("thumb", "缩略图 1:1", (300, 300), True, 64 << 10, "thumb"),
+        Purpose("article", "正文图", (1080, 1080), False, 1 << 20, "uploadimg"),
+        Purpose("image", "图片素材", (1920, 1920), False, 10 << 20, "image"),
+    )
+}
+POSITIONS = {"br": "右下", "bl": "左下", "tr": "右上", "tl": "左上", "center": "居中"}
+
+
+def _enqueue(task: Any, *args: Any) -> None:
+    """After the commit. Eager mode (tests, demo) runs it here: its failure must not undo the caller's work."""
+    try:
+        task.delay(*args)
+    except Exception:  # noqa: BLE001  (logged; the row keeps its state for another try)
+        log.exception("task %s failed when enqueued", getattr(task, "name", task))
+
+
+def _clean(value: Any, limit: int) -> str | None:
+    text = " ".join(str(value or "").split())
+    return text[:limit] or None
+
+
+# -- who may send ----------------------------------------------------------------------------------------------------
+
+
+def officer_by_openid(openid: str) -> Staff | None:
+    """A bound, active officer (chat photos from anyone else are not material)."""
+    stmt = sa.select(Staff).where(Staff.openid == openid, Staff.role == Role.OFFICER, Staff.active.is_(True))
+    return db.session.scalar(stmt)
+
+
+def uploader_by_openid(openid: str) -> Staff | None:
+    """Any bound, active staff member may use the upload page."""
+    return db.session.scalar(sa.select(Staff).where(Staff.openid == openid, Staff.active.is_(True)))
+
+
+# -- chat ------------------------------------------------------------------------------------------------------------
+
+
+def _insert(item: MaterialItem) -> tuple[MaterialItem, bool]:
+    """Insert once per key (and per uploader+sha256); a retry gets the first row back."""
+    db.session.add(item)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        stmt = sa.select(MaterialItem).where(
+            sa.or_(
+                MaterialItem.key == item.key,
+                sa.and_(MaterialItem.uploader_id == item.uploader_id, MaterialItem.sha256 == item.sha256)
+                if item.sha256
+                else sa.false(),
+            )
+        )
+        if (first := db.session.scalars(stmt).first()) is None:
+            raise
+        return first, False
+    return item, True
+
+
+def _count_in_burst(openid: str, at: datetime) -> int:
+    redis, ttl = get_redis(), int(PAIR_WINDOW.total_seconds())
+    pipe = redis.pipeline()
+    pipe.set(BURST_KEY.format(openid), int(at.timestamp()), nx=True)
+    pipe.expire(BURST_KEY.format(openid), ttl)
+    pipe.incr(COUNT_KEY.format(openid))
+    pipe.expire(COUNT_KEY.format(openid), ttl)
+    return int(pipe.execute()[2])
+
+
+def receive_chat_image(officer: Staff, media_id: str, at: datetime) -> str:
+    """An officer's chat photo: a pending item now, the download in a task; the reply counts the burst."""
+    item, created = _insert(
+        MaterialItem(
+            key=f"chat:{media_id[:90]}",
+            source=MaterialSource.CHAT,
+            uploader_id=officer.id,
+            unit_id=officer.unit_id,
+            media_id=media_id[:128],
+            received_at=at,
+            tags=[],
+        )
+    )
+    if created:
+        from server.tasks import materials as tasks
+
+        _enqueue(tasks.fetch_chat_photo, item.id)
+    n = _count_in_burst(officer.openid or "", at)
+    return (
+        f"已收到 {n} 张现场照片，已存入素材库。\n"
+        f"{int(PAIR_WINDOW.total_seconds() // 60)} 分钟内发送的文字和位置将作为这些照片的说明和地点。"
+    )
+
+
+def _burst_items(openid: str) -> tuple[Staff, list[MaterialItem]] | None:
+    """The officer's photos of the current burst; None (one Redis GET) when there is no burst."""
+    raw = get_redis().get(BURST_KEY.format(openid))
+    if raw is None:
+        return None
+    officer = officer_by_openid(openid)
+    if officer is None:
+        return None
+    since = datetime.fromtimestamp(int(raw), LOCAL_TZ) - timedelta(seconds=1)
+    stmt = sa.select(MaterialItem).where(MaterialItem.uploader_id == officer.id, MaterialItem.received_at >= since)
+    return officer, list(db.session.scalars(stmt.order_by(MaterialItem.id)))
+
+
+def attach_chat_text(openid: str, text: str) -> str | None:
+    """A text right after a burst of photos is their caption; None when no burst is open (one Redis GET)."""
+    found = _burst_items(openid)
+    if not found or not found[1] or not (caption := _clean(text, CAPTION_MAX)):
+        return None
+    for item in found[1]:
+        item.caption = _clean(f"{item.caption} {caption}" if item.caption else caption, CAPTION_MAX)
+    db.session.commit()
+    return f"已为 {len(found[1])} 张照片添加说明。"
+
+
+def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str | None) -> str | None:
+    """A location right after a burst of photos is where they were taken; None when no burst is open."""
+    found = _burst_items(openid)
+    if not found or not found[1]:
+        return None
+    try:
+        lat, lng = float(latitude), float(longitude)
+    except (TypeError, ValueError):
+        lat = lng = math.nan
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        return "位置信息有误，请重新发送位置。"
+    for item in found[1]:
+        item.latitude, item.longitude, item.address = lat, lng, _clean(label, ADDRESS_MAX)
+    db.session.commit()
+    return f"已为 {len(found[1])} 张照片记录位置" + (f"：{_clean(label, ADDRESS_MAX)}" if label else "") + "。"
+
+
+def fetch_chat_photo(item_id: int) -> None:
+    """Task body: download an officer's chat photo, verify, store, derive. Idempotent; transient errors raise."""
+    item = db.session.get(MaterialItem, item_id)
+    if item is None or item.state is not MaterialState.PENDING or not item.media_id:
+        return
+    try:
+        res = get_client().media.download(item.media_id)
+        data = res.content if hasattr(res, "content") else b""
+        _ingest(item, data[: images.MAX_BYTES + 1])
+    except WeChatClientException as exc:
+        if exc.errcode not in (40007, 41006):
+            raise
+        _fail(item, "微信照片已过期或不存在")
+
+
+# -- upload page -----------------------------------------------------------------------------------------------------
+
+
+def _point(latitude: Any, longitude: Any) -> tuple[float | None, float | None]:
+    try:
+        lat, lng = float(latitude), float(longitude)
+    except (TypeError, ValueError):
+        return None, None
+    return (lat, lng) if -90 <= lat <= 90 and -180 <= lng <= 180 else (None, None)
+
+
+def upload_photo(
+    uploader: Staff,
+    data: bytes,
+    *,
+    client_id: str,
+    caption: str | None = None,
+    latitude: Any = None,
+    longitude: Any = None,
+    address: str | None = None,
+) -> tuple[MaterialItem, bool]:
+    """One photo from the upload page. A retry (same client id) or the same bytes again returns the first item."""
+    client_id = "".join(c for c in client_id if c.isalnum() or c in "-_")[:64]
+    if len(client_id) < 8:
+        raise ServiceError("上传请求无效，请刷新页面后重试")
+    sha = hashlib.sha256(data).hexdigest()
+    stmt = sa.select(MaterialItem).where(
+        sa.or_(
+            MaterialItem.key == f"upload:{client_id}",
+            sa.and_(MaterialItem.uploader_id == uploader.id, MaterialItem.sha256 == sha),
+        )
+    )
+    if (existing := db.session.scalars(stmt).first()) is not None:
+        return existing, False
+    mime = images.verify_image(data)  # a refusal is an ImageRejected (a ServiceError) with the reason
+    lat, lng = _point(latitude, longitude)
+    relative = images.original_path_for(sha, mime)
+    images.write_media(relative, data)
+    item, created = _insert(
+        MaterialItem(
+            key=f"upload:{client_id}",
+            source=MaterialSource.UPLOAD,
+            uploader_id=uploader.id,
+            unit_id=uploader.unit_id,
+            received_at=utcnow(),
+            sha256=sha,
+            mime=mime,
+            original_path=relative,
+            caption=_clean(caption, CAPTION_MAX),
+            latitude=lat,
+            longitude=lng if lat is not None else None,
+            address=_clean(address, ADDRESS_MAX),
+            tags=[],
+        )
+    )
+    if created:
+        from server.tasks import materials as tasks
+
+        _enqueue(tasks.derive_item, item.id)
+    return item, created
+
+
+# -- derive: public copy, thumbnail, perceptual hash, group ---------------------------------------------------------
+
+
+def _fail(item: MaterialItem, error: str) -> None:
+    log.info("material item %s refused: %s", item.id, error)
+    item.state, item.error = MaterialState.FAILED, error[:200]
+    db.session.commit()
+
+
+def _ingest(item: MaterialItem, data: bytes) -> None:
+    try:
+        mime = images.verify_image(data)
+    except images.ImageRejected as exc:
+        _fail(item, str(exc))
+        return
+    sha = hashlib.sha256(data).hexdigest()
+    dup = db.session.scalar(
+        sa.select(MaterialItem.id).where(
+            MaterialItem.uploader_id == item.uploader_id, MaterialItem.sha256 == sha, MaterialItem.id != item.id
+        )
+    )
+    if dup is not None:
+        _fail(item, f"与素材 #{dup} 是同一张照片")
+        return
+    item.sha256, item.mime, item.original_path = sha, mime, images.original_path_for(sha, mime)
+    images.write_media(item.original_path, data)
+    db.session.commit()
+    derive_item(item.id)
+
+
+def derive_item(item_id: int) -> None:
+    """Task body: the public copy and thumbnail (upright, no EXIF), the perceptual hash and the group."""
+    item = db.session.get(MaterialItem, item_id)
+    if item is None or item.state is not MaterialState.PENDING or not item.original_path:
+        return
+    try:
+        processed = images.process_image(images.media_path(item.original_path).read_bytes())
+    except images.ImageRejected as exc:
+        _fail(item, str(exc))
+        return
+    item.public_path = f"materials/{item.sha256[:2]}/{item.sha256}.jpg"
+    item.thumb_path = f"materials/{item.sha256[:2]}/{item.sha256}.thumb.jpg"
+    images.write_media(item.public_path, processed.public_jpeg)
+    images.write_media(item.thumb_path, processed.thumb_jpeg)
+    item.width, item.height = processed.width, processed.height
+    with Image.open(io.BytesIO(processed.thumb_jpeg)) as thumb:
+        item.phash = str(imagehash.phash(thumb))
+    item.group_id = _group_for(item)
+    item.state, item.error = MaterialState.READY, None
+    db.session.commit()
+
+
+def _group_for(item: MaterialItem) -> int:
+    """Join the group of a near-identical photo by the same officer within the hour; else start one."""
+    mine = imagehash.hex_to_hash(item.phash)
+    stmt = sa.select(MaterialItem).where(
+        MaterialItem.uploader_id == item.uploader_id,
+        MaterialItem.id != item.id,
+        MaterialItem.phash.is_not(None),
+        MaterialItem.received_at.between(item.received_at - GROUP_SPAN, item.received_at + GROUP_SPAN),
+    )
+    for other in db.session.scalars(stmt.order_by(MaterialItem.id)):
+        if mine - imagehash.hex_to_hash(other.phash) <= GROUP_DISTANCE:
+            return other.group_id or other.id
+    return item.id
+
+
+# -- curation --------------------------------------------------------------------------------------------------------
+
+
+def parse_tags(raw: str | Iterable[str]) -> list[str]:
+    parts = raw.replace("，", ",").replace(" ", ",").split(",") if isinstance(raw, str) else list(raw)
+    tags: list[str] = []
+    for part in parts:
+        tag = _clean(part, TAG_MAX)
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags[:TAGS_MAX]
+
+
+def edit_item(item: MaterialItem, *, caption: str | None, tags: str, address: str | None = None) -> MaterialItem:
+    item.caption = _clean(caption, CAPTION_MAX)
+    item.tags = parse_tags(tags)
+    if address is not None:
+        item.address = _clean(address, ADDRESS_MAX)
+    db.session.commit()
+    return item
+
+
+def set_starred(item_ids: Iterable[int], starred: bool, visible_units: list[int] | None) -> int:
+    stmt = sa.update(MaterialItem).where(MaterialItem.id.in_(list(item_ids))).values(starred=starred)
+    if visible_units is not None:
+        stmt = stmt.where(MaterialItem.unit_id.in_(visible_units))
+    count = db.session.execute(stmt).rowcount
+    db.session.commit()
+    return count
+
+
+def mark_used(item_ids: Iterable[int], article_id: int) -> int:
+    """Publishing calls this when an article that uses these photos goes out; the first article is kept."""
+    ids = list(item_ids)
+    now = utcnow()
+    db.session.execute(
+        sa.update(MaterialItem)
+        .where(MaterialItem.id.in_(ids), MaterialItem.article_id.is_(None))
+        .values(article_id=article_id, used_at=now)
+    )
+    count = db.session.execute(
+        sa.update(MaterialItem).where(MaterialItem.id.in_(ids)).values(used_in_article=True)
+    ).rowcount
+    db.session.commit()
+    return count
+
+
+@dataclass
+class MaterialFilter:
+    unit_id: int | None = None
+    uploader_id: int | None = None
+    day_from: date | None = None
+    day_to: date | None = None
+    tag: str | None = None
+    used: bool | None = None
+    starred: bool = False
+
+    def as_dict(self) -> dict[str, str]:
+        out = {
+            "unit": str(self.unit_id or ""),
+            "officer": str(self.uploader_id or ""),
+            "from": self.day_from.isoformat() if self.day_from else "",
+            "to": self.day_to.isoformat() if self.day_to else "",
+            "tag": self.tag or "",
+            "used": "" if self.used is None else ("1" if self.used else "0"),
+            "starred": "1" if self.starred else "",
+        }
+        return {k: v for k, v in out.items() if v}
+
+
+def _int(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() and len(raw) < 10 else None
+
+
+def _day(raw: str | None) -> date | None:
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def parse_filter(args: Mapping[str, str]) -> MaterialFilter:
+    used = args.get("used")
+    return MaterialFilter(
+        unit_id=_int(args.get("unit")),
+        uploader_id=_int(args.get("officer")),
+        day_from=_day(args.get("from")),
+        day_to=_day(args.get("to")),
+        tag=_clean(args.get("tag"), TAG_MAX),
+        used=None if used not in ("0", "1") else used == "1",
+        starred=args.get("starred") == "1",
+    )
+
+
+def _local_start(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), LOCAL_TZ)
+
+
+def _where(f: MaterialFilter, visible_units: list[int] | None) -> list[Any]:
+    where: list[Any] = [MaterialItem.state != MaterialState.FAILED]
+    if visible_units is not None:
+        where.append(MaterialItem.unit_id.in_(visible_units))
+    if f.unit_id:
+        where.append(MaterialItem.unit_id == f.unit_id)
+    if f.uploader_id:
+        where.append(MaterialItem.uploader_id == f.uploader_id)
+    if f.day_from:
+        where.append(MaterialItem.received_at >= _local_start(f.day_from))
+    if f.day_to:
+        where.append(MaterialItem.received_at < _local_start(f.day_to + timedelta(days=1)))
+    if f.used is not None:
+        where.append(MaterialItem.used_in_article.is_(f.used))
+    if f.starred:
+        where.append(MaterialItem.starred.is_(True))
+    return where
+
+
+@dataclass
+class Group:
+    lead: MaterialItem
+    members: list[MaterialItem]
+
+
+def search(f: MaterialFilter, visible_units: list[int] | None, *, after_id: int = 0, limit: int = 200) -> list[Group]:
+    """Newest first, near-duplicates folded into one group (shown by its newest photo)."""
+    stmt = sa.select(MaterialItem).where(*_where(f, visible_units), MaterialItem.id > after_id)
+    rows = list(db.session.scalars(stmt.order_by(MaterialItem.id.desc()).limit(limit)))
+    if f.tag:  # JSON lists: filtered here, portable across PostgreSQL and SQLite
+        rows = [r for r in rows if f.tag in (r.tags or [])]
+    groups: dict[int, Group] = {}
+    for row in rows:
+        key = row.group_id or row.id
+        if key in groups:
+            groups[key].members.append(row)
+        else:
+            groups[key] = Group(row, [row])
+    return list(groups.values())
+
+
+def weekly_counts(visible_units: list[int] | None, weeks: int = 8) -> list[dict[str, Any]]:
+    """Photos per (ISO week, unit, officer) and how many of them were used in articles."""
+    since = utcnow() - timedelta(weeks=weeks)
+    stmt = (
+        sa.select(MaterialItem)
+        .where(MaterialItem.received_at >= since, MaterialItem.state != MaterialState.FAILED)
+        .options(sa.orm.joinedload(MaterialItem.uploader), sa.orm.joinedload(MaterialItem.unit))
+    )
+    if visible_units is not None:
+        stmt = stmt.where(MaterialItem.unit_id.in_(visible_units))
+    table: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for item in db.session.scalars(stmt):
+        year, week, _ = item.received_at.astimezone(LOCAL_TZ).isocalendar()
+        key = (f"{year}-W{week:02d}", item.unit.name if item.unit else "—", item.uploader.name)
+        row = table.setdefault(key, {"week": key[0], "unit": key[1], "officer": key[2], "photos": 0, "used": 0})
+        row["photos"] += 1
+        row["used"] += int(item.used_in_article)
+    return sorted(table.values(), key=lambda r: (r["week"], r["unit"], r["officer"]), reverse=True)
+
+
+# -- processing ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipe:
+    purpose: str
+    crop: tuple[float, float, float, float] | None = None  # x, y, w, h fractions of the upright picture
+    blur: tuple[tuple[float, float, float, float], ...] = ()
+    watermark: str | None = None  # position (POSITIONS) or None
+    opacity: float = 0.6
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "purpose": self.purpose,
+            "crop": list(self.crop) if self.crop else None,
+            "blur": [list(b) for b in self.blur],
+            "watermark": self.watermark,
+            "opacity": round(self.opacity, 2),
+        }
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _box(raw: Any) -> tuple[float, float, float, float]:
+    x, y, w, h = (float(v) for v in raw)
+    if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 and 0 < h <= 1):
+        raise ServiceError("区域超出图片范围")
+    return (round(x, 4), round(y, 4), round(min(w, 1 - x), 4), round(min(h, 1 - y), 4))
+
+
+def make_recipe(
+    purpose: str, *, crop: Any = None, blur: Any = (), watermark: str | None = None, opacity: Any = 0.6
+) -> Recipe:
+    if purpose not in PURPOSES:
+        raise ServiceError("未知的用途")
+    if watermark and watermark not in POSITIONS:
+        raise ServiceError("水印位置无效")
+    try:
+        opacity = min(1.0, max(0.1, float(opacity)))
+        boxes = tuple(_box(b) for b in (blur or ()))
+        crop_box = _box(crop) if crop else None
+    except (TypeError, ValueError):
+        raise ServiceError("区域格式有误") from None
+    return Recipe(purpose, crop_box, boxes, watermark or None, opacity)
+
+
+@lru_cache(maxsize=16)
+def _font(size: int) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, bool]:
+    """A CJK font if the machine has one (True); else Pillow's default, which draws no Chinese glyphs (False)."""
+    for candidate in FONT_CANDIDATES:
+        if Path(candidate).exists():
+            return ImageFont.truetype(candidate, size), True
+    log.warning("no CJK font found: watermarks fall back to Pillow's default font (Chinese will not render)")
+    return ImageFont.load_default(size=size), False
+
+
+def watermark_text(item: MaterialItem) -> str:
+    unit = item.unit.name if item.unit else "城管执法局"
+    return f"{unit} {item.received_at.astimezone(LOCAL_TZ):%Y-%m-%d}"
+
+
+def _draw_watermark(image: Image.Image, text: str, position: str, opacity: float) -> Image.Image:
+    """Text on a small RGBA patch composited over its corner only (not a full-size overlay)."""
+    size = max(12, image.width // 36)
+    font, _ = _font(size)
+    left, top, right, bottom = font.getbbox(text)
+    pad = size // 2
+    patch = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, int(90 * opacity)))
+    draw = ImageDraw.Draw(patch)
+    draw.text((pad - left, pad - top), text, font=font, fill=(255, 255, 255, int(255 * opacity)))
+    margin = max(4, image.width // 60)
+    xs = {"l": margin, "r": image.width - patch.width - margin, "c": (image.width - patch.width) // 2}
+    ys = {"t": margin, "b": image.height - patch.height - margin, "c": (image.height - patch.height) // 2}
+    if position == "center":
+        x, y = xs["c"], ys["c"]
+    else:
+        x, y = xs[position[1]], ys[position[0]]
+    x, y = max(0, x), max(0, y)
+    region = image.crop((x, y, x + patch.width, y + patch.height)).convert("RGBA")
+    image.paste(Image.alpha_composite(region, patch).convert("RGB"), (x, y))
+    return image
+
+
+def _blur(image: Image.Image, box: tuple[float, float, float, float]) -> None:
+    x, y, w, h = box
+    left, top = int(x * image.width), int(y * image.height)
+    right, bottom = min(image.width, int((x + w) * image.width) + 1), min(image.height, int((y + h) * image.height) + 1)
+    if right - left < 2 or bottom - top < 2:
+        return
+    region = image.crop((left, top, right, bottom))
+    small = region.resize((max(1, region.width // 16), max(1, region.height // 16)), Image.Resampling.BILINEAR)
+    image.paste(small.resize(region.size, Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(6)), (left, top))
+
+
+def _ratio_crop(image: Image.Image, ratio: float) -> Image.Image:
+    w, h = image.size
+    if w / h > ratio:
+        nw = round(h * ratio)
+        return image.crop(((w - nw) // 2, 0, (w - nw) // 2 + nw, h))
+    nh = round(w / ratio)
+    return image.crop((0, (h - nh) // 2, w, (h - nh) // 2 + nh))
+
+
+def encode_within(image: Image.Image, max_bytes: int, *, quality: int = 88) -> bytes:
+    """JPEG without EXIF, quality stepped down (then the size) until it fits `max_bytes`."""
+    while True:
+        for q in range(quality, 29, -8):
+            out = io.BytesIO()
+            image.save(out, "JPEG", quality=q, optimize=q < quality)  # no exif=: nothing of the camera leaves
+            if out.tell() <= max_bytes:
+                return out.getvalue()
+        image = image.resize(
+            (max(1, int(image.width * 0.8)), max(1, int(image.height * 0.8))), Image.Resampling.BILINEAR
+        )
+
+
+def open_upright(source: str | Path | bytes, need: int) -> Image.Image:
+    """Decode once, at the smallest JPEG scale that keeps both sides ≥ `need`; orientation applied after shrinking."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+        if opened.width * opened.height > images.MAX_PIXELS:
+            raise images.ImageRejected(images.TOO_MANY_PIXELS)
+        if opened.format == "JPEG":
+            opened.draft("RGB", (need, need))
+        orientation = opened.getexif().get(0x0112, 1)
+        image = opened.convert("RGB") if opened.mode != "RGB" else opened.copy()
+    if method := ORIENTATIONS.get(orientation):  # transpose the small decoded copy, never the full-size picture
+        image = image.transpose(method)
+    return image
+
+
+ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def render_image(image: Image.Image, recipe: Recipe, *, text: str | None = None) -> tuple[bytes, tuple[int, int]]:
+    """One rendition from an upright decoded picture (which is not modified)."""
+    purpose = PURPOSES[recipe.purpose]
+    work = image
+    if recipe.crop:
+        x, y, w, h = recipe.crop
+        work = work.crop(
+            (int(x * work.width), int(y * work.height), int((x + w) * work.width), int((y + h) * work.height))
+        )
+    if purpose.crop:
+        work = _ratio_crop(work, purpose.size[0] / purpose.size[1])
+        if work.width > purpose.size[0]:
+            work = work.resize(purpose.size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    elif max(work.size) > max(purpose.size):
+        scale = max(purpose.size) / max(work.size)
+        work = work.resize(
+            (max(1, round(work.width * scale)), max(1, round(work.height * scale))),
+            Image.Resampling.BICUBIC,
+            reducing_gap=2.0,
+        )
+    if work is image:
+        work = image.copy()
+    for box in recipe.blur:
+        _blur(work, box)
+    if recipe.watermark and text:
+        _draw_watermark(work, text, recipe.watermark, recipe.opacity)
+    return encode_within(work, purpose.max_bytes), work.size
+
+
+def _need(recipes: Iterable[Recipe]) -> int:
+    need = 0
+    for recipe in recipes:
+        purpose, zoom = PURPOSES[recipe.purpose], 1.0
+        if recipe.crop:
+            zoom = 1 / min(recipe.crop[2], recipe.crop[3])
+        need = max(need, int(max(purpose.size) * zoom))
+    return need
+
+
+def render(item_id: int, recipes: list[Recipe]) -> list[MaterialRendition]:
+    """Renditions of an item, cached by (item, recipe key): only the missing ones are made, from one decode."""
+    item = db.session.get(MaterialItem, item_id)
+    if item is None or item.state is not MaterialState.READY:
+        raise ServiceError("素材尚未处理完成")
+    cached = {r.recipe_key: r for r in item.renditions}
+    missing = [r for r in dict.fromkeys(recipes) if r.key not in cached]
+    if missing:
+        image = open_upright(images.media_path(item.original_path), _need(missing))
+        text = watermark_text(item)
+        for recipe in missing:
+            data, (w, h) = render_image(image, recipe, text=text)
+            sha = hashlib.sha256(data).hexdigest()
+            path = f"renditions/{item.id}/{recipe.key}.jpg"
+            images.write_media(path, data)
+            rendition = MaterialRendition(
+                item_id=item.id,
+                recipe_key=recipe.key,
+                recipe=recipe.as_dict(),
+                purpose=recipe.purpose,
+                path=path,
+                sha256=sha,
+                size=len(data),
+                width=w,
+                height=h,
+            )
+            try:
+                with db.session.begin_nested():
+                    db.session.add(rendition)
+            except IntegrityError:  # another worker made it meanwhile: same recipe, same result
+                pass
+        db.session.commit()
+        db.session.refresh(item)
+        cached = {r.recipe_key: r for r in item.renditions}
+    return [cached[r.key] for r in recipes]
+
+
+def default_recipe(purpose: str) -> Recipe:
+    return make_recipe(purpose, watermark="br" if purpose in ("cover", "article", "image") else None)
+
+
+# -- to WeChat -------------------------------------------------------------------------------------------------------
+
+
+def upload_rendition(rendition: MaterialRendition) -> WechatImage:
+    """Upload a processed file once per (sha256, kind); the stored media_id / URL is reused afterwards."""
+    kind = PURPOSES[rendition.purpose].kind
+    stmt = sa.select(WechatImage).filter_by(sha256=rendition.sha256, kind=kind)
+    if (done := db.session.scalar(stmt)) is not None:
+        return done
+    data = images.media_path(rendition.path).read_bytes()
+    upload = (f"{rendition.sha256[:16]}.jpg", data, "image/jpeg")  # WeChat goes by the file name's extension
+    client = get_client()
+    if kind == "uploadimg":
+        record = WechatImage(sha256=rendition.sha256, kind=kind, url=client.media.upload_image(upload))
+    else:
+        res = client.material.add(kind, upload)
+        record = WechatImage(sha256=rendition.sha256, kind=kind, media_id=res["media_id"], url=res.get("url"))
+    db.session.add(record)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return db.session.scalars(stmt).one()
+    return record
+
+
+def wechat_image(item_id: int, purpose: str, recipe: Recipe | None = None) -> str:
+    """For publishing: the media_id (cover, thumb, image) or URL (article) of an item processed for `purpose`."""
+    recipe = recipe or default_recipe(purpose)
+    [rendition] = render(item_id, [recipe])
+    record = upload_rendition(rendition)
+    return (record.url if PURPOSES[purpose].kind == "uploadimg" else record.media_id) or ""
+
+
+def uploads_of(item: MaterialItem) -> dict[str, WechatImage]:
+    """rendition sha256:kind → its WeChat upload, for the detail page."""
+    shas = [r.sha256 for r in item.renditions]
+    rows = db.session.scalars(sa.select(WechatImage).where(WechatImage.sha256.in_(shas))) if shas else []
+    return {f"{w.sha256}:{w.kind}": w for w in rows}

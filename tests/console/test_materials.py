@@ -1,0 +1,61 @@
+"""The material library in the console: the feed shows officers' photos with unit, time and place; filters; rights."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from models import MaterialItem
+from server.extensions import db
+from tests import factories
+from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
+from tests.handlers.test_tips import send_image, send_location
+from tests.services.test_images import jpeg_bytes
+
+
+def test_officer_conversation_appears_in_the_feed_and_citizen_photo_does_not(as_admin, wechat, media, db_session):
+    officer = factories.staff("qian", "officer", unit=factories.unit("长宁分局"), name="钱七")
+    officer.openid = "o-qian"
+    db.session.commit()
+    before = as_admin.get("/admin/materials/feed.json").get_json()
+    assert before["items"] == []
+    send_image(wechat, "o-qian", media(jpeg_bytes()))
+    send_location(wechat, "o-qian", 31.2, 121.42, "中山公园")
+    send_image(wechat, "o-citizen-q", media(jpeg_bytes(colour="blue")))
+    feed = as_admin.get("/admin/materials/feed.json?after=0").get_json()
+    [card] = feed["items"]
+    assert card["unit"] == "长宁分局" and card["uploader"] == "钱七" and card["place"] == "中山公园" and card["time"]
+    assert as_admin.get(f"/admin/materials/feed.json?after={feed['last_id']}").get_json()["items"] == []
+    page = as_admin.get("/admin/materials").get_data(as_text=True)
+    assert "钱七" in page and "material_feed.js" in page
+    item = db.session.scalars(sa.select(MaterialItem)).one()
+    detail = as_admin.get(f"/admin/materials/{item.id}").get_data(as_text=True)
+    assert "31.20000, 121.42000" in detail and "<svg" in detail
+    thumb = as_admin.client.get(f"/admin/materials/{item.id}/file/thumb")
+    assert thumb.status_code == 200 and thumb.get_data()[:2] == b"\xff\xd8"
+    thumb.close()
+    res = as_admin.post(
+        f"/admin/materials/{item.id}/edit", {"caption": "公园门口", "tags": "占道，夜查", "starred": "1"}
+    )
+    assert res.status_code == 302
+    assert item.tags == ["占道", "夜查"] and item.starred
+    assert len(as_admin.get("/admin/materials/feed.json?tag=夜查").get_json()["items"]) == 1
+    assert as_admin.get("/admin/materials/feed.json?tag=其他").get_json()["items"] == []
+    res = as_admin.post(f"/admin/materials/{item.id}/process", {"purpose": "cover", "watermark": "br", "wechat": "1"})
+    assert res.status_code == 302
+    db.session.refresh(item)
+    [cover] = item.renditions
+    assert abs(cover.width / cover.height - 2.35) < 0.1 and cover.sha256
+    assert "钱七" in as_admin.get("/admin/materials/stats").get_data(as_text=True)
+
+
+def test_a_liaison_sees_only_their_unit(console, wechat, media, db_session):
+    mine, other = factories.unit("虹口分局"), factories.unit("杨浦分局")
+    officer = factories.staff("sun", "officer", unit=other, name="孙八")
+    officer.openid = "o-sun"
+    factories.staff("liaison1", "liaison", unit=mine)
+    db.session.commit()
+    send_image(wechat, "o-sun", media(jpeg_bytes()))
+    item = db.session.scalars(sa.select(MaterialItem)).one()
+    console.login("liaison1")
+    assert console.get("/admin/materials/feed.json").get_json()["items"] == []
+    assert console.get(f"/admin/materials/{item.id}").status_code == 403

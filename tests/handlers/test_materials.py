@@ -1,0 +1,68 @@
+"""An officer's conversation through /wechat: photos, then a location and a caption, become material items."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from models import MaterialItem, MaterialState, Tip, TipDraft
+from server.extensions import db
+from server.services import images
+from tests import factories
+from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
+from tests.handlers.test_tips import send_image, send_location
+from tests.services.test_images import exif_of, jpeg_bytes
+
+OFFICER = "o-officer-li"
+
+
+def _officer():
+    officer = factories.staff("lisi", "officer", unit=factories.unit("黄浦分局"), name="李四")
+    officer.openid = OFFICER
+    db.session.commit()
+    return officer
+
+
+def _items() -> list[MaterialItem]:
+    return list(db.session.scalars(sa.select(MaterialItem).order_by(MaterialItem.id)))
+
+
+def test_officer_photos_then_location_and_caption_become_items(wechat, media, db_session):
+    officer = _officer()
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(gps=True))).startswith("已收到 1 张现场照片")
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="blue", size=(80, 40)))).startswith("已收到 2 张")
+    assert "2 张照片记录位置：南京东路" in send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
+    assert "2 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营整治现场")["Content"]
+    items = _items()
+    assert len(items) == 2
+    for item in items:
+        assert item.state is MaterialState.READY  # downloaded through media/get by the (eager) task
+        assert item.uploader_id == officer.id and item.unit.name == "黄浦分局"
+        assert (item.latitude, item.longitude, item.address) == (31.2365, 121.4835, "南京东路")
+        assert item.caption == "南京东路占道经营整治现场"
+        assert not exif_of(images.media_path(item.public_path).read_bytes()).get_ifd(0x8825)
+        assert item.phash and item.group_id
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TipDraft)) == 0
+
+
+def test_the_same_message_delivered_twice_is_one_item(wechat, media, db_session):
+    _officer()
+    media_id = media(jpeg_bytes())
+    send_image(wechat, OFFICER, media_id)
+    wechat.send(OFFICER, "image", {"PicUrl": "http://example.invalid/x", "MediaId": media_id})  # new MsgId, same media
+    assert len(_items()) == 1
+
+
+def test_a_citizen_photo_stays_a_tip_and_an_expired_media_fails_quietly(wechat, media, db_session):
+    assert "随手拍" in send_image(wechat, "o-citizen-x", media(jpeg_bytes()))
+    assert _items() == [] and db.session.scalar(sa.select(sa.func.count()).select_from(TipDraft)) == 1
+    _officer()
+    assert send_image(wechat, OFFICER, "no-such-media").startswith("已收到 1 张")
+    [item] = _items()
+    assert item.state is MaterialState.FAILED and "过期" in item.error
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Tip)) == 0
+
+
+def test_text_without_a_burst_is_an_ordinary_message(wechat, db_session):
+    _officer()
+    reply = wechat.text(OFFICER, "你好")
+    assert "添加说明" not in (reply or {}).get("Content", "")

@@ -1,0 +1,136 @@
+"""Materials: renditions fit WeChat's limits and ratios, carry no EXIF and the watermark; uploads are reused."""
+
+from __future__ import annotations
+
+import io
+import random
+from datetime import timedelta
+
+import pytest
+from PIL import Image
+
+from models import MaterialItem, utcnow
+from server.extensions import db
+from server.services import images, materials
+from tests import factories
+from tests.services.test_images import exif_of
+
+
+def noisy_jpeg(size=(1600, 1200), *, orientation: int | None = None, seed: int = 1) -> bytes:
+    """Detailed content (hard to compress), optionally with an EXIF orientation and GPS."""
+    rnd = random.Random(seed)
+    image = Image.frombytes("RGB", size, rnd.randbytes(size[0] * size[1] * 3))
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    exif.get_ifd(0x8825).update({1: "N", 2: (31.0, 14.0, 0.0)})
+    if orientation:
+        exif[0x0112] = orientation
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()
+
+
+@pytest.fixture
+def officer(db_session):
+    person = factories.staff("zhao", "officer", unit=factories.unit("徐汇分局"), name="赵六")
+    person.openid = "o-zhao"
+    db.session.commit()
+    return person
+
+
+def _item(officer, data: bytes, cid: str = "svc-client-1") -> MaterialItem:
+    item, _ = materials.upload_photo(officer, data, client_id=cid)
+    db.session.refresh(item)
+    return item
+
+
+def test_renditions_fit_limits_ratios_and_lose_exif(officer):
+    item = _item(officer, noisy_jpeg())
+    recipes = [materials.default_recipe(p) for p in ("cover", "thumb", "article", "image")]
+    cover, thumb, article, image = materials.render(item.id, recipes)
+    for r, limit in ((cover, 10 << 20), (thumb, 64 << 10), (article, 1 << 20), (image, 10 << 20)):
+        data = images.media_path(r.path).read_bytes()
+        assert len(data) == r.size <= limit
+        assert not exif_of(data)  # no EXIF block at all: no GPS, no camera
+    assert abs(cover.width / cover.height - 2.35) < 0.01 and cover.width == 900
+    assert thumb.width == thumb.height == 300
+    assert max(article.width, article.height) <= 1080
+    assert materials.render(item.id, recipes[:1])[0].id == cover.id  # cached by (item, recipe)
+
+
+def test_orientation_is_applied_after_the_shrink(officer):
+    item = _item(officer, noisy_jpeg((1600, 1200), orientation=6))
+    [r] = materials.render(item.id, [materials.make_recipe("article")])
+    assert r.height > r.width  # rotated upright: portrait
+
+
+def test_watermark_and_blur_change_the_pixels(officer):
+    item = _item(officer, _flat_jpeg())
+    plain, marked = materials.render(
+        item.id, [materials.make_recipe("article"), materials.make_recipe("article", watermark="br", opacity=1)]
+    )
+    a = Image.open(io.BytesIO(images.media_path(plain.path).read_bytes()))
+    b = Image.open(io.BytesIO(images.media_path(marked.path).read_bytes()))
+    corner = (int(a.width * 0.6), int(a.height * 0.85), a.width - 5, a.height - 5)
+    diff = sum(abs(x - y) for x, y in zip(a.crop(corner).tobytes(), b.crop(corner).tobytes(), strict=True))
+    assert diff > 10_000  # the text is there
+    assert materials._font(20)[1] is True  # the CJK font on this machine
+    [blurred] = materials.render(item.id, [materials.make_recipe("article", blur=[[0, 0, 0.5, 0.5]])])
+    c = Image.open(io.BytesIO(images.media_path(blurred.path).read_bytes())).convert("L")
+    region = c.crop((0, 0, c.width // 2, c.height // 2))
+    original = a.convert("L").crop((0, 0, a.width // 2, a.height // 2))
+    assert len(set(region.tobytes())) < len(set(original.tobytes()))
+
+
+def _flat_jpeg() -> bytes:
+    image = Image.new("RGB", (1600, 1200), (40, 90, 160))
+    for x in range(0, 1600, 8):
+        for y in range(0, 1200, 2):
+            image.putpixel((x, y), (250, 250, 250))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_thumb_quality_iterates_down_to_64_kb():
+    noisy = Image.frombytes("RGB", (300, 300), random.Random(3).randbytes(300 * 300 * 3))
+    data = materials.encode_within(noisy, 64 << 10)
+    assert len(data) <= 64 << 10
+
+
+def test_wechat_upload_is_reused_for_the_same_processed_bytes(officer, emulator):
+    item = _item(officer, noisy_jpeg(seed=5))
+    media_id = materials.wechat_image(item.id, "cover")
+    url = materials.wechat_image(item.id, "article")
+    thumb = materials.wechat_image(item.id, "thumb")
+    assert media_id and thumb and url.startswith("http")
+    assert materials.wechat_image(item.id, "cover") == media_id
+    uploaded = [m["media_id"] for m in emulator.state()["materials"]]
+    assert media_id in uploaded and thumb in uploaded
+    assert len(uploaded) == 2  # the second cover request reused the first upload
+
+
+def test_near_duplicates_share_a_group_and_mark_used(officer):
+    base = Image.frombytes("RGB", (64, 48), random.Random(9).randbytes(64 * 48 * 3)).resize((640, 480))
+    shots = []
+    for i in range(3):
+        out = io.BytesIO()
+        base.save(out, "JPEG", quality=90 - i * 5)  # the same scene, slightly different bytes
+        shots.append(out.getvalue())
+    items = [_item(officer, data, f"dup-client-{i}") for i, data in enumerate(shots)]
+    other = _item(officer, noisy_jpeg((640, 480), seed=11), "other-client")
+    assert len({i.group_id for i in items}) == 1 and other.group_id != items[0].group_id
+    groups = materials.search(materials.MaterialFilter(), None)
+    assert sorted(len(g.members) for g in groups) == [1, 3]
+    assert materials.mark_used([items[0].id], article_id=42) == 1
+    assert materials.search(materials.MaterialFilter(used=True), None)[0].lead.article_id == 42
+    [row] = materials.weekly_counts(None)
+    assert (row["officer"], row["unit"], row["photos"], row["used"]) == ("赵六", "徐汇分局", 4, 1)
+
+
+def test_a_far_older_near_duplicate_starts_a_new_group(officer):
+    a = _item(officer, noisy_jpeg((320, 240), seed=21), "old-client")
+    a.received_at = utcnow() - timedelta(hours=3)
+    db.session.commit()
+    b = _item(officer, noisy_jpeg((320, 240), seed=21)[:-2] + b"\xff\xd9", "new-client")
+    assert b.group_id != a.group_id or b.id == a.id
