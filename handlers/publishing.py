@@ -1,3 +1,13 @@
-"""Filled in by its feature."""
+"""PUBLISHJOBFINISH: WeChat tells us how a freepublish job ended; the push is settled from it."""
 
-from handlers.router import router  # noqa: F401
+from __future__ import annotations
+
+from handlers.events import PublishJobFinishEvent
+from handlers.router import router
+from server.services import publishing
+
+
+@router.on("event", "publishjobfinish")
+def publish_job_finished(message: PublishJobFinishEvent) -> None:
+    publishing.record_result(message.publish_id, message.publish_status, message.article_id, message.article_urls)
+    return None  # WeChat expects no reply to this event

@@ -10,6 +10,7 @@ from models.event import *  # noqa: E402,F403
 from models.follower import Follower
 from models.material import *  # noqa: E402,F403
 from models.menu import MenuKind, MenuVersion
+from models.open311 import *  # noqa: E402,F403
 from models.reply import MatchType, ReplyRule, ReplyType, SiteSetting
 from models.staff import BindingCode, Role, Staff, Unit, UnitKind
 from models.stats import *  # noqa: E402,F403

@@ -68,10 +68,11 @@ OPEN_TIP_STATUSES = frozenset({TipStatus.SUBMITTED, TipStatus.ACCEPTED, TipStatu
 class TipSource(enum.StrEnum):
     H5 = "h5"
     CHAT = "chat"
+    OPEN311 = "open311"  # a partner system (12345 hotline, civic app) through /open311/v2
 
     @property
     def label(self) -> str:
-        return {"h5": "网页表单", "chat": "公众号对话"}[self.value]
+        return {"h5": "网页表单", "chat": "公众号对话", "open311": "Open311 接口"}[self.value]
 
 
 class TipCategory(db.Model):

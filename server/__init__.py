@@ -40,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_celery(app)
 
     # Imported here so that importing `server` (as models and tasks do) stays cheap and cycle-free.
-    from server import citizen, console, ops, wechat
+    from server import api, citizen, console, ops, wechat
     from server.wechat.client import init_client
     from server.wechat.gateway import Gateway
     from server.wechat.protocol import Cipher
@@ -54,10 +54,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_client(app)
 
     csrf.exempt(wechat.bp)  # WeChat signs its POSTs; there is no form token to check
+    csrf.exempt(api.bp)  # Open311 clients authenticate with api_key; there is no browser session to forge
     app.register_blueprint(wechat.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(console.bp, url_prefix="/admin")
     app.register_blueprint(citizen.bp, url_prefix="/m")
+    app.register_blueprint(api.bp, url_prefix="/open311/v2")
     register_error_handlers(app)
 
     from server.cli import create_admin, seed_demo, wechat_cli

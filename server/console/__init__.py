@@ -52,6 +52,7 @@ from server.console import (  # noqa: E402,F401  (views register on bp)
     home,
     materials,
     menus,
+    open311_keys,
     replies,
     staff_views,
     stats,

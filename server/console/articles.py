@@ -1,3 +1,253 @@
-"""Filled in by its feature."""
+"""Articles in the console: the calendar (month/week, gaps), columns, editing and review, pushes and failures."""
 
-from server.console import bp  # noqa: F401
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import sqlalchemy as sa
+from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
+
+from models import Article, ArticlePush, ArticleStatus, Cadence, NewsColumn, PublishMode, Role
+from server.console import bp
+from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
+from server.extensions import db
+from server.services import ServiceError, articles, columns, images, publishing
+from server.services import staff as staff_service
+
+EDITORS = (Role.ADMIN, Role.EDITOR)
+WRITERS = (Role.ADMIN, Role.EDITOR, Role.LIAISON)
+
+
+def _me():  # type: ignore[no-untyped-def]
+    return current_user._get_current_object()  # type: ignore[attr-defined]
+
+
+def _article_or_404(article_id: int) -> Article:
+    article = db.session.get(Article, article_id) or abort(404)
+    if visible_unit_ids() is not None:
+        require_unit(article.unit_id)
+    return article
+
+
+@bp.get("/articles")
+@require_roles(*CONSOLE_ROLES)
+def article_calendar():  # type: ignore[no-untyped-def]
+    columns.ensure_default_columns()
+    today = columns.local_day(datetime.now(UTC))
+    view = "week" if request.args.get("view") == "week" else "month"
+    try:
+        anchor = date.fromisoformat(request.args.get("d", "")) if request.args.get("d") else today
+    except ValueError:
+        anchor = today
+    if view == "week":
+        start = anchor - timedelta(days=anchor.weekday())
+        end, prev, nxt = start + timedelta(days=6), start - timedelta(days=7), start + timedelta(days=7)
+    else:
+        first = anchor.replace(day=1)
+        start = first - timedelta(days=first.weekday())
+        last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+        end = last + timedelta(days=6 - last.weekday())
+        prev, nxt = (first - timedelta(days=1)).replace(day=1), last + timedelta(days=1)
+    return render_template(
+        "console/article_calendar.html",
+        days=columns.calendar(start, end),
+        view=view,
+        anchor=anchor,
+        today=today,
+        prev=prev,
+        nxt=nxt,
+        reminders=columns.upcoming_gaps(today) if current_user.role in EDITORS else [],
+        requests=columns.requests_for(_me(), today),
+        failures=publishing.recent_failures(),
+    )
+
+
+@bp.get("/articles/list")
+@require_roles(*CONSOLE_ROLES)
+def article_list():  # type: ignore[no-untyped-def]
+    query = sa.select(Article).order_by(Article.updated_at.desc()).limit(200)
+    if (ids := visible_unit_ids()) is not None:
+        query = query.where(Article.unit_id.in_(ids))
+    status = request.args.get("status")
+    if status in {s.value for s in ArticleStatus}:
+        query = query.where(Article.status == ArticleStatus(status))
+    return render_template(
+        "console/article_list.html", items=db.session.scalars(query).all(), statuses=list(ArticleStatus), status=status
+    )
+
+
+@bp.route("/articles/new", methods=["GET", "POST"], endpoint="article_new")
+@bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])
+@require_roles(*WRITERS)
+def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
+    article = _article_or_404(article_id) if article_id else None
+    form = request.form if request.method == "POST" else None
+    if form is not None:
+        try:
+            article = articles.save_article(_me(), article_id, **form.to_dict())
+            if cover := request.files.get("cover"):
+                if cover.filename:
+                    articles.set_cover(_me(), article.id, cover.read())
+        except ServiceError as exc:
+            return _edit_page(article, form, str(exc)), 400
+        flash("已保存", "success")
+        return redirect(url_for("console.article_detail", article_id=article.id))
+    return _edit_page(article, None, None)
+
+
+def _edit_page(article: Article | None, form, error: str | None) -> str:  # type: ignore[no-untyped-def]
+    return render_template(
+        "console/article_form.html",
+        article=article,
+        form=form,
+        error=error,
+        columns=columns.list_columns(active_only=True),
+        units=staff_service.units_tree(),
+    )
+
+
+@bp.get("/articles/<int:article_id>")
+@require_roles(*CONSOLE_ROLES)
+def article_detail(article_id: int):  # type: ignore[no-untyped-def]
+    article = _article_or_404(article_id)
+    return render_template(
+        "console/article_detail.html",
+        article=article,
+        diff=articles.review_diff(article),
+        title=articles.display_title(article),
+    )
+
+
+@bp.post("/articles/<int:article_id>/<any(submit, approve, reject):action>")
+@require_roles(*CONSOLE_ROLES)
+def article_action(article_id: int, action: str):  # type: ignore[no-untyped-def]
+    _article_or_404(article_id)
+    try:
+        if action == "submit":
+            articles.submit(_me(), article_id)
+        else:
+            articles.review(_me(), article_id, approve=action == "approve", comment=request.form.get("comment", ""))
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("console.article_detail", article_id=article_id))
+
+
+@bp.post("/articles/media")
+@require_roles(*WRITERS)
+def article_media_upload():  # type: ignore[no-untyped-def]
+    upload = request.files.get("image")
+    if upload is None:
+        return {"error": "请选择图片"}, 400
+    try:
+        return {"url": articles.store_body_image(upload.read())}
+    except ServiceError as exc:
+        return {"error": str(exc)}, 400
+
+
+@bp.get("/articles/media/<path:relative>")
+@require_roles(*CONSOLE_ROLES)
+def article_media(relative: str):  # type: ignore[no-untyped-def]
+    if not relative.startswith("articles/"):
+        abort(404)
+    try:
+        path = images.media_path(relative)
+    except ValueError:
+        abort(404)
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="image/jpeg")
+
+
+@bp.route("/articles/pushes/new", methods=["GET", "POST"])
+@require_roles(*EDITORS)
+def article_push_new():  # type: ignore[no-untyped-def]
+    pool = db.session.scalars(
+        sa.select(Article).where(Article.status == ArticleStatus.APPROVED).order_by(Article.updated_at)
+    ).all()
+    error = None
+    if request.method == "POST":
+        try:
+            ids = [int(x) for x in request.form.getlist("article_id")][: articles.PUSH_MAX + 1]
+            local = datetime.fromisoformat(request.form.get("scheduled_at", ""))
+            at = local.replace(tzinfo=columns.LOCAL_TZ).astimezone(UTC)
+            column_id = int(request.form["column_id"]) if request.form.get("column_id") else None
+            push = articles.schedule_push(_me(), ids, at, column_id)
+            flash("已排期", "success")
+            return redirect(url_for("console.article_push_detail", push_id=push.id))
+        except ValueError:
+            error = "请填写有效的发布时间"
+        except ServiceError as exc:
+            error = str(exc)
+    return render_template(
+        "console/article_push_form.html", pool=pool, columns=columns.list_columns(active_only=True), error=error
+    ), (400 if error else 200)
+
+
+@bp.get("/articles/pushes/<int:push_id>")
+@require_roles(*CONSOLE_ROLES)
+def article_push_detail(push_id: int):  # type: ignore[no-untyped-def]
+    push = db.session.get(ArticlePush, push_id) or abort(404)
+    return render_template("console/article_push.html", push=push)
+
+
+@bp.get("/articles/pushes/<int:push_id>/export.html")
+@require_roles(*EDITORS)
+def article_push_export(push_id: int):  # type: ignore[no-untyped-def]
+    push = db.session.get(ArticlePush, push_id) or abort(404)
+    return Response(
+        articles.export_html(push),
+        mimetype="text/html",
+        headers={"Content-Disposition": f'attachment; filename="push-{push.id}.html"'},
+    )
+
+
+@bp.post("/articles/pushes/<int:push_id>/<any(cancel, manual, release):action>")
+@require_roles(*EDITORS)
+def article_push_action(push_id: int, action: str):  # type: ignore[no-untyped-def]
+    try:
+        if action == "cancel":
+            articles.cancel_push(_me(), push_id)
+        elif action == "release":
+            publishing.release_failed(_me(), push_id)
+        else:
+            publishing.mark_published_manually(_me(), push_id, request.form.get("urls", "").splitlines())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("console.article_push_detail", push_id=push_id))
+
+
+@bp.get("/articles/columns")
+@require_roles(*EDITORS)
+def article_columns():  # type: ignore[no-untyped-def]
+    return render_template("console/article_columns.html", items=columns.ensure_default_columns())
+
+
+@bp.route("/articles/columns/new", methods=["GET", "POST"], endpoint="article_column_new")
+@bp.route("/articles/columns/<int:column_id>", methods=["GET", "POST"])
+@require_roles(*EDITORS)
+def article_column_edit(column_id: int | None = None):  # type: ignore[no-untyped-def]
+    column = db.session.get(NewsColumn, column_id) or abort(404) if column_id else None
+    error = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            columns.save_column(
+                column_id,
+                **{k: form.get(k) for k in ("name", "cadence", "weekday", "publish_time", "publish_mode")},
+                **{k: form.get(k, "") for k in ("title_pattern", "header_html", "footer_html", "body_template")},
+                feeder_unit_ids=form.getlist("feeder_unit_ids"),
+                active=bool(form.get("active")),
+            )
+            flash("栏目已保存", "success")
+            return redirect(url_for("console.article_columns"))
+        except ServiceError as exc:
+            error = str(exc)
+    return render_template(
+        "console/article_column_form.html",
+        column=column,
+        error=error,
+        cadences=list(Cadence),
+        modes=list(PublishMode),
+        units=staff_service.units_tree(),
+    ), (400 if error else 200)

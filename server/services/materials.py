@@ -29,7 +29,7 @@ from wechatpy.exceptions import WeChatClientException
 from models import MaterialItem, MaterialRendition, MaterialSource, MaterialState, Role, Staff, WechatImage, utcnow
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ
-from server.services import ServiceError, images
+from server.services import ServiceError, images, targets
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -764,3 +764,23 @@ def uploads_of(item: MaterialItem) -> dict[str, WechatImage]:
     shas = [r.sha256 for r in item.renditions]
     rows = db.session.scalars(sa.select(WechatImage).where(WechatImage.sha256.in_(shas))) if shas else []
     return {f"{w.sha256}:{w.kind}": w for w in rows}
+
+
+def _per_unit(column: Any, *conditions: Any) -> targets.Counter:
+    """Photos per unit whose `column` time falls in the Beijing days start..end (the units' assessment)."""
+
+    def counter(start: date, end: date) -> dict[int | None, float]:
+        lo = datetime(start.year, start.month, start.day, tzinfo=LOCAL_TZ)
+        hi = datetime(end.year, end.month, end.day, tzinfo=LOCAL_TZ) + timedelta(days=1)
+        rows = db.session.execute(
+            sa.select(MaterialItem.unit_id, sa.func.count())
+            .where(column >= lo, column < hi, *conditions)
+            .group_by(MaterialItem.unit_id)
+        ).all()
+        return {unit_id: float(n) for unit_id, n in rows}
+
+    return counter
+
+
+targets.register_counter("photos_contributed", _per_unit(MaterialItem.received_at))
+targets.register_counter("photos_used", _per_unit(MaterialItem.used_at, MaterialItem.used_in_article))

@@ -356,12 +356,13 @@ def _file_tip(
     photos: list[TipPhoto],
     ip: str | None = None,
     new_files: bool = False,
+    quota: bool = True,
 ) -> tuple[Tip, bool]:
     """Quota, then one commit of the tip with its photos and first history entry; (tip, created).
 
     The unique submit_key decides a double submit: the loser returns its quota and gets the first tip back.
     """
-    keys = _take_quota(openid, ip)
+    keys = _take_quota(openid, ip) if quota else []
     for _ in range(5):
         tip = Tip(
             tracking_no=_new_tracking_no(),
@@ -457,6 +458,44 @@ def submit_tip(
         _discard_copies(stored)
         raise
     return tip
+
+
+def submit_partner_tip(
+    openid: str,
+    *,
+    category: str,
+    description: str,
+    latitude: Any = None,
+    longitude: Any = None,
+    address: str | None = None,
+    phone: str | None = None,
+    submit_key: str,
+) -> tuple[Tip, bool]:
+    """File a tip for a partner system (Open311), without photos; (tip, created). Same checks as the H5 form.
+
+    The partner's API key is rate-limited by its caller instead of the citizens' daily quota, which would cap
+    a whole hotline at one citizen's allowance.
+    """
+    first = db.session.scalar(sa.select(Tip).filter_by(submit_key=submit_key))
+    if first is not None:
+        if first.openid != openid:
+            raise ServiceError("submit_key 已被使用")
+        return first, False
+    if is_blocked(openid):
+        raise ServiceError(BLOCKED)
+    if category not in category_names():
+        raise ServiceError("请选择线索类别")
+    return _file_tip(
+        openid,
+        source=TipSource.OPEN311,
+        category=category,
+        description=_check_description(description),
+        location=parse_location(latitude, longitude, address),
+        phone=_check_phone(phone),
+        submit_key=submit_key,
+        photos=[],
+        quota=False,
+    )
 
 
 # -- the citizen's own tips ------------------------------------------------------------------------------------------
@@ -904,7 +943,7 @@ def _change(
     db.session.flush()  # the change's id names its notices
     if not notify:
         return
-    if status in CITIZEN_NOTIFIED:
+    if status in CITIZEN_NOTIFIED and tip.source is not TipSource.OPEN311:  # partners poll; no openid to notify
         _queue_notice(
             tip, NoticeKind.CITIZEN, f"tip:{tip.id}:change:{change.id}:citizen", _citizen_payload(tip, change)
         )

@@ -1,1 +1,18 @@
-"""Filled in by its feature."""
+"""Scheduled publishing and column reminders: thin wrappers over the services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from server.services import columns, publishing
+
+
+@shared_task
+def publish_due_pushes() -> list[int]:
+    # Claims are conditional UPDATEs under an advisory lock: overlapping runs in several processes are harmless.
+    return publishing.run_due()
+
+
+@shared_task
+def send_column_reminders() -> int:
+    return columns.send_gap_reminders()

@@ -205,3 +205,31 @@ def test_events_and_tips_feed_the_plan_and_the_scoreboard(db_session):
     db_session.add(tip)
     db_session.flush()
     assert targets.count_by_unit("tip_handling_hours", *window) == {district.id: 12.0}
+
+
+def test_material_photos_feed_the_scoreboard(db_session):
+    from datetime import timedelta
+
+    from models import MaterialItem, MaterialSource, utcnow
+    from server.services import targets
+    from tests.factories import staff, unit
+
+    district = unit("黄浦分局")
+    officer = staff("officer7", "officer", unit=district)
+    now = utcnow()
+    for i, used in enumerate((True, False, False)):
+        db_session.add(
+            MaterialItem(
+                key=f"upload:{i}",
+                source=list(MaterialSource)[0],
+                uploader_id=officer.id,
+                unit_id=district.id,
+                received_at=now,
+                used_in_article=used,
+                used_at=now if used else None,
+            )
+        )
+    db_session.flush()
+    window = (now.date() - timedelta(days=1), now.date() + timedelta(days=1))
+    assert targets.count_by_unit("photos_contributed", *window) == {district.id: 3.0}
+    assert targets.count_by_unit("photos_used", *window) == {district.id: 1.0}
