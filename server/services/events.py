@@ -481,6 +481,10 @@ def register(
         took_redis, took = None, _take_naively(session.id, n)
     else:
         took_redis = _redis_take(session.id, n)
+        if took_redis is False and session.quota - session.taken >= n:
+            # Redis says full but the row just read has room: the counter drifted, or a double tap was counted
+            # twice. The database decides; a waiting-list entry here would undersell.
+            took_redis = None
         took = False if took_redis is False else _take_place(session.id, n)
     if not took and not waitlist:
         db.session.rollback()
