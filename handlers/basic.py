@@ -8,7 +8,7 @@ from wechatpy.events import LocationEvent, ScanEvent, SubscribeEvent, SubscribeS
 from wechatpy.messages import BaseMessage, TextMessage
 
 from handlers.router import Reply, message_key, router
-from server.services import alerts, binding, followers, materials, replies, tips
+from server.services import alerts, binding, chat, followers, materials, replies, tips
 
 
 def _spec_reply(spec: replies.ReplySpec | None) -> Reply:
@@ -20,10 +20,12 @@ def answer_text(message: TextMessage) -> Reply:
     alerts.scan_text(message.source, message.content, source="message", ref=str(message.id))
     if (reply := binding.reply_to_text(message.source, message.content)) is not None:
         return reply
-    if (reply := materials.attach_chat_text(message.source, message.content)) is not None:
+    flows = chat.open_flows(message.source)  # one round trip for both checks below
+    if flows.photo_burst and (reply := materials.attach_chat_text(message.source, message.content)) is not None:
         return reply
-    if (reply := tips.reply_to_chat_text(message.source, message.content, _at(message))) is not None:
-        return reply
+    if flows.tip_draft:
+        if (reply := tips.reply_to_chat_text(message.source, message.content, _at(message))) is not None:
+            return reply
     return _spec_reply(replies.match_keyword(message.content)) or replies.default_reply() or None
 
 
