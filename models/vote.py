@@ -40,6 +40,10 @@ class ResultsPolicy(enum.StrEnum):
     def label(self) -> str:
         return {"live": "实时显示排名", "hidden": "不公开", "after_end": "结束后公布"}[self.value]
 
+    def shows(self, ends_at: datetime, at: datetime) -> bool:
+        """Whether citizens see counts at `at`, for a vote that ends at `ends_at`."""
+        return self is ResultsPolicy.LIVE or (self is ResultsPolicy.AFTER_END and at >= ends_at)
+
 
 class VoteCampaign(db.Model):
     __tablename__ = "vote_campaign"
@@ -68,9 +72,7 @@ class VoteCampaign(db.Model):
         return self.starts_at <= at < self.ends_at
 
     def results_visible(self, at: datetime) -> bool:
-        if self.results_policy is ResultsPolicy.LIVE:
-            return True
-        return self.results_policy is ResultsPolicy.AFTER_END and at >= self.ends_at
+        return self.results_policy.shows(self.ends_at, at)
 
 
 class VoteCandidate(db.Model):

@@ -225,6 +225,17 @@ def subnet_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
+# INCR (+ EXPIRE on the first hit) of the three windows in one round trip.
+_RATE_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('INCR', key)
+  if out[i] == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return out
+"""
+
+
 def _check_rate(openid: str, ip: str, subnet: str) -> None:
     window = int(time.time() // RATE_WINDOW)
     keys = {
@@ -233,11 +244,7 @@ def _check_rate(openid: str, ip: str, subnet: str) -> None:
         "subnet": f"vote:rl:net:{subnet}:{window}",
     }
     try:
-        pipe = get_redis().pipeline(transaction=False)
-        for key in keys.values():
-            pipe.incr(key)
-            pipe.expire(key, RATE_WINDOW * 2)
-        counts = pipe.execute()[::2]
+        counts = get_redis().eval(_RATE_SCRIPT, len(keys), *keys.values(), RATE_WINDOW * 2)
     except Exception:  # Redis down: the database rules still hold; only the throttle pauses
         log.warning("vote rate limit skipped: Redis unavailable")
         return
@@ -246,17 +253,133 @@ def _check_rate(openid: str, ip: str, subnet: str) -> None:
             raise RateLimited("投票太频繁，请稍后再试")
 
 
+@dataclass
+class _Outcome:
+    """What the counting step saw and did: the campaign's rules (None: no such candidate) and the slots taken."""
+
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    votes_per_day: int = 0
+    per_candidate_per_day: int = 0
+    results_policy: ResultsPolicy = ResultsPolicy.LIVE
+    may_vote: bool = True  # False: followers only and this openid is not one
+    seq: int | None = None
+    candidate_seq: int | None = None
+    vote_id: int | None = None
+    xid: str | None = None
+
+
+# PostgreSQL: the whole count in one statement (one round trip, then COMMIT or ROLLBACK). The counter upserts are the
+# same row-locking `ON CONFLICT DO UPDATE … WHERE used < limit` as the portable path below, chained so that each runs
+# only if the step before it returned a slot; the campaign row supplies the rules and the period.
+_CAST_PG = """
+WITH camp AS (
+  SELECT c.starts_at, c.ends_at, c.votes_per_day, c.per_candidate_per_day, c.results_policy,
+         (NOT c.followers_only OR EXISTS (
+            SELECT 1 FROM follower f WHERE f.openid = %(openid)s AND f.subscribed)) AS may_vote
+  FROM vote_campaign c JOIN vote_candidate k ON k.campaign_id = c.id
+  WHERE c.id = %(campaign_id)s AND k.id = %(candidate_id)s
+), q AS (
+  INSERT INTO vote_quota AS t (campaign_id, openid, day, used)
+  SELECT %(campaign_id)s, %(openid)s, %(day)s, 1 FROM camp
+  WHERE camp.may_vote AND camp.starts_at <= %(now)s AND %(now)s < camp.ends_at
+  ON CONFLICT (campaign_id, openid, day) DO UPDATE SET used = t.used + 1
+  WHERE t.used < (SELECT votes_per_day FROM camp)
+  RETURNING t.used
+), cq AS (
+  INSERT INTO vote_candidate_quota AS t (candidate_id, openid, day, used)
+  SELECT %(candidate_id)s, %(openid)s, %(day)s, 1 FROM q
+  ON CONFLICT (candidate_id, openid, day) DO UPDATE SET used = t.used + 1
+  WHERE t.used < (SELECT per_candidate_per_day FROM camp)
+  RETURNING t.used
+), v AS (
+  INSERT INTO vote (campaign_id, candidate_id, openid, day, seq, candidate_seq, cast_at, ip, subnet, user_agent)
+  SELECT %(campaign_id)s, %(candidate_id)s, %(openid)s, %(day)s, q.used, cq.used, %(now)s, %(ip)s, %(subnet)s,
+         %(user_agent)s
+  FROM q, cq
+  RETURNING id, pg_current_xact_id()::text AS xid
+)
+SELECT camp.starts_at, camp.ends_at, camp.votes_per_day, camp.per_candidate_per_day, camp.results_policy,
+       camp.may_vote, (SELECT used FROM q), (SELECT used FROM cq), v.id, v.xid
+FROM (SELECT 1) AS one LEFT JOIN camp ON true LEFT JOIN v ON true
+"""
+
+
+def _count_pg(params: dict[str, Any]) -> _Outcome:
+    row = db.session.connection().exec_driver_sql(_CAST_PG, params).one()
+    if row[0] is None:
+        return _Outcome()
+    return _Outcome(*row[:4], ResultsPolicy[row[4]], *row[5:])  # the enum is stored by name
+
+
+def _count_portable(params: dict[str, Any]) -> _Outcome:
+    """The same steps as _CAST_PG, one statement each (SQLite)."""
+    campaign = db.session.execute(
+        sa.select(VoteCampaign)
+        .join(VoteCandidate, VoteCandidate.campaign_id == VoteCampaign.id)
+        .where(VoteCampaign.id == params["campaign_id"], VoteCandidate.id == params["candidate_id"])
+    ).scalar()
+    if campaign is None:
+        return _Outcome()
+    out = _Outcome(
+        campaign.starts_at,
+        campaign.ends_at,
+        campaign.votes_per_day,
+        campaign.per_candidate_per_day,
+        campaign.results_policy,
+        not campaign.followers_only
+        or bool(db.session.scalar(sa.select(Follower.subscribed).where(Follower.openid == params["openid"]))),
+    )
+    if not out.may_vote or not campaign.is_open(params["now"]):
+        return out
+    who = {"openid": params["openid"], "day": params["day"]}
+    out.seq = _upsert(VoteQuota.__table__, {"campaign_id": campaign.id, **who}, campaign.votes_per_day)
+    if out.seq is None:
+        return out
+    out.candidate_seq = _upsert(
+        VoteCandidateQuota.__table__, {"candidate_id": params["candidate_id"], **who}, campaign.per_candidate_per_day
+    )
+    if out.candidate_seq is None:
+        return out
+    out.vote_id = db.session.execute(
+        sa.insert(Vote)
+        .values(
+            campaign_id=campaign.id,
+            candidate_id=params["candidate_id"],
+            seq=out.seq,
+            candidate_seq=out.candidate_seq,
+            cast_at=params["now"],
+            **{k: params[k] for k in ("openid", "day", "ip", "subnet", "user_agent")},
+        )
+        .returning(Vote.id)
+    ).scalar_one()
+    return out
+
+
 def _upsert(table: sa.Table, keys: dict[str, Any], limit: int) -> int | None:
     """Take the next slot of a counter row, or None when it is at `limit`. The upsert holds the row lock."""
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects.sqlite import insert
+
     stmt = insert(table).values(**keys, used=1)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys), set_={"used": table.c.used + 1}, where=table.c.used < limit
     ).returning(table.c.used)
     return db.session.execute(stmt).scalar()
+
+
+def _refusal(out: _Outcome, now: datetime) -> str:
+    if out.starts_at is None:
+        return "候选人不存在"
+    assert out.ends_at is not None
+    if now < out.starts_at:
+        return f"投票尚未开始，开始时间：{out.starts_at.astimezone(LOCAL_TZ):%m月%d日 %H:%M}"
+    if now >= out.ends_at:
+        return "投票已结束，感谢关注"
+    if not out.may_vote:
+        return "本次投票仅限关注本公众号的用户参与"
+    if out.seq is None:
+        return f"您今天的 {out.votes_per_day} 票已经投完，明天再来吧"
+    return f"您今天已为 TA 投过 {out.per_candidate_per_day} 票，明天再来吧"
 
 
 def cast_vote(
@@ -276,65 +399,34 @@ def cast_vote(
     ip = (ip or "0.0.0.0")[:45]
     subnet = subnet_of(ip)
     _check_rate(openid, ip, subnet)
-    row = db.session.execute(
-        sa.select(VoteCampaign)
-        .join(VoteCandidate, VoteCandidate.campaign_id == VoteCampaign.id)
-        .where(VoteCampaign.id == campaign_id, VoteCandidate.id == candidate_id)
-    ).first()
-    if row is None:
-        raise ServiceError("候选人不存在")
-    campaign: VoteCampaign = row[0]
-    if now < campaign.starts_at:
-        raise ServiceError(f"投票尚未开始，开始时间：{campaign.starts_at.astimezone(LOCAL_TZ):%m月%d日 %H:%M}")
-    if now >= campaign.ends_at:
-        raise ServiceError("投票已结束，感谢关注")
-    if campaign.followers_only and not db.session.scalar(
-        sa.select(Follower.subscribed).where(Follower.openid == openid)
-    ):
-        raise ServiceError("本次投票仅限关注本公众号的用户参与")
-    day = local_day(now)
-    seq = _upsert(
-        VoteQuota.__table__, {"campaign_id": campaign_id, "openid": openid, "day": day}, campaign.votes_per_day
-    )
-    if seq is None:
-        db.session.rollback()
-        raise ServiceError(f"您今天的 {campaign.votes_per_day} 票已经投完，明天再来吧")
-    candidate_seq = _upsert(
-        VoteCandidateQuota.__table__,
-        {"candidate_id": candidate_id, "openid": openid, "day": day},
-        campaign.per_candidate_per_day,
-    )
-    if candidate_seq is None:
-        db.session.rollback()  # gives back the daily slot taken above
-        raise ServiceError(f"您今天已为 TA 投过 {campaign.per_candidate_per_day} 票，明天再来吧")
+    params = {
+        "campaign_id": campaign_id,
+        "candidate_id": candidate_id,
+        "openid": openid,
+        "day": local_day(now),
+        "now": now,
+        "ip": ip,
+        "subnet": subnet,
+        "user_agent": (user_agent or "")[:256],
+    }
+    count = _count_pg if db.engine.dialect.name == "postgresql" else _count_portable
     try:
-        vote_id, xid = db.session.execute(
-            sa.insert(Vote)
-            .values(
-                campaign_id=campaign_id,
-                candidate_id=candidate_id,
-                openid=openid,
-                day=day,
-                seq=seq,
-                candidate_seq=candidate_seq,
-                cast_at=now,
-                ip=ip,
-                subnet=subnet,
-                user_agent=(user_agent or "")[:256],
-            )
-            .returning(Vote.id, _xid_column())
-        ).one()
+        out = count(params)
+        if out.vote_id is None:
+            db.session.rollback()  # gives back a daily slot taken before the per-candidate rule refused
+            raise ServiceError(_refusal(out, now))
         db.session.commit()
     except IntegrityError:  # a slot already taken: cannot happen while the counters hold; refuse, never double
         db.session.rollback()
         log.error("vote slot collision for campaign %s", campaign_id)
         raise ServiceError("投票未成功，请重试") from None
-    count = _after_vote(campaign_id, candidate_id, xid)
+    assert out.seq is not None and out.ends_at is not None
+    score = _after_vote(campaign_id, candidate_id, out.xid)
     return CastResult(
-        vote_id=vote_id,
+        vote_id=out.vote_id,
         candidate_id=candidate_id,
-        count=count if campaign.results_visible(now) else None,
-        remaining_today=campaign.votes_per_day - seq,
+        count=score if out.results_policy.shows(out.ends_at, now) else None,
+        remaining_today=out.votes_per_day - out.seq,
     )
 
 
@@ -391,10 +483,10 @@ def _apply(campaign_id: int, candidate_id: int, delta: int, xid: str | None) -> 
 def _after_vote(campaign_id: int, candidate_id: int, xid: str | None) -> int:
     try:
         score = _apply(campaign_id, candidate_id, 1, xid)
-        if score is None:  # no set: build it (this vote is committed, so the rows include it), then apply
-            rebuild_ranking(campaign_id, replace=False)
-            if xid is None:  # no transaction ids (SQLite): the rows just counted include this vote
+        if score is None:  # no set: build it from the rows, which include this committed vote
+            if _rebuild(campaign_id, replace=False)[1] or xid is None:
                 return int(get_redis().zscore(_keys(campaign_id)[0], str(candidate_id)) or 0)
+            # someone else's rebuild won the race: its snapshot decides whether it counted this vote
             score = _apply(campaign_id, candidate_id, 1, xid)
         return int(score or 0)
     except Exception:  # Redis down: the vote is committed; the count comes from the rows
@@ -433,6 +525,11 @@ def _counted(campaign_id: int) -> tuple[dict[int, int], str]:
 def rebuild_ranking(campaign_id: int, *, replace: bool = True) -> dict[int, int]:
     """Recount from the rows. replace=True drops the set first (console, task); deltas landing meanwhile find no
     set and rebuild it themselves, and the snapshot check keeps every vote counted once."""
+    return _rebuild(campaign_id, replace=replace)[0]
+
+
+def _rebuild(campaign_id: int, *, replace: bool) -> tuple[dict[int, int], bool]:
+    """The counts, and whether this call created the set (False: a concurrent rebuild had created it first)."""
     if replace:
         _drop_ranking(campaign_id)
     counts, snapshot = _counted(campaign_id)
@@ -440,8 +537,7 @@ def rebuild_ranking(campaign_id: int, *, replace: bool = True) -> dict[int, int]
     args: list[str] = [snapshot]
     for cid, n in counts.items():
         args += [str(cid), str(n)]
-    get_redis().eval(_CREATE_IF_MISSING, 2, rank, snap, *args)
-    return counts
+    return counts, bool(get_redis().eval(_CREATE_IF_MISSING, 2, rank, snap, *args))
 
 
 def counts(campaign_id: int) -> dict[int, int]:
