@@ -17,15 +17,14 @@ import os
 import secrets
 import sys
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from bench import common
 from bench.common import log
+from bench.surge.driver import DriverResult, drive
 
 DATABASE, REDIS_DB = "bench_vote", 13
-HERE = Path(__file__).resolve().parent
 TARGETS = {"ratio": 0.35, "p99_ms": 200.0}
 CANDIDATES = 10
 EXPECTED = '"ok":true'
@@ -36,8 +35,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--citizens", type=int, default=1000)
     parser.add_argument("--votes-each", type=int, default=5)
     parser.add_argument("--connections", "-c", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--floor-duration", type=float, default=6)
     # The shared configuration plus a longer keep-alive: with 200 connections on 32 threads a connection can wait
     # over gunicorn's default 2 s in the poller, and gthread then closes it with its next request unread.
     parser.add_argument("--gunicorn", default=" ".join((*common.GUNICORN_ARGS, "--keep-alive", "30")))
@@ -51,7 +48,6 @@ def env() -> dict[str, str]:
 
 def prepare(app_env: dict[str, str], votes_each: int) -> tuple[int, int]:
     """Fresh database and Redis db; a measured campaign and a warm-up one, both open now. Returns their ids."""
-    common.ensure_wrk()
     common.ensure_services()
     common.ensure_database(DATABASE)
     common.psql(DATABASE, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
@@ -121,18 +117,15 @@ def vote_request(campaign_id: int, candidate_id: int, cookie: str, token: str, i
     return head.encode() + body
 
 
-def build_pool(
-    prefix: Path, campaign_id: int, candidate_ids: list[int], citizens: range, votes_each: int, threads: int
-) -> tuple[int, bytes]:
+def build_requests(campaign_id: int, candidate_ids: list[int], citizens: range, votes_each: int) -> list[bytes]:
     """Each citizen votes `votes_each` times for different candidates; a citizen's votes are spread over the run."""
     ids = Identities(env()["SECRET_KEY"])
     people = [(n, *ids.make(f"o_bench_{campaign_id}_{n:06d}")) for n in citizens]
-    requests = [
+    return [
         vote_request(campaign_id, candidate_ids[(n + k) % len(candidate_ids)], cookie, token, client_ip(n), n)
         for k in range(votes_each)
         for n, cookie, token in people
     ]
-    return sum(common.write_pool(prefix, requests, threads)), requests[0]
 
 
 def candidate_ids(campaign_id: int) -> list[int]:
@@ -169,24 +162,22 @@ def db_totals(campaign_id: int) -> tuple[int, int, int]:
     return rows, voters, dup
 
 
-def run_pool(label: str, url: str, pool: Path, connections: int, threads: int, **kwargs: Any) -> common.WrkResult:
-    original = common.POOL_LUA
-    common.POOL_LUA = HERE / "vote.lua"  # stops each thread when its records are answered
-    try:
-        return common.run_wrk(label, url, pool, threads=threads, connections=connections, duration=60, **kwargs)
-    finally:
-        common.POOL_LUA = original
-
-
-def show(result: common.WrkResult) -> None:
-    lat = result.latency_ms
-    errors = ", ".join(f"{k}={v}" for k, v in result.error_detail.items() if v) or "none"
+def show(label: str, result: DriverResult) -> dict[str, int]:
+    """Log one run; returns its answers by kind (ok, refused, errors: 5xx, socket errors and timeouts)."""
+    kinds = {"ok": 0, "refused": 0, "errors": 0}
+    first_bad = ""
+    for o in result.outcomes:
+        kind = "ok" if o.status == 200 else "refused" if 400 <= o.status < 500 else "errors"
+        kinds[kind] += 1
+        if kind != "ok" and not first_bad:
+            first_bad = f"{o.status}: {o.body[:200]!r}"
     log(
-        f"  {result.label}: {result.rps:,.0f} req/s ({result.completed} in {result.duration_s}s), p50 {lat['p50']} ms,"
-        f" p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms; errors {result.errors} ({errors})"
+        f"  {label}: {result.rps:,.0f} req/s ({len(result.outcomes)} in {result.wall_s:.2f}s), p50"
+        f" {result.percentile(50)} ms, p99 {result.percentile(99)} ms, max {result.percentile(100)} ms; {kinds}"
     )
-    if result.first_bad:
-        log(f"  first bad reply: {result.first_bad}")
+    if first_bad:
+        log(f"  first answer that was not 200: {first_bad}")
+    return kinds
 
 
 def main() -> int:
@@ -196,114 +187,78 @@ def main() -> int:
     gunicorn_args = tuple(args.gunicorn.split())
     app_env = env()
     measured, warm = prepare(app_env, args.votes_each)
-    pools = common.OUT / "pools"
     total = args.citizens * args.votes_each
-    made, sample = build_pool(
-        pools / "vote", measured, candidate_ids(measured), range(args.citizens), args.votes_each, args.threads
-    )
-    warm_made, _ = build_pool(
-        pools / "vote-warmup", warm, candidate_ids(warm), range(100_000, 100_000 + 400), 1, args.threads
-    )
-    log(f"pools: {made} distinct vote requests from {args.citizens} citizens; {warm_made} warm-up votes")
+    requests = build_requests(measured, candidate_ids(measured), range(args.citizens), args.votes_each)
+    warm_requests = build_requests(warm, candidate_ids(warm), range(100_000, 100_400), 1)
+    log(f"{len(requests)} distinct vote requests from {args.citizens} citizens; {len(warm_requests)} warm-up votes")
 
-    # The floor: the same request bytes (headers, cookie, body) to a route that says hello.
-    floor_request = sample.replace(f"POST /m/vote/{measured}/cast ".encode(), b"POST / ", 1)
-    common.write_pool(pools / "vote-floor", [floor_request] * args.threads, args.threads)
+    # The floor: the same driver, connections and request bytes (headers, cookie, body), to a route that says hello.
+    floor_requests = [r.replace(f"POST /m/vote/{measured}/cast ".encode(), b"POST / ", 1) for r in requests]
     with common.gunicorn("vote-floor", "bench.gateway.floor:app", app_env, args=gunicorn_args, ready_path="/") as fl:
-        common.run_wrk(
-            "floor warm-up",
-            fl.url,
-            pools / "vote-floor",
-            duration=2,
-            cycle=True,
-            threads=args.threads,
-            connections=args.connections,
-        )
+        drive("127.0.0.1", fl.port, floor_requests[:400], connections=args.connections)  # warm-up
         with common.CpuSampler([fl]) as floor_cpu:
-            floor = common.run_wrk(
-                "floor",
-                fl.url,
-                pools / "vote-floor",
-                duration=args.floor_duration,
-                cycle=True,
-                check="equals",
-                expected="hello",
-                threads=args.threads,
-                connections=args.connections,
-            )
-    show(floor)
+            floor = drive("127.0.0.1", fl.port, floor_requests, connections=args.connections)
+    floor_kinds = show("floor", floor)
     log(f"  {floor_cpu.describe()}")
 
     with common.gunicorn("vote-app", "wsgi:app", app_env, args=gunicorn_args) as app:
-        warm_result = run_pool(
-            "warm-up",
-            app.url,
-            pools / "vote-warmup",
-            args.connections,
-            args.threads,
-            check="contains",
-            expected=EXPECTED,
-        )
-        show(warm_result)
+        show("warm-up", drive("127.0.0.1", app.port, warm_requests, connections=args.connections))
         time.sleep(0.5)
         with common.CpuSampler([app]) as cpu:
-            result = run_pool(
-                "vote", app.url, pools / "vote", args.connections, args.threads, check="contains", expected=EXPECTED
-            )
-        show(result)
+            result = drive("127.0.0.1", app.port, requests, connections=args.connections)
+        kinds = show("vote", result)
         log(f"  {cpu.describe()}")
         time.sleep(0.5)
         tracebacks = app.log_path.read_text(errors="replace").count("Traceback")
+    accepted = sum(1 for o in result.outcomes if o.status == 200 and EXPECTED.encode() in o.body)
     rows, voters, duplicate_slots = db_totals(measured)
     ranking = redis_total(measured)
     ratio = result.rps / floor.rps if floor.rps else 0.0
+    p99 = result.percentile(99)
 
     print()
     print(
-        f"gunicorn {' '.join(gunicorn_args)}; wrk -t{args.threads} -c{args.connections}; {os.cpu_count()} cores;"
+        f"gunicorn {' '.join(gunicorn_args)}; {args.connections} connections; {os.cpu_count()} cores;"
         f" TRUSTED_PROXIES=1 with one X-Forwarded-For per citizen"
     )
     print(f"{'run':<7} {'req/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     print(
-        f"{'floor':<7} {floor.rps:>9,.0f} {1:>6.2f} {floor.latency_ms['p50']:>8} {floor.latency_ms['p99']:>8}"
-        f" {floor.errors:>7}"
+        f"{'floor':<7} {floor.rps:>9,.0f} {1:>6.2f} {floor.percentile(50):>8} {floor.percentile(99):>8}"
+        f" {floor_kinds['errors']:>7}"
     )
+    print(f"{'vote':<7} {result.rps:>9,.0f} {ratio:>6.2f} {result.percentile(50):>8} {p99:>8} {kinds['errors']:>7}")
     print(
-        f"{'vote':<7} {result.rps:>9,.0f} {ratio:>6.2f} {result.latency_ms['p50']:>8} {result.latency_ms['p99']:>8}"
-        f" {result.errors:>7}"
-    )
-    print(
-        f"\ntotals: sent {result.sent}, accepted (200 ok) {result.ok200}, database rows {rows} from {voters} citizens,"
-        f" Redis ranking {ranking}"
+        f"\ntotals: sent {len(requests)}, accepted {accepted}, refused {kinds['refused']}, database rows {rows}"
+        f" from {voters} citizens, Redis ranking {ranking}"
     )
     verdicts = [
-        (f"accepted = sent = {total}", result.ok200 == result.sent == total, f"{result.ok200}/{result.sent}"),
-        ("database rows = accepted", rows == result.ok200, f"{rows}"),
+        (f"accepted = sent = {total}", accepted == len(result.outcomes) == total, f"{accepted}/{len(result.outcomes)}"),
+        ("database rows = accepted", rows == accepted, f"{rows}"),
         ("Redis ranking = database", ranking == rows, f"{ranking}"),
         ("no daily slot used twice", duplicate_slots == 0, str(duplicate_slots)),
-        ("zero errors", result.errors == 0 and not tracebacks, f"{result.errors} errors, {tracebacks} tracebacks"),
-        (
-            f"p99 < {TARGETS['p99_ms']:g} ms",
-            result.latency_ms["p99"] < TARGETS["p99_ms"],
-            f"{result.latency_ms['p99']}",
-        ),
+        ("zero errors", kinds["errors"] == 0 and not tracebacks, f"{kinds['errors']} errors, {tracebacks} tracebacks"),
+        (f"p99 < {TARGETS['p99_ms']:g} ms", p99 < TARGETS["p99_ms"], f"{p99}"),
         (f"vote/floor >= {TARGETS['ratio']}", ratio >= TARGETS["ratio"], f"{ratio:.2f}"),
     ]
     print()
     for name, passed, value in verdicts:
         print(f"  {'PASS' if passed else 'FAIL'}  {name:<28} {value}")
+
+    def summary_of(r: DriverResult, k: dict[str, int]) -> dict[str, Any]:
+        return {"rps": r.rps, "wall_s": round(r.wall_s, 3), "p50": r.percentile(50), "p99": r.percentile(99), **k}
+
     summary = {
         "bench": "vote",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cores": os.cpu_count(),
         "gunicorn": list(gunicorn_args),
-        "wrk": {"threads": args.threads, "connections": args.connections},
+        "connections": args.connections,
         "citizens": args.citizens,
         "votes": total,
         "targets": TARGETS,
-        "floor": {**floor.summary(), "cpu": floor_cpu.result},
-        "vote": {**result.summary(), "cpu": cpu.result, "ratio_to_floor": round(ratio, 3)},
-        "totals": {"accepted": result.ok200, "db_rows": rows, "voters": voters, "redis": ranking},
+        "floor": {**summary_of(floor, floor_kinds), "cpu": floor_cpu.result},
+        "vote": {**summary_of(result, kinds), "cpu": cpu.result, "ratio_to_floor": round(ratio, 3)},
+        "totals": {"accepted": accepted, "db_rows": rows, "voters": voters, "redis": ranking},
         "verdicts": [{"check": n, "pass": p, "value": v} for n, p, v in verdicts],
         "all_pass": all(p for _, p, _ in verdicts),
         "elapsed_s": round(time.monotonic() - started, 1),
