@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from flask import current_app, has_request_context, url_for
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from wechatpy.exceptions import WeChatClientException
 
 from models import (
@@ -269,6 +270,47 @@ def published_events(now: datetime | None = None) -> list[Event]:
             .order_by(Event.registration_opens_at, Event.id)
         )
     )
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One event as the chat menu lists it."""
+
+    event: Event
+    open: bool  # registration is open now; else it opens later
+    left: int  # places left in the sessions still ahead
+    quota: int  # places in those sessions
+
+
+def open_for_signup(now: datetime | None = None, limit: int = 8) -> list[Listing]:
+    """Published events whose registration is open or still to open, with a session still ahead: open ones first,
+    then by opening time. Places come from the Redis counters when present (one MGET), else from PostgreSQL."""
+    now = now or utcnow()
+    ahead = sa.select(EventSession.event_id).where(EventSession.starts_at > now)
+    found = list(
+        db.session.scalars(
+            sa.select(Event)
+            .where(Event.published, Event.registration_closes_at > now, Event.id.in_(ahead))
+            .order_by(sa.case((Event.registration_opens_at <= now, 0), else_=1), Event.registration_opens_at, Event.id)
+            .limit(limit)
+            .options(selectinload(Event.sessions))
+        )
+    )
+    sessions = [s for e in found for s in e.sessions if s.starts_at > now]
+    try:
+        cached = get_redis().mget([_counter_key(s.id) for s in sessions]) if sessions else []
+    except redis.RedisError:
+        cached = [None] * len(sessions)
+    left = {s.id: max(int(v) if v is not None else s.quota - s.taken, 0) for s, v in zip(sessions, cached, strict=True)}
+    return [
+        Listing(
+            event=e,
+            open=e.registration_opens_at <= now,
+            left=sum(left[s.id] for s in e.sessions if s.id in left),
+            quota=sum(s.quota for s in e.sessions if s.id in left),
+        )
+        for e in found
+    ]
 
 
 def visible_event(event_id: int) -> Event | None:
