@@ -181,16 +181,25 @@ class EventNoticeKind(enum.StrEnum):
 
 
 class EventNoticeState(enum.StrEnum):
-    SENDING = "sending"
+    PENDING = "pending"  # to be sent at next_attempt_at: just queued, or an earlier attempt failed
+    SENDING = "sending"  # claimed by one worker at claimed_at
     SENT = "sent"
-    FAILED = "failed"
+    FAILED = "failed"  # refused for good, out of attempts, or no longer worth sending
+
+    @property
+    def label(self) -> str:
+        return {"pending": "待发送", "sending": "发送中", "sent": "已发送", "failed": "未发送"}[self.value]
 
 
 class EventNotice(db.Model):
-    """One template message per registration and kind: the unique key is the claim, so it goes once."""
+    """The outbox of template messages: one row per registration and kind (the unique key is the claim, so it goes
+    once); a failed attempt leaves the row pending with a later next_attempt_at, for the minute job to retry."""
 
     __tablename__ = "event_notice"
-    __table_args__ = (sa.UniqueConstraint("registration_id", "kind", name="uq_event_notice_registration_kind"),)
+    __table_args__ = (
+        sa.UniqueConstraint("registration_id", "kind", name="uq_event_notice_registration_kind"),
+        sa.Index("ix_event_notice_state_next", "state", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     registration_id: Mapped[int] = mapped_column(sa.ForeignKey("registration.id", ondelete="CASCADE"))
@@ -199,5 +208,9 @@ class EventNotice(db.Model):
         sa.Enum(EventNoticeState, native_enum=False, length=16), default=EventNoticeState.SENDING
     )
     error: Mapped[str | None] = mapped_column(sa.String(300))
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    url: Mapped[str | None] = mapped_column(sa.String(512))  # the page it opens, when known at queue time
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

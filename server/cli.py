@@ -16,7 +16,7 @@ from flask.cli import with_appcontext
 
 from models import Follower, ReplyRule
 from server.extensions import db
-from server.services import replies
+from server.services import menus, replies
 from server.wechat import simulator
 
 DEMO_RULES = [
@@ -35,6 +35,12 @@ DEMO_CLICKS = [
     ("联系我们", "CONTACT", "城管服务热线：12345（24 小时）。工作时间：周一至周五 9:00–17:30。"),
     ("随手拍说明", "TIP_HOWTO", "点击菜单「随手拍」上传照片和位置，受理后会回复编号。"),
 ]
+# A draft for the console's menu editor (publishing it needs WeChat); EVENTS_LIST is answered by handlers.activities.
+DEMO_MENU = [
+    {"type": "click", "name": "随手拍", "key": "TIP_HOWTO"},
+    {"type": "click", "name": "活动报名", "key": "EVENTS_LIST"},
+    {"type": "click", "name": "联系我们", "key": "CONTACT"},
+]
 
 
 @click.command("seed-demo")
@@ -52,6 +58,7 @@ def seed_demo() -> None:
         replies.WELCOME_KEY, "欢迎关注城管执法局！发送照片和位置即可举报违法线索；发送「开放日」了解 7·15 公众开放日。"
     )
     replies.set_text_setting(replies.DEFAULT_KEY, "您的消息已收到，工作人员会尽快处理。紧急情况请拨打 12345。")
+    menus.save_draft("default", DEMO_MENU)
     rng = random.Random(715)
     now = datetime.now(UTC)
     for i in range(12):
@@ -67,7 +74,9 @@ def seed_demo() -> None:
         )
     db.session.commit()
     _seed_demo_staff()
-    click.echo(f"demo data seeded: 6 reply rules, welcome message, 12 followers, staff (password {DEMO_PASSWORD})")
+    click.echo(
+        f"demo data seeded: 6 reply rules, menu draft, welcome message, 12 followers, staff (password {DEMO_PASSWORD})"
+    )
 
 
 DEMO_PASSWORD = "Demo-2026-pass"

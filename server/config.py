@@ -98,6 +98,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                 # Events: reminders (claimed by a unique row each), expired waiting-list holds, counter repair,
                 # personal data past its retention.
                 "event-reminders": {"task": "server.tasks.events.send_event_reminders", "schedule": 60.0},
+                # Event notices whose attempt failed (with backoff), or whose task was lost; each row claimed once.
+                "event-notices": {"task": "server.tasks.events.retry_event_notices", "schedule": 60.0},
                 "event-holds": {"task": "server.tasks.events.expire_event_holds", "schedule": 60.0},
                 "event-anonymise": {"task": "server.tasks.events.anonymise_old_events", "schedule": 3600.0},
                 # Stats (UTC times): datacube after WeChat publishes yesterday (~10:00 Beijing), again at 15:30

@@ -138,12 +138,14 @@ def event_qr(registration_id: int):  # type: ignore[no-untyped-def]
 @bp.post("/events/registrations/<int:registration_id>/cancel")
 @citizen_required
 def event_cancel(registration_id: int):  # type: ignore[no-untyped-def]
+    before = events.own_registration(g.openid, registration_id)
+    held = before is not None and before.status in (RegistrationStatus.CONFIRMED, RegistrationStatus.OFFERED)
     try:
         events.cancel(g.openid, registration_id)
     except ServiceError as exc:
         flash(str(exc), "error")
     else:
-        flash("已取消报名，名额已释放。", "success")
+        flash("已取消报名，名额已释放。" if held else "已取消候补。", "success")
     return redirect(url_for("citizen.event_mine"))
 
 

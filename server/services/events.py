@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from flask import current_app, has_request_context, url_for
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from wechatpy.exceptions import WeChatClientException
 
 from models import (
@@ -269,6 +270,47 @@ def published_events(now: datetime | None = None) -> list[Event]:
             .order_by(Event.registration_opens_at, Event.id)
         )
     )
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One event as the chat menu lists it."""
+
+    event: Event
+    open: bool  # registration is open now; else it opens later
+    left: int  # places left in the sessions still ahead
+    quota: int  # places in those sessions
+
+
+def open_for_signup(now: datetime | None = None, limit: int = 8) -> list[Listing]:
+    """Published events whose registration is open or still to open, with a session still ahead: open ones first,
+    then by opening time. Places come from the Redis counters when present (one MGET), else from PostgreSQL."""
+    now = now or utcnow()
+    ahead = sa.select(EventSession.event_id).where(EventSession.starts_at > now)
+    found = list(
+        db.session.scalars(
+            sa.select(Event)
+            .where(Event.published, Event.registration_closes_at > now, Event.id.in_(ahead))
+            .order_by(sa.case((Event.registration_opens_at <= now, 0), else_=1), Event.registration_opens_at, Event.id)
+            .limit(limit)
+            .options(selectinload(Event.sessions))
+        )
+    )
+    sessions = [s for e in found for s in e.sessions if s.starts_at > now]
+    try:
+        cached = get_redis().mget([_counter_key(s.id) for s in sessions]) if sessions else []
+    except redis.RedisError:
+        cached = [None] * len(sessions)
+    left = {s.id: max(int(v) if v is not None else s.quota - s.taken, 0) for s, v in zip(sessions, cached, strict=True)}
+    return [
+        Listing(
+            event=e,
+            open=e.registration_opens_at <= now,
+            left=sum(left[s.id] for s in e.sessions if s.id in left),
+            quota=sum(s.quota for s in e.sessions if s.id in left),
+        )
+        for e in found
+    ]
 
 
 def visible_event(event_id: int) -> Event | None:
@@ -633,17 +675,18 @@ def _end(
     fresh.status, fresh.hold_expires_at = status, None
     if status is RegistrationStatus.CANCELLED:
         fresh.cancelled_at = now
-    offered = _redistribute(session_id, fresh.party_size if held else 0, now) if held else []
+    notices = _redistribute(session_id, fresh.party_size if held else 0, now) if held else []
     db.session.commit()
     if held:
         _forget_counter(session_id)
-    _notify_offers(offered)
+    _enqueue(notices)
     return fresh
 
 
 def _redistribute(session_id: int, freed: int, now: datetime) -> list[int]:
     """Under the session's row lock: offer `freed` places (still counted in `taken`) plus any slack to the waiting
-    list in order, each offer held for the event's hold time; what no one can use goes back to the quota."""
+    list in order, each offer held for the event's hold time; what no one can use goes back to the quota. The offers'
+    notices are queued in the same transaction (their ids are returned, to enqueue after the commit)."""
     session = db.session.scalar(
         _lock(sa.select(EventSession).where(EventSession.id == session_id)).execution_options(populate_existing=True)
     )
@@ -668,26 +711,14 @@ def _redistribute(session_id: int, freed: int, now: datetime) -> list[int]:
             if available == 0:
                 break
     session.taken = session.quota - available  # every place not available is held by someone
-    return offered
+    return _queue(offered, EventNoticeKind.OFFER, now)
 
 
 def _redistribute_and_notify(session_id: int, freed: int) -> None:
-    offered = _redistribute(session_id, freed, utcnow())
+    notices = _redistribute(session_id, freed, utcnow())
     db.session.commit()
     _forget_counter(session_id)
-    _notify_offers(offered)
-
-
-def _notify_offers(registration_ids: list[int]) -> None:
-    if not registration_ids:
-        return
-    from server.tasks.events import send_event_notice  # tasks import services; the call goes the other way lazily
-
-    for rid in registration_ids:
-        try:
-            send_event_notice.delay(rid, EventNoticeKind.OFFER.value)
-        except Exception:  # noqa: BLE001  (the offer stands; the citizen sees it in 我的报名)
-            log.exception("offer notice for registration %s not enqueued", rid)
+    _enqueue(notices)
 
 
 def confirm_offer(openid: str, registration_id: int, now: datetime | None = None) -> Registration:
@@ -874,7 +905,19 @@ def check_in(
     return CheckinResult("used", "已签到", at=reg.checked_in_at, registration=reg)
 
 
-# -- notices: offers and reminders -----------------------------------------------------------------------------------
+# -- notices: an outbox of template messages, each sent at most once, retried with backoff ---------------------------
+#
+# A notice is a row before it is a message: offers are queued in the transaction that makes the offer, reminders by
+# the worker that finds them due (the unique (registration, kind) lets one caller insert each). Every attempt first
+# claims its row with one conditional UPDATE (pending → sending), right before the call to WeChat, so two workers, a
+# duplicated task and the minute sweep never send the same row twice. An attempt that WeChat refused for a reason a
+# retry can change, or that never reached it, leaves the row pending with a later next_attempt_at; the sweep takes
+# it from there, and also the rows of a lost task or a worker that died mid-send.
+
+NOTICE_MAX_ATTEMPTS = 6  # the first and five retries, 1, 2, 4, 8 and 16 minutes apart
+NOTICE_STALE = timedelta(minutes=5)  # "sending" this long: the worker died (the call itself times out in seconds)
+# Refusals a retry cannot change: invalid openid, template or data, unsubscribed, the user refuses messages.
+PERMANENT_ERRCODES = {40003, 40037, 43004, 43101, 47001, 47003}
 
 
 def _short(text: str | None, n: int = 20) -> str:
@@ -890,46 +933,134 @@ NOTICE_TEXT = {
 }
 
 
-def _claim(registration_ids: Sequence[int], kind: EventNoticeKind) -> list[int]:
-    """Insert one notice row per registration; the unique (registration, kind) lets exactly one caller win."""
+def _notice_url(kind: EventNoticeKind) -> str | None:
+    if kind is EventNoticeKind.LIVE_START:
+        return None  # the stream itself, read at send time
+    if has_request_context():  # queued from a request: its host is the public one (beat jobs have none)
+        return url_for("citizen.event_mine", _external=True)
+    return None
+
+
+def _queue(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime) -> list[int]:
+    """Insert a pending notice per registration in the caller's transaction; returns the ids of rows it inserted
+    (a registration that already has this kind of notice gets none: the unique key decides, under concurrency too)."""
     if not registration_ids:
         return []
     if db.engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    now = utcnow()
+    url = _notice_url(kind)
     stmt = (
         insert(EventNotice)
         .values(
             [
-                {"registration_id": rid, "kind": kind, "state": EventNoticeState.SENDING, "created_at": now}
+                {
+                    "registration_id": rid,
+                    "kind": kind,
+                    "state": EventNoticeState.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "url": url,
+                    "created_at": now,
+                }
                 for rid in registration_ids
             ]
         )
         .on_conflict_do_nothing(index_elements=["registration_id", "kind"])
         .returning(EventNotice.id)
     )
-    ids = list(db.session.scalars(stmt))
+    return list(db.session.scalars(stmt))
+
+
+def _enqueue(notice_ids: Sequence[int]) -> None:
+    """Ask a worker to send these now; a task that is lost or fails leaves its row to the minute sweep."""
+    if not notice_ids:
+        return
+    from server.tasks.events import deliver_event_notice  # tasks import services; the call goes the other way lazily
+
+    for notice_id in notice_ids:
+        try:
+            deliver_event_notice.delay(notice_id)
+        except Exception:  # noqa: BLE001  (the broker is down: the row is pending, the sweep sends it)
+            log.warning("event notice %s not enqueued; the sweep will send it", notice_id)
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """Rows an attempt may claim: never tried (due at once), a retry whose time has come, or orphaned mid-send."""
+    return sa.or_(
+        sa.and_(
+            EventNotice.state == EventNoticeState.PENDING,
+            sa.or_(EventNotice.attempts == 0, EventNotice.next_attempt_at <= now),
+        ),
+        sa.and_(EventNotice.state == EventNoticeState.SENDING, EventNotice.claimed_at < now - NOTICE_STALE),
+    )
+
+
+def _claim(notice_id: int, now: datetime) -> int | None:
+    """Take one row for one attempt; the attempt number, or None when it is not due or someone else has it."""
+    attempt = db.session.scalar(
+        sa.update(EventNotice)
+        .where(EventNotice.id == notice_id, _due(now))
+        .values(state=EventNoticeState.SENDING, attempts=EventNotice.attempts + 1, claimed_at=now)
+        .returning(EventNotice.attempts)
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
-    return ids
+    return attempt
 
 
-def _send(notice_id: int) -> bool:
-    notice = db.session.get(EventNotice, notice_id)
-    if notice is None or notice.state is not EventNoticeState.SENDING:
+def _finish(notice_id: int, attempt: int, state: EventNoticeState, **values: Any) -> None:
+    # Only the attempt that holds the claim writes its outcome.
+    db.session.execute(
+        sa.update(EventNotice)
+        .where(
+            EventNotice.id == notice_id,
+            EventNotice.state == EventNoticeState.SENDING,
+            EventNotice.attempts == attempt,
+        )
+        .values(state=state, **values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def _outdated(kind: EventNoticeKind, reg: Registration, now: datetime) -> str | None:
+    """Why a notice is no longer worth sending (a retry may come late), else None."""
+    if kind is EventNoticeKind.OFFER:
+        if reg.status is not RegistrationStatus.OFFERED or (reg.hold_expires_at or now) <= now:
+            return "候补名额已确认、取消或过期，不再通知"
+        return None
+    if reg.status is not RegistrationStatus.CONFIRMED:
+        return "报名已不在有效状态，不再提醒"
+    until = reg.session.starts_at - now
+    if kind is EventNoticeKind.LIVE_START:
+        return None if until > -REMINDER_LIVE_GRACE else "直播已开始较久，提醒已过时"
+    if until <= (timedelta(hours=1) if kind is EventNoticeKind.DAY_BEFORE else timedelta(0)):
+        return "活动即将开始或已开始，提醒已过时"
+    return None
+
+
+def _send(notice_id: int, attempt: int, now: datetime) -> bool:
+    """One claimed attempt: send, then record the outcome (sent, a retry later, or failed for good)."""
+    notice = db.session.get(EventNotice, notice_id, populate_existing=True)
+    if notice is None:
         return False
     reg = db.session.get(Registration, notice.registration_id)
     if reg is None or not reg.openid:
-        notice.state, notice.error = EventNoticeState.FAILED, "无接收人"
-        db.session.commit()
+        _finish(notice_id, attempt, EventNoticeState.FAILED, error="无接收人")
+        return False
+    if reason := _outdated(notice.kind, reg, now):
+        _finish(notice_id, attempt, EventNoticeState.FAILED, error=reason)
         return False
     session, event = reg.session, reg.event
     place = session.venue if event.kind is EventKind.OFFLINE else "线上直播"
     body: dict[str, Any] = {
         "touser": reg.openid,
         "template_id": current_app.config.get("WECHAT_TEMPLATE_EVENT_NOTICE") or "demo-event-notice-template",
-        "client_msg_id": f"event-notice-{notice.id}",  # WeChat sends one message per openid + client_msg_id
+        # The same on every attempt: WeChat sends one message per openid + client_msg_id (for 10 minutes), so the
+        # resend of a call that reached it but whose answer was lost is dropped there.
+        "client_msg_id": f"event-notice-{notice.id}",
         "data": {
             "thing1": {"value": _short(event.title)},
             "time2": {"value": local_dt(session.starts_at)},
@@ -937,32 +1068,55 @@ def _send(notice_id: int) -> bool:
             "thing4": {"value": _short(NOTICE_TEXT[notice.kind])},
         },
     }
-    url = session.stream_url if notice.kind is EventNoticeKind.LIVE_START and session.stream_url else None
-    if url is None and has_request_context():  # queued from a request: its host is the public one
-        url = url_for("citizen.event_mine", _external=True)
+    url = session.stream_url if notice.kind is EventNoticeKind.LIVE_START and session.stream_url else notice.url
     if url:
         body["url"] = url
-    error = None
+    error, permanent = None, False
     try:
         from server.wechat.client import get_client
 
         get_client().raw_post("cgi-bin/message/template/send", body)
     except WeChatClientException as exc:
-        error = f"{exc.errcode} {exc.errmsg}"
+        error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_ERRCODES
     except (requests.RequestException, OSError) as exc:
         error = f"网络错误：{type(exc).__name__}"
-    notice.state = EventNoticeState.FAILED if error else EventNoticeState.SENT
-    notice.error, notice.sent_at = (error or None) and error[:300], None if error else utcnow()
+    if error is None:
+        _finish(notice_id, attempt, EventNoticeState.SENT, error=None, sent_at=utcnow())
+        return True
+    if permanent or attempt >= NOTICE_MAX_ATTEMPTS:
+        _finish(notice_id, attempt, EventNoticeState.FAILED, error=error[:300])
+    else:
+        backoff = timedelta(minutes=2 ** (attempt - 1))  # 1, 2, 4, 8, 16 minutes
+        _finish(notice_id, attempt, EventNoticeState.PENDING, error=error[:300], next_attempt_at=now + backoff)
+    log.info("event notice %s not sent (attempt %s): %s", notice_id, attempt, error)
+    return False
+
+
+def deliver_notice(notice_id: int, now: datetime | None = None) -> bool:
+    """One attempt at a notice, if it is due and no one else has it; True when WeChat accepted it."""
+    now = now or utcnow()
+    attempt = _claim(notice_id, now)
+    return attempt is not None and _send(notice_id, attempt, now)
+
+
+def deliver_due_notices(now: datetime | None = None) -> int:
+    """The sweep: every notice due (retries, lost tasks, orphans), one claimed attempt each; returns how many went.
+    Safe to run in several workers at once, and beside the tasks: each attempt claims its row first."""
+    now = now or utcnow()
+    ids = list(db.session.scalars(sa.select(EventNotice.id).where(_due(now)).order_by(EventNotice.id)))
     db.session.commit()
-    if error:
-        log.info("event notice %s not sent: %s", notice.id, error)
-    return error is None
+    return sum(deliver_notice(notice_id, now) for notice_id in ids)
 
 
 def send_notice(registration_id: int, kind: str) -> bool:
-    """Send one notice for a registration, once: a retried or duplicated task finds the row claimed."""
-    ids = _claim([registration_id], EventNoticeKind(kind))
-    return bool(ids) and _send(ids[0])
+    """Queue a notice for a registration (once) and try it now; a repeat finds the row and leaves it to its claim."""
+    notice_kind = EventNoticeKind(kind)
+    _queue([registration_id], notice_kind, utcnow())
+    db.session.commit()
+    notice_id = db.session.scalar(
+        sa.select(EventNotice.id).filter_by(registration_id=registration_id, kind=notice_kind)
+    )
+    return notice_id is not None and deliver_notice(notice_id)
 
 
 def due_reminders(now: datetime) -> list[tuple[int, EventNoticeKind]]:
@@ -990,7 +1144,8 @@ def due_reminders(now: datetime) -> list[tuple[int, EventNoticeKind]]:
 
 
 def send_due_reminders(now: datetime | None = None) -> int:
-    """Claim and send the reminders due now; any number of workers may run this at once. Returns messages sent."""
+    """Queue and send the reminders due now; any number of workers may run this at once (each row is inserted by
+    one of them, and each attempt claims its row). Returns messages sent."""
     now = now or utcnow()
     sent = 0
     for session_id, kind in due_reminders(now):
@@ -1006,8 +1161,9 @@ def send_due_reminders(now: datetime | None = None) -> int:
             )
         )
         for start in range(0, len(rids), 500):
-            for notice_id in _claim(rids[start : start + 500], kind):
-                sent += _send(notice_id)
+            notice_ids = _queue(rids[start : start + 500], kind, now)
+            db.session.commit()
+            sent += sum(deliver_notice(notice_id, now) for notice_id in notice_ids)
     return sent
 
 

@@ -1,4 +1,4 @@
-"""Events: offer notices, reminders, expiring waiting-list holds, anonymising old personal data."""
+"""Events: notices (sent now, retried by a minute sweep), reminders, expiring waiting-list holds, old personal data."""
 
 from __future__ import annotations
 
@@ -8,13 +8,24 @@ from server.services import events
 
 
 @shared_task
+def deliver_event_notice(notice_id: int) -> None:
+    events.deliver_notice(notice_id)  # claims its row first: a duplicated task or the sweep never sends it twice
+
+
+@shared_task
 def send_event_notice(registration_id: int, kind: str) -> None:
-    events.send_notice(registration_id, kind)  # the unique (registration, kind) row makes a duplicate a no-op
+    # The previous signature, for tasks queued before an upgrade: queues the row if missing, then one attempt.
+    events.send_notice(registration_id, kind)
+
+
+@shared_task
+def retry_event_notices() -> None:
+    events.deliver_due_notices()  # failed attempts past their backoff, lost tasks, rows of a worker that died
 
 
 @shared_task
 def send_event_reminders() -> None:
-    events.send_due_reminders()  # each reminder is claimed by inserting its row: several workers send it once
+    events.send_due_reminders()  # each reminder row is inserted by one worker and claimed before it is sent
 
 
 @shared_task

@@ -43,11 +43,14 @@
     });
   }
 
-  function check(token) {
+  // Returns false when the token was not taken (empty, or a check still running).
+  function check(token, fromCamera) {
     token = (token || "").trim();
-    if (!token || busy) return;
+    if (!token || busy) return false;
     var now = Date.now();
-    if (token === lastToken && now - lastAt < 3000) return;  // the same code still in front of the camera
+    // The same code still in front of the lens; typed or pasted codes are always checked, so a second
+    // presentation of a code just admitted shows 已签到 instead of leaving 有效 on the screen.
+    if (fromCamera && token === lastToken && now - lastAt < 3000) return false;
     lastToken = token; lastAt = now; busy = true;
     box.className = "result"; box.firstElementChild.textContent = "核验中…"; detail.textContent = "";
     send(token, nonce(), 0).then(function (d) {
@@ -59,9 +62,13 @@
     }).catch(function () {
       show("invalid", "网络异常，请重试");
     }).then(function () { busy = false; });
+    return true;
   }
 
-  form.addEventListener("submit", function (e) { e.preventDefault(); check(input.value); input.value = ""; });
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    if (check(input.value, false)) input.value = "";  // kept while a check runs: resubmit it after
+  });
 
   if (!("BarcodeDetector" in window) || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     hint.textContent = "此浏览器不支持摄像头识别二维码，请使用扫码枪或手动输入。";
@@ -77,7 +84,7 @@
   }).then(function () {
     (function tick() {
       detector.detect(video).then(function (codes) {
-        if (codes.length) check(codes[0].rawValue);
+        if (codes.length) check(codes[0].rawValue, true);
       }).catch(function () {}).then(function () { setTimeout(tick, 200); });
     })();
   }).catch(function () {

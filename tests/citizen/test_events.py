@@ -44,6 +44,7 @@ def test_register_then_qr_then_cancel(client, citizen_login, db_session):
     assert again.get_json()["created"] is False and again.get_json()["registration_id"] == reg.id
     res = client.post(f"/m/events/registrations/{reg.id}/cancel", data={"csrf_token": csrf(mine)})
     assert res.status_code == 302
+    assert "已取消报名，名额已释放。" in client.get("/m/events/mine").get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Registration, reg.id).status is RegistrationStatus.CANCELLED
     assert client.get(f"/m/events/registrations/{reg.id}/qr.png").status_code == 404
@@ -74,7 +75,12 @@ def test_json_register_reports_waiting_list_when_full(client, citizen_login, db_
     )
     body = res.get_json()
     assert res.status_code == 200 and body["status"] == "waiting" and "候补" in body["message"]
-    assert "候补第 1 位" in client.get("/m/events/mine").get_data(as_text=True)
+    mine = client.get("/m/events/mine").get_data(as_text=True)
+    assert "候补第 1 位" in mine
+    reg = db.session.query(Registration).filter_by(openid="oSecond").one()
+    client.post(f"/m/events/registrations/{reg.id}/cancel", data={"csrf_token": csrf(mine)})
+    after = client.get("/m/events/mine").get_data(as_text=True)
+    assert "已取消候补。" in after and "名额已释放" not in after  # a waiting entry held no place
 
 
 def test_snapshot_visitor_may_look_but_not_register(client, citizen_login, db_session):

@@ -1,0 +1,170 @@
+"""7·15 公众开放日 end to end on phones: a citizen registers (required fields), sees the check-in QR code and cancels;
+with the one place taken, a second citizen waits, is offered the place when the first cancels (the template message is
+in the emulator's record) and confirms; staff then check the QR code in on the scan page: 有效, 已签到, 无效."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from models import Registration, RegistrationStatus
+from server.extensions import db
+from server.services import events
+from tests import factories
+from tests.browser.conftest import login, shoot
+from tests.services.test_events import make_event
+
+ALICE, BOB = "o-phone-alice", "o-phone-bob"
+OFFER_TEXT = "候补名额已为您保留，请尽快确认"
+
+
+@pytest.fixture
+def second_phone(browser, live_server, committed_db):
+    """Another citizen's phone: its own cookies, so its own WeChat identity."""
+    context = browser.new_context(
+        base_url=live_server.url,
+        locale="zh-CN",
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+def open_as(phone, emulator, openid: str, path: str) -> None:
+    """Open a page from the WeChat menu: the emulator's OAuth answers with this citizen's openid."""
+    emulator.hook("oauth", {"auto_openid": openid})
+    phone.goto(path)
+    phone.wait_for_url(re.compile(re.escape(path) + "(#wechat_redirect)?$"))  # browsers keep OAuth's fragment
+
+
+def register(phone, name: str, mobile: str) -> None:
+    phone.fill("#f-name", name)
+    phone.fill("#f-phone", mobile)
+    phone.click("#ev-submit")
+    phone.wait_for_url("**/m/events/mine")
+
+
+def image_shown(img) -> bool:
+    """Whether the image loaded and decoded (False for a broken one), waiting for it if it is still loading."""
+    return img.evaluate(
+        """img => img.complete ? img.naturalWidth > 0 : new Promise(done => {
+             img.addEventListener("load", () => done(img.naturalWidth > 0));
+             img.addEventListener("error", () => done(false));
+           })"""
+    )
+
+
+def registration(openid: str) -> Registration:
+    return db.session.scalars(
+        sa.select(Registration).filter_by(openid=openid).execution_options(populate_existing=True)
+    ).one()
+
+
+def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live_server, emulator):
+    alice, bob = phone_page, second_phone
+    for phone in (alice, bob):
+        phone.on("dialog", lambda dialog: dialog.accept())  # 「确定取消报名吗？」
+    emulator.hook("users", {"users": [{"openid": ALICE}, {"openid": BOB}]})
+    event, (session,) = make_event(quota=1, companions=0, fields=("name", "phone"))
+    factories.staff("editor1", "editor", name="李编辑")
+    detail = f"/m/events/{event.id}"
+
+    # -- Alice takes the only place, sees her QR code ------------------------------------------------------------------
+    open_as(alice, emulator, ALICE, detail)
+    assert alice.inner_text(f'li[data-session="{session.id}"] .left') == "剩余 1"
+    alice.click("#ev-submit")  # the browser refuses an empty required field: nothing is sent
+    assert alice.locator("#f-name:invalid").count() == 1 and registration_count() == 0
+    alice.fill("#f-name", "张三")
+    alice.fill("#f-phone", "13800001111")
+    shoot(alice, "30-event-detail")
+    alice.click("#ev-submit")
+    alice.wait_for_url("**/m/events/mine")
+    card = alice.locator(".card", has_text="7·15 公众开放日")
+    assert "报名成功" in card.inner_text() and "报名成功！入场时请出示二维码。" in alice.inner_text("body")
+    qr = card.locator("img.qr")
+    assert image_shown(qr)
+    qr_src = qr.get_attribute("src") or ""
+    shoot(alice, "31-event-mine-qr")
+
+    # -- Bob finds it full and joins the waiting list ------------------------------------------------------------------
+    open_as(bob, emulator, BOB, detail)
+    assert bob.inner_text(f'li[data-session="{session.id}"] .left') == "已满"
+    bob.wait_for_function("document.querySelector('#ev-submit').textContent === '加入候补'")
+    assert bob.is_visible("#ev-full-hint")
+    register(bob, "李四", "13900002222")
+    assert "候补第 1 位" in bob.inner_text("body")
+    shoot(bob, "32-event-waiting")
+
+    # -- Alice cancels; the place is offered to Bob ----------------------------------------------------------------
+    alice.click("text=取消报名")
+    alice.wait_for_selector("text=已取消报名，名额已释放。")
+    assert "已取消" in alice.locator(".card", has_text="7·15 公众开放日").inner_text()
+    assert alice.locator("img.qr").count() == 0
+    assert alice.request.get(qr_src).status == 404  # the old code is no longer served
+    assert registration(BOB).status is RegistrationStatus.OFFERED
+    # The live server has no Celery worker: this process runs the sweep that sends what is queued.
+    events.deliver_due_notices()
+    offers = [m for m in emulator.state()["templates_sent"] if m["touser"] == BOB]
+    assert [m["data"]["thing4"]["value"] for m in offers] == [OFFER_TEXT]
+    assert offers[0]["data"]["thing1"]["value"] == "7·15 公众开放日"
+    assert offers[0]["url"] == live_server.url + "/m/events/mine"
+    assert not [m for m in emulator.state()["templates_sent"] if m["touser"] == ALICE]
+
+    bob.reload()
+    assert "候补到位，待确认" in bob.inner_text("body") and "请尽快确认" in bob.inner_text("body")
+    shoot(bob, "33-event-offered")
+    bob.click("text=确认参加")
+    bob.wait_for_selector("text=已确认参加，报名成功！")
+    bob_qr = bob.locator("img.qr")
+    assert image_shown(bob_qr)
+    reg = registration(BOB)
+    assert reg.status is RegistrationStatus.CONFIRMED
+    token = events.checkin_token(reg)
+    # The code on Bob's screen is this token (the QR image is deterministic).
+    assert bob.request.get(bob_qr.get_attribute("src") or "").body() == events.qr_png(token)
+    shoot(bob, "34-event-confirmed")
+
+    # -- staff check it in, without a camera ---------------------------------------------------------------------------
+    login(page, "editor1", factories.PASSWORD)
+    page.wait_for_url("**/admin/")
+    page.goto(f"/admin/events/{event.id}")
+    page.click("text=扫码签到")
+    page.wait_for_url(f"**/admin/events/{event.id}/scan")
+    assert "手动输入" in page.inner_text("#camera-hint")  # headless Chromium has no camera: the fallback is offered
+    shoot(page, "35-event-scan")
+
+    def scan(text: str) -> tuple[str, str]:
+        page.fill("#token", text)
+        page.click("#manual button")
+        page.wait_for_function("!document.querySelector('#result strong').textContent.includes('核验中')")
+        return page.inner_text("#result strong"), page.inner_text("#detail")
+
+    status, detail_text = scan(token)
+    assert status == "有效" and "签到成功" in detail_text and "李*" in detail_text
+    shoot(page, "36-event-scan-valid")
+    checked_at = registration(BOB).checked_in_at
+    assert checked_at is not None
+    status, detail_text = scan(token)  # the same code again, at once
+    assert status == "已签到"
+    assert re.search(r"签到时间 \d\d:\d\d:\d\d", detail_text)
+    assert events.local_dt(checked_at, "%H:%M:%S") in detail_text
+    shoot(page, "37-event-scan-used")
+    prefix, body, signature = token.split(".")
+    forged = events._b64(f"{reg.id}:{session.id}:forged-ticket".encode())
+    status, detail_text = scan(f"{prefix}.{forged}.{signature}")
+    assert status == "无效" and "无效二维码" in detail_text
+    assert registration(BOB).checked_in_at == checked_at
+
+    bob.reload()
+    assert "已于" in bob.inner_text("body") and "签到" in bob.inner_text("body")
+
+
+def registration_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Registration)) or 0
