@@ -41,7 +41,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from flask import current_app, has_request_context, url_for
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import make_transient_to_detached, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 from wechatpy.exceptions import WeChatClientException
 
 from models import (
@@ -507,18 +508,24 @@ def register(
     applicant = _check_applicant(event, applicant or Applicant())
     n = 1 + applicant.companions
 
-    reg = Registration(
-        event=event,  # the loaded objects, so that callers reading reg.event cost no query
-        session=session,
-        openid=openid,
-        companions=applicant.companions,
-        name_enc=pii.encrypt(applicant.name),
-        phone_enc=pii.encrypt(applicant.phone),
-        id_number_enc=pii.encrypt(applicant.id_number),
-        answers=applicant.answers or None,
-        ticket=secrets.token_urlsafe(9),
-        created_at=now,
-    )
+    row: dict[str, Any] = {  # every column, so that the instance built after the insert needs no reload
+        "event_id": event.id,
+        "session_id": session.id,
+        "openid": openid,
+        "companions": applicant.companions,
+        "name_enc": pii.encrypt(applicant.name),
+        "phone_enc": pii.encrypt(applicant.phone),
+        "id_number_enc": pii.encrypt(applicant.id_number),
+        "answers": applicant.answers or None,
+        "ticket": secrets.token_urlsafe(9),
+        "walk_in": False,
+        "hold_expires_at": None,
+        "checked_in_at": None,
+        "checkin_nonce": None,
+        "checked_in_by_id": None,
+        "created_at": now,
+        "cancelled_at": None,
+    }
     if _naive_quota():
         took_redis, took = None, _take_naively(session.id, n)
     else:
@@ -533,9 +540,10 @@ def register(
         if took_redis:
             _redis_give_back(session.id, n)
         raise ServiceError("本场名额已满")
-    reg.status = RegistrationStatus.CONFIRMED if took else RegistrationStatus.WAITING
-    db.session.add(reg)
+    row["status"] = RegistrationStatus.CONFIRMED if took else RegistrationStatus.WAITING
     try:
+        # A Core insert: the surge's hot path, where the ORM's unit of work was a third of the CPU per request.
+        row["id"] = db.session.execute(_INSERT_REGISTRATION, row).scalar_one()
         db.session.commit()  # the taken place and the registration commit together, or neither does
     except IntegrityError:
         db.session.rollback()  # a double tap: the place taken above is undone with it
@@ -550,7 +558,19 @@ def register(
         if took_redis:
             _redis_give_back(session.id, n)
         raise
-    return reg, True
+    return _persistent(Registration(**row), event=event, session=session), True
+
+
+_INSERT_REGISTRATION = sa.insert(Registration.__table__).returning(Registration.__table__.c.id)  # built once
+
+
+def _persistent(reg: Registration, **loaded: Any) -> Registration:
+    """Adopt a row inserted with Core as a persistent instance (no SELECT), with its relationships already loaded."""
+    make_transient_to_detached(reg)
+    db.session.add(reg)
+    for name, value in loaded.items():
+        set_committed_value(reg, name, value)
+    return reg
 
 
 def _take_place(session_id: int, n: int) -> bool:
