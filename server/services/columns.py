@@ -35,7 +35,7 @@ LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 ON_TIME = timedelta(minutes=10)  # published within this of the slot counts as on time
 REMINDER_DAYS = (3, 1)
 # The case-story skeleton: 案情—处理—法条—提示
-CASE_TEMPLATE = "".join(f"<h3>【{part}】</h3><p></p>" for part in ("案情", "处理", "法条", "提示"))
+CASE_TEMPLATE = "".join(f"<h3>【{part}】</h3><p><br></p>" for part in ("案情", "处理", "法条", "提示"))
 
 DEFAULT_COLUMNS = (
     ("每日一案", Cadence.DAILY, None, time(8, 0), "每日一案｜{title}", CASE_TEMPLATE),
