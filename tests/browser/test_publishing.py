@@ -64,6 +64,10 @@ def test_write_review_schedule_publish(browser, page, live_server, emulator, acc
     _type_in_section(liaison, "处理", "")
     liaison.click("#editor-toolbar [data-cmd=bold]")
     liaison.keyboard.type("当事人当场收摊。")
+    liaison.set_input_files(
+        "#body-image", {"name": "scene.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes((800, 600), "green")}
+    )  # uploaded at once, shown in the editor; WeChat gets it at publish time
+    liaison.wait_for_selector("#editor img[src^='/admin/articles/media/']")
     liaison.fill("textarea[name=legal_refs]", "《城市市容和环境卫生管理条例》第十七条")
     liaison.set_input_files(
         "input[name=cover]", {"name": "cover.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes((1600, 900))}
@@ -76,6 +80,7 @@ def test_write_review_schedule_publish(browser, page, live_server, emulator, acc
     body = liaison.inner_html(".article-body")
     assert "<h3>【案情】</h3><p>6 月 3 日上午，队员在陆家嘴路口发现流动摊贩占道经营。</p>" in body
     assert "<h3>【处理】</h3><p><b>当事人当场收摊。</b></p>" in body
+    assert liaison.locator(".article-body img").evaluate("img => img.naturalWidth") == 800
     liaison.click("button:has-text('提交审核')")
     assert "待审核" in liaison.inner_text("p:has-text('状态：')")
 
@@ -106,30 +111,40 @@ def test_write_review_schedule_publish(browser, page, live_server, emulator, acc
     reviewer.click("button:has-text('通过')")
     assert "已通过" in reviewer.inner_text("p:has-text('状态：')")
 
-    # -- the editor puts it in a push on the column's slot and finds it on the month calendar ------------------------
+    # -- the editor fills tomorrow's 每日一案 gap from the month calendar -------------------------------------------
     editor = _as(browser, live_server, "editor")
     editor.click(".sidebar >> text=发布")
-    editor.click("text=组推送并排期")
-    slot = (datetime.now(UTC) + timedelta(hours=1)).astimezone(columns.LOCAL_TZ).replace(second=0, microsecond=0)
-    daily = editor.locator("select[name=column_id] option", has_text="每日一案").get_attribute("value")
-    editor.select_option("select[name=column_id]", daily)
-    editor.fill("input[name=scheduled_at]", slot.strftime("%Y-%m-%dT%H:%M"))
+    day = columns.local_day(datetime.now(UTC)) + timedelta(days=1)
+    if day.day == 1:
+        editor.click("text=下一月 ›")
+    tomorrow = editor.locator("td", has=editor.locator(f"small:text-is('{day.month}/{day.day}')"))
+    tomorrow.locator(".gap a:has-text('每日一案')").click()
+    editor.wait_for_url("**/admin/articles/pushes/new?**")
+    assert editor.input_value("input[name=scheduled_at]") == f"{day.isoformat()}T08:00"
+    assert editor.locator("select[name=column_id] option:checked").inner_text().startswith("每日一案")
     editor.check("label:has-text('占道经营劝离记') input")
+    assert "头条" in editor.inner_text("label:has-text('占道经营劝离记')")
+    shoot(editor, "32-article-push-form")
     editor.click("button:has-text('排期')")
     editor.wait_for_selector(".flash.success:has-text('已排期')")
     push_url = editor.url
-    editor.goto(f"/admin/articles?view=month&d={slot.date().isoformat()}")
-    cell = editor.locator("td", has=editor.locator(f"a[href='{push_url.removeprefix(live_server.url)}']"))
-    assert f"{slot.month}/{slot.day}" in cell.inner_text()
-    assert "已排期 · 1 篇" in cell.inner_text()
-    shoot(editor, "32-article-calendar")
+    editor.click("text=排期日历")
+    if day.day == 1:
+        editor.click("text=下一月 ›")
+    tomorrow = editor.locator("td", has=editor.locator(f"small:text-is('{day.month}/{day.day}')"))
+    assert "08:00 每日一案" in tomorrow.inner_text() and "已排期 · 1 篇" in tomorrow.inner_text()
+    assert "缺稿：每日一案" not in tomorrow.inner_text()
+    shoot(editor, "33-article-calendar")
 
     # -- the beat job runs at the slot (this process is the worker), WeChat reports back on the live gateway ----------
     push = db.session.scalars(sa.select(ArticlePush)).one()
     assert publishing.run_due(push.scheduled_at + timedelta(seconds=30)) == [push.id]
     (job,) = emulator.state()["publishes"]
     assert [a["title"] for a in job["articles"]] == ["每日一案｜占道经营劝离记"]
-    assert "依据条例责令改正" in job["articles"][0]["content"]
+    content = job["articles"][0]["content"]
+    assert "依据条例责令改正" in content and "/admin/articles/media/" not in content
+    assert len([c for c in emulator.state()["calls"] if c["path"] == "cgi-bin/media/uploadimg"]) == 1
+    assert re.search(r'<img src="http[^"]+"', content)  # the body image now points at WeChat's copy
     event = emulator.state()["push_events"][-1]
     assert event["event"]["Event"] == "PUBLISHJOBFINISH"
     assert deliver(live_server, account, event["xml"]) is None
@@ -139,8 +154,14 @@ def test_write_review_schedule_publish(browser, page, live_server, emulator, acc
     editor.goto(article_url)
     assert "已发布" in editor.inner_text("p:has-text('状态：')")
     assert editor.locator(f"a[href='{url}']").count() == 1
-    shoot(editor, "33-article-published")
+    shoot(editor, "34-article-published")
     editor.goto(push_url)
     assert "已发布" in editor.inner_text("p:has-text('状态：')")
     assert db.session.get(Article, article_id, populate_existing=True).url == url
     assert db.session.get(ArticlePush, push.id, populate_existing=True).status is PushStatus.PUBLISHED
+
+    # -- and the month's numbers count it for 浦东分局 ------------------------------------------------------------
+    editor.click("text=栏目数据")
+    editor.goto(f"/admin/articles/numbers?month={day.strftime('%Y-%m')}")
+    assert editor.inner_text("tr[data-column='每日一案'] td:nth-child(3)") == "1"
+    assert editor.inner_text("tr[data-unit='浦东分局']").split() == ["浦东分局", "1", "1"]
