@@ -217,8 +217,8 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
             _clear_submit(push)  # WeChat refused the submit: nothing was published, a later attempt may submit
             if exc.errcode == 40007:  # WeChat takes a draft out of the draft box once it is published
                 return _fail(push, exc.errcode, DRAFT_GONE_TEXT)
-        if exc.errcode in TRANSIENT_CODES:
-            return _retry_later(push, now, exc.errcode, str(exc.errmsg))
+        if exc.errcode in TRANSIENT_CODES or exc.errcode is None:  # None: an HTTP error status, e.g. a 502
+            return _retry_later(push, now, exc.errcode, str(exc.errmsg or getattr(exc.response, "status_code", "")))
         return _fail(push, exc.errcode, ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{exc.errmsg}")
     except (requests.ConnectionError, requests.Timeout) as exc:
         db.session.rollback()
@@ -494,10 +494,11 @@ def _claim_failures() -> None:
     db.session.commit()
 
 
-def _next_notice() -> PushNotice | None:
+def _next_notice(tried: set[int]) -> PushNotice | None:
     query = (
         sa.select(PushNotice)
         .where(PushNotice.sent_at.is_(None), PushNotice.attempts < NOTICE_MAX_ATTEMPTS)
+        .where(PushNotice.id.not_in(tried))  # one failing send must not hold up the others
         .order_by(PushNotice.id)
         .limit(1)
     )
@@ -510,13 +511,13 @@ def send_failure_notices(limit: int = 50) -> int:
     """Send each failure's template messages once per duty editor; a failed send is tried again on the next runs."""
     _claim_failures()
     template_id = current_app.config.get("WECHAT_TEMPLATE_PUBLISH_FAILED") or DEMO_TEMPLATE_FAILED
-    sent, seen = 0, set()
+    sent, tried = 0, set()
     for _ in range(limit):
-        notice = _next_notice()
-        if notice is None or notice.id in seen:
+        notice = _next_notice(tried)
+        if notice is None:
             db.session.rollback()
             break
-        seen.add(notice.id)
+        tried.add(notice.id)
         notice.attempts += 1
         push = db.session.get(ArticlePush, notice.push_id)
         person = db.session.get(Staff, notice.staff_id)

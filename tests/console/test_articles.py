@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from models import ArticlePush, PushStatus
 from server.extensions import db
@@ -130,3 +131,20 @@ def test_column_numbers_show_the_on_time_rate(console, emulator):
     assert '<td class="num">1</td>' in row  # one published
     assert "%" in row or "—" in row  # the rate: its slot is tomorrow, so not yet due
     assert '<tr data-unit="浦东分局"><td>浦东分局</td><td class="num">1</td><td class="num">1</td></tr>' in html
+
+
+def test_a_push_keeps_the_order_the_articles_were_ticked_in(console, emulator):
+    unit = factories.unit("浦东分局")
+    people = {
+        "editor": factories.staff("ed1", "editor"),
+        "reviewer": factories.staff("rv1", "reviewer"),
+        "liaison": factories.staff("li1", "liaison", unit=unit),
+    }
+    first, second = approved(people, "先写的"), approved(people, "后写的")
+    assert console.login("ed1").status_code == 302
+    at = (datetime.now(UTC) + timedelta(days=1)).astimezone(columns.LOCAL_TZ).strftime("%Y-%m-%dT%H:%M")
+    form = {"scheduled_at": at, "article_id": [str(first.id), str(second.id)], "order": f"{second.id},{first.id}"}
+    res = console.post("/admin/articles/pushes/new", form)
+    assert res.status_code == 302
+    push = db.session.scalars(sa.select(ArticlePush)).one()
+    assert [a.title for a in push.articles] == ["后写的", "先写的"]  # the second one ticked first is the headline

@@ -11,7 +11,7 @@ import requests
 import sqlalchemy as sa
 from PIL import Image
 
-from models import Article, ArticlePush, ArticleStatus, PushStatus
+from models import AlertDuty, Article, ArticlePush, ArticleStatus, PushStatus
 from server.extensions import db
 from server.services import ServiceError, articles, columns, images, publishing
 from server.wechat import client as client_module
@@ -384,8 +384,6 @@ def test_each_failure_reaches_the_bound_editors_once(emulator, wechat, people, f
 
 
 def test_the_duty_roster_decides_and_a_second_failure_is_a_second_notice(emulator, db_session, people):
-    from models import AlertDuty
-
     emulator.hook("users", {"users": [{"openid": o, "subscribe": 1} for o in ("o-ed", "o-ad")]})
     bind(people["editor"], "o-ed")
     bind(factories.staff("ad1", "admin"), "o-ad")
@@ -400,14 +398,18 @@ def test_the_duty_roster_decides_and_a_second_failure_is_a_second_notice(emulato
     assert emulator.state()["templates_sent"] == []
     publishing.run_due(now + timedelta(minutes=1))  # tried again on the next run
     assert [t["touser"] for t in emulator.state()["templates_sent"]] == ["o-ed"]
+    db.session.execute(sa.delete(AlertDuty))  # off the roster: every bound editor and admin hears of the next one
+    db.session.commit()
     # The editor gives the articles back and schedules them again; this time WeChat refuses permission.
     publishing.release_failed(people["editor"], push.id)
     again = articles.schedule_push(people["editor"], [push.articles[0].id], start + timedelta(minutes=2), None)
     emulator.hook("fail", {"path": SUBMIT, "errcode": 48001})
+    emulator.hook("fail", {"path": "cgi-bin/message/template/send", "errcode": -1})  # the editor's send fails...
     for minutes in (3, 4):
         publishing.run_due(now + timedelta(minutes=minutes))
-    sent = emulator.state()["templates_sent"]
-    assert [t["data"]["character_string5"]["value"] for t in sent] == [f"P{push.id}", f"P{again.id}"]
+    sent = [(t["touser"], t["data"]["character_string5"]["value"]) for t in emulator.state()["templates_sent"]]
+    # ...the admin's still goes out in that run, and the editor's on the next
+    assert sent == [("o-ed", f"P{push.id}"), ("o-ad", f"P{again.id}"), ("o-ed", f"P{again.id}")]
 
 
 def test_a_deliberate_retry_of_a_published_push_is_refused_by_wechat(emulator, db_session, people, monkeypatch):
