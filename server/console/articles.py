@@ -268,7 +268,10 @@ def article_numbers():  # type: ignore[no-untyped-def]
 @bp.get("/articles/columns")
 @require_roles(*EDITORS)
 def article_columns():  # type: ignore[no-untyped-def]
-    return render_template("console/article_columns.html", items=columns.ensure_default_columns())
+    items = columns.ensure_default_columns()
+    today = columns.local_day(datetime.now(UTC))
+    stats = columns.column_stats(today.year, today.month)
+    return render_template("console/article_columns.html", items=items, stats=stats, month=today.strftime("%Y-%m"))
 
 
 @bp.route("/articles/columns/new", methods=["GET", "POST"], endpoint="article_column_new")

@@ -21,7 +21,8 @@ def test_calendar_and_pages_render_for_an_editor(console, db_session):
     assert res.status_code == 200 and "每日一案" in res.get_data(as_text=True)
     assert "缺稿" in res.get_data(as_text=True)
     assert console.get("/admin/articles?view=week").status_code == 200
-    assert console.get("/admin/articles/columns").status_code == 200
+    columns_page = console.get("/admin/articles/columns").get_data(as_text=True)
+    assert "本月准时率" in columns_page and "按月查看栏目和单位数据" in columns_page
     assert console.get("/admin/articles/new").status_code == 200
     res = console.post("/admin/articles/new", {"title": "标题", "body_html": "<p onclick='x()'>正文</p>"})
     assert res.status_code == 302
@@ -129,7 +130,8 @@ def test_column_numbers_show_the_on_time_rate(console, emulator):
     html = console.get(f"/admin/articles/numbers?month={day.strftime('%Y-%m')}").get_data(as_text=True)
     row = html.split('<tr data-column="每日一案">')[1].split("</tr>")[0]
     assert '<td class="num">1</td>' in row  # one published
-    assert "%" in row or "—" in row  # the rate: its slot is tomorrow, so not yet due
+    rate = columns.column_stats(day.year, day.month)["on_time"][column.id]["rate"]  # its slot is not yet due
+    assert f'<td class="num rate">{"—" if rate is None else f"{rate * 100:.1f} %"}</td>' in row
     assert '<tr data-unit="浦东分局"><td>浦东分局</td><td class="num">1</td><td class="num">1</td></tr>' in html
 
 
