@@ -21,7 +21,6 @@ from models import (
     NewsColumn,
     PublishMode,
     PushStatus,
-    Role,
     Staff,
     Unit,
 )
@@ -221,14 +220,6 @@ def requests_for(staff: Staff, today: date) -> list[ColumnRequest]:
             sa.select(ColumnRequest)
             .where(ColumnRequest.staff_id == staff.id, ColumnRequest.day >= today)
             .order_by(ColumnRequest.day)
-        )
-    )
-
-
-def duty_editors() -> list[Staff]:
-    return list(
-        db.session.scalars(
-            sa.select(Staff).where(Staff.role.in_([Role.EDITOR, Role.ADMIN]), Staff.active.is_(True)).order_by(Staff.id)
         )
     )
 
