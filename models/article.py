@@ -21,6 +21,7 @@ __all__ = [
     "ColumnRequest",
     "NewsColumn",
     "PublishMode",
+    "PushNotice",
     "PushStatus",
 ]
 
@@ -52,6 +53,7 @@ class ArticleStatus(enum.StrEnum):
     PUBLISHING = "publishing"
     PUBLISHED = "published"
     FAILED = "failed"
+    UNCERTAIN = "uncertain"  # its push may or may not have gone out: a person checks the WeChat platform
 
     @property
     def label(self) -> str:
@@ -63,7 +65,13 @@ class ArticleStatus(enum.StrEnum):
             "publishing": "发布中",
             "published": "已发布",
             "failed": "发布失败",
+            "uncertain": "发布状态不明",
         }[self.value]
+
+    @property
+    def alarming(self) -> bool:
+        """Shown in red: someone has to act."""
+        return self in (ArticleStatus.FAILED, ArticleStatus.UNCERTAIN)
 
 
 class PushStatus(enum.StrEnum):
@@ -73,6 +81,9 @@ class PushStatus(enum.StrEnum):
     PUBLISHED = "published"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # freepublish/submit was sent but its answer never recorded (the worker died): it may have been published.
+    # Never resubmitted by itself; a person checks the WeChat platform and marks it published or retries.
+    UNCERTAIN = "uncertain"
 
     @property
     def label(self) -> str:
@@ -83,7 +94,13 @@ class PushStatus(enum.StrEnum):
             "published": "已发布",
             "failed": "失败",
             "cancelled": "已取消",
+            "uncertain": "状态不明",
         }[self.value]
+
+    @property
+    def alarming(self) -> bool:
+        """Shown in red and sent to the duty editors: someone has to act."""
+        return self in (PushStatus.FAILED, PushStatus.UNCERTAIN)
 
 
 class NewsColumn(db.Model):
@@ -133,6 +150,9 @@ class ArticlePush(db.Model):
     error_code: Mapped[int | None] = mapped_column()
     error_message: Mapped[str | None] = mapped_column(sa.String(500))
     manual: Mapped[bool] = mapped_column(default=False)  # marked published by hand (48001 fallback)
+    # Each failure (or uncertain outcome) gets the next number; notices go out once per number.
+    failure_no: Mapped[int] = mapped_column(default=0, server_default="0")
+    notified_no: Mapped[int] = mapped_column(default=0, server_default="0")  # the last failure_no notices went for
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -164,6 +184,7 @@ class Article(db.Model):
     version: Mapped[int] = mapped_column(default=1)
     reviewed_version: Mapped[int | None] = mapped_column()  # the version the last review decision saw
     approved_version: Mapped[int | None] = mapped_column()
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # first submission (投稿), for the scoreboard
     review_comment: Mapped[str] = mapped_column(sa.String(500), default="")
     push_id: Mapped[int | None] = mapped_column(sa.ForeignKey("article_push.id", ondelete="SET NULL"), index=True)
     push_index: Mapped[int] = mapped_column(default=0)
@@ -211,4 +232,22 @@ class ColumnRequest(db.Model):
     day: Mapped[date] = mapped_column(sa.Date())
     unit_id: Mapped[int | None] = mapped_column(sa.ForeignKey("unit.id", ondelete="SET NULL"))
     staff_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    column: Mapped[NewsColumn] = relationship()
+
+
+class PushNotice(db.Model):
+    """A template message to one duty editor about one failure of a push; the unique key sends it once."""
+
+    __tablename__ = "push_notice"
+    __table_args__ = (sa.UniqueConstraint("push_id", "failure_no", "staff_id", name="uq_push_notice_once"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    push_id: Mapped[int] = mapped_column(sa.ForeignKey("article_push.id", ondelete="CASCADE"), index=True)
+    failure_no: Mapped[int] = mapped_column()
+    staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id", ondelete="CASCADE"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

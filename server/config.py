@@ -77,6 +77,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         # Tips: template ids from the WeChat console (status notices to citizens, dispatch requests to units).
         "WECHAT_TEMPLATE_TIP_STATUS": env.get("WECHAT_TEMPLATE_TIP_STATUS", "demo-tip-status-template"),
         "WECHAT_TEMPLATE_TIP_DISPATCH": env.get("WECHAT_TEMPLATE_TIP_DISPATCH", "demo-tip-dispatch-template"),
+        # Publishing: failed or uncertain pushes, to the duty editors.
+        "WECHAT_TEMPLATE_PUBLISH_FAILED": env.get("WECHAT_TEMPLATE_PUBLISH_FAILED", "demo-publish-failed-template"),
         "TIP_DAILY_LIMIT": int(env.get("TIP_DAILY_LIMIT", "10")),  # per openid per day
         "TIP_DAILY_LIMIT_IP": int(env.get("TIP_DAILY_LIMIT_IP", "30")),  # per IP per day (H5 form)
         "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0") or 0),  # reverse proxies in front (X-Forwarded-*)

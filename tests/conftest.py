@@ -237,6 +237,7 @@ def live_server(app, emulator) -> Iterator[LiveServer]:
         "WECHAT_AES_KEY": AES_KEY,
         "WECHAT_API_BASE": emulator.url,
         "SECRET_KEY": "live-test-secret-key-0123456789abcdef",
+        "MEDIA_ROOT": app.config["MEDIA_ROOT"],  # what the live server stores, this process's tasks read back
     }
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(

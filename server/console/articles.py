@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
-from models import Article, ArticlePush, ArticleStatus, Cadence, NewsColumn, PublishMode, Role
+from models import Article, ArticlePush, ArticleStatus, Cadence, NewsColumn, PublishMode, Role, Unit
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
@@ -58,6 +58,7 @@ def article_calendar():  # type: ignore[no-untyped-def]
         prev=prev,
         nxt=nxt,
         reminders=columns.upcoming_gaps(today) if current_user.role in EDITORS else [],
+        can_schedule=current_user.role in EDITORS,
         requests=columns.requests_for(_me(), today),
         failures=publishing.recent_failures(),
     )
@@ -159,6 +160,15 @@ def article_media(relative: str):  # type: ignore[no-untyped-def]
     return send_file(path, mimetype="image/jpeg")
 
 
+def _picked_ids() -> list[int]:
+    """The ticked articles in the order they were ticked (the page's script fills `order`), else as listed."""
+    ticked = [int(x) for x in request.form.getlist("article_id")][: articles.PUSH_MAX + 1]
+    order = [int(x) for x in request.form.get("order", "").split(",") if x.strip().isdigit()]
+    if sorted(order) == sorted(ticked):
+        return order
+    return ticked
+
+
 @bp.route("/articles/pushes/new", methods=["GET", "POST"])
 @require_roles(*EDITORS)
 def article_push_new():  # type: ignore[no-untyped-def]
@@ -168,7 +178,7 @@ def article_push_new():  # type: ignore[no-untyped-def]
     error = None
     if request.method == "POST":
         try:
-            ids = [int(x) for x in request.form.getlist("article_id")][: articles.PUSH_MAX + 1]
+            ids = _picked_ids()
             local = datetime.fromisoformat(request.form.get("scheduled_at", ""))
             at = local.replace(tzinfo=columns.LOCAL_TZ).astimezone(UTC)
             column_id = int(request.form["column_id"]) if request.form.get("column_id") else None
@@ -180,7 +190,11 @@ def article_push_new():  # type: ignore[no-untyped-def]
         except ServiceError as exc:
             error = str(exc)
     return render_template(
-        "console/article_push_form.html", pool=pool, columns=columns.list_columns(active_only=True), error=error
+        "console/article_push_form.html",
+        pool=pool,
+        columns=columns.list_columns(active_only=True),
+        error=error,
+        form=request.form if request.method == "POST" else request.args,  # a calendar gap links here prefilled
     ), (400 if error else 200)
 
 
@@ -202,7 +216,7 @@ def article_push_export(push_id: int):  # type: ignore[no-untyped-def]
     )
 
 
-@bp.post("/articles/pushes/<int:push_id>/<any(cancel, manual, release):action>")
+@bp.post("/articles/pushes/<int:push_id>/<any(cancel, manual, release, retry):action>")
 @require_roles(*EDITORS)
 def article_push_action(push_id: int, action: str):  # type: ignore[no-untyped-def]
     try:
@@ -210,17 +224,54 @@ def article_push_action(push_id: int, action: str):  # type: ignore[no-untyped-d
             articles.cancel_push(_me(), push_id)
         elif action == "release":
             publishing.release_failed(_me(), push_id)
+        elif action == "retry":
+            if not request.form.get("checked"):
+                raise ServiceError("请先在公众平台核对，确认这次推送没有发布，再勾选确认")
+            publishing.retry_uncertain(_me(), push_id)
+            flash("已重新加入发布队列，下一分钟内提交微信", "success")
         else:
             publishing.mark_published_manually(_me(), push_id, request.form.get("urls", "").splitlines())
+            flash("已标记为已发布", "success")
     except ServiceError as exc:
         flash(str(exc), "error")
     return redirect(url_for("console.article_push_detail", push_id=push_id))
 
 
+@bp.get("/articles/numbers")
+@require_roles(*CONSOLE_ROLES)
+def article_numbers():  # type: ignore[no-untyped-def]
+    today = columns.local_day(datetime.now(UTC))
+    try:
+        year, month = (int(x) for x in request.args.get("month", "").split("-"))
+        date(year, month, 1)
+    except ValueError:
+        year, month = today.year, today.month
+    first = date(year, month, 1)
+    stats = columns.column_stats(year, month)
+    published, submitted = stats["per_unit"], stats["submitted_per_unit"]
+    unit_rows = [
+        (name, int(submitted.get(unit_id, 0)), int(published.get(unit_id, 0)))
+        for unit_id, name in db.session.execute(sa.select(Unit.id, Unit.name).order_by(Unit.sort, Unit.id))
+        if unit_id in published or unit_id in submitted
+    ]
+    return render_template(
+        "console/article_numbers.html",
+        first=first,
+        prev=(first - timedelta(days=1)).replace(day=1),
+        nxt=(first + timedelta(days=32)).replace(day=1),
+        stats=stats,
+        unit_rows=unit_rows,
+        columns_by_id={c.id: c for c in columns.list_columns()},
+    )
+
+
 @bp.get("/articles/columns")
 @require_roles(*EDITORS)
 def article_columns():  # type: ignore[no-untyped-def]
-    return render_template("console/article_columns.html", items=columns.ensure_default_columns())
+    items = columns.ensure_default_columns()
+    today = columns.local_day(datetime.now(UTC))
+    stats = columns.column_stats(today.year, today.month)
+    return render_template("console/article_columns.html", items=items, stats=stats, month=today.strftime("%Y-%m"))
 
 
 @bp.route("/articles/columns/new", methods=["GET", "POST"], endpoint="article_column_new")

@@ -128,6 +128,7 @@ def submit(by: Staff, article_id: int) -> Article:
     if article.status is not ArticleStatus.DRAFT:
         raise ServiceError("只有草稿可以提交审核")
     article.status = ArticleStatus.SUBMITTED
+    article.submitted_at = article.submitted_at or datetime.now(UTC)  # 投稿 counts once, at the first submission
     audit.record("article.submit", target=article)
     db.session.commit()
     return article

@@ -21,12 +21,11 @@ from models import (
     NewsColumn,
     PublishMode,
     PushStatus,
-    Role,
     Staff,
     Unit,
 )
 from server.extensions import db
-from server.services import ServiceError, audit
+from server.services import ServiceError, audit, targets
 from server.services import staff as staff_service
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 ON_TIME = timedelta(minutes=10)  # published within this of the slot counts as on time
 REMINDER_DAYS = (3, 1)
 # The case-story skeleton: 案情—处理—法条—提示
-CASE_TEMPLATE = "".join(f"<h3>【{part}】</h3><p></p>" for part in ("案情", "处理", "法条", "提示"))
+CASE_TEMPLATE = "".join(f"<h3>【{part}】</h3><p><br></p>" for part in ("案情", "处理", "法条", "提示"))
 
 DEFAULT_COLUMNS = (
     ("每日一案", Cadence.DAILY, None, time(8, 0), "每日一案｜{title}", CASE_TEMPLATE),
@@ -225,12 +224,38 @@ def requests_for(staff: Staff, today: date) -> list[ColumnRequest]:
     )
 
 
-def duty_editors() -> list[Staff]:
-    return list(
-        db.session.scalars(
-            sa.select(Staff).where(Staff.role.in_([Role.EDITOR, Role.ADMIN]), Staff.active.is_(True)).order_by(Staff.id)
-        )
-    )
+def _day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """The UTC half-open range of the Beijing days start..end."""
+    lo = datetime.combine(start, time.min, LOCAL_TZ).astimezone(UTC)
+    return lo, datetime.combine(end + timedelta(days=1), time.min, LOCAL_TZ).astimezone(UTC)
+
+
+def published_per_unit(start: date, end: date) -> dict[int | None, float]:
+    """Articles published on the Beijing days start..end, per submitting unit (None: no unit)."""
+    lo, hi = _day_bounds(start, end)
+    rows = db.session.execute(
+        sa.select(Article.unit_id, sa.func.count())
+        .where(Article.status == ArticleStatus.PUBLISHED, Article.published_at >= lo, Article.published_at < hi)
+        .group_by(Article.unit_id)
+    ).all()
+    return {unit_id: float(n) for unit_id, n in rows}
+
+
+def submitted_per_unit(start: date, end: date) -> dict[int | None, float]:
+    """Articles first submitted for review (投稿) on the Beijing days start..end, per unit."""
+    lo, hi = _day_bounds(start, end)
+    rows = db.session.execute(
+        sa.select(Article.unit_id, sa.func.count())
+        .where(Article.submitted_at >= lo, Article.submitted_at < hi)
+        .group_by(Article.unit_id)
+    ).all()
+    return {unit_id: float(n) for unit_id, n in rows}
+
+
+# The scoreboard's 投稿 and 稿件采用; every published article also counts towards the year's 正面宣传报道 target.
+targets.register_counter("articles_submitted", submitted_per_unit)
+targets.register_counter("articles_published", published_per_unit)
+targets.register_counter("positive_reports", published_per_unit)
 
 
 def column_stats(year: int, month: int, *, now: datetime | None = None) -> dict[str, Any]:
@@ -242,8 +267,7 @@ def column_stats(year: int, month: int, *, now: datetime | None = None) -> dict[
     now = now or datetime.now(UTC)
     first = date(year, month, 1)
     last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
-    lo = datetime.combine(first, time.min, LOCAL_TZ).astimezone(UTC)
-    hi = datetime.combine(last + timedelta(days=1), time.min, LOCAL_TZ).astimezone(UTC)
+    lo, hi = _day_bounds(first, last)
     published = db.session.execute(
         sa.select(Article.column_id, Article.unit_id, sa.func.count())
         .where(Article.status == ArticleStatus.PUBLISHED, Article.published_at >= lo, Article.published_at < hi)
@@ -258,26 +282,33 @@ def column_stats(year: int, month: int, *, now: datetime | None = None) -> dict[
         sa.select(ArticlePush).where(ArticlePush.scheduled_at >= lo, ArticlePush.scheduled_at < hi)
     ).all()
     rates: dict[int, dict[str, Any]] = {}
+
+    def punctual(push: ArticlePush) -> bool:
+        return (
+            push.status is PushStatus.PUBLISHED
+            and push.published_at is not None
+            and push.published_at - push.scheduled_at <= ON_TIME
+        )
+
     for column in list_columns():
         mine = [p for p in pushes if p.column_id == column.id]
-        on_time = {
-            local_day(p.scheduled_at)
-            for p in mine
-            if p.status is PushStatus.PUBLISHED and p.published_at and p.published_at - p.scheduled_at <= ON_TIME
-        }
         if column.cadence is Cadence.ADHOC:
             due = [p for p in mine if p.scheduled_at <= now and p.status is not PushStatus.CANCELLED]
-            slots = len(due)
+            slots, on_time = len(due), sum(1 for p in due if punctual(p))  # per push: two on one day are two
         else:
-            slots = sum(
-                1
-                for d in (first + timedelta(days=i) for i in range((last - first).days + 1))
-                if has_slot(column, d) and slot_at(column, d) <= now
-            )
+            days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+            due_days = {d for d in days if has_slot(column, d) and slot_at(column, d) <= now}
+            slots = len(due_days)
+            on_time = len({local_day(p.scheduled_at) for p in mine if punctual(p)} & due_days)  # one per slot
         rates[column.id] = {
             "name": column.name,
             "slots": slots,
-            "on_time": len(on_time),
-            "rate": round(len(on_time) / slots, 4) if slots else None,
+            "on_time": on_time,
+            "rate": round(on_time / slots, 4) if slots else None,
         }
-    return {"per_column": dict(per_column), "per_unit": dict(per_unit), "on_time": rates}
+    return {
+        "per_column": dict(per_column),
+        "per_unit": dict(per_unit),
+        "submitted_per_unit": submitted_per_unit(first, last),
+        "on_time": rates,
+    }

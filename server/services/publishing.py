@@ -5,9 +5,12 @@ Exactly once, whatever runs concurrently or dies:
   advisory lock, and only while no other push is mid-publish, so pushes leave in their scheduled order;
 - the draft media_id and the publish_id are committed as soon as WeChat gives them: a retry after a crash resumes
   (no second draft/add, no second submit);
-- before re-submitting after a crash between "submit sent" and "publish_id recorded", the draft is looked up: WeChat
-  removes a draft once it is published, so a missing draft means "maybe published" and the push stops for a person.
+- submit_started_at is committed before freepublish/submit is sent. An attempt that finds it set without a publish_id
+  never submits again: the first submit may be publishing (the draft stays in the draft box until WeChat is done, so
+  looking it up proves nothing). The push becomes UNCERTAIN and a person checks the WeChat platform, then marks it
+  published or retries on purpose. Only when WeChat answered the submit with an error is the mark cleared.
 The result comes from the PUBLISHJOBFINISH push event; freepublish/get is only a fallback, within a daily budget.
+Failures and uncertain pushes are red in the console and sent once each to the duty editors as template messages.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+from flask import current_app
 from wechatpy.exceptions import WeChatClientException
 
-from models import Article, ArticlePush, ArticleStatus, PushStatus, Role, Staff
+from models import AlertDuty, Article, ArticlePush, ArticleStatus, PushNotice, PushStatus, Role, Staff
 from server.extensions import db, get_redis
 from server.services import ServiceError, audit, images
 from server.services.articles import display_title
@@ -51,6 +55,11 @@ ERROR_TEXT = {
     45002: "正文过长（45002）",
     45003: "标题过长（45003）",
 }
+UNCERTAIN_TEXT = "发布状态不明，请在公众平台核对后标记"
+DRAFT_GONE_TEXT = "草稿已不在草稿箱（40007）：多半已经发表，请在公众平台核对；已发表的粘贴链接标记为已发布"
+EDITORS = (Role.ADMIN, Role.EDITOR)
+NOTICE_MAX_ATTEMPTS = 5
+DEMO_TEMPLATE_FAILED = "demo-publish-failed-template"
 
 
 def _now(now: datetime | None) -> datetime:
@@ -104,6 +113,7 @@ def run_due(now: datetime | None = None, *, limit: int = 20) -> list[int]:
         publish_claimed(push_id, now)
         done.append(push_id)
     poll_submitted(now)
+    send_failure_notices()  # also those recorded from PUBLISHJOBFINISH since the last run
     return done
 
 
@@ -129,19 +139,26 @@ def _shrink(data: bytes, limit: int) -> bytes:
             img = img.resize((img.width * 3 // 4, img.height * 3 // 4))
 
 
+def _read_media(article: Article, relative: str, what: str) -> bytes:
+    try:
+        return images.media_path(relative).read_bytes()
+    except (OSError, ValueError):  # a lost file is a plain failure to fix, not a worker crash retried forever
+        raise ServiceError(f"《{article.title}》的{what}文件丢失，请重新上传后再排期") from None
+
+
 def _prepare(article: Article) -> dict[str, Any]:
     """Upload the cover and body images not yet on WeChat (each recorded at once), then the draft article."""
     if not article.cover_media_id:
         if not article.cover_path:
             raise ServiceError(f"《{article.title}》没有封面")
-        data = images.media_path(article.cover_path).read_bytes()
+        data = _read_media(article, article.cover_path, "封面")
         article.cover_media_id = _upload("material/add_material", data, {"type": "image"})["media_id"]
         db.session.commit()
     body = article.body_html
     mapping = dict(article.wechat_images or {})
     for src in image_sources(body):
         if src.startswith("/admin/articles/media/") and src not in mapping:
-            data = images.media_path(src.removeprefix("/admin/articles/media/")).read_bytes()
+            data = _read_media(article, src.removeprefix("/admin/articles/media/"), "正文图片")
             mapping[src] = _upload("media/uploadimg", _shrink(data, 1024 * 1024 - 1024))["url"]
             article.wechat_images = mapping
             db.session.commit()
@@ -168,7 +185,12 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
     push = db.session.get(ArticlePush, push_id, populate_existing=True)
     if push is None or push.status is not PushStatus.PUBLISHING:
         return push  # type: ignore[return-value]
+    if push.publish_id is None and push.submit_started_at is not None:
+        # An earlier attempt sent freepublish/submit and died before recording the answer: WeChat may be
+        # publishing it right now. Submitting again could publish it twice; a person checks instead.
+        return _uncertain(push, "上次提交后未收到结果")
     client = get_client()
+    submitting = False  # True from the moment freepublish/submit may have reached WeChat
     try:
         for article in push.articles:
             article.status = ArticleStatus.PUBLISHING
@@ -178,10 +200,10 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
             push.draft_media_id = client.raw_post("cgi-bin/draft/add", {"articles": payload})["media_id"]
             db.session.commit()
         if push.publish_id is None:
-            if push.submit_started_at is not None and not _draft_exists(push.draft_media_id):
-                return _fail(push, None, "上次提交后状态不明（草稿已不在草稿箱，可能已发布）：请到公众号后台核对")
+            _ = client.access_token  # fetched first: a token failure must not look like a lost submit
             push.submit_started_at = now
             db.session.commit()
+            submitting = True
             result = client.raw_post("cgi-bin/freepublish/submit", {"media_id": push.draft_media_id})
             push.publish_id = str(result["publish_id"])
             push.status, push.submitted_at, push.lease_until = PushStatus.SUBMITTED, now, None
@@ -189,11 +211,21 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
             log.info("push %s submitted as publish %s", push.id, push.publish_id)
     except WeChatClientException as exc:
         db.session.rollback()
-        if exc.errcode in TRANSIENT_CODES:
-            return _retry_later(push, now, exc.errcode, str(exc.errmsg))
+        if submitting and exc.errcode is None:  # an HTTP error status, not WeChat's answer: it may have gone through
+            return _uncertain(push, f"提交时 HTTP 错误 {getattr(exc.response, 'status_code', '')}")
+        if submitting:
+            _clear_submit(push)  # WeChat refused the submit: nothing was published, a later attempt may submit
+            if exc.errcode == 40007:  # WeChat takes a draft out of the draft box once it is published
+                return _fail(push, exc.errcode, DRAFT_GONE_TEXT)
+        if exc.errcode in TRANSIENT_CODES or exc.errcode is None:  # None: an HTTP error status, e.g. a 502
+            return _retry_later(push, now, exc.errcode, str(exc.errmsg or getattr(exc.response, "status_code", "")))
         return _fail(push, exc.errcode, ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{exc.errmsg}")
     except (requests.ConnectionError, requests.Timeout) as exc:
         db.session.rollback()
+        if submitting and not isinstance(exc, requests.ConnectTimeout):  # the request may have reached WeChat
+            return _uncertain(push, f"提交时网络错误：{type(exc).__name__}")
+        if submitting:
+            _clear_submit(push)  # no connection was made: nothing was sent
         return _retry_later(push, now, None, f"网络错误：{type(exc).__name__}")
     except ServiceError as exc:
         db.session.rollback()
@@ -201,14 +233,24 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
     return push
 
 
-def _draft_exists(media_id: str | None) -> bool:
-    try:
-        get_client().raw_post("cgi-bin/draft/get", {"media_id": media_id})
-    except WeChatClientException as exc:
-        if exc.errcode == 40007:
-            return False
-        raise
-    return True
+def _clear_submit(push: ArticlePush) -> None:
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    push.submit_started_at = None
+    db.session.commit()
+
+
+def _uncertain(push: ArticlePush, why: str) -> ArticlePush:
+    """Stop for a person: the push may or may not be published; it is never submitted again by itself."""
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    push.status, push.lease_until = PushStatus.UNCERTAIN, None
+    push.error_code, push.error_message = None, f"{UNCERTAIN_TEXT}（{why}）"[:500]
+    push.failure_no += 1
+    for article in push.articles:
+        article.status = ArticleStatus.UNCERTAIN
+    audit.record("push.uncertain", target=push, note=why[:200])
+    db.session.commit()
+    log.warning("push %s: outcome of freepublish/submit unknown (%s); waiting for a person", push.id, why)
+    return push
 
 
 def _retry_later(push: ArticlePush, now: datetime, code: int | None, message: str) -> ArticlePush:
@@ -226,11 +268,12 @@ def _fail(push: ArticlePush, code: int | None, message: str) -> ArticlePush:
     push = db.session.get(ArticlePush, push.id, populate_existing=True)
     push.status, push.lease_until = PushStatus.FAILED, None
     push.error_code, push.error_message = code, message[:500]
+    push.failure_no += 1
     for article in push.articles:
         article.status = ArticleStatus.FAILED
     audit.record("push.failed", target=push, note=message[:200])
     db.session.commit()
-    log.warning("push %s failed: %s %s", push.id, code, message)  # the console shows it to the duty editors
+    log.warning("push %s failed: %s %s", push.id, code, message)  # the console and the duty editors' notices
     return push
 
 
@@ -249,6 +292,9 @@ def record_result(
     if not publish_id or publish_status is None:
         return None
     push = db.session.scalar(sa.select(ArticlePush).where(ArticlePush.publish_id == str(publish_id)).with_for_update())
+    if push is None:
+        # Not ours, or a submit whose answer was lost (its push is UNCERTAIN): the editor checking it needs this.
+        log.warning("publish result for unknown publish_id %s: status %s, urls %s", publish_id, publish_status, urls)
     if push is None or push.status in (PushStatus.PUBLISHED, PushStatus.FAILED) or publish_status == 1:
         db.session.rollback()
         return push
@@ -309,19 +355,21 @@ def polls_today(now: datetime | None = None) -> int:
 
 
 def mark_published_manually(by: Staff, push_id: int, urls: list[str]) -> ArticlePush:
-    """The 48001 fallback: an editor published the exported HTML by hand and pastes the article URLs."""
-    if by.role not in (Role.ADMIN, Role.EDITOR):
+    """An editor pastes the article URLs: the 48001 fallback (published by hand from the exported HTML), or an
+    uncertain push found published on the WeChat platform."""
+    if by.role not in EDITORS:
         raise ServiceError("只有编辑可以标记发布")
     push = db.session.get(ArticlePush, push_id, with_for_update=True)
-    if push is None or push.status not in (PushStatus.FAILED, PushStatus.SCHEDULED):
+    if push is None or push.status not in (PushStatus.FAILED, PushStatus.SCHEDULED, PushStatus.UNCERTAIN):
         db.session.rollback()
-        raise ServiceError("只有失败或尚未发布的推送可以手动标记为已发布")
+        raise ServiceError("只有失败、状态不明或尚未发布的推送可以手动标记为已发布")
     urls = [u.strip() for u in urls if u.strip()]
     if len(urls) != len(push.articles) or not all(u.startswith(("https://", "http://")) for u in urls):
         db.session.rollback()
         raise ServiceError(f"请逐行粘贴 {len(push.articles)} 篇文章的链接（http/https）")
     now = datetime.now(UTC)
     push.status, push.published_at, push.manual = PushStatus.PUBLISHED, now, True
+    push.error_code = push.error_message = None
     for article, url in zip(push.articles, urls, strict=True):
         article.status, article.url, article.published_at = ArticleStatus.PUBLISHED, url, now
     audit.record("push.manual_publish", target=push, after={"urls": urls})
@@ -329,9 +377,30 @@ def mark_published_manually(by: Staff, push_id: int, urls: list[str]) -> Article
     return push
 
 
+def retry_uncertain(by: Staff, push_id: int) -> ArticlePush:
+    """A person found on the WeChat platform that an uncertain push was not published: submit it again, on purpose.
+
+    It goes back to the queue at its own (past) time, so the next run of the beat job takes it first.
+    """
+    if by.role not in EDITORS:
+        raise ServiceError("只有编辑可以重新提交")
+    push = db.session.get(ArticlePush, push_id, with_for_update=True)
+    if push is None or push.status is not PushStatus.UNCERTAIN:
+        db.session.rollback()
+        raise ServiceError("只有状态不明的推送可以确认后重新提交")
+    push.status, push.lease_until, push.attempts = PushStatus.SCHEDULED, None, 0
+    push.submit_started_at = None  # the person's check replaces the lost answer
+    push.error_code = push.error_message = None
+    for article in push.articles:
+        article.status = ArticleStatus.SCHEDULED
+    audit.record("push.retry", target=push, note="已在公众平台核对：未发布，重新提交")
+    db.session.commit()
+    return push
+
+
 def release_failed(by: Staff, push_id: int) -> ArticlePush:
     """Give a failed push's articles back to the approved pool, to be scheduled again."""
-    if by.role not in (Role.ADMIN, Role.EDITOR):
+    if by.role not in EDITORS:
         raise ServiceError("只有编辑可以重新排期")
     push = db.session.get(ArticlePush, push_id, with_for_update=True)
     if push is None or push.status is not PushStatus.FAILED:
@@ -345,12 +414,131 @@ def release_failed(by: Staff, push_id: int) -> ArticlePush:
 
 
 def recent_failures(days: int = 7) -> list[ArticlePush]:
-    """Failed pushes of the last days: the red banner for the duty editors."""
+    """The red banner for the duty editors: failed pushes of the last days, and every push awaiting a check."""
     since = datetime.now(UTC) - timedelta(days=days)
     return list(
         db.session.scalars(
             sa.select(ArticlePush)
-            .where(ArticlePush.status == PushStatus.FAILED, ArticlePush.scheduled_at >= since)
+            .where(
+                sa.or_(
+                    sa.and_(ArticlePush.status == PushStatus.FAILED, ArticlePush.scheduled_at >= since),
+                    ArticlePush.status == PushStatus.UNCERTAIN,  # never ages out: it may be published twice
+                )
+            )
             .order_by(ArticlePush.scheduled_at.desc())
         )
     )
+
+
+# -- notices to the duty editors --------------------------------------------------------------------------------
+
+
+def notice_recipients() -> list[Staff]:
+    """Who is told of a failed push: editors and admins on the duty roster (值班, the one alerts use), or every
+    editor and admin when none of them is on it; only active accounts with a bound WeChat can receive one."""
+    people = list(
+        db.session.scalars(
+            sa.select(Staff)
+            .join(AlertDuty, AlertDuty.staff_id == Staff.id)
+            .where(Staff.role.in_(EDITORS), Staff.active.is_(True))
+            .order_by(Staff.id)
+        )
+    )
+    if not people:
+        people = list(
+            db.session.scalars(
+                sa.select(Staff).where(Staff.role.in_(EDITORS), Staff.active.is_(True)).order_by(Staff.id)
+            )
+        )
+    return [p for p in people if p.openid]
+
+
+def _short(text: str, limit: int = 20) -> str:
+    text = " ".join((text or "").split()) or "—"
+    return text if len(text) <= limit else text[: limit - 1] + "…"  # template "thing" values: 20 characters
+
+
+def _notice_data(push: ArticlePush) -> dict[str, dict[str, str]]:
+    from server.filters import local_dt
+
+    title = display_title(push.articles[0]) if push.articles else f"推送 #{push.id}"
+    reason = push.error_message or push.status.label
+    if push.status is PushStatus.UNCERTAIN:  # "…核对后标记（why）": thing1 says the first part already
+        reason = reason.removeprefix(UNCERTAIN_TEXT).removeprefix("（").removesuffix("）") or push.status.label
+    return {
+        "thing1": {"value": "发布状态不明，请核对" if push.status is PushStatus.UNCERTAIN else "推文发布失败"},
+        "thing2": {"value": _short(title)},
+        "time3": {"value": local_dt(push.scheduled_at)},
+        "thing4": {"value": _short(reason)},
+        "character_string5": {"value": f"P{push.id}"},
+    }
+
+
+def _claim_failures() -> None:
+    """Fix who hears of each failure not yet noticed: the conditional UPDATE takes each failure number once."""
+    claimed = db.session.execute(
+        sa.update(ArticlePush)
+        .where(ArticlePush.notified_no < ArticlePush.failure_no)
+        .values(notified_no=ArticlePush.failure_no)
+        .returning(ArticlePush.id, ArticlePush.failure_no)
+    ).all()
+    if not claimed:
+        db.session.rollback()
+        return
+    people = notice_recipients()
+    for push_id, failure_no in claimed:
+        if not people:
+            log.warning("push %s failed but no editor on duty has a bound WeChat: console only", push_id)
+        for person in people:
+            db.session.add(PushNotice(push_id=push_id, failure_no=failure_no, staff_id=person.id, attempts=0))
+    db.session.commit()
+
+
+def _next_notice(tried: set[int]) -> PushNotice | None:
+    query = (
+        sa.select(PushNotice)
+        .where(PushNotice.sent_at.is_(None), PushNotice.attempts < NOTICE_MAX_ATTEMPTS)
+        .where(PushNotice.id.not_in(tried))  # one failing send must not hold up the others
+        .order_by(PushNotice.id)
+        .limit(1)
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # several runs send side by side, never the same notice
+    return db.session.scalar(query)
+
+
+def send_failure_notices(limit: int = 50) -> int:
+    """Send each failure's template messages once per duty editor; a failed send is tried again on the next runs."""
+    _claim_failures()
+    template_id = current_app.config.get("WECHAT_TEMPLATE_PUBLISH_FAILED") or DEMO_TEMPLATE_FAILED
+    sent, tried = 0, set()
+    for _ in range(limit):
+        notice = _next_notice(tried)
+        if notice is None:
+            db.session.rollback()
+            break
+        tried.add(notice.id)
+        notice.attempts += 1
+        push = db.session.get(ArticlePush, notice.push_id)
+        person = db.session.get(Staff, notice.staff_id)
+        if push is None or not push.status.alarming or push.failure_no != notice.failure_no:
+            notice.attempts, notice.error = NOTICE_MAX_ATTEMPTS, "已处理，不再通知"  # resolved before it went out
+        elif person is None or not person.openid or not person.active:
+            notice.attempts, notice.error = NOTICE_MAX_ATTEMPTS, "编辑未绑定微信或已停用"
+        else:
+            body = {
+                "touser": person.openid,
+                "template_id": template_id,
+                "data": _notice_data(push),
+                "client_msg_id": f"push-notice-{notice.id}",  # WeChat sends one per openid + client_msg_id
+            }
+            try:
+                get_client().raw_post("cgi-bin/message/template/send", body)
+            except (WeChatClientException, requests.RequestException) as exc:
+                notice.error = str(exc)[:200]
+                log.warning("notice %s for push %s failed: %s", notice.id, push.id, exc)
+            else:
+                notice.sent_at, notice.error = datetime.now(UTC), None
+                sent += 1
+        db.session.commit()  # per notice: its row lock goes, and a crash resends at most this one
+    return sent

@@ -3,7 +3,8 @@
 Other features feed counts in without this module importing them: they call `register_counter(name, fn)` at import
 time, where `fn(start, end)` returns {unit_id or None: value} for the Beijing days start..end. Names used here:
 media_reports, activities, livestreams, products (added to the manual records), articles_submitted,
-articles_published, photos_contributed, photos_used (counts) and tip_handling_hours (an average, lower is better).
+articles_published, photos_contributed, photos_used (counts) and tip_handling_hours (an average, lower is better);
+positive_reports counts towards the 正面报道 target together with media_reports (the account's own articles).
 """
 
 from __future__ import annotations
@@ -394,7 +395,13 @@ def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = Non
     ten_w = datacube.count_articles(start, day, min_reads=TEN_W)
     counts = [
         ("articles_100k", "10W+ 文章", "篇", plan.articles_100k, ten_w),
-        ("positive_reports", "正面报道", "篇", plan.positive_reports, count("media_reports", start, day)),
+        (
+            "positive_reports",
+            "正面报道",
+            "篇",
+            plan.positive_reports,
+            count("media_reports", start, day) + count("positive_reports", start, day),
+        ),
         ("activities", "活动", "场", plan.activities, count("activities", start, day)),
         ("livestreams", "直播", "场", plan.livestreams, count("livestreams", start, day)),
         ("products", "新媒体产品", "个", plan.products, count("products", start, day)),

@@ -9,7 +9,8 @@ from server.services import columns, publishing
 
 @shared_task
 def publish_due_pushes() -> list[int]:
-    # Claims are conditional UPDATEs under an advisory lock: overlapping runs in several processes are harmless.
+    # Claims are conditional UPDATEs under an advisory lock, failure notices are claimed the same way and sent
+    # row by row under SKIP LOCKED: overlapping runs in several processes are harmless.
     return publishing.run_due()
 
 

@@ -16,7 +16,9 @@
   if (insert && select) {
     insert.addEventListener("click", function () {
       var option = select.options[select.selectedIndex];
-      if (option && option.dataset.template) editor.innerHTML += option.dataset.template;
+      if (!option || !option.dataset.template) return;
+      // An empty <p></p> has no height in a contenteditable: nobody could click into the skeleton's sections.
+      editor.innerHTML += option.dataset.template.replace(/<p>\s*<\/p>/g, "<p><br></p>");
     });
   }
   var file = document.getElementById("body-image");

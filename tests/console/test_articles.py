@@ -1,6 +1,17 @@
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import ArticlePush, PushStatus
+from server.extensions import db
+from server.services import articles, columns, publishing
+from server.wechat import client as client_module
 from tests import factories
+from tests.services.test_publishing import SUBMIT, _dying, approved, calls_to, last_publish_event
 
 
 def test_calendar_and_pages_render_for_an_editor(console, db_session):
@@ -10,7 +21,8 @@ def test_calendar_and_pages_render_for_an_editor(console, db_session):
     assert res.status_code == 200 and "每日一案" in res.get_data(as_text=True)
     assert "缺稿" in res.get_data(as_text=True)
     assert console.get("/admin/articles?view=week").status_code == 200
-    assert console.get("/admin/articles/columns").status_code == 200
+    columns_page = console.get("/admin/articles/columns").get_data(as_text=True)
+    assert "本月准时率" in columns_page and "按月查看栏目和单位数据" in columns_page
     assert console.get("/admin/articles/new").status_code == 200
     res = console.post("/admin/articles/new", {"title": "标题", "body_html": "<p onclick='x()'>正文</p>"})
     assert res.status_code == 302
@@ -28,3 +40,115 @@ def test_liaison_cannot_approve_or_schedule(console, db_session):
     article_url = res.headers["Location"]
     console.post(article_url + "/approve", {"comment": ""})
     assert "已通过" not in console.get(article_url).get_data(as_text=True).split("状态：")[1][:40]
+
+
+RED = 'style="color:#b91c1c"'
+
+
+def test_failures_are_red_and_an_uncertain_push_offers_its_two_ways_out(console, emulator, wechat, monkeypatch):
+    unit = factories.unit("浦东分局")
+    people = {
+        "editor": factories.staff("ed1", "editor"),
+        "reviewer": factories.staff("rv1", "reviewer"),
+        "liaison": factories.staff("li1", "liaison", unit=unit),
+    }
+    column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
+    start = (datetime.now(UTC) + timedelta(minutes=5)).replace(second=0, microsecond=0)  # pushes keep minutes
+    titles = ("审核不过", "没有权限", "结果不明")
+    rejected, refused, unknown = (
+        articles.schedule_push(
+            people["editor"], [approved(people, t, column.id).id], start + timedelta(minutes=i), column.id
+        )
+        for i, t in enumerate(titles)
+    )
+    emulator.hook("publish-outcome", {"publish_status": 4, "fail_idx": [1]})
+    publishing.run_due(start + timedelta(seconds=30))
+    assert wechat.post(last_publish_event(emulator)["xml"]).status_code == 200  # PUBLISHJOBFINISH: rejected
+    emulator.hook("fail", {"path": SUBMIT, "errcode": 48001})
+    publishing.run_due(start + timedelta(minutes=1, seconds=30))
+    real = client_module.SharedTokenClient.raw_post
+    # The worker dies around the submit (here: before it left, which nobody can tell from the database).
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=False))
+    with pytest.raises(RuntimeError):
+        publishing.run_due(start + timedelta(minutes=2, seconds=30))
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
+    publishing.run_due(start + timedelta(minutes=10))  # the lease is over: it stops for a person
+    db.session.expire_all()
+    statuses = [db.session.get(ArticlePush, p.id).status for p in (rejected, refused, unknown)]
+    assert statuses == [PushStatus.FAILED, PushStatus.FAILED, PushStatus.UNCERTAIN]
+
+    assert console.login("ed1").status_code == 302
+    calendar = console.get(f"/admin/articles?d={columns.local_day(start).isoformat()}").get_data(as_text=True)
+    banners = re.findall(r'<div class="flash error push-alarm" style="color:#b91c1c[^>]*>(.*?)</div>', calendar, re.S)
+    assert len(banners) == 3
+    assert "发布状态不明" in banners[0] and "发布状态不明，请在公众平台核对后标记" in banners[0]
+    assert "发布失败" in banners[1] and "公众号没有发布接口权限（48001）" in banners[1]
+    assert "发布失败" in banners[2] and "平台审核不通过" in banners[2]
+    assert calendar.count(f'class="push push-failed" {RED}') == 2
+    assert calendar.count(f'class="push push-uncertain" {RED}') == 1
+
+    detail = console.get(f"/admin/articles/{rejected.articles[0].id}").get_data(as_text=True)
+    assert f'<strong class="article-status" {RED}>发布失败</strong>' in detail and "平台审核不通过" in detail
+    listing = console.get("/admin/articles/list").get_data(as_text=True)
+    assert listing.count(f"<td {RED}>发布失败</td>") == 2 and listing.count(f"<td {RED}>发布状态不明</td>") == 1
+
+    page = console.get(f"/admin/articles/pushes/{unknown.id}").get_data(as_text=True)
+    assert f'<strong class="push-status" {RED}>状态不明</strong>' in page
+    assert "发布状态不明，请在公众平台核对后标记" in page
+    assert 'id="mark-published"' in page and 'id="retry-submit"' in page
+    # Retrying needs the person to say they checked; then it goes out again, once.
+    console.post(f"/admin/articles/pushes/{unknown.id}/retry", {})
+    assert "请先在公众平台核对" in console.get(f"/admin/articles/pushes/{unknown.id}").get_data(as_text=True)
+    assert db.session.get(ArticlePush, unknown.id, populate_existing=True).status is PushStatus.UNCERTAIN
+    console.post(f"/admin/articles/pushes/{unknown.id}/retry", {"checked": "1"})
+    assert db.session.get(ArticlePush, unknown.id, populate_existing=True).status is PushStatus.SCHEDULED
+    publishing.run_due(start + timedelta(minutes=11))
+    assert db.session.get(ArticlePush, unknown.id, populate_existing=True).status is PushStatus.SUBMITTED
+    assert len(calls_to(emulator, SUBMIT)) == 3  # rejected, refused, the deliberate retry
+
+    # 48001: published by hand from the exported HTML, then marked with its link.
+    console.post(f"/admin/articles/pushes/{refused.id}/manual", {"urls": "https://mp.weixin.qq.com/s/abc"})
+    page = console.get(f"/admin/articles/pushes/{refused.id}").get_data(as_text=True)
+    assert '<strong class="push-status" >已发布</strong>' in page and "https://mp.weixin.qq.com/s/abc" in page
+
+
+def test_column_numbers_show_the_on_time_rate(console, emulator):
+    unit = factories.unit("浦东分局")
+    people = {
+        "editor": factories.staff("ed1", "editor"),
+        "reviewer": factories.staff("rv1", "reviewer"),
+        "liaison": factories.staff("li1", "liaison", unit=unit),
+    }
+    column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
+    day = columns.local_day(datetime.now(UTC)) + timedelta(days=1)
+    push = articles.schedule_push(
+        people["editor"], [approved(people, "准时", column.id).id], columns.slot_at(column, day), column.id
+    )
+    publishing.run_due(push.scheduled_at)
+    publishing.poll_submitted(push.scheduled_at + timedelta(minutes=1), after=timedelta())
+    assert console.login("rv1").status_code == 302  # leaders and reviewers read the numbers too
+    html = console.get(f"/admin/articles/numbers?month={day.strftime('%Y-%m')}").get_data(as_text=True)
+    row = html.split('<tr data-column="每日一案">')[1].split("</tr>")[0]
+    assert '<td class="num">1</td>' in row  # one published
+    rate = columns.column_stats(day.year, day.month)["on_time"][column.id]["rate"]  # its slot is not yet due
+    assert f'<td class="num rate">{"—" if rate is None else f"{rate * 100:.1f} %"}</td>' in row
+    submitted = 1 if columns.local_day(datetime.now(UTC)).month == day.month else 0  # submitted today
+    unit_row = html.split('<tr data-unit="浦东分局">')[1].split("</tr>")[0]
+    assert unit_row == f'<td>浦东分局</td><td class="num">{submitted}</td><td class="num">1</td>'
+
+
+def test_a_push_keeps_the_order_the_articles_were_ticked_in(console, emulator):
+    unit = factories.unit("浦东分局")
+    people = {
+        "editor": factories.staff("ed1", "editor"),
+        "reviewer": factories.staff("rv1", "reviewer"),
+        "liaison": factories.staff("li1", "liaison", unit=unit),
+    }
+    first, second = approved(people, "先写的"), approved(people, "后写的")
+    assert console.login("ed1").status_code == 302
+    at = (datetime.now(UTC) + timedelta(days=1)).astimezone(columns.LOCAL_TZ).strftime("%Y-%m-%dT%H:%M")
+    form = {"scheduled_at": at, "article_id": [str(first.id), str(second.id)], "order": f"{second.id},{first.id}"}
+    res = console.post("/admin/articles/pushes/new", form)
+    assert res.status_code == 302
+    push = db.session.scalars(sa.select(ArticlePush)).one()
+    assert [a.title for a in push.articles] == ["后写的", "先写的"]  # the second one ticked first is the headline

@@ -93,15 +93,61 @@ def test_gap_reminders_go_to_the_units_turn_contact_once(people):
     assert {r.day for r in requests} >= {today + timedelta(days=1), today + timedelta(days=3)}
 
 
-def test_column_stats(emulator, people):
-    column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
-    a = approved(people, "统计", column.id)
-    at = datetime.now(UTC) + timedelta(minutes=2)
-    push = articles.schedule_push(people["editor"], [a.id], at, column.id)
+def _publish(emulator, people, title: str, at: datetime, column_id: int | None, *, late: timedelta = timedelta()):
+    """An approved article in a push at `at`, published through the emulator; WeChat's result read `late` after."""
+    a = approved(people, title, column_id)
+    push = articles.schedule_push(people["editor"], [a.id], at, column_id)
     publishing.run_due(push.scheduled_at)
-    publishing.record_result(push.publish_id, 0, "aid", ["https://x/s"], now=push.scheduled_at + timedelta(minutes=1))
-    day = columns.local_day(push.scheduled_at)
-    stats = columns.column_stats(day.year, day.month, now=push.scheduled_at + timedelta(hours=1))
-    assert stats["per_column"][column.id] == 1
-    assert stats["per_unit"][people["unit"].id] == 1
-    assert stats["on_time"][column.id]["on_time"] == 1
+    publishing.poll_submitted(push.scheduled_at + late, after=timedelta())  # the emulator has published it
+    assert a.status is ArticleStatus.PUBLISHED
+    return push
+
+
+def test_column_stats_count_on_time_slots(emulator, people):
+    daily = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
+    adhoc = next(c for c in columns.list_columns() if c.name == "专题人物风采")
+    day = columns.local_day(datetime.now(UTC)) + timedelta(days=1)  # its 08:00 slot is still ahead
+    if (day + timedelta(days=1)).day == 1:
+        day += timedelta(days=1)  # two days' slots in one month
+    first, second = columns.slot_at(daily, day), columns.slot_at(daily, day + timedelta(days=1))
+    tomorrow = day + timedelta(days=1)
+    _publish(emulator, people, "准时", first, daily.id, late=timedelta(minutes=2))
+    _publish(emulator, people, "晚了", second, daily.id, late=timedelta(minutes=40))
+    _publish(emulator, people, "专题", second + timedelta(hours=3), adhoc.id, late=timedelta(minutes=1))
+    stats = columns.column_stats(tomorrow.year, tomorrow.month, now=second + timedelta(hours=5))
+    assert stats["per_column"] == {daily.id: 2, adhoc.id: 1}
+    assert stats["per_unit"] == {people["unit"].id: 3}
+    rate = stats["on_time"][daily.id]
+    assert (rate["slots"], rate["on_time"]) == (tomorrow.day, 1)  # every daily slot of the month so far
+    assert rate["rate"] == round(1 / tomorrow.day, 4)
+    assert (stats["on_time"][adhoc.id]["slots"], stats["on_time"][adhoc.id]["rate"]) == (1, 1.0)
+
+
+def test_published_articles_feed_the_scoreboard_and_the_positive_reports_target(emulator, people):
+    from server.services import targets
+
+    at = datetime.now(UTC) + timedelta(minutes=2)
+    _publish(emulator, people, "第一篇", at, None)
+    _publish(emulator, people, "第二篇", at + timedelta(minutes=1), None)
+    own = articles.save_article(people["editor"], title="编辑部稿", body_html="<p>无单位</p>")
+    articles.set_cover(people["editor"], own.id, jpeg())
+    articles.submit(people["editor"], own.id)
+    articles.review(people["reviewer"], own.id, approve=True)
+    push = articles.schedule_push(people["editor"], [own.id], at + timedelta(minutes=2), None)
+    publishing.run_due(push.scheduled_at)
+    publishing.poll_submitted(push.scheduled_at, after=timedelta())
+    submitted_only = articles.save_article(people["liaison"], title="待审", body_html="<p>x</p>")
+    articles.submit(people["liaison"], submitted_only.id)
+    articles.review(people["reviewer"], submitted_only.id, approve=False, comment="再改改")
+    articles.submit(people["liaison"], submitted_only.id)  # submitted twice: one 投稿
+    day = columns.local_day(at)
+    lo, hi = day - timedelta(days=1), day + timedelta(days=1)  # the test may straddle Beijing midnight
+    unit = people["unit"].id
+    assert targets.count_by_unit("articles_published", lo, hi) == {unit: 2, None: 1}
+    assert targets.count_by_unit("articles_submitted", lo, hi) == {unit: 3, None: 1}
+    row = next(r for r in targets.scoreboard(day.year, day.month) if r.unit_id == unit)
+    assert (row.values["articles_published"], row.values["articles_submitted"]) == (2, 3)
+    weights = targets.get_weights()
+    assert row.score == 2 * weights["articles_published"] + 3 * weights["articles_submitted"]
+    reports = next(p for p in targets.progress(day.year, as_of=hi) if p.key == "positive_reports")
+    assert reports.actual == 3 and reports.target == 500

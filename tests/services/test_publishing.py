@@ -7,14 +7,17 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 import sqlalchemy as sa
 from PIL import Image
 
-from models import Article, ArticlePush, ArticleStatus, PushStatus
+from models import AlertDuty, Article, ArticlePush, ArticleStatus, PushStatus
 from server.extensions import db
-from server.services import articles, columns, publishing
+from server.services import ServiceError, articles, columns, images, publishing
 from server.wechat import client as client_module
 from tests import factories
+
+SUBMIT = "cgi-bin/freepublish/submit"
 
 
 def jpeg(w: int = 1200, h: int = 700, colour: tuple[int, int, int] = (30, 120, 200)) -> bytes:
@@ -114,49 +117,142 @@ def test_worker_dying_after_claim_resumes_after_lease(emulator, db_session, peop
     assert published_titles(emulator) == ["每日一案｜案例0", "每日一案｜案例1"]
 
 
+def _dying(real, endpoint_to_kill: str, *, after_sending: bool):
+    """raw_post that kills the worker at one endpoint, before or after WeChat got the request."""
+
+    def dying(self, endpoint, data):
+        if endpoint == endpoint_to_kill and not after_sending:
+            raise RuntimeError("worker killed")
+        result = real(self, endpoint, data)
+        if endpoint == endpoint_to_kill:
+            raise RuntimeError("worker killed before the answer was saved")
+        return result
+
+    return dying
+
+
+def last_publish_event(emulator) -> dict:
+    return [e for e in emulator.state()["push_events"] if e["event"]["Event"] == "PUBLISHJOBFINISH"][-1]
+
+
+def calls_to(emulator, path: str) -> list[dict]:
+    return [c for c in emulator.state()["calls"] if c["path"] == path]
+
+
 def test_crash_after_draft_add_does_not_add_again(emulator, db_session, people, monkeypatch):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
     real = client_module.SharedTokenClient.raw_post
-
-    def dying(self, endpoint, data):
-        if endpoint == "cgi-bin/freepublish/submit":
-            raise RuntimeError("worker killed")
-        return real(self, endpoint, data)
-
-    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", dying)
+    # The worker dies once the draft is recorded and the submit is marked, before the request leaves.
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=False))
     now = start + timedelta(minutes=1)
     with pytest.raises(RuntimeError):
         publishing.run_due(now)
-    assert db.session.get(ArticlePush, push.id, populate_existing=True).draft_media_id
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.draft_media_id and push.submit_started_at and push.publish_id is None
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
+    # From the database a crash just before sending looks like one just after: nobody submits by themselves.
     publishing.run_due(now + publishing.LEASE + timedelta(seconds=1))
-    calls = emulator.state()["calls"]
-    assert len([c for c in calls if c["path"] == "cgi-bin/draft/add"]) == 1
-    assert len([c for c in calls if c["path"] == "cgi-bin/freepublish/submit"]) == 1
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.UNCERTAIN and push.articles[0].status is ArticleStatus.UNCERTAIN
+    assert not calls_to(emulator, SUBMIT)
+    # The editor finds nothing on the platform and retries on purpose: the recorded draft is submitted, once.
+    publishing.retry_uncertain(people["editor"], push.id)
+    publishing.run_due(now + publishing.LEASE + timedelta(seconds=2))
+    assert len(calls_to(emulator, "cgi-bin/draft/add")) == 1
+    assert len(calls_to(emulator, SUBMIT)) == 1
     assert db.session.get(ArticlePush, push.id, populate_existing=True).status is PushStatus.SUBMITTED
+    assert published_titles(emulator) == ["每日一案｜案例0"]
 
 
-def test_crash_after_submit_before_recording_is_never_resubmitted(emulator, db_session, people, monkeypatch):
+@pytest.mark.parametrize("outcome", [0, 1], ids=["already-published", "still-publishing-draft-present"])
+def test_crash_after_submit_before_recording_is_never_resubmitted(emulator, wechat, people, monkeypatch, outcome):
+    emulator.hook("users", {"users": [{"openid": "o-editor-1", "subscribe": 1}]})
+    people["editor"].openid = "o-editor-1"
+    db.session.commit()
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    # 1: WeChat is still publishing, so the draft is still in the draft box (looking it up would prove nothing).
+    emulator.hook("publish-outcome", {"publish_status": outcome})
+    real = client_module.SharedTokenClient.raw_post
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=True))
+    now = start + timedelta(minutes=1)
+    with pytest.raises(RuntimeError):
+        publishing.run_due(now)
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
+    assert bool(emulator.state()["drafts"]) is (outcome == 1)
+    for minutes in (6, 7, 30):  # the lease runs out; later runs leave it alone too
+        publishing.run_due(now + timedelta(minutes=minutes))
+    assert len(calls_to(emulator, SUBMIT)) == 1
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.UNCERTAIN
+    assert push.error_message.startswith("发布状态不明，请在公众平台核对后标记")
+    assert push in publishing.recent_failures()
+    with pytest.raises(ServiceError):
+        publishing.release_failed(people["editor"], push.id)  # only a check decides what happens to it
+    # The duty editor hears of it once, whatever the number of runs.
+    (notice,) = emulator.state()["templates_sent"]
+    assert notice["touser"] == "o-editor-1" and notice["data"]["thing1"]["value"] == "发布状态不明，请核对"
+    assert notice["data"]["thing4"]["value"] == "上次提交后未收到结果"
+    if outcome == 1:
+        (job,) = emulator.state()["publishes"]
+        emulator.hook("finish-publish", {"publish_id": job["publish_id"], "publish_status": 0})
+    # WeChat's result names a publish_id we never recorded: it settles nothing by itself...
+    event = last_publish_event(emulator)
+    assert wechat.post(event["xml"]).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(ArticlePush, push.id).status is PushStatus.UNCERTAIN
+    # ...the editor finds the article on the platform and pastes its link.
+    url = event["event"]["PublishEventInfo"]["article_detail"]["item"][0]["article_url"]
+    publishing.mark_published_manually(people["editor"], push.id, [url])
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.PUBLISHED and push.articles[0].url == url and push.error_message is None
+    assert published_titles(emulator) == ["每日一案｜案例0"]
+
+
+def test_submit_refused_by_wechat_is_retried_safely(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("fail", {"path": SUBMIT, "errcode": -1})  # WeChat answered: system busy, nothing published
+    now = start + timedelta(minutes=1)
+    publishing.run_due(now)
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.PUBLISHING and push.submit_started_at is None and push.error_code == -1
+    publishing.run_due(push.lease_until + timedelta(seconds=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.SUBMITTED
+    assert [c["errcode"] for c in calls_to(emulator, SUBMIT)] == [-1, 0]
+    assert published_titles(emulator) == ["每日一案｜案例0"]
+
+
+def test_read_timeout_on_submit_waits_for_a_person(emulator, db_session, people, monkeypatch):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
     real = client_module.SharedTokenClient.raw_post
 
-    def dying(self, endpoint, data):
+    def slow_answer(self, endpoint, data):
         result = real(self, endpoint, data)
-        if endpoint == "cgi-bin/freepublish/submit":
-            raise RuntimeError("killed before the publish_id was saved")
+        if endpoint == SUBMIT:
+            raise requests.ReadTimeout("the answer never came")  # WeChat got it; we cannot know
         return result
 
-    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", dying)
-    now = start + timedelta(minutes=1)
-    with pytest.raises(RuntimeError):
-        publishing.run_due(now)
-    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
-    publishing.run_due(now + publishing.LEASE + timedelta(seconds=1))
-    assert len([c for c in emulator.state()["calls"] if c["path"] == "cgi-bin/freepublish/submit"]) == 1
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", slow_answer)
+    publishing.run_due(start + timedelta(minutes=1))
     push = db.session.get(ArticlePush, push.id, populate_existing=True)
-    assert push.status is PushStatus.FAILED and "核对" in push.error_message
+    assert push.status is PushStatus.UNCERTAIN and "ReadTimeout" in push.error_message
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
+    publishing.run_due(start + timedelta(minutes=30))
+    assert len(calls_to(emulator, SUBMIT)) == 1
+
+
+def test_a_lost_cover_file_fails_plainly(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    images.media_path(push.articles[0].cover_path).unlink()
+    publishing.run_due(start + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.FAILED and "封面文件丢失" in push.error_message
+    assert not calls_to(emulator, "cgi-bin/draft/add")
 
 
 def test_push_event_settles_the_push_through_the_handler(emulator, wechat, people):
@@ -241,3 +337,93 @@ def test_unapproved_articles_cannot_be_scheduled_and_the_calendar_shows_gaps(db_
     assert "每日一案" in gaps[today + timedelta(days=1)]
     assert "每日一案" not in gaps[today + timedelta(days=2)]
     assert db_session.scalar(sa.select(sa.func.count()).select_from(ArticlePush)) == 1
+
+
+def bind(person, openid: str) -> None:
+    person.openid = openid
+    db.session.commit()
+
+
+FAILURES = {
+    # name: (how WeChat fails it, what the notice gives as the reason)
+    "content-rejected": ({"publish-outcome": {"publish_status": 4, "fail_idx": [1]}}, "平台审核不通过"),
+    "publish-failed": ({"publish-outcome": {"publish_status": 3}}, "发布失败（常规失败）"),
+    "quota-45009": ({"fail": {"path": "cgi-bin/draft/add", "errcode": 45009}}, "今日接口调用次数已用完（45009），…"),
+    "no-permission-48001": ({"fail": {"path": SUBMIT, "errcode": 48001}}, "公众号没有发布接口权限（48001）：…"),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_each_failure_reaches_the_bound_editors_once(emulator, wechat, people, failure):
+    hooks, reason = FAILURES[failure]
+    emulator.hook("users", {"users": [{"openid": o, "subscribe": 1} for o in ("o-ed", "o-rv", "o-ad")]})
+    bind(people["editor"], "o-ed")
+    bind(people["reviewer"], "o-rv")  # bound, but a reviewer cannot act on a push
+    bind(factories.staff("ad1", "admin"), "o-ad")
+    factories.staff("ed2", "editor")  # not bound: WeChat has nowhere to send it
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    for name, payload in hooks.items():
+        emulator.hook(name, payload)
+    now = start + timedelta(minutes=1)
+    publishing.run_due(now)
+    if "publish-outcome" in hooks:  # the verdict comes with PUBLISHJOBFINISH, delivered twice as WeChat may
+        xml = last_publish_event(emulator)["xml"]
+        assert wechat.post(xml).status_code == 200 and wechat.post(xml).status_code == 200
+    for minutes in (2, 3, 60):
+        publishing.run_due(now + timedelta(minutes=minutes))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.FAILED and push.articles[0].status is ArticleStatus.FAILED
+    sent = emulator.state()["templates_sent"]
+    assert sorted(t["touser"] for t in sent) == ["o-ad", "o-ed"]
+    for notice in sent:
+        assert notice["data"]["thing1"]["value"] == "推文发布失败"
+        assert notice["data"]["thing2"]["value"] == "每日一案｜案例0"
+        assert notice["data"]["thing4"]["value"] == reason
+        assert notice["data"]["character_string5"]["value"] == f"P{push.id}"
+
+
+def test_the_duty_roster_decides_and_a_second_failure_is_a_second_notice(emulator, db_session, people):
+    emulator.hook("users", {"users": [{"openid": o, "subscribe": 1} for o in ("o-ed", "o-ad")]})
+    bind(people["editor"], "o-ed")
+    bind(factories.staff("ad1", "admin"), "o-ad")
+    db.session.add(AlertDuty(staff_id=people["editor"].id))  # on duty this week: only they are told
+    db.session.commit()
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("fail", {"path": "cgi-bin/draft/add", "errcode": 45009})
+    emulator.hook("fail", {"path": "cgi-bin/message/template/send", "errcode": -1})  # the first send fails
+    now = start + timedelta(minutes=1)
+    publishing.run_due(now)
+    assert emulator.state()["templates_sent"] == []
+    publishing.run_due(now + timedelta(minutes=1))  # tried again on the next run
+    assert [t["touser"] for t in emulator.state()["templates_sent"]] == ["o-ed"]
+    db.session.execute(sa.delete(AlertDuty))  # off the roster: every bound editor and admin hears of the next one
+    db.session.commit()
+    # The editor gives the articles back and schedules them again; this time WeChat refuses permission.
+    publishing.release_failed(people["editor"], push.id)
+    again = articles.schedule_push(people["editor"], [push.articles[0].id], start + timedelta(minutes=2), None)
+    emulator.hook("fail", {"path": SUBMIT, "errcode": 48001})
+    emulator.hook("fail", {"path": "cgi-bin/message/template/send", "errcode": -1})  # the editor's send fails...
+    for minutes in (3, 4):
+        publishing.run_due(now + timedelta(minutes=minutes))
+    sent = [(t["touser"], t["data"]["character_string5"]["value"]) for t in emulator.state()["templates_sent"]]
+    # ...the admin's still goes out in that run, and the editor's on the next
+    assert sent == [("o-ed", f"P{push.id}"), ("o-ad", f"P{again.id}"), ("o-ed", f"P{again.id}")]
+
+
+def test_a_deliberate_retry_of_a_published_push_is_refused_by_wechat(emulator, db_session, people, monkeypatch):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    real = client_module.SharedTokenClient.raw_post
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=True))
+    with pytest.raises(RuntimeError):
+        publishing.run_due(start + timedelta(minutes=1))
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
+    publishing.run_due(start + timedelta(minutes=10))
+    # Someone retries without finding the article that is in fact out: WeChat no longer has the draft.
+    publishing.retry_uncertain(people["editor"], push.id)
+    publishing.run_due(start + timedelta(minutes=11))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.FAILED and push.error_code == 40007 and "多半已经发表" in push.error_message
+    assert published_titles(emulator) == ["每日一案｜案例0"]
