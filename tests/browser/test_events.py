@@ -83,7 +83,7 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     assert alice.locator("#f-name:invalid").count() == 1 and registration_count() == 0
     alice.fill("#f-name", "张三")
     alice.fill("#f-phone", "13800001111")
-    shoot(alice, "30-event-detail")
+    shoot(alice, "40-event-detail")
     alice.click("#ev-submit")
     alice.wait_for_url("**/m/events/mine")
     card = alice.locator(".card", has_text="7·15 公众开放日")
@@ -91,7 +91,7 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     qr = card.locator("img.qr")
     assert image_shown(qr)
     qr_src = qr.get_attribute("src") or ""
-    shoot(alice, "31-event-mine-qr")
+    shoot(alice, "41-event-mine-qr")
 
     # -- Bob finds it full and joins the waiting list ------------------------------------------------------------------
     open_as(bob, emulator, BOB, detail)
@@ -100,7 +100,7 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     assert bob.is_visible("#ev-full-hint")
     register(bob, "李四", "13900002222")
     assert "候补第 1 位" in bob.inner_text("body")
-    shoot(bob, "32-event-waiting")
+    shoot(bob, "42-event-waiting")
 
     # -- Alice cancels; the place is offered to Bob ----------------------------------------------------------------
     alice.click("text=取消报名")
@@ -119,7 +119,7 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
 
     bob.reload()
     assert "候补到位，待确认" in bob.inner_text("body") and "请尽快确认" in bob.inner_text("body")
-    shoot(bob, "33-event-offered")
+    shoot(bob, "43-event-offered")
     bob.click("text=确认参加")
     bob.wait_for_selector("text=已确认参加，报名成功！")
     bob_qr = bob.locator("img.qr")
@@ -129,7 +129,7 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     token = events.checkin_token(reg)
     # The code on Bob's screen is this token (the QR image is deterministic).
     assert bob.request.get(bob_qr.get_attribute("src") or "").body() == events.qr_png(token)
-    shoot(bob, "34-event-confirmed")
+    shoot(bob, "44-event-confirmed")
 
     # -- staff check it in, without a camera ---------------------------------------------------------------------------
     login(page, "editor1", factories.PASSWORD)
@@ -138,7 +138,7 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     page.click("text=扫码签到")
     page.wait_for_url(f"**/admin/events/{event.id}/scan")
     assert "手动输入" in page.inner_text("#camera-hint")  # headless Chromium has no camera: the fallback is offered
-    shoot(page, "35-event-scan")
+    shoot(page, "45-event-scan")
 
     def scan(text: str) -> tuple[str, str]:
         page.fill("#token", text)
@@ -148,14 +148,14 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
 
     status, detail_text = scan(token)
     assert status == "有效" and "签到成功" in detail_text and "李*" in detail_text
-    shoot(page, "36-event-scan-valid")
+    shoot(page, "46-event-scan-valid")
     checked_at = registration(BOB).checked_in_at
     assert checked_at is not None
     status, detail_text = scan(token)  # the same code again, at once
     assert status == "已签到"
     assert re.search(r"签到时间 \d\d:\d\d:\d\d", detail_text)
     assert events.local_dt(checked_at, "%H:%M:%S") in detail_text
-    shoot(page, "37-event-scan-used")
+    shoot(page, "47-event-scan-used")
     prefix, body, signature = token.split(".")
     forged = events._b64(f"{reg.id}:{session.id}:forged-ticket".encode())
     status, detail_text = scan(f"{prefix}.{forged}.{signature}")

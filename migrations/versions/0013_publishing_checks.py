@@ -1,14 +1,14 @@
 """publishing: uncertain submits, failure notices to duty editors, first submission time of articles
 
-Revision ID: 0012_publishing_checks
-Revises: 0011_merge
+Revision ID: 0013_publishing_checks
+Revises: 0012_event_notice_retry
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_publishing_checks"
-down_revision = "0011_merge"
+revision = "0013_publishing_checks"
+down_revision = "0012_event_notice_retry"
 branch_labels = None
 depends_on = None
 
