@@ -24,7 +24,7 @@ def _one_transaction_mirror(request, monkeypatch):
     """Inside db_session every "commit" is a savepoint of one transaction, so transaction ids cannot tell votes
     apart: use the id-less delta path there. The snapshot path runs in the committed_db and live-server tests."""
     if "db_session" in request.fixturenames:
-        monkeypatch.setattr(votes, "_xid_column", sa.null)
+        monkeypatch.setattr(votes, "USE_TRANSACTION_IDS", False)
 
 
 def campaign_now(**kwargs):
