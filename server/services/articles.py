@@ -282,13 +282,18 @@ def _abort(message: str) -> ServiceError:
     return ServiceError(message)
 
 
+def locked_push(push_id: int, states: tuple[PushStatus, ...], refusal: str) -> ArticlePush:
+    """The push, row-locked until commit, if it is in one of `states`; else the refusal (nothing held)."""
+    push = db.session.get(ArticlePush, push_id, with_for_update=True)
+    if push is None or push.status not in states:
+        raise _abort(refusal)
+    return push
+
+
 def cancel_push(by: Staff, push_id: int) -> ArticlePush:
     if by.role not in SCHEDULERS:
         raise ServiceError("只有编辑可以取消排期")
-    push = db.session.get(ArticlePush, push_id, with_for_update=True)
-    if push is None or push.status is not PushStatus.SCHEDULED:
-        db.session.rollback()
-        raise ServiceError("只有尚未开始发布的推送可以取消")
+    push = locked_push(push_id, (PushStatus.SCHEDULED,), "只有尚未开始发布的推送可以取消")
     push.status = PushStatus.CANCELLED
     for article in push.articles:
         article.status, article.push_id = ArticleStatus.APPROVED, None

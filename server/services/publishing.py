@@ -27,7 +27,7 @@ from wechatpy.exceptions import WeChatClientException
 from models import AlertDuty, Article, ArticlePush, ArticleStatus, PushNotice, PushStatus, Role, Staff
 from server.extensions import db, get_redis
 from server.services import ServiceError, audit, images
-from server.services.articles import display_title
+from server.services.articles import display_title, locked_push
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.wechat.client import get_client
@@ -359,10 +359,11 @@ def mark_published_manually(by: Staff, push_id: int, urls: list[str]) -> Article
     uncertain push found published on the WeChat platform."""
     if by.role not in EDITORS:
         raise ServiceError("只有编辑可以标记发布")
-    push = db.session.get(ArticlePush, push_id, with_for_update=True)
-    if push is None or push.status not in (PushStatus.FAILED, PushStatus.SCHEDULED, PushStatus.UNCERTAIN):
-        db.session.rollback()
-        raise ServiceError("只有失败、状态不明或尚未发布的推送可以手动标记为已发布")
+    push = locked_push(
+        push_id,
+        (PushStatus.FAILED, PushStatus.SCHEDULED, PushStatus.UNCERTAIN),
+        "只有失败、状态不明或尚未发布的推送可以手动标记为已发布",
+    )
     urls = [u.strip() for u in urls if u.strip()]
     if len(urls) != len(push.articles) or not all(u.startswith(("https://", "http://")) for u in urls):
         db.session.rollback()
@@ -384,10 +385,7 @@ def retry_uncertain(by: Staff, push_id: int) -> ArticlePush:
     """
     if by.role not in EDITORS:
         raise ServiceError("只有编辑可以重新提交")
-    push = db.session.get(ArticlePush, push_id, with_for_update=True)
-    if push is None or push.status is not PushStatus.UNCERTAIN:
-        db.session.rollback()
-        raise ServiceError("只有状态不明的推送可以确认后重新提交")
+    push = locked_push(push_id, (PushStatus.UNCERTAIN,), "只有状态不明的推送可以确认后重新提交")
     push.status, push.lease_until, push.attempts = PushStatus.SCHEDULED, None, 0
     push.submit_started_at = None  # the person's check replaces the lost answer
     push.error_code = push.error_message = None
@@ -402,10 +400,7 @@ def release_failed(by: Staff, push_id: int) -> ArticlePush:
     """Give a failed push's articles back to the approved pool, to be scheduled again."""
     if by.role not in EDITORS:
         raise ServiceError("只有编辑可以重新排期")
-    push = db.session.get(ArticlePush, push_id, with_for_update=True)
-    if push is None or push.status is not PushStatus.FAILED:
-        db.session.rollback()
-        raise ServiceError("只有失败的推送可以重新排期")
+    push = locked_push(push_id, (PushStatus.FAILED,), "只有失败的推送可以重新排期")
     for article in list(push.articles):
         article.status, article.push_id = ArticleStatus.APPROVED, None
     push.status = PushStatus.CANCELLED

@@ -49,16 +49,18 @@ def page(browser, live_server, committed_db):
     context.close()
 
 
+PHONE = {
+    "locale": "zh-CN",
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+    "device_scale_factor": 2,
+}
+
+
 @pytest.fixture
 def phone_page(browser, live_server, committed_db):
-    context = browser.new_context(
-        base_url=live_server.url,
-        locale="zh-CN",
-        viewport={"width": 390, "height": 844},
-        is_mobile=True,
-        has_touch=True,
-        device_scale_factor=2,
-    )
+    context = browser.new_context(base_url=live_server.url, **PHONE)
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page

@@ -12,7 +12,7 @@ from models import Tip, TipStatus
 from server.extensions import db
 from server.services import tips
 from tests import factories
-from tests.browser.conftest import login, shoot
+from tests.browser.conftest import PHONE, login, shoot
 from tests.services.test_images import jpeg_bytes
 
 CITIZEN = "o-phone-citizen"
@@ -22,14 +22,7 @@ POSITION = {"latitude": 31.2304, "longitude": 121.4737}
 @pytest.fixture
 def located_phone(browser, live_server, committed_db):
     """A phone whose owner allowed the page to read its position."""
-    context = browser.new_context(
-        base_url=live_server.url,
-        locale="zh-CN",
-        viewport={"width": 390, "height": 844},
-        is_mobile=True,
-        has_touch=True,
-        device_scale_factor=2,
-    )
+    context = browser.new_context(base_url=live_server.url, **PHONE)
     context.grant_permissions(["geolocation"], origin=live_server.url)
     context.set_geolocation({**POSITION, "accuracy": 12})
     page = context.new_page()
