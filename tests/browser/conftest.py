@@ -58,13 +58,17 @@ PHONE = {
 }
 
 
-@pytest.fixture
-def phone_page(browser, live_server, committed_db):
+def _phone(browser, live_server, committed_db):
+    """A citizen's phone: its own cookies, so its own WeChat identity."""
     context = browser.new_context(base_url=live_server.url, **PHONE)
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+phone_page = pytest.fixture(_phone, name="phone_page")
+second_phone = pytest.fixture(_phone, name="second_phone")  # a second citizen in the same test
 
 
 def shoot(page, name: str) -> None:

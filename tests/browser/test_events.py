@@ -6,28 +6,17 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import sqlalchemy as sa
 
 from models import Registration, RegistrationStatus
 from server.extensions import db
 from server.services import events
 from tests import factories
-from tests.browser.conftest import PHONE, login, shoot
+from tests.browser.conftest import login, shoot
 from tests.services.test_events import make_event
 
 ALICE, BOB = "o-phone-alice", "o-phone-bob"
 OFFER_TEXT = "候补名额已为您保留，请尽快确认"
-
-
-@pytest.fixture
-def second_phone(browser, live_server, committed_db):
-    """Another citizen's phone: its own cookies, so its own WeChat identity."""
-    context = browser.new_context(base_url=live_server.url, **PHONE)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
 
 
 def open_as(phone, emulator, openid: str, path: str) -> None:
