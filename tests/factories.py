@@ -44,3 +44,14 @@ def staff(
     person.must_change_password = must_change
     db.session.commit()
     return person
+
+
+def newsroom() -> dict:
+    """An editor, a reviewer and a unit's liaison (ed1, rv1, li1): the people the article workflow needs."""
+    office = unit("浦东分局")
+    return {
+        "editor": staff("ed1", "editor"),
+        "reviewer": staff("rv1", "reviewer"),
+        "liaison": staff("li1", "liaison", unit=office),
+        "unit": office,
+    }

@@ -46,12 +46,7 @@ RED = 'style="color:#b91c1c"'
 
 
 def test_failures_are_red_and_an_uncertain_push_offers_its_two_ways_out(console, emulator, wechat, monkeypatch):
-    unit = factories.unit("浦东分局")
-    people = {
-        "editor": factories.staff("ed1", "editor"),
-        "reviewer": factories.staff("rv1", "reviewer"),
-        "liaison": factories.staff("li1", "liaison", unit=unit),
-    }
+    people = factories.newsroom()
     column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
     start = (datetime.now(UTC) + timedelta(minutes=5)).replace(second=0, microsecond=0)  # pushes keep minutes
     titles = ("审核不过", "没有权限", "结果不明")
@@ -113,12 +108,7 @@ def test_failures_are_red_and_an_uncertain_push_offers_its_two_ways_out(console,
 
 
 def test_column_numbers_show_the_on_time_rate(console, emulator):
-    unit = factories.unit("浦东分局")
-    people = {
-        "editor": factories.staff("ed1", "editor"),
-        "reviewer": factories.staff("rv1", "reviewer"),
-        "liaison": factories.staff("li1", "liaison", unit=unit),
-    }
+    people = factories.newsroom()
     column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
     day = columns.local_day(datetime.now(UTC)) + timedelta(days=1)
     push = articles.schedule_push(
@@ -138,12 +128,7 @@ def test_column_numbers_show_the_on_time_rate(console, emulator):
 
 
 def test_a_push_keeps_the_order_the_articles_were_ticked_in(console, emulator):
-    unit = factories.unit("浦东分局")
-    people = {
-        "editor": factories.staff("ed1", "editor"),
-        "reviewer": factories.staff("rv1", "reviewer"),
-        "liaison": factories.staff("li1", "liaison", unit=unit),
-    }
+    people = factories.newsroom()
     first, second = approved(people, "先写的"), approved(people, "后写的")
     assert console.login("ed1").status_code == 302
     at = (datetime.now(UTC) + timedelta(days=1)).astimezone(columns.LOCAL_TZ).strftime("%Y-%m-%dT%H:%M")

@@ -28,13 +28,7 @@ def jpeg(w: int = 1200, h: int = 700, colour: tuple[int, int, int] = (30, 120, 2
 
 @pytest.fixture
 def people():
-    unit = factories.unit("浦东分局")
-    return {
-        "editor": factories.staff("ed1", "editor"),
-        "reviewer": factories.staff("rv1", "reviewer"),
-        "liaison": factories.staff("li1", "liaison", unit=unit),
-        "unit": unit,
-    }
+    return factories.newsroom()
 
 
 def approved(people, title: str, column_id: int | None = None) -> Article:
@@ -61,7 +55,7 @@ def published_titles(emulator) -> list[str]:
 
 
 def test_week_published_exactly_once_in_order_by_two_concurrent_runs(app, emulator, committed_db):
-    people = factories_people()
+    people = factories.newsroom()
     start = datetime.now(UTC) + timedelta(minutes=5)
     pushes = week_of_daily_cases(people, start)
     now = start + timedelta(minutes=10)  # all seven are due
@@ -93,16 +87,6 @@ def test_week_published_exactly_once_in_order_by_two_concurrent_runs(app, emulat
         assert push.articles[0].url.startswith(emulator.url)
         assert push.articles[0].status is ArticleStatus.PUBLISHED
     assert publishing.polls_today(now + timedelta(minutes=10)) == 7
-
-
-def factories_people():
-    unit = factories.unit("浦东分局")
-    return {
-        "editor": factories.staff("ed1", "editor"),
-        "reviewer": factories.staff("rv1", "reviewer"),
-        "liaison": factories.staff("li1", "liaison", unit=unit),
-        "unit": unit,
-    }
 
 
 def test_worker_dying_after_claim_resumes_after_lease(emulator, db_session, people):
