@@ -19,7 +19,6 @@ from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.services import ServiceError, images, materials
 from server.services import staff as staff_service
-from server.tasks import materials as material_tasks
 
 
 def _item_or_404(item_id: int) -> MaterialItem:
@@ -118,7 +117,7 @@ def material_edit(item_id: int):  # type: ignore[no-untyped-def]
         address=request.form.get("address"),
     )
     if "starred" in request.form:
-        materials.set_starred([item.id], request.form["starred"] == "1", None)
+        materials.set_starred([item.id], request.form["starred"] == "1", None)  # _item_or_404 checked the unit
     flash("已保存", "success")
     return redirect(url_for("console.material_detail", item_id=item.id))
 
@@ -143,14 +142,10 @@ def _recipe_from_form() -> materials.Recipe:
 @require_roles(*CONSOLE_ROLES)
 def material_process(item_id: int):  # type: ignore[no-untyped-def]
     item = _item_or_404(item_id)
+    upload = request.form.get("wechat") == "1"
     try:
-        recipe = _recipe_from_form()
-        if request.form.get("wechat") == "1":
-            material_tasks.upload_to_wechat.delay(item.id, recipe.as_dict())
-            flash("已提交上传到微信", "success")
-        else:
-            material_tasks.render_item.delay(item.id, recipe.as_dict())
-            flash("已提交处理", "success")
+        materials.request_processing(item, _recipe_from_form(), upload=upload)
+        flash("已提交上传到微信" if upload else "已提交处理", "success")
     except ServiceError as exc:
         flash(str(exc), "error")
     return redirect(url_for("console.material_detail", item_id=item.id))

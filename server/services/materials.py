@@ -29,7 +29,7 @@ from wechatpy.exceptions import WeChatClientException
 from models import MaterialItem, MaterialRendition, MaterialSource, MaterialState, Role, Staff, WechatImage, utcnow
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ
-from server.services import ServiceError, images, targets
+from server.services import ServiceError, audit, images, targets
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,18 @@ PURPOSES = {
     )
 }
 POSITIONS = {"br": "右下", "bl": "左下", "tr": "右上", "tl": "左上", "center": "居中"}
+PAGE_SIZE = 200  # photos per page of the library (near-duplicates folded after paging)
+EDIT_FIELDS = ("caption", "tags", "address")
+
+audit.ACTION_LABELS.update(
+    {
+        "material.edit": "修改素材说明、标签或地址",
+        "material.star": "素材加星标",
+        "material.unstar": "素材取消星标",
+        "material.process": "加工素材",
+        "material.upload": "加工素材并上传到微信",
+    }
+)
 
 
 def _enqueue(task: Any, *args: Any) -> None:
@@ -358,21 +370,54 @@ def parse_tags(raw: str | Iterable[str]) -> list[str]:
 
 
 def edit_item(item: MaterialItem, *, caption: str | None, tags: str, address: str | None = None) -> MaterialItem:
+    """An editor's caption, tags and address; what changed is audited (a save that changes nothing is not)."""
+    before = audit.snapshot(item, EDIT_FIELDS)
     item.caption = _clean(caption, CAPTION_MAX)
     item.tags = parse_tags(tags)
     if address is not None:
         item.address = _clean(address, ADDRESS_MAX)
+    after = audit.snapshot(item, EDIT_FIELDS)
+    if changed := [name for name in EDIT_FIELDS if before[name] != after[name]]:
+        audit.record(
+            "material.edit",
+            target=item,
+            before={name: before[name] for name in changed},
+            after={name: after[name] for name in changed},
+        )
     db.session.commit()
     return item
 
 
 def set_starred(item_ids: Iterable[int], starred: bool, visible_units: list[int] | None) -> int:
-    stmt = sa.update(MaterialItem).where(MaterialItem.id.in_(list(item_ids))).values(starred=starred)
+    """Star or unstar the selected photos the caller may see; each photo that changes is audited. Returns how many."""
+    ids = list(item_ids)[:PAGE_SIZE]
+    stmt = sa.select(MaterialItem).where(MaterialItem.id.in_(ids), MaterialItem.starred != starred)
     if visible_units is not None:
         stmt = stmt.where(MaterialItem.unit_id.in_(visible_units))
-    count = db.session.execute(stmt).rowcount
+    items = list(db.session.scalars(stmt.order_by(MaterialItem.id).with_for_update()))
+    note = f"批量选择 {len(ids)} 张" if len(ids) > 1 else None
+    for item in items:
+        item.starred = starred
+        audit.record(
+            "material.star" if starred else "material.unstar",
+            target=item,
+            before={"starred": not starred},
+            after={"starred": starred},
+            note=note,
+        )
     db.session.commit()
-    return count
+    return len(items)
+
+
+def request_processing(item: MaterialItem, recipe: Recipe, *, upload: bool) -> None:
+    """An editor asks for a rendition (and its upload to WeChat): audited now, made by a worker."""
+    if item.state is not MaterialState.READY:
+        raise ServiceError("素材尚未处理完成")
+    audit.record("material.upload" if upload else "material.process", target=item, after=recipe.as_dict())
+    db.session.commit()
+    from server.tasks import materials as tasks
+
+    (tasks.upload_to_wechat if upload else tasks.render_item).delay(item.id, recipe.as_dict())
 
 
 def mark_used(item_ids: Iterable[int], article_id: int) -> int:
