@@ -49,12 +49,16 @@ def _card(group: materials.Group) -> dict[str, Any]:
 @require_roles(*CONSOLE_ROLES)
 def material_list():  # type: ignore[no-untyped-def]
     f = materials.parse_filter(request.args)
-    groups = materials.search(f, visible_unit_ids())
+    before = request.args.get("before", "")
+    before_id = int(before) if before.isdigit() and len(before) < 10 else None
+    groups, next_before = materials.search_page(f, visible_unit_ids(), before_id=before_id)
     officers = db.session.scalars(sa.select(Staff).where(Staff.role == Role.OFFICER).order_by(Staff.name)).all()
     return render_template(
         "console/material_list.html",
         cards=[_card(g) for g in groups],
         last_id=max((m.id for g in groups for m in g.members), default=0),
+        live=before_id is None,  # new photos are prepended to the first page only
+        next_before=next_before,
         f=f,
         args=f.as_dict(),
         units=staff_service.units_tree(),

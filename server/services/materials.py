@@ -23,6 +23,7 @@ from typing import Any
 import imagehash
 import sqlalchemy as sa
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from wechatpy.exceptions import WeChatClientException
 
@@ -503,6 +504,8 @@ def _where(f: MaterialFilter, visible_units: list[int] | None) -> list[Any]:
         where.append(MaterialItem.used_in_article.is_(f.used))
     if f.starred:
         where.append(MaterialItem.starred.is_(True))
+    if f.tag:
+        where.append(_has_tag(f.tag))
     return where
 
 
@@ -512,12 +515,30 @@ class Group:
     members: list[MaterialItem]
 
 
-def search(f: MaterialFilter, visible_units: list[int] | None, *, after_id: int = 0, limit: int = 200) -> list[Group]:
-    """Newest first, near-duplicates folded into one group (shown by its newest photo)."""
-    stmt = sa.select(MaterialItem).where(*_where(f, visible_units), MaterialItem.id > after_id)
-    rows = list(db.session.scalars(stmt.order_by(MaterialItem.id.desc()).limit(limit)))
-    if f.tag:  # JSON lists: filtered here, portable across PostgreSQL and SQLite
-        rows = [r for r in rows if f.tag in (r.tags or [])]
+def _has_tag(tag: str) -> sa.ColumnElement[bool]:
+    """`tags` (a JSON list) holds `tag` exactly: jsonb containment on PostgreSQL, json_each on SQLite."""
+    if db.engine.dialect.name == "postgresql":
+        return sa.cast(MaterialItem.tags, postgresql.JSONB).contains([tag])
+    each = sa.func.json_each(MaterialItem.tags).table_valued("value")
+    return sa.exists(sa.select(1).select_from(each).where(each.c.value == tag))
+
+
+def _rows(
+    f: MaterialFilter, visible_units: list[int] | None, *, after_id: int, before_id: int | None, limit: int
+) -> list[MaterialItem]:
+    """Matching rows, newest first. Every filter is in the SQL, so the limit counts only what matches."""
+    stmt = sa.select(MaterialItem).where(*_where(f, visible_units))
+    if after_id:  # a feed catching up: the oldest `limit` after its cursor, so that nothing is skipped
+        stmt = stmt.where(MaterialItem.id > after_id).order_by(MaterialItem.id)
+    else:
+        if before_id:
+            stmt = stmt.where(MaterialItem.id < before_id)
+        stmt = stmt.order_by(MaterialItem.id.desc())
+    rows = list(db.session.scalars(stmt.limit(limit)))
+    return rows[::-1] if after_id else rows
+
+
+def _grouped(rows: list[MaterialItem]) -> list[Group]:
     groups: dict[int, Group] = {}
     for row in rows:
         key = row.group_id or row.id
@@ -526,6 +547,25 @@ def search(f: MaterialFilter, visible_units: list[int] | None, *, after_id: int 
         else:
             groups[key] = Group(row, [row])
     return list(groups.values())
+
+
+def search(
+    f: MaterialFilter, visible_units: list[int] | None, *, after_id: int = 0, limit: int = PAGE_SIZE
+) -> list[Group]:
+    """Newest first, near-duplicates folded into one group (shown by its newest photo). With `after_id`: the
+    `limit` photos that came next after it (a live feed advances its cursor to their newest and asks again)."""
+    return _grouped(_rows(f, visible_units, after_id=after_id, before_id=None, limit=limit))
+
+
+def search_page(
+    f: MaterialFilter, visible_units: list[int] | None, *, before_id: int | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[Group], int | None]:
+    """A page of the library, newest first (keyset: photos older than `before_id`), and the cursor of the next
+    page (None on the last). A group cut by a page boundary shows on both pages."""
+    rows = _rows(f, visible_units, after_id=0, before_id=before_id, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return _grouped(rows), (rows[-1].id if more else None)
 
 
 def weekly_counts(visible_units: list[int] | None, weeks: int = 8) -> list[dict[str, Any]]:

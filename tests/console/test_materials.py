@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import re
+from datetime import timedelta
+
 import sqlalchemy as sa
 
-from models import AuditLog, MaterialItem
+from models import AuditLog, MaterialItem, MaterialSource, MaterialState, utcnow
 from server.extensions import db
 from server.services import materials
 from tests import factories
@@ -107,3 +111,42 @@ def test_caption_tag_star_and_process_edits_are_audited_with_chinese_labels(as_a
     ):
         assert f'{label} <code class="hint">{action}</code>' in page
     assert "夜查 占道经营" in page  # the before/after shown
+
+
+def _cards(page: str) -> int:
+    return page.count('class="material-card"')
+
+
+def test_tag_filter_and_paging_over_more_photos_than_a_page(as_admin, db_session):
+    officer = factories.staff("wushi", "officer", unit=factories.unit("普陀分局"), name="吴十")
+    total, start = materials.PAGE_SIZE + 30, utcnow() - timedelta(days=2)
+    items = [
+        MaterialItem(
+            key=f"upload:paging-{i:04d}",
+            source=MaterialSource.UPLOAD,
+            state=MaterialState.READY,
+            uploader_id=officer.id,
+            unit_id=officer.unit_id,
+            received_at=start + timedelta(seconds=i),
+            tags=["夜查"] if i % 2 == 0 else ["占道"],  # half of them, the oldest beyond the newest page
+        )
+        for i in range(total)
+    ]
+    db.session.add_all(items)
+    db.session.commit()
+
+    tagged = as_admin.get("/admin/materials?tag=夜查").get_data(as_text=True)
+    assert _cards(tagged) == total // 2 and "更早的照片" not in tagged  # all of them, on one page
+
+    first = as_admin.get("/admin/materials").get_data(as_text=True)
+    assert _cards(first) == materials.PAGE_SIZE and "data-feed-url" in first
+    [older] = re.findall(r'href="([^"]*before=[^"]*)"', first)
+    second = as_admin.get(html.unescape(older)).get_data(as_text=True)
+    assert _cards(second) == 30 and "更早的照片" not in second and "最新照片" in second
+    assert "data-feed-url" not in second  # an older page is not live
+    assert f'data-id="{items[0].id}"' in second and f'data-id="{items[0].id}"' not in first
+
+    cursor = items[9].id  # a console that fell behind: the feed catches up in order, 50 at a time
+    feed = as_admin.get(f"/admin/materials/feed.json?tag=夜查&after={cursor}").get_json()
+    assert [c["id"] for c in feed["items"]] == [i.id for i in items[10:110:2]][::-1]
+    assert feed["last_id"] == items[108].id

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from PIL import Image, ImageOps
 
-from models import MaterialItem, utcnow
+from models import MaterialItem, MaterialSource, MaterialState, utcnow
 from server.extensions import db
 from server.services import images, materials
 from tests import factories
@@ -222,3 +222,54 @@ def test_thumbnail_from_the_reduced_copy_is_the_centre_square_within_limits():
         assert made.size == (300, 300)
         assert _difference(made, centre) < 3  # the centre square, upright
         assert _difference(made, upright.crop((0, 0, 1600, 1600))) > 15  # (the measure tells squares apart)
+
+
+def _library(officer, count: int, tagged: set[int]) -> list[MaterialItem]:
+    """`count` ready photos, oldest first; those at the positions in `tagged` carry the tag 夜查."""
+    start = utcnow() - timedelta(days=1)
+    items = [
+        MaterialItem(
+            key=f"upload:library-{i:04d}",
+            source=MaterialSource.UPLOAD,
+            state=MaterialState.READY,
+            uploader_id=officer.id,
+            unit_id=officer.unit_id,
+            received_at=start + timedelta(seconds=i),
+            tags=["占道", "夜查"] if i in tagged else ["占道"],
+        )
+        for i in range(count)
+    ]
+    db.session.add_all(items)
+    db.session.commit()
+    return items
+
+
+@pytest.mark.smoke  # also on the embedded SQLite: the tag filter is SQL there too (json_each, not jsonb)
+def test_the_tag_filter_is_sql_so_every_page_is_full_and_nothing_is_missed(officer):
+    items = _library(officer, 30, tagged={0, 1, 2, 5, 8, 13, 21, 22, 23, 29})  # mostly old, beyond a first page
+    newest_tagged = [items[i].id for i in (29, 23, 22, 21, 13, 8, 5, 2, 1, 0)]
+    night = materials.MaterialFilter(tag="夜查")
+    seen, before = [], None
+    for _ in range(4):
+        groups, before = materials.search_page(night, None, before_id=before, limit=4)
+        assert len(groups) == 4 or before is None  # a page is full unless it is the last
+        seen += [g.lead.id for g in groups]
+        if before is None:
+            break
+    assert seen == newest_tagged
+    everything = [g.lead.id for g in materials.search(materials.MaterialFilter(tag="占道"), None, limit=100)]
+    assert everything == [i.id for i in reversed(items)]
+    assert materials.search(materials.MaterialFilter(tag="夜"), None) == []  # a whole tag, not a substring
+    assert materials.search(materials.MaterialFilter(tag="夜查"), [officer.unit_id + 1000]) == []
+
+
+def test_a_feed_catching_up_gets_the_photos_after_its_cursor_in_order(officer):
+    items = _library(officer, 12, tagged=set(range(12)))
+    night = materials.MaterialFilter(tag="夜查")
+    cursor, got = items[1].id, []
+    while groups := materials.search(night, None, after_id=cursor, limit=5):
+        ids = [g.lead.id for g in groups]
+        assert ids == sorted(ids, reverse=True)  # newest first within a chunk
+        got += reversed(ids)
+        cursor = max(ids)
+    assert got == [i.id for i in items[2:]]  # more than one chunk, none skipped
