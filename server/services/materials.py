@@ -784,9 +784,11 @@ def render_images(
     """Every rendition of `recipes` (JPEG bytes and upright size) from one decode of `source`.
 
     A JPEG is decoded once, DCT-scaled (draft) to the smallest scale that still serves the most demanding recipe.
-    That decode is shrunk once more to a base: the whole picture at the largest scale the uncropped recipes need.
-    Each rendition is cut from the base when the base has the pixels for it (cheap: a reduce() by the whole factor,
-    then BICUBIC on small pictures), else from the decode (an editor's close crop). Cuts are made on the stored
+    That decode is shrunk once more to a base: the largest whole-picture output (the in-article image) if one is
+    asked for, so that it needs no second resampling; else the whole picture at the largest scale the uncropped
+    recipes need. Each rendition is cut from the base when the base has the pixels for it (cheap: a reduce() by the
+    whole factor, then BICUBIC on small pictures), else from the decode (an editor's close crop; the cover of a
+    portrait photo, which needs more of its width than the in-article image has). Cuts are made on the stored
     orientation; only the small outputs are turned upright.
     """
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
@@ -801,7 +803,8 @@ def render_images(
             opened.draft("RGB", (math.ceil(stored[0] * need), math.ceil(stored[1] * need)))
         decoded = opened.convert("RGB") if opened.mode != "RGB" else opened
         base, base_scale = decoded, min(decoded.width / stored[0], decoded.height / stored[1])
-        if plain := [c for r, c in zip(recipes, cuts, strict=True) if r.crop is None]:
+        whole = [c for c in cuts if c.box == FULL_FRAME]
+        if plain := whole or [c for r, c in zip(recipes, cuts, strict=True) if r.crop is None]:
             top = max(plain, key=lambda c: c.scale)
             if top.box == FULL_FRAME:  # the base is exactly that output: it needs no second resampling
                 size = top.size[::-1] if orientation >= 5 else top.size
