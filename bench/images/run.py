@@ -1,10 +1,11 @@
 """Benchmark: 200 synthetic 12-MP JPEGs → cover + thumbnail + in-article versions with watermark.
 
-    .venv/bin/python bench/images/run.py [--count 200]
+    .venv/bin/python bench/images/run.py [--count 200] [--chunk 25]
 
 Prints images/s, CPU ms per image and the peak RSS of each child process, and the ratio to a bare Pillow loop
 (open + draft + thumbnail + save, same files, same run) — the floor. Target: ≥ 0.7 of the floor, peak < 300 MB.
-On a shared machine the CPU-time ratio (also printed) moves less than the wall-time one.
+The two sides run in two processes that take turns on chunks of the files (ABBA), so that other load on a shared
+machine falls on both alike; the CPU-time ratio (also printed) moves less than the wall-time one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import resource
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -65,36 +67,57 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child(name: str, paths: list[str], out: str, queue: mp.Queue) -> None:
+def worker(name: str, conn: Connection) -> None:
+    """One side of the comparison in its own process: runs the chunks it is sent, reports wall and CPU time."""
     if name == "ours":  # a worker imports the app once (~2 s of CPU): start-up, not image processing
         import server.services.materials  # noqa: F401
+    work = floor if name == "floor" else ours
+    while (job := conn.recv()) is not None:
+        start, cpu = time.perf_counter(), _cpu()
+        work(*job)
+        conn.send((time.perf_counter() - start, _cpu() - cpu))
+    conn.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
-    start, cpu = time.perf_counter(), _cpu()
-    (floor if name == "floor" else ours)(paths, out)
-    elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
-    queue.put((elapsed, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
-
-def measure(name: str, paths: list[str], out: str) -> tuple[float, float, float]:
-    queue: mp.Queue = mp.get_context("spawn").Queue()
-    proc = mp.get_context("spawn").Process(target=child, args=(name, paths, out, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
+def measure(paths: list[str], out: str, chunk: int) -> dict[str, tuple[float, float, float]]:
+    """Floor and ours take turns on the same chunks (ABBA order): a change in the load of the shared machine
+    falls on both sides alike instead of on whichever ran second."""
+    ctx = mp.get_context("spawn")
+    conns, procs = {}, []
+    for name in ("floor", "ours"):
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=worker, args=(name, there))
+        proc.start()
+        conns[name] = here
+        procs.append(proc)
+    totals = {name: [0.0, 0.0] for name in conns}
+    for i in range(0, len(paths), chunk):
+        for name in ("floor", "ours") if i // chunk % 2 == 0 else ("ours", "floor"):
+            conns[name].send((paths[i : i + chunk], out))
+            wall, cpu = conns[name].recv()
+            totals[name][0] += wall
+            totals[name][1] += cpu
+    result = {}
+    for name, conn in conns.items():
+        conn.send(None)
+        result[name] = (totals[name][0], totals[name][1], conn.recv())
+    for proc in procs:
+        proc.join()
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--chunk", type=int, default=25, help="images per turn of each side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         t = time.perf_counter()
         paths = [str(p) for p in make_files(folder, args.count)]
         print(f"generated {len(paths)} × 12 MP JPEGs in {time.perf_counter() - t:.1f} s")
-        f_time, f_cpu, f_rss = measure("floor", paths, tmp)
-        o_time, o_cpu, o_rss = measure("ours", paths, tmp)
+        sides = measure(paths, tmp, max(1, args.chunk))
+    (f_time, f_cpu, f_rss), (o_time, o_cpu, o_rss) = sides["floor"], sides["ours"]
     f_rate, o_rate, n = len(paths) / f_time, len(paths) / o_time, len(paths)
     for label, rate, cpu, rss in (
         ("floor (open+draft+thumbnail+save)", f_rate, f_cpu, f_rss),
