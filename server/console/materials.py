@@ -19,7 +19,6 @@ from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.services import ServiceError, images, materials
 from server.services import staff as staff_service
-from server.tasks import materials as material_tasks
 
 
 def _item_or_404(item_id: int) -> MaterialItem:
@@ -50,12 +49,16 @@ def _card(group: materials.Group) -> dict[str, Any]:
 @require_roles(*CONSOLE_ROLES)
 def material_list():  # type: ignore[no-untyped-def]
     f = materials.parse_filter(request.args)
-    groups = materials.search(f, visible_unit_ids())
+    before = request.args.get("before", "")
+    before_id = int(before) if before.isdigit() and len(before) < 10 else None
+    groups, next_before = materials.search_page(f, visible_unit_ids(), before_id=before_id)
     officers = db.session.scalars(sa.select(Staff).where(Staff.role == Role.OFFICER).order_by(Staff.name)).all()
     return render_template(
         "console/material_list.html",
         cards=[_card(g) for g in groups],
         last_id=max((m.id for g in groups for m in g.members), default=0),
+        live=before_id is None,  # new photos are prepended to the first page only
+        next_before=next_before,
         f=f,
         args=f.as_dict(),
         units=staff_service.units_tree(),
@@ -118,7 +121,7 @@ def material_edit(item_id: int):  # type: ignore[no-untyped-def]
         address=request.form.get("address"),
     )
     if "starred" in request.form:
-        materials.set_starred([item.id], request.form["starred"] == "1", None)
+        materials.set_starred([item.id], request.form["starred"] == "1", None)  # _item_or_404 checked the unit
     flash("已保存", "success")
     return redirect(url_for("console.material_detail", item_id=item.id))
 
@@ -143,14 +146,10 @@ def _recipe_from_form() -> materials.Recipe:
 @require_roles(*CONSOLE_ROLES)
 def material_process(item_id: int):  # type: ignore[no-untyped-def]
     item = _item_or_404(item_id)
+    upload = request.form.get("wechat") == "1"
     try:
-        recipe = _recipe_from_form()
-        if request.form.get("wechat") == "1":
-            material_tasks.upload_to_wechat.delay(item.id, recipe.as_dict())
-            flash("已提交上传到微信", "success")
-        else:
-            material_tasks.render_item.delay(item.id, recipe.as_dict())
-            flash("已提交处理", "success")
+        materials.request_processing(item, _recipe_from_form(), upload=upload)
+        flash("已提交上传到微信" if upload else "已提交处理", "success")
     except ServiceError as exc:
         flash(str(exc), "error")
     return redirect(url_for("console.material_detail", item_id=item.id))

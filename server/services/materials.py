@@ -3,7 +3,7 @@
 Ways in: a bound officer's chat photo (`receive_chat_image`, the download runs in a task) and the mobile upload page
 (`upload_photo`, one request per photo, deduplicated by client id and SHA-256). A text or location the officer sends
 within PAIR_WINDOW of a burst of photos becomes their caption / position. Processing (`render`) decodes an original
-once (JPEG draft: DCT-domain downscale) and derives every requested rendition from that one decode.
+once (JPEG draft: DCT-domain downscale), shrinks that once, and cuts every requested rendition from the shrunk copy.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -23,13 +23,14 @@ from typing import Any
 import imagehash
 import sqlalchemy as sa
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from wechatpy.exceptions import WeChatClientException
 
 from models import MaterialItem, MaterialRendition, MaterialSource, MaterialState, Role, Staff, WechatImage, utcnow
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ
-from server.services import ServiceError, images, targets
+from server.services import ServiceError, audit, images, targets
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ COUNT_KEY = "materials:count:{}"  # openid → photos in the current burst
 GROUP_DISTANCE = 6  # phash Hamming distance: at most this far apart is "the same shot"
 GROUP_SPAN = timedelta(hours=1)
 CAPTION_MAX, ADDRESS_MAX, TAG_MAX, TAGS_MAX = 500, 200, 16, 10
+MIN_QUALITY = 30  # below this JPEG blocks show; a rendition that does not fit is shrunk instead
 FONT_CANDIDATES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
@@ -71,6 +73,18 @@ PURPOSES = {
     )
 }
 POSITIONS = {"br": "右下", "bl": "左下", "tr": "右上", "tl": "左上", "center": "居中"}
+PAGE_SIZE = 200  # photos per page of the library (near-duplicates folded after paging)
+EDIT_FIELDS = ("caption", "tags", "address")
+
+audit.ACTION_LABELS.update(
+    {
+        "material.edit": "修改素材说明、标签或地址",
+        "material.star": "素材加星标",
+        "material.unstar": "素材取消星标",
+        "material.process": "加工素材",
+        "material.upload": "加工素材并上传到微信",
+    }
+)
 
 
 def _enqueue(task: Any, *args: Any) -> None:
@@ -357,21 +371,54 @@ def parse_tags(raw: str | Iterable[str]) -> list[str]:
 
 
 def edit_item(item: MaterialItem, *, caption: str | None, tags: str, address: str | None = None) -> MaterialItem:
+    """An editor's caption, tags and address; what changed is audited (a save that changes nothing is not)."""
+    before = audit.snapshot(item, EDIT_FIELDS)
     item.caption = _clean(caption, CAPTION_MAX)
     item.tags = parse_tags(tags)
     if address is not None:
         item.address = _clean(address, ADDRESS_MAX)
+    after = audit.snapshot(item, EDIT_FIELDS)
+    if changed := [name for name in EDIT_FIELDS if before[name] != after[name]]:
+        audit.record(
+            "material.edit",
+            target=item,
+            before={name: before[name] for name in changed},
+            after={name: after[name] for name in changed},
+        )
     db.session.commit()
     return item
 
 
 def set_starred(item_ids: Iterable[int], starred: bool, visible_units: list[int] | None) -> int:
-    stmt = sa.update(MaterialItem).where(MaterialItem.id.in_(list(item_ids))).values(starred=starred)
+    """Star or unstar the selected photos the caller may see; each photo that changes is audited. Returns how many."""
+    ids = list(item_ids)[:PAGE_SIZE]
+    stmt = sa.select(MaterialItem).where(MaterialItem.id.in_(ids), MaterialItem.starred != starred)
     if visible_units is not None:
         stmt = stmt.where(MaterialItem.unit_id.in_(visible_units))
-    count = db.session.execute(stmt).rowcount
+    items = list(db.session.scalars(stmt.order_by(MaterialItem.id).with_for_update()))
+    note = f"批量选择 {len(ids)} 张" if len(ids) > 1 else None
+    for item in items:
+        item.starred = starred
+        audit.record(
+            "material.star" if starred else "material.unstar",
+            target=item,
+            before={"starred": not starred},
+            after={"starred": starred},
+            note=note,
+        )
     db.session.commit()
-    return count
+    return len(items)
+
+
+def request_processing(item: MaterialItem, recipe: Recipe, *, upload: bool) -> None:
+    """An editor asks for a rendition (and its upload to WeChat): audited now, made by a worker."""
+    if item.state is not MaterialState.READY:
+        raise ServiceError("素材尚未处理完成")
+    audit.record("material.upload" if upload else "material.process", target=item, after=recipe.as_dict())
+    db.session.commit()
+    from server.tasks import materials as tasks
+
+    (tasks.upload_to_wechat if upload else tasks.render_item).delay(item.id, recipe.as_dict())
 
 
 def mark_used(item_ids: Iterable[int], article_id: int) -> int:
@@ -457,6 +504,8 @@ def _where(f: MaterialFilter, visible_units: list[int] | None) -> list[Any]:
         where.append(MaterialItem.used_in_article.is_(f.used))
     if f.starred:
         where.append(MaterialItem.starred.is_(True))
+    if f.tag:
+        where.append(_has_tag(f.tag))
     return where
 
 
@@ -466,12 +515,30 @@ class Group:
     members: list[MaterialItem]
 
 
-def search(f: MaterialFilter, visible_units: list[int] | None, *, after_id: int = 0, limit: int = 200) -> list[Group]:
-    """Newest first, near-duplicates folded into one group (shown by its newest photo)."""
-    stmt = sa.select(MaterialItem).where(*_where(f, visible_units), MaterialItem.id > after_id)
-    rows = list(db.session.scalars(stmt.order_by(MaterialItem.id.desc()).limit(limit)))
-    if f.tag:  # JSON lists: filtered here, portable across PostgreSQL and SQLite
-        rows = [r for r in rows if f.tag in (r.tags or [])]
+def _has_tag(tag: str) -> sa.ColumnElement[bool]:
+    """`tags` (a JSON list) holds `tag` exactly: jsonb containment on PostgreSQL, json_each on SQLite."""
+    if db.engine.dialect.name == "postgresql":
+        return sa.cast(MaterialItem.tags, postgresql.JSONB).contains([tag])
+    each = sa.func.json_each(MaterialItem.tags).table_valued("value")
+    return sa.exists(sa.select(1).select_from(each).where(each.c.value == tag))
+
+
+def _rows(
+    f: MaterialFilter, visible_units: list[int] | None, *, after_id: int, before_id: int | None, limit: int
+) -> list[MaterialItem]:
+    """Matching rows, newest first. Every filter is in the SQL, so the limit counts only what matches."""
+    stmt = sa.select(MaterialItem).where(*_where(f, visible_units))
+    if after_id:  # a feed catching up: the oldest `limit` after its cursor, so that nothing is skipped
+        stmt = stmt.where(MaterialItem.id > after_id).order_by(MaterialItem.id)
+    else:
+        if before_id:
+            stmt = stmt.where(MaterialItem.id < before_id)
+        stmt = stmt.order_by(MaterialItem.id.desc())
+    rows = list(db.session.scalars(stmt.limit(limit)))
+    return rows[::-1] if after_id else rows
+
+
+def _grouped(rows: list[MaterialItem]) -> list[Group]:
     groups: dict[int, Group] = {}
     for row in rows:
         key = row.group_id or row.id
@@ -480,6 +547,25 @@ def search(f: MaterialFilter, visible_units: list[int] | None, *, after_id: int 
         else:
             groups[key] = Group(row, [row])
     return list(groups.values())
+
+
+def search(
+    f: MaterialFilter, visible_units: list[int] | None, *, after_id: int = 0, limit: int = PAGE_SIZE
+) -> list[Group]:
+    """Newest first, near-duplicates folded into one group (shown by its newest photo). With `after_id`: the
+    `limit` photos that came next after it (a live feed advances its cursor to their newest and asks again)."""
+    return _grouped(_rows(f, visible_units, after_id=after_id, before_id=None, limit=limit))
+
+
+def search_page(
+    f: MaterialFilter, visible_units: list[int] | None, *, before_id: int | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[Group], int | None]:
+    """A page of the library, newest first (keyset: photos older than `before_id`), and the cursor of the next
+    page (None on the last). A group cut by a page boundary shows on both pages."""
+    rows = _rows(f, visible_units, after_id=0, before_id=before_id, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return _grouped(rows), (rows[-1].id if more else None)
 
 
 def weekly_counts(visible_units: list[int] | None, weeks: int = 8) -> list[dict[str, Any]]:
@@ -565,15 +651,21 @@ def watermark_text(item: MaterialItem) -> str:
     return f"{unit} {item.received_at.astimezone(LOCAL_TZ):%Y-%m-%d}"
 
 
-def _draw_watermark(image: Image.Image, text: str, position: str, opacity: float) -> Image.Image:
-    """Text on a small RGBA patch composited over its corner only (not a full-size overlay)."""
-    size = max(12, image.width // 36)
+@lru_cache(maxsize=64)
+def _watermark_patch(text: str, size: int, opacity: float) -> Image.Image:
+    """The text on its translucent patch; cached: a unit's photos of a day share it, per output width."""
     font, _ = _font(size)
     left, top, right, bottom = font.getbbox(text)
     pad = size // 2
     patch = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, int(90 * opacity)))
     draw = ImageDraw.Draw(patch)
     draw.text((pad - left, pad - top), text, font=font, fill=(255, 255, 255, int(255 * opacity)))
+    return patch
+
+
+def _draw_watermark(image: Image.Image, text: str, position: str, opacity: float) -> Image.Image:
+    """Text on a small RGBA patch composited over its corner only (not a full-size overlay)."""
+    patch = _watermark_patch(text, max(12, image.width // 36), opacity)
     margin = max(4, image.width // 60)
     xs = {"l": margin, "r": image.width - patch.width - margin, "c": (image.width - patch.width) // 2}
     ys = {"t": margin, "b": image.height - patch.height - margin, "c": (image.height - patch.height) // 2}
@@ -598,42 +690,40 @@ def _blur(image: Image.Image, box: tuple[float, float, float, float]) -> None:
     image.paste(small.resize(region.size, Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(6)), (left, top))
 
 
-def _ratio_crop(image: Image.Image, ratio: float) -> Image.Image:
-    w, h = image.size
-    if w / h > ratio:
-        nw = round(h * ratio)
-        return image.crop(((w - nw) // 2, 0, (w - nw) // 2 + nw, h))
-    nh = round(w / ratio)
-    return image.crop((0, (h - nh) // 2, w, (h - nh) // 2 + nh))
+def _jpeg_at(image: Image.Image, quality: int, *, optimize: bool) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality, optimize=optimize)  # no exif=: nothing of the camera leaves
+    return out.getvalue()
 
 
 def encode_within(image: Image.Image, max_bytes: int, *, quality: int = 88) -> bytes:
-    """JPEG without EXIF, quality stepped down (then the size) until it fits `max_bytes`."""
-    while True:
-        for q in range(quality, 29, -8):
-            out = io.BytesIO()
-            image.save(out, "JPEG", quality=q, optimize=q < quality)  # no exif=: nothing of the camera leaves
-            if out.tell() <= max_bytes:
-                return out.getvalue()
-        image = image.resize(
-            (max(1, int(image.width * 0.8)), max(1, int(image.height * 0.8))), Image.Resampling.BILINEAR
-        )
+    """JPEG without EXIF: at `quality` when it fits `max_bytes` (one encode, the usual case), else at the highest
+    quality down to MIN_QUALITY that fits (a bisection, ≤ 6 encodes); only if none does is the picture shrunk."""
+    data = _jpeg_at(image, quality, optimize=False)
+    if len(data) <= max_bytes:
+        return data
+    lo, hi, best = MIN_QUALITY, quality - 1, b""
+    while lo <= hi:
+        q = (lo + hi) // 2
+        attempt = _jpeg_at(image, q, optimize=True)
+        if len(attempt) <= max_bytes:
+            best, lo = attempt, q + 1
+        else:
+            data, hi = attempt, q - 1  # ends as the attempt at MIN_QUALITY when nothing fits
+    if best or min(image.size) <= 8:
+        return best or data
+    # The bytes go roughly with the pixel count: shrink by the square root of the excess (a little more), once.
+    factor = min(0.9, 0.95 * math.sqrt(max_bytes / len(data)))
+    smaller = image.resize(
+        (max(1, int(image.width * factor)), max(1, int(image.height * factor))), Image.Resampling.LANCZOS
+    )
+    return encode_within(smaller, max_bytes, quality=quality)
 
 
-def open_upright(source: str | Path | bytes, need: int) -> Image.Image:
-    """Decode once, at the smallest JPEG scale that keeps both sides ≥ `need`; orientation applied after shrinking."""
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
-        if opened.width * opened.height > images.MAX_PIXELS:
-            raise images.ImageRejected(images.TOO_MANY_PIXELS)
-        if opened.format == "JPEG":
-            opened.draft("RGB", (need, need))
-        orientation = opened.getexif().get(0x0112, 1)
-        image = opened.convert("RGB") if opened.mode != "RGB" else opened.copy()
-    if method := ORIENTATIONS.get(orientation):  # transpose the small decoded copy, never the full-size picture
-        image = image.transpose(method)
-    return image
+Box = tuple[float, float, float, float]
 
-
+# EXIF orientation → the transpose that turns the stored picture upright, and the map of a box (left, top, right,
+# bottom as fractions) on the upright picture to the same box on the stored one: cuts happen before turning.
 ORIENTATIONS = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -643,45 +733,113 @@ ORIENTATIONS = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+_TO_STORED: dict[int, Callable[[float, float, float, float], Box]] = {
+    1: lambda left, top, right, bottom: (left, top, right, bottom),
+    2: lambda left, top, right, bottom: (1 - right, top, 1 - left, bottom),
+    3: lambda left, top, right, bottom: (1 - right, 1 - bottom, 1 - left, 1 - top),
+    4: lambda left, top, right, bottom: (left, 1 - bottom, right, 1 - top),
+    5: lambda left, top, right, bottom: (top, left, bottom, right),
+    6: lambda left, top, right, bottom: (top, 1 - right, bottom, 1 - left),
+    7: lambda left, top, right, bottom: (1 - bottom, 1 - right, 1 - top, 1 - left),
+    8: lambda left, top, right, bottom: (1 - bottom, left, 1 - top, right),
+}
 
 
-def render_image(image: Image.Image, recipe: Recipe, *, text: str | None = None) -> tuple[bytes, tuple[int, int]]:
-    """One rendition from an upright decoded picture (which is not modified)."""
+@dataclass(frozen=True)
+class Cut:
+    """What a recipe takes from an original, worked out before anything is decoded."""
+
+    box: Box  # left, top, right, bottom: fractions of the upright picture (the recipe's crop, then the ratio)
+    size: tuple[int, int]  # the output, upright
+    scale: float  # output pixels per original pixel: the share of the original's resolution it needs
+
+
+FULL_FRAME: Box = (0.0, 0.0, 1.0, 1.0)
+
+
+def plan_cut(recipe: Recipe, width: int, height: int) -> Cut:
+    """The cut of `recipe` from an upright original of width × height; an output is never enlarged."""
     purpose = PURPOSES[recipe.purpose]
-    work = image
-    if recipe.crop:
-        x, y, w, h = recipe.crop
-        work = work.crop(
-            (int(x * work.width), int(y * work.height), int((x + w) * work.width), int((y + h) * work.height))
-        )
-    if purpose.crop:
-        work = _ratio_crop(work, purpose.size[0] / purpose.size[1])
-        if work.width > purpose.size[0]:
-            work = work.resize(purpose.size, Image.Resampling.BICUBIC, reducing_gap=2.0)
-    elif max(work.size) > max(purpose.size):
-        scale = max(purpose.size) / max(work.size)
-        work = work.resize(
-            (max(1, round(work.width * scale)), max(1, round(work.height * scale))),
-            Image.Resampling.BICUBIC,
-            reducing_gap=2.0,
-        )
-    if work is image:
-        work = image.copy()
-    for box in recipe.blur:
-        _blur(work, box)
+    x, y, w, h = recipe.crop or (0.0, 0.0, 1.0, 1.0)
+    rw, rh = w * width, h * height  # the region, in original pixels
+    if purpose.crop:  # the largest centred part of the region with the purpose's ratio
+        ratio = purpose.size[0] / purpose.size[1]
+        if rw / rh > ratio:
+            keep = rh * ratio / rw
+            x, w, rw = x + w * (1 - keep) / 2, w * keep, rh * ratio
+        else:
+            keep = rw / ratio / rh
+            y, h, rh = y + h * (1 - keep) / 2, h * keep, rw / ratio
+        size = purpose.size if rw > purpose.size[0] else (max(1, round(rw)), max(1, round(rh)))
+    else:
+        shrink = min(1.0, max(purpose.size) / max(rw, rh))
+        size = (max(1, round(rw * shrink)), max(1, round(rh * shrink)))
+    box = FULL_FRAME if (x, y, w, h) == (0.0, 0.0, 1.0, 1.0) else (x, y, x + w, y + h)
+    return Cut(box, size, min(1.0, max(size[0] / rw, size[1] / rh)))
+
+
+def render_images(
+    source: str | Path | bytes, recipes: list[Recipe], *, text: str | None = None
+) -> list[tuple[bytes, tuple[int, int]]]:
+    """Every rendition of `recipes` (JPEG bytes and upright size) from one decode of `source`.
+
+    A JPEG is decoded once, DCT-scaled (draft) to the smallest scale that still serves the most demanding recipe.
+    That decode is shrunk once more to a base: the largest whole-picture output (the in-article image) if one is
+    asked for, so that it needs no second resampling; else the whole picture at the largest scale the uncropped
+    recipes need. Each rendition is cut from the base when the base has the pixels for it (cheap: a reduce() by the
+    whole factor, then BICUBIC on small pictures), else from the decode (an editor's close crop; the cover of a
+    portrait photo, which needs more of its width than the in-article image has). Cuts are made on the stored
+    orientation; only the small outputs are turned upright.
+    """
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+        if opened.width * opened.height > images.MAX_PIXELS:
+            raise images.ImageRejected(images.TOO_MANY_PIXELS)
+        orientation = opened.getexif().get(0x0112, 1)
+        orientation = orientation if orientation in _TO_STORED else 1
+        stored = opened.size
+        cuts = [plan_cut(recipe, *(stored[::-1] if orientation >= 5 else stored)) for recipe in recipes]
+        need = max((c.scale for c in cuts), default=1.0)
+        if opened.format == "JPEG":
+            opened.draft("RGB", (math.ceil(stored[0] * need), math.ceil(stored[1] * need)))
+        decoded = opened.convert("RGB") if opened.mode != "RGB" else opened
+        base, base_scale = decoded, min(decoded.width / stored[0], decoded.height / stored[1])
+        whole = [c for c in cuts if c.box == FULL_FRAME]
+        if plain := whole or [c for r, c in zip(recipes, cuts, strict=True) if r.crop is None]:
+            top = max(plain, key=lambda c: c.scale)
+            if top.box == FULL_FRAME:  # the base is exactly that output: it needs no second resampling
+                size = top.size[::-1] if orientation >= 5 else top.size
+            else:
+                size = (math.ceil(stored[0] * top.scale), math.ceil(stored[1] * top.scale))
+            if size[0] * size[1] < 0.8 * decoded.width * decoded.height:  # else the decode serves as well
+                base = decoded.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+                base_scale = min(size[0] / stored[0], size[1] / stored[1])
+        return [
+            _render_cut(base, cut, recipe, orientation, text)
+            if base is not decoded and cut.scale <= base_scale * 1.01
+            else _render_cut(decoded, cut, recipe, orientation, text, large=True)
+            for recipe, cut in zip(recipes, cuts, strict=True)
+        ]
+
+
+def _render_cut(
+    src: Image.Image, cut: Cut, recipe: Recipe, orientation: int, text: str | None, *, large: bool = False
+) -> tuple[bytes, tuple[int, int]]:
+    left, top, right, bottom = _TO_STORED[orientation](*cut.box)
+    box = (left * src.width, top * src.height, right * src.width, bottom * src.height)
+    size = cut.size[::-1] if orientation >= 5 else cut.size
+    if size == src.size and cut.box == FULL_FRAME:
+        work = src if orientation in ORIENTATIONS else src.copy()  # the transpose makes the copy
+    elif large:  # Pillow's thumbnail() trade-off
+        work = src.resize(size, Image.Resampling.BICUBIC, box=box, reducing_gap=2.0)
+    else:  # from the base, small already: box-average by the whole factor (reduce), then BICUBIC the rest
+        work = src.resize(size, Image.Resampling.BICUBIC, box=box, reducing_gap=1.0)
+    if (method := ORIENTATIONS.get(orientation)) is not None:  # FLIP_LEFT_RIGHT is 0: test against None
+        work = work.transpose(method)
+    for blur in recipe.blur:
+        _blur(work, blur)
     if recipe.watermark and text:
         _draw_watermark(work, text, recipe.watermark, recipe.opacity)
-    return encode_within(work, purpose.max_bytes), work.size
-
-
-def _need(recipes: Iterable[Recipe]) -> int:
-    need = 0
-    for recipe in recipes:
-        purpose, zoom = PURPOSES[recipe.purpose], 1.0
-        if recipe.crop:
-            zoom = 1 / min(recipe.crop[2], recipe.crop[3])
-        need = max(need, int(max(purpose.size) * zoom))
-    return need
+    return encode_within(work, PURPOSES[recipe.purpose].max_bytes), work.size
 
 
 def render(item_id: int, recipes: list[Recipe]) -> list[MaterialRendition]:
@@ -692,10 +850,8 @@ def render(item_id: int, recipes: list[Recipe]) -> list[MaterialRendition]:
     cached = {r.recipe_key: r for r in item.renditions}
     missing = [r for r in dict.fromkeys(recipes) if r.key not in cached]
     if missing:
-        image = open_upright(images.media_path(item.original_path), _need(missing))
-        text = watermark_text(item)
-        for recipe in missing:
-            data, (w, h) = render_image(image, recipe, text=text)
+        made = render_images(images.media_path(item.original_path), missing, text=watermark_text(item))
+        for recipe, (data, (w, h)) in zip(missing, made, strict=True):
             sha = hashlib.sha256(data).hexdigest()
             path = f"renditions/{item.id}/{recipe.key}.jpg"
             images.write_media(path, data)

@@ -5,6 +5,7 @@
   if (!grid) return;
   var lastId = parseInt(grid.getAttribute("data-last-id") || "0", 10);
   var feedUrl = grid.getAttribute("data-feed-url");
+  if (!feedUrl) return; // an older page: nothing new is prepended there
   var status = document.getElementById("feed-status");
 
   function card(item) {

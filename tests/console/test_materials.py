@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
+from datetime import timedelta
+
 import sqlalchemy as sa
 
-from models import MaterialItem
+from models import AuditLog, MaterialItem, MaterialSource, MaterialState, utcnow
 from server.extensions import db
+from server.services import materials
 from tests import factories
 from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
 from tests.handlers.test_tips import send_image, send_location
@@ -59,3 +64,89 @@ def test_a_liaison_sees_only_their_unit(console, wechat, media, db_session):
     console.login("liaison1")
     assert console.get("/admin/materials/feed.json").get_json()["items"] == []
     assert console.get(f"/admin/materials/{item.id}").status_code == 403
+
+
+def test_caption_tag_star_and_process_edits_are_audited_with_chinese_labels(as_admin, db_session):
+    officer = factories.staff("zhou", "officer", unit=factories.unit("静安分局"), name="周九")
+    a, _ = materials.upload_photo(officer, jpeg_bytes((320, 240)), client_id="audit-client-a")
+    b, _ = materials.upload_photo(officer, jpeg_bytes((320, 240), colour="blue"), client_id="audit-client-b")
+    for item in (a, b):
+        db.session.refresh(item)  # derived by the eager task in its own session
+    edit = {"caption": "夜查 占道经营", "tags": "占道，夜查", "address": "", "starred": "1"}
+    assert as_admin.post(f"/admin/materials/{a.id}/edit", edit).status_code == 302
+    assert as_admin.post(f"/admin/materials/{a.id}/edit", edit).status_code == 302  # the same again: nothing new
+    res = as_admin.post("/admin/materials/star", {"item_id": [str(a.id), str(b.id)], "starred": "1"})
+    assert res.status_code == 302  # a selection: only b changes
+    unstar = {"caption": "", "tags": "", "starred": "0"}
+    assert as_admin.post(f"/admin/materials/{b.id}/edit", unstar).status_code == 302
+    assert as_admin.post(f"/admin/materials/{a.id}/process", {"purpose": "thumb"}).status_code == 302
+    form = {"purpose": "cover", "watermark": "br", "opacity": "0.8", "wechat": "1"}
+    assert as_admin.post(f"/admin/materials/{a.id}/process", form).status_code == 302
+    assert as_admin.post(f"/admin/materials/{a.id}/process", {"purpose": "poster"}).status_code == 302  # refused
+
+    rows = db.session.scalars(sa.select(AuditLog).where(AuditLog.action.like("material.%")).order_by(AuditLog.id))
+    entries = list(rows)
+    assert [(e.action, e.target_type, e.target_id) for e in entries] == [
+        ("material.edit", "material_item", str(a.id)),
+        ("material.star", "material_item", str(a.id)),
+        ("material.star", "material_item", str(b.id)),
+        ("material.unstar", "material_item", str(b.id)),
+        ("material.process", "material_item", str(a.id)),
+        ("material.upload", "material_item", str(a.id)),
+    ]
+    assert {e.staff_name for e in entries} == {"管理员甲"}
+    assert entries[0].before == {"caption": None, "tags": []}
+    assert entries[0].after == {"caption": "夜查 占道经营", "tags": ["占道", "夜查"]}
+    assert entries[2].note == "批量选择 2 张" and entries[2].after == {"starred": True}
+    assert entries[4].after["purpose"] == "thumb"
+    assert entries[5].after["purpose"] == "cover" and entries[5].after["watermark"] == "br"
+
+    page = as_admin.get("/admin/audit?action=material.").get_data(as_text=True)
+    for action, label in (
+        ("material.edit", "修改素材说明、标签或地址"),
+        ("material.star", "素材加星标"),
+        ("material.unstar", "素材取消星标"),
+        ("material.process", "加工素材"),
+        ("material.upload", "加工素材并上传到微信"),
+    ):
+        assert f'{label} <code class="hint">{action}</code>' in page
+    assert "夜查 占道经营" in page  # the before/after shown
+
+
+def _cards(page: str) -> int:
+    return page.count('class="material-card"')
+
+
+def test_tag_filter_and_paging_over_more_photos_than_a_page(as_admin, db_session):
+    officer = factories.staff("wushi", "officer", unit=factories.unit("普陀分局"), name="吴十")
+    total, start = materials.PAGE_SIZE + 30, utcnow() - timedelta(days=2)
+    items = [
+        MaterialItem(
+            key=f"upload:paging-{i:04d}",
+            source=MaterialSource.UPLOAD,
+            state=MaterialState.READY,
+            uploader_id=officer.id,
+            unit_id=officer.unit_id,
+            received_at=start + timedelta(seconds=i),
+            tags=["夜查"] if i % 2 == 0 else ["占道"],  # half of them, the oldest beyond the newest page
+        )
+        for i in range(total)
+    ]
+    db.session.add_all(items)
+    db.session.commit()
+
+    tagged = as_admin.get("/admin/materials?tag=夜查").get_data(as_text=True)
+    assert _cards(tagged) == total // 2 and "更早的照片" not in tagged  # all of them, on one page
+
+    first = as_admin.get("/admin/materials").get_data(as_text=True)
+    assert _cards(first) == materials.PAGE_SIZE and "data-feed-url" in first
+    [older] = re.findall(r'href="([^"]*before=[^"]*)"', first)
+    second = as_admin.get(html.unescape(older)).get_data(as_text=True)
+    assert _cards(second) == 30 and "更早的照片" not in second and "最新照片" in second
+    assert "data-feed-url" not in second  # an older page is not live
+    assert f'data-id="{items[0].id}"' in second and f'data-id="{items[0].id}"' not in first
+
+    cursor = items[9].id  # a console that fell behind: the feed catches up in order, 50 at a time
+    feed = as_admin.get(f"/admin/materials/feed.json?tag=夜查&after={cursor}").get_json()
+    assert [c["id"] for c in feed["items"]] == [i.id for i in items[10:110:2]][::-1]
+    assert feed["last_id"] == items[108].id

@@ -7,9 +7,9 @@ import random
 from datetime import timedelta
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from models import MaterialItem, utcnow
+from models import MaterialItem, MaterialSource, MaterialState, utcnow
 from server.extensions import db
 from server.services import images, materials
 from tests import factories
@@ -92,10 +92,19 @@ def _flat_jpeg() -> bytes:
     return out.getvalue()
 
 
-def test_thumb_quality_iterates_down_to_64_kb():
+def test_thumb_quality_iterates_down_to_64_kb(monkeypatch):
+    encodes = []
+    real = materials._jpeg_at
+    monkeypatch.setattr(materials, "_jpeg_at", lambda image, q, **kw: encodes.append(q) or real(image, q, **kw))
     noisy = Image.frombytes("RGB", (300, 300), random.Random(3).randbytes(300 * 300 * 3))
     data = materials.encode_within(noisy, 64 << 10)
     assert len(data) <= 64 << 10
+    assert len(encodes) <= 14  # a bisection per size tried, not a walk through every quality
+    encodes.clear()
+    smooth = noisy.resize((30, 30)).resize((300, 300))
+    assert len(materials.encode_within(smooth, 64 << 10)) <= 64 << 10 and encodes == [88]  # fits at once
+    at_60 = real(noisy, 60, optimize=True)
+    assert materials.encode_within(noisy, len(at_60)) == at_60  # the highest quality that fits, not a step below
 
 
 def test_wechat_upload_is_reused_for_the_same_processed_bytes(officer, emulator):
@@ -134,3 +143,133 @@ def test_a_far_older_near_duplicate_starts_a_new_group(officer):
     db.session.commit()
     b = _item(officer, noisy_jpeg((320, 240), seed=21)[:-2] + b"\xff\xd9", "new-client")
     assert b.group_id != a.group_id or b.id == a.id
+
+
+def _quadrants(size=(1600, 1000)) -> Image.Image:
+    """An upright picture whose every part is told apart by colour: four quadrants and a centre patch."""
+    w, h = size
+    image = Image.new("RGB", size)
+    for (x, y), colour in zip(
+        ((0, 0), (w // 2, 0), (0, h // 2), (w // 2, h // 2)), ("red", "lime", "blue", "yellow"), strict=True
+    ):
+        image.paste(colour, (x, y, x + w // 2, y + h // 2))
+    image.paste("white", (w * 2 // 5, h * 2 // 5, w * 3 // 5, h * 3 // 5))
+    return image
+
+
+# The transpose that stores an upright picture the way a camera with this EXIF orientation does (the inverse of
+# what turns it upright).
+STORE = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def _as_stored(upright: Image.Image, orientation: int) -> bytes:
+    stored = upright if STORE[orientation] is None else upright.transpose(STORE[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    stored.save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()
+
+
+def _difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference per channel (0–255) of two pictures seen at 32 × 32."""
+    a, b = (i.convert("RGB").resize((32, 32), Image.Resampling.BOX).tobytes() for i in (a, b))
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_is_cut_where_the_upright_picture_says(orientation):
+    upright = _quadrants()
+    data = _as_stored(upright, orientation)
+    with Image.open(io.BytesIO(data)) as check:  # the fixture really is that orientation
+        assert _difference(ImageOps.exif_transpose(check), upright) < 2
+    recipes = [
+        materials.make_recipe("cover"),
+        materials.make_recipe("thumb"),
+        materials.make_recipe("article"),
+        materials.make_recipe("article", crop=[0.1, 0.2, 0.5, 0.6]),  # an editor's crop: cut from the decode
+    ]
+    made = materials.render_images(data, recipes)
+    for recipe, (jpeg, size) in zip(recipes, made, strict=True):
+        cut = materials.plan_cut(recipe, *upright.size)
+        w, h = upright.size
+        left, top, right, bottom = cut.box
+        expected = upright.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
+        with Image.open(io.BytesIO(jpeg)) as out:
+            assert out.size == size == cut.size
+            assert _difference(out, expected) < 6, recipe
+
+
+def test_thumbnail_from_the_reduced_copy_is_the_centre_square_within_limits():
+    """The thumbnail is cut from the shrunk copy the other renditions share, not from the original decode."""
+    grain = Image.frombytes("RGB", (400, 600), random.Random(4).randbytes(400 * 600 * 3)).resize((1600, 2400))
+    upright = Image.blend(_quadrants((1600, 2400)), grain, 0.3)  # parts told apart, and detail to compress
+    recipes = [materials.default_recipe(p) for p in ("article", "thumb")]
+    assert materials.plan_cut(recipes[1], 1600, 2400).scale < materials.plan_cut(recipes[0], 1600, 2400).scale
+    (_, _), (thumb, size) = materials.render_images(_as_stored(upright, 8), recipes, text="徐汇分局 2026-07-15")
+    assert size == (300, 300) and len(thumb) <= 64 << 10 and not exif_of(thumb)
+    centre = upright.crop((0, 400, 1600, 2000))
+    with Image.open(io.BytesIO(thumb)) as made:
+        assert made.size == (300, 300)
+        assert _difference(made, centre) < 3  # the centre square, upright
+        assert _difference(made, upright.crop((0, 0, 1600, 1600))) > 15  # (the measure tells squares apart)
+
+
+def _library(officer, count: int, tagged: set[int]) -> list[MaterialItem]:
+    """`count` ready photos, oldest first; those at the positions in `tagged` carry the tag 夜查."""
+    start = utcnow() - timedelta(days=1)
+    items = [
+        MaterialItem(
+            key=f"upload:library-{i:04d}",
+            source=MaterialSource.UPLOAD,
+            state=MaterialState.READY,
+            uploader_id=officer.id,
+            unit_id=officer.unit_id,
+            received_at=start + timedelta(seconds=i),
+            tags=["占道", "夜查"] if i in tagged else ["占道"],
+        )
+        for i in range(count)
+    ]
+    db.session.add_all(items)
+    db.session.commit()
+    return items
+
+
+@pytest.mark.smoke  # also on the embedded SQLite: the tag filter is SQL there too (json_each, not jsonb)
+def test_the_tag_filter_is_sql_so_every_page_is_full_and_nothing_is_missed(officer):
+    items = _library(officer, 30, tagged={0, 1, 2, 5, 8, 13, 21, 22, 23, 29})  # mostly old, beyond a first page
+    newest_tagged = [items[i].id for i in (29, 23, 22, 21, 13, 8, 5, 2, 1, 0)]
+    night = materials.MaterialFilter(tag="夜查")
+    seen, before = [], None
+    for _ in range(4):
+        groups, before = materials.search_page(night, None, before_id=before, limit=4)
+        assert len(groups) == 4 or before is None  # a page is full unless it is the last
+        seen += [g.lead.id for g in groups]
+        if before is None:
+            break
+    assert seen == newest_tagged
+    everything = [g.lead.id for g in materials.search(materials.MaterialFilter(tag="占道"), None, limit=100)]
+    assert everything == [i.id for i in reversed(items)]
+    assert materials.search(materials.MaterialFilter(tag="夜"), None) == []  # a whole tag, not a substring
+    assert materials.search(materials.MaterialFilter(tag="夜查"), [officer.unit_id + 1000]) == []
+
+
+def test_a_feed_catching_up_gets_the_photos_after_its_cursor_in_order(officer):
+    items = _library(officer, 12, tagged=set(range(12)))
+    night = materials.MaterialFilter(tag="夜查")
+    cursor, got = items[1].id, []
+    while groups := materials.search(night, None, after_id=cursor, limit=5):
+        ids = [g.lead.id for g in groups]
+        assert ids == sorted(ids, reverse=True)  # newest first within a chunk
+        got += reversed(ids)
+        cursor = max(ids)
+    assert got == [i.id for i in items[2:]]  # more than one chunk, none skipped
