@@ -151,3 +151,16 @@ def test_every_binding_view_is_admin_only(console, officer, emulator, method, pa
     res = console.client.get(url) if method == "get" else console.post(url, {"staff_id": officer.id})
     assert res.status_code == 403
     assert binding.status_of(db.session.get(BindingCode, row.id, populate_existing=True)) == "outstanding"
+
+
+def test_the_duty_roster_links_an_unbound_editor_to_a_code_for_admins_only(console, admin, emulator):
+    editor = factories.staff("zhou", "editor", name="周编辑")
+    assert console.login("admin1").status_code == 302
+    roster = console.get("/admin/alerts/terms").get_data(as_text=True)
+    link = f'href="/admin/binding?staff_id={editor.id}"'
+    assert link in roster
+    form = console.get(f"/admin/binding?staff_id={editor.id}").get_data(as_text=True)
+    assert re.search(rf'<option value="{editor.id}" selected>周编辑', form)
+    assert console.post("/admin/logout").status_code == 302
+    assert console.login("zhou").status_code == 302
+    assert link not in console.get("/admin/alerts/terms").get_data(as_text=True)  # the binding page is admin-only
