@@ -1,5 +1,5 @@
 """Binding through /wechat: SCAN and scan-to-subscribe of a bind_ QR, codes typed in chat, and the refusals;
-an editor bound by code then hears of a failed push."""
+an editor bound by code then hears of a failed push, one bound by QR of an alert on their duty."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from models import ArticlePush, Follower, PushStatus, Staff, utcnow
 from server.extensions import db
-from server.services import binding, publishing
+from server.services import alerts, binding, publishing
 from tests import factories
 from tests.services.test_publishing import SUBMIT, week_of_daily_cases
 
@@ -142,3 +142,23 @@ def test_an_editor_binds_by_code_untagged_and_then_hears_of_a_failed_push(wechat
 def test_an_officer_is_told_about_photo_uploads(wechat, officer, code):
     reply = wechat.text("o-zhang", code.code)["Content"]
     assert "一线队员" in reply and "现场图片" in reply and "值班提醒" not in reply
+
+
+@pytest.fixture
+def alert_terms(db_session):
+    alerts.seed_default_terms()
+    alerts.terms_changed()
+    yield
+    alerts.terms_changed()  # the rolled-back terms must not stay in this process's automaton
+
+
+def test_an_editor_bound_by_qr_hears_of_an_alert_on_duty(wechat, emulator, alert_terms):
+    editor = factories.staff("zhou", "editor", name="周编辑")
+    alerts.set_duty([editor.id])
+    alerts.save_settings(threshold=5, sla_minutes=30, template_id="tmpl-alert")
+    emulator.hook("users", {"openids": ["o-zhou", "o-fan"]})
+    reply = wechat.event("o-zhou", "SCAN", binding.scene_of(binding.issue(editor.id)))["Content"]
+    assert reply.startswith("绑定成功：周编辑") and "舆情值班提醒" in reply
+    wechat.text("o-fan", "有人打人了，我已经叫了记者")
+    assert [(t["touser"], t["template_id"]) for t in emulator.state()["templates_sent"]] == [("o-zhou", "tmpl-alert")]
+    assert _tag_calls(emulator) == []
