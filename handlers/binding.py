@@ -1,4 +1,4 @@
-"""Officer binding in chat: a scanned bind_<token> QR scene (prefix routes here) or a typed binding code
+"""Staff binding in chat: a scanned bind_<token> QR scene (prefix routes here) or a typed binding code
 (the text handler in handlers.basic asks `binding.reply_to_text` first)."""
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class Staff(UserMixin, db.Model):
 
 
 class BindingCode(db.Model):
-    """A one-time code (and parametric QR, scene bind_<token>) that binds an officer's WeChat to their account."""
+    """A one-time code (and parametric QR, scene bind_<token>) that binds a staff member's WeChat to their account."""
 
     __tablename__ = "binding_code"
 

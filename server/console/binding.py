@@ -1,4 +1,5 @@
-"""Officer binding (admins only): issue a one-time code and QR, watch its status, revoke, unbind, resync the tag."""
+"""Staff WeChat binding (admins only): issue a one-time code and QR, watch its status, revoke, unbind, resync the
+officers' tag."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def _list_page(error: str | None = None, status_code: int = 200):  # type: ignor
         status=status,
         statuses=binding_service.STATUS_LABELS,
         status_of=binding_service.status_of,
-        officers=binding_service.officers(),
+        groups=binding_service.bindable_staff(),
+        receives=binding_service.receives,
+        wants_tag=binding_service.wants_tag,
         bound=bound,
         tagged=binding_service.tagged_openids() if bound else set(),
         form=request.form,
@@ -48,7 +51,7 @@ def binding_create():  # type: ignore[no-untyped-def]
         staff_id = int(request.form.get("staff_id", ""))
         hours = int(request.form.get("hours") or binding_service.DEFAULT_HOURS)
     except ValueError:
-        return _list_page("请选择队员并填写有效期（小时）", 400)
+        return _list_page("请选择人员并填写有效期（小时）", 400)
     try:
         row = binding_service.issue(staff_id, hours=hours, created_by_id=current_user.id)
     except ServiceError as exc:

@@ -1,7 +1,11 @@
-"""Officer binding: a one-time QR scene (bind_<token>) or code that ties an officer's WeChat openid to their account.
+"""Staff binding: a one-time QR scene (bind_<token>) or code that ties a staff member's WeChat openid to their account.
 
-Binding commits first; the WeChat user tag 一线队员 (which the personalised menu targets) follows in a task, so a
-failing tag call never loses a binding. The console reads the tag's real members from WeChat to show what is unsynced.
+Officers bind for the officers' menu (photo uploads); editors, reviewers, admins and liaisons bind to receive duty
+notices (alerts, publishing failures, tip dispatches), which go to a bound openid or nowhere.
+
+Only bound, active officers carry the WeChat user tag 一线队员 (the personalised menu targets it). Binding commits
+first and the tag follows in a task, so a failing tag call never loses a binding; a role change moves the tag the
+same way (`role_changed`). The console reads the tag's real members from WeChat to show what is unsynced.
 """
 
 from __future__ import annotations
@@ -36,13 +40,24 @@ TAG_CACHE_KEY = "wechat:tag-id:officer"
 ATTEMPT_LIMIT, ATTEMPT_WINDOW = 10, 3600  # wrong codes per openid per hour
 WECHAT_ERRORS = (WeChatClientException, requests.RequestException)
 
+# Every role that uses a bound WeChat: officers for their menu, the others for notices.
+BINDABLE_ROLES = frozenset({Role.ADMIN, Role.EDITOR, Role.REVIEWER, Role.LIAISON, Role.OFFICER})
+# What a bound WeChat gets, by role: the reply after binding and the console's list say it.
+RECEIVES = {
+    Role.OFFICER: "队员菜单「现场上传」（上传现场图片，也可直接在对话框发送照片）",
+    Role.ADMIN: "舆情值班提醒和超时升级提醒、推文发布失败通知",
+    Role.EDITOR: "舆情值班提醒（值班期间）、推文发布失败通知",
+    Role.REVIEWER: "舆情值班提醒（值班期间）",
+    Role.LIAISON: "本单位的线索派发通知（设为 A/B 岗时）、舆情超时升级提醒（B 岗）",
+}
+MENU_DELAY = "队员菜单稍后生效；如未出现，请退出公众号后重新进入。"
 STATUS_LABELS = {"outstanding": "待使用", "used": "已使用", "expired": "已失效"}
 HOWTO = "绑定码为 8 位字母和数字，请发送「绑定 绑定码」，例如：绑定 ABCD2345；也可以扫描管理员提供的绑定二维码。"
 TOO_MANY = "绑定尝试次数过多，请 1 小时后再试，或请管理员提供绑定二维码扫码绑定。"
 WRONG_CODE = "绑定码不正确，请核对后重新发送（如：绑定 ABCD2345）。"
 USED = "该绑定码已被使用，每个绑定码只能使用一次。如需重新绑定，请联系管理员重新生成。"
 EXPIRED = "该绑定码已过期或已被撤销，请联系管理员重新生成。"
-NOT_OFFICER = "该绑定码对应的账号不是在岗的一线队员，无法绑定，请联系管理员。"
+NOT_BINDABLE = "该绑定码对应的账号已停用，无法绑定，请联系管理员。"
 TAKEN = "您的微信已绑定其他人员账号，不能重复绑定；如需更换，请联系管理员先解绑。"
 
 _EXPLICIT = re.compile(r"^\s*绑定\s*[:：]?\s*([A-Za-z0-9][A-Za-z0-9 \-]*)\s*$")
@@ -89,12 +104,12 @@ def status_of(row: BindingCode, now: datetime | None = None) -> str:
 
 
 def issue(staff_id: int, *, hours: int = DEFAULT_HOURS, created_by_id: int | None = None) -> BindingCode:
-    """A new code and QR for an officer; their older outstanding codes stop working (one live code per officer)."""
+    """A new code and QR for a staff member; their older outstanding codes stop working (one live code each)."""
     staff = db.session.get(Staff, staff_id)
     if staff is None:
         raise ServiceError("人员不存在")
-    if staff.role is not Role.OFFICER:
-        raise ServiceError("只能为一线队员生成绑定码")
+    if staff.role not in BINDABLE_ROLES:
+        raise ServiceError("该角色不能绑定微信")
     if not staff.active:
         raise ServiceError("该账号已停用，不能生成绑定码")
     if not MIN_HOURS <= hours <= MAX_HOURS:
@@ -198,10 +213,16 @@ def list_codes(status: str | None = None, limit: int = 100) -> list[BindingCode]
     return list(db.session.scalars(query))
 
 
-def officers() -> list[Staff]:
-    """Active officers, for the issue form."""
-    query = sa.select(Staff).where(Staff.role == Role.OFFICER, Staff.active).order_by(Staff.unit_id, Staff.name)
-    return list(db.session.scalars(query))
+def bindable_staff() -> list[tuple[Role, list[Staff]]]:
+    """Active staff who may bind, grouped by role (officers first, the most numerous), for the issue form."""
+    query = sa.select(Staff).where(Staff.role.in_(BINDABLE_ROLES), Staff.active).order_by(Staff.unit_id, Staff.name)
+    people = list(db.session.scalars(query))
+    order = [Role.OFFICER, Role.EDITOR, Role.ADMIN, Role.REVIEWER, Role.LIAISON]
+    return [(role, group) for role in order if (group := [p for p in people if p.role is role])]
+
+
+def receives(staff: Staff) -> str:
+    return RECEIVES.get(staff.role, "")
 
 
 def bound_staff() -> list[Staff]:
@@ -244,12 +265,14 @@ def bind_by_text(openid: str, text: str) -> BindResult | None:
 
 
 def describe(result: BindResult) -> str:
-    """The chat answer to a successful (or repeated) binding."""
+    """The chat answer to a successful (or repeated) binding: who, and what this WeChat will now receive."""
     staff = result.staff
     who = f"{staff.name}（{staff.unit.name if staff.unit else '未分配单位'}）"
     if result.already:
         return f"您已绑定：{who}，无需重复绑定。"
-    return f"绑定成功：{who}。队员菜单稍后生效；如未出现，请退出公众号后重新进入。"
+    if staff.role is Role.OFFICER:
+        return f"绑定成功：{who}，一线队员。可通过{receives(staff)}。{MENU_DELAY}"
+    return f"绑定成功：{who}，{staff.role.label}。本微信将收到：{receives(staff)}。"
 
 
 def reply_to_text(openid: str, text: str) -> str | None:
@@ -282,8 +305,8 @@ def _count_attempt(openid: str) -> None:
 
 def _bind(openid: str, row: BindingCode, *, via: str) -> BindResult:
     staff = row.staff
-    if staff.role is not Role.OFFICER or not staff.active:
-        raise ServiceError(NOT_OFFICER)
+    if staff.role not in BINDABLE_ROLES or not staff.active:
+        raise ServiceError(NOT_BINDABLE)
     now = utcnow()
     if row.used_at is not None or row.expires_at <= now:
         return _spent(openid, row.id)
@@ -316,9 +339,10 @@ def _bind(openid: str, row: BindingCode, *, via: str) -> BindResult:
     )
     db.session.commit()
     log.info("staff %s bound to WeChat via %s (binding %s)", staff.id, via, row.id)
-    if before and before != openid:
-        _enqueue(binding_tasks.untag_openid, before)
-    _enqueue(binding_tasks.tag_officer, staff.id)
+    if staff.role is Role.OFFICER:  # others never carry the tag: no tag calls for them
+        if before and before != openid:
+            _enqueue(binding_tasks.untag_openid, before)
+        _enqueue(binding_tasks.tag_officer, staff.id)
     return BindResult(staff, already=False)
 
 
@@ -345,16 +369,34 @@ def unbind(staff_id: int) -> Staff:
     staff.openid = None
     audit.record("staff.unbind", target=staff, before={"openid": before}, after={"openid": None})
     db.session.commit()
-    _enqueue(binding_tasks.untag_openid, before)
+    if staff.role is Role.OFFICER:
+        _enqueue(binding_tasks.untag_openid, before)
     return staff
 
 
+def wants_tag(staff: Staff) -> bool:
+    """Whether this account's WeChat should carry 一线队员: bound, active, officer."""
+    return staff.openid is not None and staff.role is Role.OFFICER and staff.active
+
+
+def role_changed(staff: Staff, *, had_tag: bool) -> None:
+    """After a committed edit of role or active state: the tag follows, by the same tasks as binding."""
+    wanted = wants_tag(staff)
+    if wanted and not had_tag:
+        _enqueue(binding_tasks.tag_officer, staff.id)
+    elif had_tag and not wanted and staff.openid:
+        _enqueue(binding_tasks.untag_openid, staff.openid)
+
+
 def retry_tag(staff_id: int) -> bool:
-    """Queue the tag sync again (the console's button); True when it was queued (or, eagerly, done)."""
+    """Sync the tag again (the console's button): on for a bound officer; off for anyone else the console saw still
+    carrying it (a failed untag after a role change). True when it was queued (or, eagerly, done)."""
     staff = db.session.get(Staff, staff_id)
     if staff is None or staff.openid is None:
         raise ServiceError("该人员尚未绑定微信")
-    return _enqueue(binding_tasks.tag_officer, staff.id)
+    if wants_tag(staff):
+        return _enqueue(binding_tasks.tag_officer, staff.id)
+    return _enqueue(binding_tasks.untag_openid, staff.openid)
 
 
 def _enqueue(task: Any, *args: Any) -> bool:

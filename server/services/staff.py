@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import AuditKind, Role, Staff, Unit, UnitKind, utcnow
 from server.extensions import db, get_redis
-from server.services import ServiceError, audit, pii
+from server.services import ServiceError, audit, binding, pii
 
 LOCK_WINDOW = 15 * 60
 MAX_FAILURES_PER_ACCOUNT = 5
@@ -128,6 +128,7 @@ def save_staff(
     creating = staff is None
     staff = staff or Staff(must_change_password=True)
     before = None if creating else audit.snapshot(staff, STAFF_FIELDS)
+    had_tag = not creating and binding.wants_tag(staff)
     staff.username, staff.name, staff.role, staff.unit_id = username, name, role_enum, unit_id
     staff.active, staff.away = active, away
     if phone:
@@ -152,6 +153,7 @@ def save_staff(
         after=audit.snapshot(staff, STAFF_FIELDS),
     )
     db.session.commit()
+    binding.role_changed(staff, had_tag=had_tag)  # officer ⇄ other role, or (de)activated: the menu tag follows
     return staff
 
 

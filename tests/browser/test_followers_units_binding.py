@@ -1,4 +1,5 @@
-"""Followers (list, filter, remark synced to WeChat), units with their AB posts, and binding an officer's WeChat."""
+"""Followers (list, filter, remark synced to WeChat), units with their AB posts, and binding staff WeChats
+(an officer, tagged for the menu; an editor, for notices, untagged)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def test_binding_code_qr_and_binding_from_chat(page, live_server, emulator, acco
     other = factories.staff("qian", "officer", name="钱队员", unit=squad)
     binding_service.issue(other.id, hours=24)  # another officer's code, still waiting
     _admin(page)
-    page.click(".sidebar >> text=队员绑定")
+    page.click(".sidebar >> text=微信绑定")
     page.wait_for_url("**/admin/binding")
     page.select_option("#staff_id", str(officer.id))
     page.fill("#hours", "48")
@@ -126,3 +127,24 @@ def test_binding_code_qr_and_binding_from_chat(page, live_server, emulator, acco
     statuses = page.locator("h2:has-text('绑定码') + .actions + .table-wrap tbody tr").all_inner_texts()
     assert len(statuses) == 2 and "已使用" in statuses[0] and "待使用" in statuses[1]
     shoot(page, "12-binding-list")
+
+
+def test_binding_an_editor_for_notices(page, live_server, emulator, account):
+    editor = factories.staff("zhou", "editor", name="周编辑", unit=factories.unit("市局宣传处", "department"))
+    _admin(page)
+    page.goto("/admin/binding")
+    page.select_option("#staff_id", str(editor.id))
+    page.click("button:has-text('生成绑定码和二维码')")
+    page.wait_for_url(re.compile(r".*/admin/binding/\d+$"))
+    code = page.locator(".stat code").inner_text().replace(" ", "")
+
+    openid = "oEditorZhou000000000000000"
+    emulator.hook("users", {"openids": [openid]})
+    answer = reply_text(deliver(live_server, account, text_message(account, openid, f"绑定 {code}")))
+    assert answer and answer.startswith("绑定成功：周编辑（市局宣传处），编辑。") and "发布失败通知" in answer
+    page.goto("/admin/binding")
+    bound = page.locator("tr", has_text="周编辑").first.inner_text()
+    assert "推文发布失败通知" in bound and "不需要" in bound
+    state = emulator.state()  # the page reads the tag's members; nothing tags or untags anyone
+    assert not [c for c in state["calls"] if c["path"].startswith(("cgi-bin/tags/members/", "cgi-bin/tags/create"))]
+    assert next(u for u in state["users"] if u["openid"] == openid)["tagid_list"] == []

@@ -1,5 +1,6 @@
-"""Officer binding: issuing codes and QR tickets, binding by scene or code, single use, expiry, uniqueness,
-brute-force limits, tag sync (and its failure), unbinding, and two scans of one code at once."""
+"""Staff binding: issuing codes and QR tickets, binding by scene or code, single use, expiry, uniqueness,
+brute-force limits, tag sync (and its failure), non-officers bound without the tag, the tag following role
+changes, unbinding, and two scans of one code at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from models import AuditLog, BindingCode, Staff, utcnow
 from server.extensions import db
 from server.services import ServiceError, binding
+from server.services import staff as staff_service
 from tests import factories
 
 
@@ -59,11 +61,20 @@ def test_issue_with_a_shorter_expiry_and_the_limits(officer, emulator):
     assert binding.status_of(row) == "outstanding"
 
 
-def test_only_officers_get_codes(db_session, emulator):
-    editor = factories.staff("editor1", "editor")
-    with pytest.raises(ServiceError, match="一线队员"):
-        binding.issue(editor.id)
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(BindingCode)) == 0
+def test_every_role_gets_codes_but_not_a_disabled_account(db_session, emulator):
+    unit = factories.unit("浦东分局")
+    for role in ("admin", "editor", "reviewer", "liaison", "officer"):
+        person = factories.staff(f"{role}1", role, unit=unit)
+        assert binding.status_of(binding.issue(person.id)) == "outstanding"
+    gone = factories.staff("gone1", "editor")
+    gone.active = False
+    db.session.commit()
+    with pytest.raises(ServiceError, match="已停用"):
+        binding.issue(gone.id)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(BindingCode)) == 5
+    groups = dict(binding.bindable_staff())
+    assert [r.value for r in groups] == ["officer", "editor", "admin", "reviewer", "liaison"]
+    assert gone.id not in {p.id for people in groups.values() for p in people}
 
 
 def test_a_new_code_retires_the_officers_older_one(officer, emulator):
@@ -167,12 +178,99 @@ def test_rebinding_replaces_the_old_wechat_and_untags_it(officer, emulator):
     assert (last.before, last.after) == ({"openid": "o-old"}, {"openid": "o-new"})
 
 
-def test_a_staff_no_longer_an_officer_cannot_bind(officer, emulator):
+def test_a_disabled_account_cannot_bind(officer, emulator):
     row = binding.issue(officer.id)
-    officer.role = "editor"
+    officer.active = False
     db.session.commit()
-    with pytest.raises(ServiceError, match="不是在岗的一线队员"):
+    with pytest.raises(ServiceError, match="已停用"):
         binding.bind_by_scene("o-zhang", binding.scene_of(row))
+    assert db.session.get(Staff, officer.id, populate_existing=True).openid is None
+
+
+def _tag_calls(emulator) -> list[str]:
+    return [c["path"] for c in emulator.state()["calls"] if c["path"].startswith("cgi-bin/tags/")]
+
+
+@pytest.mark.parametrize("role", ["editor", "admin", "reviewer", "liaison"])
+def test_non_officers_bind_and_unbind_without_touching_the_tag(db_session, emulator, role):
+    _followers(emulator, "o-old", "o-new")
+    person = factories.staff("someone", role, unit=factories.unit("浦东分局"), name="周某")
+    binding.bind_by_scene("o-old", binding.scene_of(binding.issue(person.id)))
+    binding.bind_by_text("o-new", binding.issue(person.id).code)  # a new WeChat replaces the old one
+    assert db.session.get(Staff, person.id, populate_existing=True).openid == "o-new"
+    binding.unbind(person.id)
+    assert db.session.get(Staff, person.id, populate_existing=True).openid is None
+    assert _tag_calls(emulator) == [] and _tag_members(emulator) == set()
+    assert len(_audits("staff.bind")) == 2 and len(_audits("staff.unbind")) == 1
+
+
+def test_a_code_issued_to_an_officer_who_became_an_editor_binds_them_untagged(officer, emulator):
+    _followers(emulator, "o-zhang")
+    row = binding.issue(officer.id)
+    staff_service.save_staff(username="zhangsan", name="张三", role="editor", unit_id=officer.unit_id, staff=officer)
+    result = binding.bind_by_scene("o-zhang", binding.scene_of(row))
+    assert result.staff.role.value == "editor" and "发布失败通知" in binding.describe(result)
+    assert _tag_calls(emulator) == []
+
+
+def test_the_reply_says_what_each_role_will_receive(db_session, emulator):
+    unit = factories.unit("浦东分局")
+    expected = {
+        "officer": ("一线队员", "现场图片"),
+        "editor": ("编辑", "值班提醒", "发布失败通知"),
+        "admin": ("管理员", "值班提醒", "发布失败通知"),
+        "reviewer": ("审核", "值班提醒"),
+        "liaison": ("宣传联络员", "线索派发通知"),
+    }
+    for i, (role, words) in enumerate(expected.items()):
+        _followers(emulator, f"o-{i}")
+        person = factories.staff(f"{role}1", role, unit=unit, name=f"人员{i}")
+        reply = binding.describe(binding.bind_by_text(f"o-{i}", binding.issue(person.id).code))
+        assert reply.startswith(f"绑定成功：人员{i}（浦东分局），{words[0]}")
+        assert all(w in reply for w in words), reply
+        assert ("现场图片" in reply) is (role == "officer")
+    assert _tag_members(emulator) == {"o-0"}  # only the officer
+
+
+def _edit(person: Staff, **changes: object) -> None:
+    fields = {"username": person.username, "name": person.name, "role": person.role.value}
+    fields |= {"unit_id": person.unit_id, "active": person.active, **changes}
+    staff_service.save_staff(staff=person, **fields)  # type: ignore[arg-type]
+
+
+def test_the_tag_follows_role_changes(officer, emulator):
+    _followers(emulator, "o-zhang")
+    binding.bind_by_scene("o-zhang", binding.scene_of(binding.issue(officer.id)))
+    assert _tag_members(emulator) == {"o-zhang"}
+    _edit(officer, role="editor")
+    assert _tag_members(emulator) == set()
+    before = len(_tag_calls(emulator))
+    _edit(officer, name="张三丰")  # an edit that keeps the role makes no tag call
+    assert len(_tag_calls(emulator)) == before
+    _edit(officer, role="officer")
+    assert _tag_members(emulator) == {"o-zhang"}
+    _edit(officer, active=False)  # a disabled officer's WeChat loses the menu too
+    assert _tag_members(emulator) == set()
+    _edit(officer, active=True)
+    assert _tag_members(emulator) == {"o-zhang"}
+
+
+def test_an_unbound_role_change_makes_no_tag_call(officer, emulator):
+    _edit(officer, role="editor")
+    _edit(officer, role="officer")
+    assert _tag_calls(emulator) == []
+
+
+def test_a_stale_tag_on_a_non_officer_can_be_removed(officer, emulator):
+    _followers(emulator, "o-zhang")
+    binding.bind_by_scene("o-zhang", binding.scene_of(binding.issue(officer.id)))
+    emulator.hook("fail", {"path": "cgi-bin/tags/members/batchuntagging", "errcode": 45009, "times": 100})
+    _edit(officer, role="editor")  # the untag is refused: the edit stands, WeChat still has the tag
+    assert db.session.get(Staff, officer.id, populate_existing=True).role.value == "editor"
+    assert binding.tagged_openids() == {"o-zhang"}
+    emulator.hook("fail", {"path": "cgi-bin/tags/members/batchuntagging", "errcode": 45009, "times": 0})
+    assert binding.retry_tag(officer.id)
+    assert binding.tagged_openids() == set()
 
 
 def test_guessing_codes_in_chat_is_limited_per_wechat(officer, emulator, redis_client):
