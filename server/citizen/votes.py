@@ -21,6 +21,7 @@ from models import Survey, VoteCampaign, VoteCandidate, utcnow
 from server.citizen import bp
 from server.citizen.identity import citizen_required
 from server.extensions import db
+from server.redirects import local_path
 from server.services import ServiceError, surveys, votes
 
 
@@ -114,14 +115,18 @@ def vote_cast(campaign_id: int):  # type: ignore[no-untyped-def]
         if _wants_json():
             return {"ok": False, "error": str(exc)}, status
         flash(str(exc), "error")
-        return redirect(request.form.get("back") or url_for("citizen.vote_campaign", campaign_id=campaign_id))
+        return redirect(_back(campaign_id))
     message = "投票成功！" + (
         f"今天还可以投 {result.remaining_today} 票" if result.remaining_today else "今天的票已投完"
     )
     if _wants_json():
         return {"ok": True, "message": message, "count": result.count, "remaining": result.remaining_today}
     flash(message, "success")
-    return redirect(request.form.get("back") or url_for("citizen.vote_campaign", campaign_id=campaign_id))
+    return redirect(_back(campaign_id))
+
+
+def _back(campaign_id: int) -> str:
+    return local_path(request.form.get("back"), url_for("citizen.vote_campaign", campaign_id=campaign_id), "/m/")
 
 
 @bp.get("/vote/<int:campaign_id>/c/<int:candidate_id>/share")

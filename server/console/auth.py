@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from models import Role
 from server.console import bp
+from server.redirects import local_path
 from server.services import ServiceError
 from server.services import staff as staff_service
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths: an open redirect would hand a logged-in session to a phishing page."""
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("console.home")
+    return local_path(target, url_for("console.home"))
 
 
 @bp.route("/login", methods=["GET", "POST"])

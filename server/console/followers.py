@@ -16,6 +16,7 @@ from server.console.access import CONSOLE_ROLES, require_roles
 from server.console.charts import bar_chart
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.redirects import local_path
 from server.services import ServiceError
 from server.services import followers as follower_service
 
@@ -81,9 +82,7 @@ def _detail(follower: Follower, *, error: str | None = None, remark: str | None 
 
 def _safe_back(value: str | None) -> str:
     """Only a path inside the follower list: never a redirect elsewhere."""
-    if value and value.startswith("/admin/followers") and "//" not in value and "\\" not in value:
-        return value
-    return url_for("console.follower_list")
+    return local_path(value, url_for("console.follower_list"), "/admin/followers")
 
 
 @bp.get("/followers/<int:follower_id>")

@@ -17,6 +17,7 @@ from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.redirects import local_path
 from server.services import ServiceError, images, materials
 from server.services import staff as staff_service
 
@@ -83,7 +84,7 @@ def material_star():  # type: ignore[no-untyped-def]
     ids = [int(v) for v in request.form.getlist("item_id") if v.isdigit()]
     count = materials.set_starred(ids, request.form.get("starred") == "1", visible_unit_ids())
     flash(f"已更新 {count} 张照片", "success")
-    return redirect(request.form.get("next") or url_for("console.material_list"))
+    return redirect(local_path(request.form.get("next"), url_for("console.material_list"), "/admin/"))
 
 
 @bp.get("/materials/stats")

@@ -18,6 +18,7 @@ from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.redirects import local_path
 from server.services import ServiceError, images, tips
 from server.services import staff as staff_service
 
@@ -102,9 +103,7 @@ def tip_bulk_dispatch():  # type: ignore[no-untyped-def]
 
 
 def _safe_back(value: str | None) -> str:
-    if value and value.startswith("/admin/tips") and "//" not in value and "\\" not in value:
-        return value
-    return url_for("console.tip_list")
+    return local_path(value, url_for("console.tip_list"), "/admin/tips")
 
 
 @bp.get("/tips/export.xlsx")

@@ -205,3 +205,14 @@ def test_live_server_counts_each_vote_once(live_server, committed_db):
     assert len(rows) == 20 and len(set(rows)) == 20  # never twice for one candidate
     assert votes.counts(campaign_id) == votes.db_counts(campaign_id)
     assert sum(votes.counts(campaign_id).values()) == 20
+
+
+def test_the_vote_form_cannot_send_a_citizen_elsewhere(client, citizen_login):
+    campaign = campaign_now()
+    citizen_login("o-redirect", path=f"/m/vote/{campaign.id}")
+    token = csrf(client.get(f"/m/vote/{campaign.id}").get_data(as_text=True))
+    res = client.post(
+        f"/m/vote/{campaign.id}/cast",
+        data={"csrf_token": token, "candidate_id": campaign.candidates[0].id, "back": "https://evil.example/"},
+    )
+    assert res.status_code == 302 and res.headers["Location"].endswith(f"/m/vote/{campaign.id}")
