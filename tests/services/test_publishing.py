@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -105,16 +106,34 @@ def factories_people():
     }
 
 
-def test_worker_dying_after_claim_resumes_after_lease(emulator, db_session, people):
+def held(push_id: int) -> bool:
+    """A live connection holds the push's lock (its publishing process is alive)."""
+    query = sa.select(publishing._held()).select_from(ArticlePush).where(ArticlePush.id == push_id)
+    return bool(db.session.scalar(query))
+
+
+def test_a_live_claim_holds_the_queue_and_a_killed_worker_is_taken_over_at_once(app, emulator, committed_db):
+    people = factories_people()
     start = datetime.now(UTC) + timedelta(minutes=5)
     pushes = week_of_daily_cases(people, start, 2)
     now = start + timedelta(minutes=3)
-    assert publishing.claim_next(now) == pushes[0].id  # ...and the worker dies here
-    assert publishing.run_due(now) == []  # leased: nobody else touches it, nor jumps ahead of it
+    worker = db.engine.connect()  # the first worker's own connection, as publishing.holding() opens one
+    assert publishing.claim_next(now, hold=publishing.Hold(worker)) == pushes[0].id  # ...and it is still at work
+    assert held(pushes[0].id)
+    assert publishing.run_due(now + timedelta(hours=1)) == []  # alive, however long: nobody overtakes it
     assert published_titles(emulator) == []
-    later = now + publishing.LEASE + timedelta(seconds=1)
-    assert publishing.run_due(later) == [pushes[0].id, pushes[1].id]
+    # SIGKILL: the process and its connection are gone, PostgreSQL drops the lock. (The bench/publish drill found
+    # the next pushes waiting out a 5-minute lease behind it, all published late in one burst.)
+    worker.invalidate()
+    worker.close()
+    for _ in range(100):  # the server notices the closed socket within milliseconds
+        if not held(pushes[0].id):
+            break
+        time.sleep(0.02)
+        db.session.rollback()
+    assert publishing.run_due(now) == [pushes[0].id, pushes[1].id]  # the next run, not a lease later, in order
     assert published_titles(emulator) == ["每日一案｜案例0", "每日一案｜案例1"]
+    assert not held(pushes[0].id) and not held(pushes[1].id)  # a finished run leaves no lock behind
 
 
 def _dying(real, endpoint_to_kill: str, *, after_sending: bool):
