@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 import sqlalchemy as sa
+from celery.schedules import crontab
 from PIL import Image
 
 from models import AlertDuty, Article, ArticlePush, ArticleStatus, PushStatus
@@ -134,6 +135,14 @@ def test_a_live_claim_holds_the_queue_and_a_killed_worker_is_taken_over_at_once(
     assert publishing.run_due(now) == [pushes[0].id, pushes[1].id]  # the next run, not a lease later, in order
     assert published_titles(emulator) == ["每日一案｜案例0", "每日一案｜案例1"]
     assert not held(pushes[0].id) and not held(pushes[1].id)  # a finished run leaves no lock behind
+
+
+def test_the_beat_publishes_at_the_start_of_every_minute(app):
+    # Pushes are scheduled on full minutes; a 60 s interval would run at whatever second beat started (the drill
+    # saw every push go out at :05, and could as well have been :59).
+    schedule = app.config["CELERY"]["beat_schedule"]["articles-publish"]["schedule"]
+    assert isinstance(schedule, crontab)
+    assert schedule.minute == set(range(60)) and schedule.hour == set(range(24))
 
 
 def _dying(real, endpoint_to_kill: str, *, after_sending: bool):
