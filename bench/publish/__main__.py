@@ -20,11 +20,13 @@ bench/out/publish-*.log.
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -225,6 +227,7 @@ def drill(args: argparse.Namespace) -> dict[str, Any]:
     recreate_database()
     common.flush_redis(REDIS_DB)
     tmp = Path(tempfile.mkdtemp(prefix="bench-publish-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # media and beat's schedule file
     port = common.free_port()
     env = common.app_env(DATABASE, REDIS_DB, WECHAT_API_BASE=f"http://127.0.0.1:{port}/", MEDIA_ROOT=str(tmp / "media"))
     # "heads": parallel feature branches each add a revision until the lead merges them
@@ -447,7 +450,9 @@ def check(
         (
             "a worker was SIGKILLed mid-publish",
             bool(kill) and kill["busy_found"],
-            json.dumps(kill.get("worker")) if kill else "no kill",
+            f"{kill['worker']}, waiting on the submit of push {', '.join(map(str, kill['pushes_in_flight']))}"
+            if kill
+            else "no kill",
         ),
         ("each article: exactly 1 draft/add", all(v == 1 for v in drafts.values()), str(list(drafts.values()))),
         (
