@@ -261,6 +261,20 @@ def gunicorn(
         stop(server)
 
 
+def spawn(name: str, cmd: list[str], env: dict[str, str], *, port: int = 0) -> Server:
+    """Any long-running process (a celery worker, beat, an emulator) in its own process group, logged to
+    bench/out/<name>.log and stopped like the gunicorn servers: by `stop`, `stop_all` or install_cleanup."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    log_path = OUT / f"{name}.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Server(name, port, process, log_path)
+    _servers.append(server)
+    return server
+
+
 def install_cleanup() -> None:
     """Stop every started server on normal exit, on SIGTERM/SIGINT/SIGHUP (e.g. `timeout`) and on errors."""
 

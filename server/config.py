@@ -113,8 +113,10 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                     "task": "server.tasks.stats.sync_datacube",
                     "schedule": crontab(minute=30, hour="2,7"),
                 },
-                # Articles: due pushes every minute (claimed once each); requests for empty column slots daily.
-                "articles-publish": {"task": "server.tasks.articles.publish_due_pushes", "schedule": 60.0},
+                # Articles: due pushes at the start of every minute, the second they are scheduled at (an interval
+                # of 60 s would run at whatever second beat started: up to 59 s late), claimed once each; requests
+                # for empty column slots daily.
+                "articles-publish": {"task": "server.tasks.articles.publish_due_pushes", "schedule": crontab()},
                 "articles-reminders": {
                     "task": "server.tasks.articles.send_column_reminders",
                     "schedule": crontab(minute=0, hour=1),

@@ -1,8 +1,11 @@
 """Publishing pushes to WeChat exactly once: claim, draft/add, freepublish/submit, then the result.
 
 Exactly once, whatever runs concurrently or dies:
-- a push is claimed by a conditional UPDATE (scheduled → publishing, with a lease) under a transaction-level
-  advisory lock, and only while no other push is mid-publish, so pushes leave in their scheduled order;
+- a push is claimed by a conditional UPDATE (scheduled → publishing) under a transaction-level advisory lock, and
+  only while no other push is mid-publish or waiting out a retry, so pushes leave in their scheduled order;
+- the claiming process holds a session-level advisory lock on the push, on a connection of its own, until it is
+  done: a process that dies (SIGKILL, OOM) loses its connection and the lock with it, and the next run - the next
+  minute - takes the push over; a live one is never overtaken. (Without PostgreSQL a 5-minute lease stands in.)
 - the draft media_id and the publish_id are committed as soon as WeChat gives them: a retry after a crash resumes
   (no second draft/add, no second submit);
 - submit_started_at is committed before freepublish/submit is sent. An attempt that finds it set without a publish_id
@@ -16,6 +19,8 @@ Failures and uncertain pushes are red in the console and sent once each to the d
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,11 +39,12 @@ from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(minutes=5)  # without PostgreSQL: how long a claim keeps other runs off (no lock to ask)
 MAX_ATTEMPTS = 5
 POLL_AFTER = timedelta(minutes=3)  # the push event normally arrives within seconds
 POLL_DAILY_BUDGET = 80  # freepublish/get allows 100 a day; leave room for people
 ADVISORY_KEY = 0x0A871C1E  # serialises claims across processes (PostgreSQL)
+HOLD_KEY = 0x0A871C1F  # (HOLD_KEY, push id): held by the process publishing that push, for as long as it lives
 TRANSIENT_CODES = {-1, 40001, 42001, 45011}  # busy, token trouble, rate: try again later
 NO_AUTH = 48001
 PUBLISH_FAILURES = {
@@ -68,37 +74,131 @@ def _now(now: datetime | None) -> datetime:
 
 # -- claiming ---------------------------------------------------------------------------------------------------
 
+# pg_locks, for the one question no row can answer: is the process that claimed this push still alive?
+_pg_locks = sa.table(
+    "pg_locks",
+    sa.column("locktype"),
+    sa.column("database"),
+    sa.column("classid"),
+    sa.column("objid"),
+    sa.column("objsubid"),
+    sa.column("granted"),
+)
+_pg_database = sa.table("pg_database", sa.column("oid"), sa.column("datname"))
 
-def _due(now: datetime) -> sa.ColumnElement[bool]:
-    return sa.or_(
-        sa.and_(ArticlePush.status == PushStatus.SCHEDULED, ArticlePush.scheduled_at <= now),
-        sa.and_(ArticlePush.status == PushStatus.PUBLISHING, ArticlePush.lease_until <= now),  # its worker died
+
+def _postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _held() -> sa.ColumnElement[bool]:
+    """Some live connection holds the push's (HOLD_KEY, id) advisory lock, in this database."""
+    this_database = sa.select(_pg_database.c.oid).where(_pg_database.c.datname == sa.func.current_database())
+    return sa.exists().where(
+        _pg_locks.c.locktype == "advisory",
+        _pg_locks.c.database == this_database.scalar_subquery(),
+        sa.cast(_pg_locks.c.classid, sa.BigInteger) == HOLD_KEY,
+        sa.cast(_pg_locks.c.objid, sa.BigInteger) == ArticlePush.id,
+        _pg_locks.c.objsubid == 2,  # the two-key form
+        _pg_locks.c.granted.is_(True),
     )
 
 
-def claim_next(now: datetime | None = None) -> int | None:
-    """Claim the earliest due push, unless another is mid-publish (order); returns its id, or None."""
+def _working(now: datetime, postgresql: bool) -> sa.ColumnElement[bool]:
+    """Mid-publish, or waiting out a retry backoff (lease_until): later pushes wait behind it."""
+    waiting = sa.and_(ArticlePush.lease_until.is_not(None), ArticlePush.lease_until > now)
+    return sa.and_(ArticlePush.status == PushStatus.PUBLISHING, sa.or_(_held(), waiting) if postgresql else waiting)
+
+
+def _due(now: datetime, postgresql: bool) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        sa.and_(ArticlePush.status == PushStatus.SCHEDULED, ArticlePush.scheduled_at <= now),
+        sa.and_(ArticlePush.status == PushStatus.PUBLISHING, sa.not_(_working(now, postgresql))),  # its worker died
+    )
+
+
+class Hold:
+    """The session advisory locks a publishing process holds on the pushes it works on, on `connection`.
+
+    PostgreSQL drops them when the connection closes, so when the process dies (SIGKILL, OOM, a lost host) its push
+    is free for the next run at once; a claim with a live holder is never taken over, however long it takes.
+    Without PostgreSQL (development, SQLite) there is no lock: the claim's lease stands in for it.
+    """
+
+    def __init__(self, connection: sa.Connection | None, *, commit: bool = True) -> None:
+        self.connection, self.commit = connection, commit
+
+    def _call(self, fn: Any, push_id: int) -> bool:
+        if self.connection is None:
+            return True
+        ok = self.connection.scalar(sa.select(fn(sa.cast(HOLD_KEY, sa.Integer), sa.cast(push_id, sa.Integer))))
+        if self.commit:
+            self.connection.commit()  # session-level locks outlive the transaction; do not sit idle in one
+        return bool(ok)
+
+    def take(self, push_id: int) -> bool:
+        return self._call(sa.func.pg_try_advisory_lock, push_id)
+
+    def release(self, push_id: int) -> None:
+        self._call(sa.func.pg_advisory_unlock, push_id)
+
+
+@contextmanager
+def holding() -> Iterator[Hold]:
+    """A Hold on a connection of this process's own (PostgreSQL), closed afterwards."""
+    bind = db.session.get_bind()
+    if bind.dialect.name != "postgresql":
+        yield Hold(None)
+    elif isinstance(bind, sa.Connection):  # the session is bound to one connection (tests): hold on that one
+        yield Hold(bind, commit=False)
+    else:
+        with bind.connect() as connection:
+            try:
+                yield Hold(connection)
+            finally:
+                try:  # a pooled connection keeps its session locks: return none with it
+                    connection.execute(sa.select(sa.func.pg_advisory_unlock_all()))
+                    connection.commit()
+                except sa.exc.SQLAlchemyError:
+                    connection.invalidate()  # broken anyway; never back to the pool, its locks go with it
+
+
+def claim_next(now: datetime | None = None, *, hold: Hold) -> int | None:
+    """Claim the earliest due push, unless another is mid-publish (order); returns its id, or None.
+
+    The claim is committed with `hold` holding the push's lock: the process publishing it keeps the lock until done.
+    """
     now = _now(now)
+    postgresql = _postgresql()
     try:
-        if db.session.get_bind().dialect.name == "postgresql":
+        if postgresql:
             db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_KEY)))
-        busy = db.session.scalar(
-            sa.select(ArticlePush.id).where(ArticlePush.status == PushStatus.PUBLISHING, ArticlePush.lease_until > now)
-        )
+        busy = db.session.scalar(sa.select(ArticlePush.id).where(_working(now, postgresql)).limit(1))
         if busy is not None:
             return None
         push_id = db.session.scalar(
-            sa.select(ArticlePush.id).where(_due(now)).order_by(ArticlePush.scheduled_at, ArticlePush.id).limit(1)
+            sa.select(ArticlePush.id)
+            .where(_due(now, postgresql))
+            .order_by(ArticlePush.scheduled_at, ArticlePush.id)
+            .limit(1)
         )
         if push_id is None:
             return None
         claimed = db.session.execute(
             sa.update(ArticlePush)
-            .where(ArticlePush.id == push_id, _due(now))  # the condition again: only one claimant wins
-            .values(status=PushStatus.PUBLISHING, lease_until=now + LEASE, attempts=ArticlePush.attempts + 1)
+            .where(ArticlePush.id == push_id, _due(now, postgresql))  # the condition again: only one claimant wins
+            .values(
+                status=PushStatus.PUBLISHING,
+                lease_until=None if postgresql else now + LEASE,  # with PostgreSQL the lock is the lease
+                attempts=ArticlePush.attempts + 1,
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
-        return push_id if claimed == 1 else None
+        # Locked before the claim commits: no other run ever sees this push publishing without a live holder.
+        if claimed != 1 or not hold.take(push_id):
+            db.session.rollback()
+            return None
+        return push_id
     finally:
         db.session.commit()  # ends the transaction, releasing the advisory lock
 
@@ -106,12 +206,16 @@ def claim_next(now: datetime | None = None) -> int | None:
 def run_due(now: datetime | None = None, *, limit: int = 20) -> list[int]:
     """The beat job: publish every due push in order, then poll stragglers. Safe to run in many processes."""
     done = []
-    for _ in range(limit):
-        push_id = claim_next(now)
-        if push_id is None:
-            break
-        publish_claimed(push_id, now)
-        done.append(push_id)
+    with holding() as hold:
+        for _ in range(limit):
+            push_id = claim_next(now, hold=hold)
+            if push_id is None:
+                break
+            try:
+                publish_claimed(push_id, now)
+            finally:
+                hold.release(push_id)  # settled, or waiting out a backoff; if it raised, the next run resumes it
+            done.append(push_id)
     poll_submitted(now)
     send_failure_notices()  # also those recorded from PUBLISHJOBFINISH since the last run
     return done

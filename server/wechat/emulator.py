@@ -10,7 +10,10 @@ Test hooks, no token needed, JSON in and out:
        expire-tokens {mode: invalidate|expire}, fail {path, errcode, errmsg, times}, today {date},
        advance {seconds}, media (multipart media_id + media, or {media_id, content_base64}), oauth {auto_openid},
        templates {templates: [{template_id, ...}]}, publish-outcome {publish_status, fail_idx, times},
-       finish-publish {publish_id, publish_status}, clear-calls
+       finish-publish {publish_id, publish_status}, clear-calls,
+       delay {path, seconds, times}: the next `times` calls to `path` do their work, then answer `seconds` late
+       (a slow WeChat; a client that dies waiting never learns the answer). The call record notes the delay and
+       the client's port, so a test can tell which process is waiting.
 Python callers can use ``app.extensions["wechat_emulator"]`` (an :class:`EmulatorState`) directly.
 """
 
@@ -34,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import qrcode
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from PIL import Image
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -557,6 +560,7 @@ class EmulatorState:
         self.daily_counts: dict[str, dict[str, int]] = {}  # ISO day → key → calls
         self.daily_limits: dict[str, int] = dict(DEFAULT_DAILY_LIMITS)
         self.failures: dict[str, dict[str, Any]] = {}
+        self.delays: dict[str, dict[str, Any]] = {}
         self.menu: dict[str, Any] | None = None
         self.conditional_menus: list[dict[str, Any]] = []
         self.next_menuid = 208396938
@@ -671,6 +675,7 @@ class EmulatorState:
             "call_counts": dict(self.call_counts),
             "daily_counts": self.daily_counts.get(self.today().isoformat(), {}),
             "failures": self.failures,
+            "delays": self.delays,
             "oauth_auto_openid": self.oauth_auto_openid,
             "calls": self.calls,
         }
@@ -691,6 +696,20 @@ class EmulatorState:
             "errmsg": errmsg or ERRMSG.get(errcode, "error"),
             "times": times,
         }
+
+    def _set_delay(self, path: str, seconds: float, times: int) -> None:
+        if not 0 < seconds <= 120 or times < 1:
+            raise ValueError("delay wants 0 < seconds <= 120 and times >= 1")
+        self.delays[path.lstrip("/")] = {"seconds": seconds, "times": times}
+
+    def _take_delay(self, path: str) -> float:
+        delay = self.delays.get(path)
+        if not delay:
+            return 0.0
+        delay["times"] -= 1
+        if not delay["times"]:
+            del self.delays[path]
+        return float(delay["seconds"])
 
     def _store_media(
         self, data: bytes, media_id: str | None, media_type: str, filename: str | None, content_type: str | None
@@ -2140,6 +2159,8 @@ def _hook(st: EmulatorState, name: str) -> Response:
         if job is None or job["publish_status"] != 1:
             return _json({"error": "no publish job in progress with that publish_id"}, 404)
         _finish_publish(st, job, int(body.get("publish_status", 0)), list(body.get("fail_idx") or []))
+    elif name == "delay":
+        st._set_delay(str(body["path"]), float(body["seconds"]), int(body.get("times", 1)))
     elif name == "clear-calls":
         st.calls.clear()
     else:
@@ -2183,6 +2204,9 @@ def _dispatch(st: EmulatorState, path: str) -> Response:
             call["files"] = {k: f.filename for k, f in request.files.items()}
         st.calls.append(call)
         st.call_counts[path] = st.call_counts.get(path, 0) + 1
+        if delay := st._take_delay(path):  # slept by the view, after the work and outside the lock
+            g.emulator_delay = delay
+            call |= {"delayed_s": delay, "client_port": request.environ.get("REMOTE_PORT")}
         public = _public(st, path)
         if public is not None:
             return public
@@ -2228,7 +2252,10 @@ def create_emulator(appid: str, secret: str, *, token_ttl: int = 7200) -> Flask:
     def dispatch(path: str) -> Response:
         if not path:
             return _json({"emulator": "WeChat Official Account API", "appid": appid})
-        return _dispatch(state, path)
+        response = _dispatch(state, path)
+        if delay := g.get("emulator_delay"):
+            time.sleep(delay)
+        return response
 
     return app
 

@@ -95,15 +95,23 @@ def check_message(data: dict[str, Any]) -> None:
 
 
 def dedupe_key(data: dict[str, Any]) -> str:
-    """WeChat's own rule: messages by MsgId; events (no MsgId) by FromUserName + CreateTime (+ Event, EventKey)."""
+    """WeChat's own rule: messages by MsgId; events (no MsgId) by FromUserName + CreateTime (+ Event, EventKey).
+
+    Job events name their job instead of an EventKey: pushes submitted together finish in the same second, from the
+    same sender, and each PUBLISHJOBFINISH (publish_id) or TEMPLATESENDJOBFINISH (MsgID) must count on its own.
+    """
     if data.get("MsgId"):
         return f"m:{data['MsgId']}"
     event_key = data.get("EventKey")
+    if not isinstance(event_key, str):
+        publish = data.get("PublishEventInfo")
+        job = publish.get("publish_id") if isinstance(publish, dict) else data.get("MsgID")
+        event_key = f"job:{job}" if isinstance(job, str) else ""
     parts = (
         data["FromUserName"],
         data["CreateTime"],
         str(data.get("Event") or ""),
-        event_key if isinstance(event_key, str) else "",
+        event_key,
     )
     return "e:" + hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
 

@@ -495,6 +495,46 @@ def test_publish_failure_and_slow_publish_hooks(wx: Wx) -> None:
     assert [e["event"]["PublishEventInfo"]["publish_status"] for e in wx.state.snapshot()["push_events"]] == [3, 0]
 
 
+def test_delay_hook_answers_late_after_the_work_without_holding_up_other_calls(wx: Wx) -> None:
+    import threading
+    import time
+
+    import requests
+
+    state = wx.state
+    with EmulatorServer(wx.http.application) as server:  # type: ignore[attr-defined]
+        http = requests.Session()
+        token = http.get(
+            server.url + "cgi-bin/token",
+            params={"grant_type": "client_credential", "appid": APPID, "secret": SECRET},
+            timeout=5,
+        ).json()["access_token"]
+        draft_id = wx.post("cgi-bin/draft/add", {"articles": [_article(wx)]})["media_id"]
+        http.post(server.url + "_emulator/delay", json={"path": "/cgi-bin/freepublish/submit", "seconds": 1.5})
+        answers: list[dict[str, Any]] = []
+
+        def submit() -> None:
+            url = server.url + "cgi-bin/freepublish/submit"
+            answers.append(http.post(url, params={"access_token": token}, json={"media_id": draft_id}).json())
+
+        started = time.monotonic()
+        waiting = threading.Thread(target=submit)
+        waiting.start()
+        time.sleep(0.5)
+        (job,) = state.snapshot()["publishes"]  # the work is done while the answer is still on its way
+        assert job["publish_status"] == 0 and not answers
+        assert requests.get(server.url + "_emulator/state", timeout=1).ok  # others are not held up meanwhile
+        waiting.join()
+        assert time.monotonic() - started >= 1.5 and answers[0]["publish_id"] == job["publish_id"]
+        (call,) = [c for c in state.snapshot()["calls"] if c["path"] == "cgi-bin/freepublish/submit"]
+        assert call["delayed_s"] == 1.5 and isinstance(call["client_port"], int)
+        assert state.snapshot()["delays"] == {}  # once by default: the next submit answers at once
+        draft_id = wx.post("cgi-bin/draft/add", {"articles": [_article(wx)]})["media_id"]
+        started = time.monotonic()
+        submit()
+        assert time.monotonic() - started < 1
+
+
 def test_freepublish_get_has_a_daily_budget_of_100(wx: Wx) -> None:
     draft_id = wx.post("cgi-bin/draft/add", {"articles": [_article(wx)]})["media_id"]
     publish_id = wx.post("cgi-bin/freepublish/submit", {"media_id": draft_id})["publish_id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 
@@ -12,7 +13,7 @@ from handlers import router
 from models import Follower, InboundMessage, MessageStatus
 from server.services import replies
 from server.wechat import simulator
-from server.wechat.protocol import signature
+from server.wechat.protocol import dedupe_key, signature
 from tests.factories import rule
 
 
@@ -296,3 +297,22 @@ class TestFollowers:
         assert rows[0].payload["Label"] == "人民广场"
         assert rows[1].event_key == "https://example.org/m/tips/new"
         assert all(r.openid == "o-fan" for r in rows)
+
+
+def test_job_events_are_deduplicated_per_job_and_other_events_as_before():
+    sent = {"ToUserName": "gh_test", "FromUserName": "o-sender", "CreateTime": "1767225600", "MsgType": "event"}
+    template = sent | {"Event": "TEMPLATESENDJOBFINISH", "Status": "success"}
+    assert dedupe_key(template | {"MsgID": "1"}) != dedupe_key(template | {"MsgID": "2"})
+    assert dedupe_key(template | {"MsgID": "1"}) == dedupe_key(template | {"MsgID": "1"})
+    publish = sent | {"Event": "PUBLISHJOBFINISH"}
+    first, second = (
+        {"PublishEventInfo": {"publish_id": i, "publish_status": "0"}} for i in ("2247483700", "2247483701")
+    )
+    assert dedupe_key(publish | first) != dedupe_key(publish | second)
+    # Events with an EventKey, or none at all, keep their keys (rows stored before this rule still match).
+    click = sent | {"Event": "CLICK", "EventKey": "TIP_HOWTO"}
+    assert (
+        dedupe_key(click)
+        == "e:" + hashlib.sha1("\x1f".join(["o-sender", "1767225600", "CLICK", "TIP_HOWTO"]).encode()).hexdigest()
+    )
+    assert dedupe_key(sent | {"Event": "subscribe"}) == dedupe_key(sent | {"Event": "subscribe", "Status": "x"})
