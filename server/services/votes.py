@@ -300,19 +300,27 @@ WITH camp AS (
   RETURNING id, pg_current_xact_id()::text AS xid
 )
 SELECT camp.starts_at, camp.ends_at, camp.votes_per_day, camp.per_candidate_per_day, camp.results_policy,
-       camp.may_vote, (SELECT used FROM q), (SELECT used FROM cq), v.id, v.xid
+       camp.may_vote, (SELECT used FROM q) AS seq, (SELECT used FROM cq) AS candidate_seq, v.id AS vote_id, v.xid
 FROM (SELECT 1) AS one LEFT JOIN camp ON true LEFT JOIN v ON true
 """
 
 
 def _count_pg(params: dict[str, Any]) -> _Outcome:
     row = db.session.connection().exec_driver_sql(_CAST_PG, params).one()
-    if row[0] is None:
+    if row.starts_at is None:
         return _Outcome()
-    out = _Outcome(*row[:4], ResultsPolicy[row[4]], *row[5:])  # the enum is stored by name
-    if not USE_TRANSACTION_IDS:
-        out.xid = None
-    return out
+    return _Outcome(
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        votes_per_day=row.votes_per_day,
+        per_candidate_per_day=row.per_candidate_per_day,
+        results_policy=ResultsPolicy[row.results_policy],  # stored by name
+        may_vote=row.may_vote,
+        seq=row.seq,
+        candidate_seq=row.candidate_seq,
+        vote_id=row.vote_id,
+        xid=row.xid if USE_TRANSACTION_IDS else None,
+    )
 
 
 def _count_portable(params: dict[str, Any]) -> _Outcome:
