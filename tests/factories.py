@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from models import ReplyRule, Staff, Unit
+from models import MaterialItem, MaterialSource, MaterialState, ReplyRule, Staff, Unit, utcnow
 from server.extensions import db
 from server.services import replies
 from server.services import staff as staff_service
@@ -55,3 +56,23 @@ def newsroom() -> dict:
         "liaison": staff("li1", "liaison", unit=office),
         "unit": office,
     }
+
+
+def photo_library(officer: Staff, count: int, tagged: set[int]) -> list[MaterialItem]:
+    """`count` ready photos by `officer`, oldest first; those at the positions in `tagged` also carry the tag 夜查."""
+    start = utcnow() - timedelta(days=1)
+    items = [
+        MaterialItem(
+            key=f"upload:library-{i:04d}",
+            source=MaterialSource.UPLOAD,
+            state=MaterialState.READY,
+            uploader_id=officer.id,
+            unit_id=officer.unit_id,
+            received_at=start + timedelta(seconds=i),
+            tags=["占道", "夜查"] if i in tagged else ["占道"],
+        )
+        for i in range(count)
+    ]
+    db.session.add_all(items)
+    db.session.commit()
+    return items

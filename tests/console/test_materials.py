@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
 
 import sqlalchemy as sa
 
-from models import AuditLog, MaterialItem, MaterialSource, MaterialState, utcnow
+from models import AuditLog, MaterialItem
 from server.extensions import db
 from server.services import materials
 from tests import factories
@@ -119,21 +118,8 @@ def _cards(page: str) -> int:
 
 def test_tag_filter_and_paging_over_more_photos_than_a_page(as_admin, db_session):
     officer = factories.staff("wushi", "officer", unit=factories.unit("普陀分局"), name="吴十")
-    total, start = materials.PAGE_SIZE + 30, utcnow() - timedelta(days=2)
-    items = [
-        MaterialItem(
-            key=f"upload:paging-{i:04d}",
-            source=MaterialSource.UPLOAD,
-            state=MaterialState.READY,
-            uploader_id=officer.id,
-            unit_id=officer.unit_id,
-            received_at=start + timedelta(seconds=i),
-            tags=["夜查"] if i % 2 == 0 else ["占道"],  # half of them, the oldest beyond the newest page
-        )
-        for i in range(total)
-    ]
-    db.session.add_all(items)
-    db.session.commit()
+    total = materials.PAGE_SIZE + 30
+    items = factories.photo_library(officer, total, tagged=set(range(0, total, 2)))  # the oldest beyond a page
 
     tagged = as_admin.get("/admin/materials?tag=夜查").get_data(as_text=True)
     assert _cards(tagged) == total // 2 and "更早的照片" not in tagged  # all of them, on one page

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from PIL import Image, ImageOps
 
-from models import MaterialItem, MaterialSource, MaterialState, utcnow
+from models import MaterialItem, utcnow
 from server.extensions import db
 from server.services import images, materials
 from tests import factories
@@ -224,29 +224,11 @@ def test_thumbnail_from_the_reduced_copy_is_the_centre_square_within_limits():
         assert _difference(made, upright.crop((0, 0, 1600, 1600))) > 15  # (the measure tells squares apart)
 
 
-def _library(officer, count: int, tagged: set[int]) -> list[MaterialItem]:
-    """`count` ready photos, oldest first; those at the positions in `tagged` carry the tag 夜查."""
-    start = utcnow() - timedelta(days=1)
-    items = [
-        MaterialItem(
-            key=f"upload:library-{i:04d}",
-            source=MaterialSource.UPLOAD,
-            state=MaterialState.READY,
-            uploader_id=officer.id,
-            unit_id=officer.unit_id,
-            received_at=start + timedelta(seconds=i),
-            tags=["占道", "夜查"] if i in tagged else ["占道"],
-        )
-        for i in range(count)
-    ]
-    db.session.add_all(items)
-    db.session.commit()
-    return items
-
-
 @pytest.mark.smoke  # also on the embedded SQLite: the tag filter is SQL there too (json_each, not jsonb)
 def test_the_tag_filter_is_sql_so_every_page_is_full_and_nothing_is_missed(officer):
-    items = _library(officer, 30, tagged={0, 1, 2, 5, 8, 13, 21, 22, 23, 29})  # mostly old, beyond a first page
+    items = factories.photo_library(
+        officer, 30, tagged={0, 1, 2, 5, 8, 13, 21, 22, 23, 29}
+    )  # mostly old, beyond a first page
     newest_tagged = [items[i].id for i in (29, 23, 22, 21, 13, 8, 5, 2, 1, 0)]
     night = materials.MaterialFilter(tag="夜查")
     seen, before = [], None
@@ -264,7 +246,7 @@ def test_the_tag_filter_is_sql_so_every_page_is_full_and_nothing_is_missed(offic
 
 
 def test_a_feed_catching_up_gets_the_photos_after_its_cursor_in_order(officer):
-    items = _library(officer, 12, tagged=set(range(12)))
+    items = factories.photo_library(officer, 12, tagged=set(range(12)))
     night = materials.MaterialFilter(tag="夜查")
     cursor, got = items[1].id, []
     while groups := materials.search(night, None, after_id=cursor, limit=5):
