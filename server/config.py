@@ -42,6 +42,24 @@ def _ed25519_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
+def _int_setting(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name) or str(default)
+    if not value.isdigit():
+        raise SettingsError(f"{name} must be a whole number, not {value!r}")
+    return int(value)
+
+
+def _engine_options(database_url: str, env: Mapping[str, str]) -> dict[str, Any]:
+    # Recycle rather than pre-ping: a ping is a round trip on every checkout of the hot /wechat path.
+    options: dict[str, Any] = {"pool_recycle": 300}
+    if database_url.startswith("postgresql"):
+        # One connection per request thread (gthread's 8), plus the message-log writer and the handler pool's threads
+        # in bursts. SQLAlchemy's default of 5 closed and reopened connections on every burst (a backend fork each).
+        options["pool_size"] = _int_setting(env, "DB_POOL_SIZE", 10)
+        options["max_overflow"] = 20
+    return options
+
+
 def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
     production = env.get("APP_ENV", "development") == "production"
@@ -59,8 +77,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         or ("" if production else _instance_secret(instance_path, "checkin_signing_key", _ed25519_key)),
         "WECHAT_TEMPLATE_EVENT_NOTICE": env.get("WECHAT_TEMPLATE_EVENT_NOTICE", "demo-event-notice-template"),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        # Recycle rather than pre-ping: a ping is a round trip on every checkout of the hot /wechat path.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 300},
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, env),
         "WECHAT_LOG_WRITER": env.get("WECHAT_LOG_WRITER", "batch"),  # "inline" writes in the request (tests)
         "REDIS_URL": redis_url,
         "WECHAT_TOKEN": env.get("WECHAT_TOKEN", "" if production else "demotoken"),
@@ -79,9 +96,9 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "WECHAT_TEMPLATE_TIP_DISPATCH": env.get("WECHAT_TEMPLATE_TIP_DISPATCH", "demo-tip-dispatch-template"),
         # Publishing: failed or uncertain pushes, to the duty editors.
         "WECHAT_TEMPLATE_PUBLISH_FAILED": env.get("WECHAT_TEMPLATE_PUBLISH_FAILED", "demo-publish-failed-template"),
-        "TIP_DAILY_LIMIT": int(env.get("TIP_DAILY_LIMIT", "10")),  # per openid per day
-        "TIP_DAILY_LIMIT_IP": int(env.get("TIP_DAILY_LIMIT_IP", "30")),  # per IP per day (H5 form)
-        "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0") or 0),  # reverse proxies in front (X-Forwarded-*)
+        "TIP_DAILY_LIMIT": _int_setting(env, "TIP_DAILY_LIMIT", 10),  # per openid per day
+        "TIP_DAILY_LIMIT_IP": _int_setting(env, "TIP_DAILY_LIMIT_IP", 30),  # per IP per day (H5 form)
+        "TRUSTED_PROXIES": _int_setting(env, "TRUSTED_PROXIES", 0),  # reverse proxies in front (X-Forwarded-*)
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -32,6 +32,8 @@ def test_a_complete_production_environment_passes(tmp_path):
     assert settings["CELERY"]["broker_url"] == "redis://cache:6379/0"
     assert settings["SESSION_COOKIE_SECURE"] is True
     assert not (tmp_path / "secret_key").exists()  # production never invents secrets
+    assert settings["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 10  # a connection per gunicorn thread, and more
+    assert _check(tmp_path, DB_POOL_SIZE="24")["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 24
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,8 @@ def test_a_complete_production_environment_passes(tmp_path):
         ("WECHAT_AES_KEY", "too-short"),
         ("WECHAT_API_BASE", "ftp://x/"),
         ("WECHAT_API_BASE", "https://api.weixin.qq.com"),
+        ("DB_POOL_SIZE", "ten"),
+        ("TRUSTED_PROXIES", "-1"),
     ],
 )
 def test_missing_or_malformed_setting_is_named(tmp_path, name, value):
@@ -65,5 +69,6 @@ def test_development_defaults_need_nothing(tmp_path):
     check_settings(settings)
     assert settings["SQLALCHEMY_DATABASE_URI"] == "sqlite:///app.db"
     assert settings["REDIS_URL"] == ""
+    assert "pool_size" not in settings["SQLALCHEMY_ENGINE_OPTIONS"]  # SQLite's pools take no size
     assert (tmp_path / "secret_key").exists() and (tmp_path / "pii_key").exists()
     assert load_settings(tmp_path, {})["SECRET_KEY"] == settings["SECRET_KEY"]  # kept across restarts
