@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from server.config import check_settings, load_settings
 from server.extensions import csrf, db, init_celery, init_redis, login, migrate
 from server.filters import register_filters
+from server.sessions import SessionInterface
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -26,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    app.session_interface = SessionInterface()
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in JSON and |tojson
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

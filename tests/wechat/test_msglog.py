@@ -52,3 +52,36 @@ def test_concurrent_inserts_and_duplicates_are_decided_once(app, committed_db, m
         time.sleep(0.02)
     assert (row.reply, row.status) == ("<xml>reply</xml>", MessageStatus.ERROR)
     assert committed_db.scalar(sa.select(sa.func.count()).select_from(InboundMessage)) == 20
+
+
+def test_rows_keep_their_fields_and_survive_a_killed_connection(app, committed_db, monkeypatch):
+    monkeypatch.setitem(app.config, "WECHAT_LOG_WRITER", "batch")
+    writer = MessageLog(app)
+    scan = {
+        **_data(1),
+        "MsgType": "event",
+        "Event": "scancode_waitmsg",
+        "EventKey": "scan_1",
+        "ScanCodeInfo": {"ScanType": "qrcode", "ScanResult": '城管 "开放日" <签到>'},
+    }
+    del scan["MsgId"], scan["Content"]
+    assert writer.insert(inbound.row_for(scan, "e:scan")) is True
+    # A database restart drops the writer's connection: the next batch reconnects and nothing is lost.
+    killed = committed_db.scalars(
+        sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE '%json_to_recordset%' AND pid <> pg_backend_pid()"
+        )
+    ).all()
+    assert killed and all(killed)  # this writer's connection (and earlier tests' idle writers)
+    committed_db.commit()
+    assert writer.insert({**inbound.row_for(_data(2), "m:10002"), "reply": "好的"}) is True
+    assert writer.insert(inbound.row_for(_data(2), "m:10002")) is False
+    rows = {r.dedupe_key: r for r in committed_db.scalars(sa.select(InboundMessage))}
+    assert set(rows) == {"e:scan", "m:10002"}
+    row = rows["e:scan"]
+    assert (row.msg_type, row.event, row.event_key, row.reply) == ("event", "scancode_waitmsg", "scan_1", None)
+    assert row.payload["ScanCodeInfo"]["ScanResult"] == '城管 "开放日" <签到>'
+    assert int(row.sent_at.timestamp()) == int(scan["CreateTime"])
+    assert row.received_at >= row.sent_at
+    assert (rows["m:10002"].reply, rows["m:10002"].status) == ("好的", MessageStatus.OK)
