@@ -16,6 +16,7 @@ import os
 import pstats
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from werkzeug.test import EnvironBuilder
 
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="requests per batch (default 2000)")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="tottime", help="pstats sort key (default tottime; e.g. cumulative)")
+    parser.add_argument("--by-package", action="store_true", help="also sum own time per top-level package")
     args = parser.parse_args()
 
     requests, expected = BENCHES[args.bench](args.n)
@@ -105,7 +107,30 @@ def main() -> None:
     for _ in range(args.n):
         one()
     profiler.disable()
-    pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+    stats = pstats.Stats(profiler)
+    stats.sort_stats(args.sort).print_stats(args.top)
+    if args.by_package:
+        print_by_package(stats, args.n)
+
+
+def print_by_package(stats: pstats.Stats, n: int) -> None:
+    """Own CPU time per top-level package (site-packages name, stdlib, builtins, or this repository's folder)."""
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    totals: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if "site-packages/" in filename:
+            package = filename.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif filename.startswith(root):
+            package = "ours: " + filename[len(root) :].split("/", 1)[0]
+        elif filename == "~":
+            package = "builtins (C)"
+        else:
+            package = "stdlib"
+        totals[package] = totals.get(package, 0.0) + tottime
+    everything = sum(totals.values())
+    print(f"own CPU per package, ms per request (all {1000 * everything / n:.3f} ms):")
+    for package, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        print(f"  {package:<28} {1000 * seconds / n:7.3f}  {100 * seconds / everything:5.1f} %")
 
 
 if __name__ == "__main__":
