@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from wechatpy.events import LocationEvent, ScanEvent, SubscribeEvent, SubscribeScanEvent, UnsubscribeEvent
 from wechatpy.messages import BaseMessage, TextMessage
 
-from handlers.router import Reply, message_key, router
+from handlers.router import Reply, message_key, peeked, router
 from server.services import alerts, binding, chat, followers, materials, replies, tips
 
 
@@ -15,12 +15,12 @@ def _spec_reply(spec: replies.ReplySpec | None) -> Reply:
     return spec.as_reply() if spec else None
 
 
-@router.on("text", inline=True)  # cached rules; a binding code costs one indexed update
+@router.on("text", inline=True, peek=lambda m: chat.flow_keys(m.source))  # cached rules; a binding code: one update
 def answer_text(message: TextMessage) -> Reply:
     alerts.scan_text(message.source, message.content, source="message", ref=str(message.id))
     if (reply := binding.reply_to_text(message.source, message.content)) is not None:
         return reply
-    flows = chat.open_flows(message.source)  # one round trip for both checks below
+    flows = chat.open_flows(message.source, peeked(message))  # both checks below, with no round trip of their own
     if flows.photo_burst and (reply := materials.attach_chat_text(message.source, message.content)) is not None:
         return reply
     if flows.tip_draft:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wechatpy.events import EVENT_TYPES
@@ -12,6 +12,8 @@ from wechatpy.replies import BaseReply
 # What a handler returns: text, a wechatpy reply, a list of articles (news), or None for "success" (no reply).
 Reply = str | BaseReply | list[dict[str, Any]] | None
 Handler = Callable[[BaseMessage], Reply]
+# Redis keys a handler reads for a message; the gateway fetches them in its dedupe claim's round trip.
+Peek = Callable[[BaseMessage], Sequence[str]]
 
 
 def message_event(message: BaseMessage) -> str | None:
@@ -28,6 +30,11 @@ def message_key(message: BaseMessage) -> str | None:
     return key or None
 
 
+def peeked(message: BaseMessage) -> dict[str, bytes | None] | None:
+    """The values of the handler's peek keys, fetched with the gateway's claim; None if they were not (Redis down)."""
+    return getattr(message, "_peeked", None)
+
+
 class Router:
     """Picks one handler per message, the most specific route first; unknown types parse as UnknownMessage."""
 
@@ -37,12 +44,19 @@ class Router:
         self._parsers: dict[tuple[str, str | None], type[BaseMessage]] = {}
 
     def on(
-        self, msg_type: str, event: str | None = None, key: str | None = None, *, inline: bool = False
+        self,
+        msg_type: str,
+        event: str | None = None,
+        key: str | None = None,
+        *,
+        inline: bool = False,
+        peek: Peek | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register a handler; `on("*")` is the catch-all; a key ending in "*" matches keys with that prefix.
 
         inline=True: the handler only reads cached data and cannot block, so it runs in the request thread;
         the others run in a pool under the gateway's time budget.
+        peek: the Redis keys the handler will read; their values arrive with the message (see `peeked`).
         """
 
         def register(handler: Handler) -> Handler:
@@ -50,6 +64,7 @@ class Router:
             if route in self._routes:
                 raise ValueError(f"route {route} registered twice")
             handler.inline = inline  # type: ignore[attr-defined]
+            handler.peek = peek  # type: ignore[attr-defined]
             if key is not None and key.endswith("*"):  # scenes like bind_<token> vary by user
                 self._prefixes.setdefault(route[:2], []).append((key[:-1], handler))
             self._routes[route] = handler

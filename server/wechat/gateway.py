@@ -52,9 +52,9 @@ class Gateway:
         """The plaintext reply (XML or "success") for this delivery; LogUnavailable if it cannot be recorded."""
         deadline = time.monotonic() + self.timeout + 1.0
         message = router.parse(data)
-        if self._claim(key) is False:
-            return self._await_reply(key, deadline)
         handler = router.handler_for(message)
+        if self._claim(key, message, handler) is False:
+            return self._await_reply(key, deadline)
         if handler is None or getattr(handler, "inline", False):
             # Fast handlers answer first and the log row carries the reply: one write, and retries read it there.
             # A copy that slipped past a lost Redis claim meets the unique key and gets the first copy's reply.
@@ -112,10 +112,20 @@ class Gateway:
             log.exception("default reply unavailable")
             return EMPTY_REPLY
 
-    def _claim(self, key: str) -> bool | None:
-        """True: ours to process; False: another copy is (or was) processed; None: Redis is down."""
+    def _claim(self, key: str, message: BaseMessage, handler: Handler | None) -> bool | None:
+        """True: ours to process; False: another copy is (or was) processed; None: Redis is down.
+
+        The keys the handler peeks at come back in the same round trip, attached to the message.
+        """
+        peek = getattr(handler, "peek", None)
         try:
-            return bool(get_redis().set(f"wx:reply:{key}", PENDING, nx=True, ex=REPLY_TTL))
+            if peek is None:
+                return bool(get_redis().set(f"wx:reply:{key}", PENDING, nx=True, ex=REPLY_TTL))
+            keys = list(peek(message))
+            pipe = get_redis().pipeline(transaction=False)
+            claimed, values = pipe.set(f"wx:reply:{key}", PENDING, nx=True, ex=REPLY_TTL).mget(keys).execute()
+            message._peeked = dict(zip(keys, values, strict=True))
+            return bool(claimed)
         except Exception:
             log.warning("redis unavailable; dedupe falls back to the database for %s", key)
             return None

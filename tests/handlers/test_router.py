@@ -76,6 +76,8 @@ def test_prefix_keys_route_varying_scenes():
 
 def test_inline_flag_is_kept_on_the_handler():
     r = Router()
-    fast = r.on("text", inline=True)(lambda m: "fast")
+    keys = lambda m: [f"k:{m.source}"]  # noqa: E731
+    fast = r.on("text", inline=True, peek=keys)(lambda m: "fast")
     slow = r.on("event", "subscribe")(lambda m: "slow")
     assert fast.inline is True and slow.inline is False
+    assert fast.peek is keys and slow.peek is None

@@ -10,3 +10,26 @@ def test_open_flows_reads_both_markers(db_session, redis_client):
     redis_client.set(materials.BURST_KEY.format("o-x"), 1)
     assert chat.open_flows("o-x") == chat.OpenFlows(True, True)
     assert chat.open_flows("o-y") == chat.OpenFlows(False, False)
+
+
+def test_values_the_gateway_peeked_are_used_without_asking_redis(db_session, redis_client):
+    burst, draft = chat.flow_keys("o-x")
+    assert chat.open_flows("o-x", {burst: b"1700000000", draft: None}) == chat.OpenFlows(True, False)
+    redis_client.set(draft, 1)
+    assert chat.open_flows("o-x", {burst: None}) == chat.OpenFlows(False, True)  # incomplete: asks Redis
+
+
+def test_the_text_handler_gets_its_flow_markers_with_the_claim(wechat, redis_client, monkeypatch):
+    """A citizen with a tip in progress: the gateway's claim round trip brings the markers to the text handler."""
+    redis_client.set(tips.DRAFT_KEY.format("o-peek"), 1)
+    seen = []
+    original = chat.open_flows
+
+    def spy(openid, known=None):
+        seen.append(dict(known or {}))
+        return original(openid, known)
+
+    monkeypatch.setattr(chat, "open_flows", spy)
+    wechat.text("o-peek", "你好")
+    burst, draft = chat.flow_keys("o-peek")
+    assert seen == [{burst: None, draft: b"1"}]
