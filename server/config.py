@@ -87,6 +87,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "WECHAT_API_BASE": env.get("WECHAT_API_BASE", REAL_WECHAT_API),
         # Our share of WeChat's 5 s: handlers get this long, then the default reply goes out.
         "WECHAT_HANDLER_TIMEOUT": float(env.get("WECHAT_HANDLER_TIMEOUT", "3.0")),
+        # Where citizens reach the site (https://wx.example.gov.cn/): the links in template messages sent by workers.
+        "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", ""),
         "WECHAT_MAX_BODY": 64 * 1024,
         "WECHAT_MAX_CLOCK_SKEW": 300,
         "MEDIA_ROOT": env.get("MEDIA_ROOT", str(instance_path / "media")),
@@ -162,6 +164,9 @@ def check_settings(config: Mapping[str, Any]) -> None:
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.netloc or not base.endswith("/"):
         raise SettingsError("WECHAT_API_BASE must be an http(s) URL ending in '/', e.g. https://api.weixin.qq.com/")
+    public = config.get("PUBLIC_BASE_URL") or ""
+    if public and (urlsplit(public).scheme not in ("http", "https") or not urlsplit(public).netloc):
+        raise SettingsError("PUBLIC_BASE_URL must be an http(s) URL, e.g. https://wx.example.gov.cn/")
     signing_key = config.get("CHECKIN_SIGNING_KEY") or ""
     if signing_key:
         try:

@@ -26,6 +26,7 @@ from models import Alert, AlertDuty, AlertNotice, AlertStatus, NoticeRound, Role
 from models.base import utcnow
 from server.extensions import db, get_redis
 from server.services import ServiceError, audit
+from server.urls import public_url
 
 log = logging.getLogger(__name__)
 
@@ -531,7 +532,10 @@ def notify(alert_id: int, round_name: str) -> int:
             db.session.add(notice)
         try:
             get_client().message.send_template(
-                person.openid, conf["template_id"], _template_data(alert, round_, conf["sla_minutes"])
+                person.openid,
+                conf["template_id"],
+                _template_data(alert, round_, conf["sla_minutes"]),
+                url=public_url("console.alert_detail", alert_id=alert.id),
             )
         except (WeChatClientException, OSError) as exc:  # requests' errors are OSErrors
             notice.error = str(exc)[:200]

@@ -26,7 +26,6 @@ from wechatpy.exceptions import WeChatClientException
 from models import BindingCode, Role, Staff, utcnow
 from server.extensions import db, get_redis
 from server.services import ServiceError, audit
-from server.tasks import binding as binding_tasks
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -341,8 +340,8 @@ def _bind(openid: str, row: BindingCode, *, via: str) -> BindResult:
     log.info("staff %s bound to WeChat via %s (binding %s)", staff.id, via, row.id)
     if staff.role is Role.OFFICER:  # others never carry the tag: no tag calls for them
         if before and before != openid:
-            _enqueue(binding_tasks.untag_openid, before)
-        _enqueue(binding_tasks.tag_officer, staff.id)
+            _enqueue("untag_openid", before)
+        _enqueue("tag_officer", staff.id)
     return BindResult(staff, already=False)
 
 
@@ -370,7 +369,7 @@ def unbind(staff_id: int) -> Staff:
     audit.record("staff.unbind", target=staff, before={"openid": before}, after={"openid": None})
     db.session.commit()
     if staff.role is Role.OFFICER:
-        _enqueue(binding_tasks.untag_openid, before)
+        _enqueue("untag_openid", before)
     return staff
 
 
@@ -383,9 +382,9 @@ def role_changed(staff: Staff, *, had_tag: bool) -> None:
     """After a committed edit of role or active state: the tag follows, by the same tasks as binding."""
     wanted = wants_tag(staff)
     if wanted and not had_tag:
-        _enqueue(binding_tasks.tag_officer, staff.id)
+        _enqueue("tag_officer", staff.id)
     elif had_tag and not wanted and staff.openid:
-        _enqueue(binding_tasks.untag_openid, staff.openid)
+        _enqueue("untag_openid", staff.openid)
 
 
 def retry_tag(staff_id: int) -> bool:
@@ -395,15 +394,19 @@ def retry_tag(staff_id: int) -> bool:
     if staff is None or staff.openid is None:
         raise ServiceError("该人员尚未绑定微信")
     if wants_tag(staff):
-        return _enqueue(binding_tasks.tag_officer, staff.id)
-    return _enqueue(binding_tasks.untag_openid, staff.openid)
+        return _enqueue("tag_officer", staff.id)
+    return _enqueue("untag_openid", staff.openid)
 
 
-def _enqueue(task: Any, *args: Any) -> bool:
+def _enqueue(name: str, *args: Any) -> bool:
+    # Imported here: tasks import services, and a module-level import closed a cycle (columns → staff → binding →
+    # tasks → publishing → columns) for whoever imported columns first.
+    from server.tasks import binding as binding_tasks
+
     try:
-        task.delay(*args)
+        getattr(binding_tasks, name).delay(*args)
     except Exception:  # broker down, or (eager) the API still failing after retries: the binding stands
-        log.exception("officer tag sync %s failed; the console shows it as unsynced", task.name)
+        log.exception("officer tag sync %s failed; the console shows it as unsynced", name)
         return False
     return True
 

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from flask import current_app, has_request_context, url_for
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -61,6 +61,7 @@ from models.event import FIELD_LABELS
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ, local_dt
 from server.services import ServiceError, audit, pii, targets
+from server.urls import public_url
 
 log = logging.getLogger(__name__)
 
@@ -956,9 +957,7 @@ NOTICE_TEXT = {
 def _notice_url(kind: EventNoticeKind) -> str | None:
     if kind is EventNoticeKind.LIVE_START:
         return None  # the stream itself, read at send time
-    if has_request_context():  # queued from a request: its host is the public one (beat jobs have none)
-        return url_for("citizen.event_mine", _external=True)
-    return None
+    return public_url("citizen.event_mine")
 
 
 def _queue(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime) -> list[int]:

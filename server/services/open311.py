@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, has_request_context, url_for
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from models import Open311Key, PhotoState, Staff, Tip, TipPhoto, TipStatus, utcnow
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ
 from server.services import ServiceError, audit, tips
+from server.urls import public_url
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 FORMATS = ["text/xml", "application/json"]
@@ -166,9 +167,7 @@ def service_definition(code: str) -> dict[str, Any]:
 
 def _media_url(tip: Tip) -> str | None:
     photo = next((p for p in tip.photos if p.state is PhotoState.READY), None)
-    if photo is None or not has_request_context():
-        return None
-    return url_for("open311.photo_get", key=photo.key, _external=True)
+    return None if photo is None else public_url("open311.photo_get", key=photo.key)
 
 
 def _latest_note(tip: Tip) -> str | None:

@@ -35,6 +35,7 @@ from server.services import ServiceError, audit, images
 from server.services.articles import display_title, locked_push
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
+from server.urls import public_url
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -631,6 +632,8 @@ def send_failure_notices(limit: int = 50) -> int:
                 "data": _notice_data(push),
                 "client_msg_id": f"push-notice-{notice.id}",  # WeChat sends one per openid + client_msg_id
             }
+            if link := public_url("console.article_push_detail", push_id=push.id):
+                body["url"] = link
             try:
                 get_client().raw_post("cgi-bin/message/template/send", body)
             except (WeChatClientException, requests.RequestException) as exc:

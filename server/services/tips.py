@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
-from flask import current_app, has_request_context, url_for
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from wechatpy.exceptions import WeChatClientException
 
@@ -50,6 +50,7 @@ from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ, local_dt
 from server.services import ServiceError, alerts, audit, images, pii, targets
 from server.services import staff as staff_service
+from server.urls import public_url
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -978,9 +979,7 @@ def _short(text: str | None, n: int = 20) -> str:
 
 
 def _tip_url(tip: Tip) -> str | None:
-    if has_request_context():  # notices are queued from console requests: their host is the public one
-        return url_for("citizen.tip_detail", tracking_no=tip.tracking_no, _external=True)
-    return None
+    return public_url("citizen.tip_detail", tracking_no=tip.tracking_no)
 
 
 def _citizen_payload(tip: Tip, change: TipStatusChange) -> dict[str, Any]:

@@ -139,12 +139,14 @@ def _sent(emulator) -> list[dict]:
     return [t for t in emulator.state()["templates_sent"] if t["template_id"] == TEMPLATE]
 
 
-def test_duty_editor_gets_a_template_message_once(duty, emulator):
+def test_duty_editor_gets_a_template_message_once(app, duty, emulator, monkeypatch):
+    monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", "https://wx.example.gov.cn/")
     alert = alerts.scan_text("o-fan", "城管暴力执法，我要找记者曝光", source="message", ref="200")
     sent = _sent(emulator)
     assert [t["touser"] for t in sent] == ["o-duty"]
     assert sent[0]["data"]["thing1"]["value"] == "新舆情预警"
     assert sent[0]["data"]["character_string4"]["value"] == f"A{alert.id}"
+    assert sent[0]["url"] == f"https://wx.example.gov.cn/admin/alerts/{alert.id}"
     alerts.notify(alert.id, "duty")  # a redelivered task
     assert len(_sent(emulator)) == 1
     notice = db.session.scalars(sa.select(AlertNotice)).one()

@@ -395,6 +395,18 @@ def test_livestream_reminder_at_start(db_session, emulator):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(EventNotice)) == 1
 
 
+def test_reminders_from_beat_link_to_my_registrations_under_the_public_address(app, db_session, emulator, monkeypatch):
+    emulator.hook("users", {"users": [{"openid": "oP"}, {"openid": "oQ"}]})
+    event, (session,) = make_event(quota=10, starts_in=timedelta(hours=20))
+    events.register("oP", event.id, session.id)
+    assert events.send_due_reminders() == 1  # no request and no PUBLIC_BASE_URL: no address to link to
+    monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", "https://wx.example.gov.cn/")
+    events.register("oQ", event.id, session.id)
+    assert events.send_due_reminders() == 1
+    urls = {m["touser"]: m["url"] for m in emulator.state()["templates_sent"]}
+    assert urls == {"oP": None, "oQ": "https://wx.example.gov.cn/m/events/mine"}
+
+
 # -- export, retention, numbers --------------------------------------------------------------------------------------
 
 

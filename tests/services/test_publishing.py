@@ -382,8 +382,9 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("failure", FAILURES)
-def test_each_failure_reaches_the_bound_editors_once(emulator, wechat, people, failure):
+def test_each_failure_reaches_the_bound_editors_once(app, emulator, wechat, people, failure, monkeypatch):
     hooks, reason = FAILURES[failure]
+    monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", "https://wx.example.gov.cn/")
     emulator.hook("users", {"users": [{"openid": o, "subscribe": 1} for o in ("o-ed", "o-rv", "o-ad")]})
     bind(people["editor"], "o-ed")
     bind(people["reviewer"], "o-rv")  # bound, but a reviewer cannot act on a push
@@ -409,6 +410,7 @@ def test_each_failure_reaches_the_bound_editors_once(emulator, wechat, people, f
         assert notice["data"]["thing2"]["value"] == "每日一案｜案例0"
         assert notice["data"]["thing4"]["value"] == reason
         assert notice["data"]["character_string5"]["value"] == f"P{push.id}"
+        assert notice["url"] == f"https://wx.example.gov.cn/admin/articles/pushes/{push.id}"  # beat has no request
 
 
 def test_the_duty_roster_decides_and_a_second_failure_is_a_second_notice(emulator, db_session, people):

@@ -1,0 +1,19 @@
+"""Links for template messages: PUBLIC_BASE_URL first, the request's host otherwise, none from a bare worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.urls import public_url
+
+
+@pytest.mark.smoke
+def test_public_url_prefers_the_configured_address(app, monkeypatch):
+    with app.app_context():
+        assert public_url("citizen.tip_detail", tracking_no="T1") is None
+        monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", "https://gov.example.cn/wx/")
+        assert public_url("citizen.tip_detail", tracking_no="T1") == "https://gov.example.cn/wx/m/tips/T1"
+    with app.test_request_context("/admin/tips", base_url="http://10.0.0.5:8000"):
+        assert public_url("citizen.tip_detail", tracking_no="T1") == "https://gov.example.cn/wx/m/tips/T1"
+        monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", "")
+        assert public_url("citizen.tip_detail", tracking_no="T1") == "http://10.0.0.5:8000/m/tips/T1"
