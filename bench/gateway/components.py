@@ -42,14 +42,14 @@ def main() -> None:
     from flask import Flask
 
     from handlers import router
-    from models import InboundMessage, MessageStatus
+    from models import InboundMessage
     from server import create_app
     from server.extensions import db, get_redis
     from server.services import inbound
+    from server.wechat import msglog
     from server.wechat.protocol import parse_xml, render_reply, signature
 
     app = create_app()
-    no_ping = create_app({"SQLALCHEMY_ENGINE_OPTIONS": {}})
     messages = Messages()
     plain = [messages.one(False) for _ in range(n + 50)]
     aes = [messages.one(True) for _ in range(n + 50)]
@@ -84,58 +84,35 @@ def main() -> None:
 
         measure("  both in one pipeline (for comparison)", n, claim_and_publish_pipelined, results)
 
-    def orm_record_finish(application: Any, prefix: str) -> Callable[[int], None]:
+    with app.app_context():
+        engine = db.engine
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")  # as the writer thread holds it
+    batches = iter(range(10**9))
+
+    def write_batch(size: int) -> Callable[[int], None]:
         def step(i: int) -> None:
-            with application.app_context():
-                row = inbound.record(data, f"x:{run}:{prefix}:{i}")
-                inbound.finish(row, "<xml>reply</xml>", MessageStatus.OK)
+            if i % size:
+                return  # the batch's first row writes the whole batch: the loop's n rows cost n / size writes
+            b = next(batches)
+            rows = [
+                msglog._Insert({**inbound.row_for(data, f"x:{run}:w{size}:{b}:{k}"), "reply": "<xml>reply</xml>"})
+                for k in range(size)
+            ]
+            msglog.write(conn, rows, [])
 
         return step
 
-    measure("inbound.record + finish (ORM INSERT, UPDATE, COMMIT; pre-ping)", n, orm_record_finish(app, "a"), results)
-    measure("  same without pool_pre_ping", n, orm_record_finish(no_ping, "b"), results)
-    table = InboundMessage.__table__
-
-    def core_insert(i: int) -> None:
-        with no_ping.app_context():
-            db.session.execute(
-                sa.insert(table),
-                {
-                    "dedupe_key": f"x:{run}:c:{i}",
-                    "openid": data["FromUserName"],
-                    "msg_type": "text",
-                    "payload": {},
-                    "sent_at": inbound.datetime.now(inbound.UTC),
-                    "received_at": inbound.datetime.now(inbound.UTC),
-                    "status": MessageStatus.OK,
-                    "reply": "<xml>reply</xml>",
-                },
-            )
-            db.session.commit()
-
-    measure("  one Core INSERT with the reply + COMMIT, no ping (comparison)", n, core_insert, results)
-    batch: list[dict[str, Any]] = []
-
-    def batched_insert(i: int) -> None:
-        batch.append(
-            {
-                "dedupe_key": f"x:{run}:d:{i}",
-                "openid": data["FromUserName"],
-                "msg_type": "text",
-                "payload": {},
-                "sent_at": inbound.datetime.now(inbound.UTC),
-                "received_at": inbound.datetime.now(inbound.UTC),
-                "status": MessageStatus.OK,
-                "reply": "<xml>reply</xml>",
-            }
-        )
-        if len(batch) == 50:
-            with no_ping.app_context():
-                db.session.execute(sa.insert(table), batch)
-                db.session.commit()
-            batch.clear()
-
-    measure("  batched Core INSERT, 50 rows per COMMIT (comparison)", n, batched_insert, results)
+    measure("message log, batch of 1 (one autocommit INSERT)", n, write_batch(1), results)
+    measure("  per row in batches of 8", n, write_batch(8), results)
+    measure("  per row in batches of 32", n, write_batch(32), results)
+    writer = msglog.MessageLog(app)
+    measure(
+        "MessageLog.insert through the writer thread (one at a time)",
+        n,
+        lambda i: writer.insert({**inbound.row_for(data, f"x:{run}:t:{i}"), "reply": "<xml>reply</xml>"}),
+        results,
+    )
+    conn.close()
 
     with app.app_context():
         message = router.parse(data)
@@ -166,7 +143,7 @@ def main() -> None:
         with app.app_context():
             pass
 
-    measure("app_context push/pop (Gateway._process)", n, app_context, results)
+    measure("app_context push/pop", n, app_context, results)
     pool = ThreadPoolExecutor(max_workers=32)
     measure(
         "ThreadPoolExecutor submit + result (Gateway.handle's hop)",
@@ -177,6 +154,7 @@ def main() -> None:
     pool.shutdown()
 
     with app.app_context():
+        table = InboundMessage.__table__
         db.session.execute(sa.delete(table).where(table.c.dedupe_key.like(f"x:{run}:%")))
         db.session.commit()
         get_redis().delete(*[f"x:{run}:{i}" for i in range(n + 50)])
