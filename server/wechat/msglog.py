@@ -1,8 +1,9 @@
 """Group commit for the message log: one statement (its own transaction) carries every waiting request's row.
 
 A request's row is durable before its reply leaves (the request waits for the commit), yet the commit, the fsync
-and the statement overhead are shared by all the requests of the batch. Replies are written back the same way
-without waiting. Tests use the inline mode, which writes through the request's own session.
+and the statement overhead are shared by all the requests of the batch. Replies of slow handlers go with the next
+batch, or at once when nothing is being written. Tests use the inline mode, which writes through the request's own
+session.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,6 @@ from server.extensions import db
 log = logging.getLogger(__name__)
 
 _table = InboundMessage.__table__
-MAX_BATCH = 500
 WAIT_SECONDS = 3.0
 
 
@@ -121,12 +121,18 @@ def write(conn: sa.Connection, inserts: list[_Insert], finishes: list[_Finish]) 
 
 
 class MessageLog:
+    """Leader/follower group commit: a request that finds no write in progress writes every waiting row itself (its
+    own first); requests that arrive meanwhile wait, and the first of them writes the next batch. No writer thread:
+    handing each row to one and waking the request back cost more CPU than the INSERT."""
+
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.inline = app.config.get("WECHAT_LOG_WRITER", "batch") == "inline"
-        self._queue: queue.SimpleQueue[_Insert | _Finish] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._pending: list[_Insert | _Finish] = []
+        self._writing = False
+        self._conn: sa.Connection | None = None
         self._pid = 0
-        self._lock = threading.Lock()
 
     def insert(self, row: dict[str, Any]) -> bool:
         """True if this delivery is new, False if the log already has it; LogUnavailable if it could not be told."""
@@ -139,62 +145,95 @@ class MessageLog:
                 db.session.rollback()
                 raise LogUnavailable(str(exc)) from exc
             return item.fresh
-        self._ensure_writer()
-        self._queue.put(item)
-        if not item.done.wait(WAIT_SECONDS) or item.error is not None:
-            raise LogUnavailable(str(item.error or "message log write timed out"))
+        deadline = time.monotonic() + WAIT_SECONDS
+        with self._cond:
+            self._pending.append(item)
+            while self._writing and not item.done.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LogUnavailable("message log write timed out")
+                self._cond.wait(remaining)
+            batch = self._take() if not item.done.is_set() else None
+        if batch is not None:
+            self._lead(batch)
+        if item.error is not None:
+            raise LogUnavailable(str(item.error))
         return item.fresh
 
     def finish(self, key: str, reply: str, status: MessageStatus) -> None:
-        """Record the reply and outcome; not awaited (the reply also lives in Redis for the retries)."""
+        """Record the reply and outcome; written now if no write is in progress, else by the current writer."""
         if self.inline:
             write(db.session.connection(), [], [_Finish(key, reply, status)])
             db.session.commit()
             return
-        self._ensure_writer()
-        self._queue.put(_Finish(key, reply, status))
+        with self._cond:
+            self._pending.append(_Finish(key, reply, status))
+            if self._writing:
+                return  # the writer picks it up when its batch is done
+            batch = self._take()
+        self._lead(batch)
 
-    def _ensure_writer(self) -> None:
-        # One writer thread per process; a thread started before gunicorn forks does not exist in the child.
-        if self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._pid != os.getpid():
-                with self.app.app_context():
-                    engine = db.engine
-                threading.Thread(target=self._run, args=(engine,), name="wechat-msglog", daemon=True).start()
-                self._pid = os.getpid()
+    def close(self) -> None:
+        """Give the writer's connection back (tests; a process exiting closes it anyway)."""
+        with self._cond:
+            if self._conn is not None and not self._writing:
+                self._conn.close()
+                self._conn = None
 
-    def _run(self, engine: sa.Engine) -> None:
-        # One connection held for the thread's life, in autocommit: each statement is its own transaction, one round
-        # trip, where BEGIN + statement + COMMIT on a pooled checkout took three and tripled the writer's CPU.
-        conn: sa.Connection | None = None
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            inserts = [i for i in batch if isinstance(i, _Insert)]
-            finishes = [i for i in batch if isinstance(i, _Finish)]
-            error: BaseException | None = None
-            for attempt in (1, 2):  # a connection dropped by a database restart gets one fresh try
-                try:
-                    if conn is None:
-                        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                    write(conn, inserts, finishes)
-                    error = None
-                    break
-                except Exception as exc:
-                    error = exc
-                    log.warning("message log batch failed (attempt %d): %s", attempt, exc)
-                    conn = _discard(conn)
-            if error is not None and finishes:
-                log.error("message log lost %d reply records", len(finishes))
-            for item in inserts:
-                item.error = error
-                item.done.set()
+    def _take(self) -> list[_Insert | _Finish]:
+        """Become the writer of everything pending (with the lock held)."""
+        self._writing = True
+        batch, self._pending = self._pending, []
+        return batch
+
+    def _lead(self, batch: list[_Insert | _Finish]) -> None:
+        try:
+            while True:
+                inserts = [i for i in batch if isinstance(i, _Insert)]
+                finishes = [i for i in batch if isinstance(i, _Finish)]
+                error = self._write(inserts, finishes)
+                if error is not None and finishes:
+                    log.error("message log lost %d reply records", len(finishes))
+                with self._cond:
+                    for item in inserts:
+                        item.error = error
+                        item.done.set()
+                    # Replies nobody waits for would be stranded: write them too. Rows have waiters; one of them leads.
+                    if not self._pending or any(isinstance(i, _Insert) for i in self._pending):
+                        return
+                    batch, self._pending = self._pending, []
+        finally:
+            with self._cond:
+                for item in batch:  # only if interrupted: no waiter may be left without an answer
+                    if isinstance(item, _Insert) and not item.done.is_set():
+                        item.error = item.error or RuntimeError("message log writer interrupted")
+                        item.done.set()
+                self._writing = False
+                self._cond.notify_all()
+
+    def _write(self, inserts: list[_Insert], finishes: list[_Finish]) -> BaseException | None:
+        error: BaseException | None = None
+        for attempt in (1, 2):  # a connection dropped by a database restart gets one fresh try
+            try:
+                write(self._connection(), inserts, finishes)
+                return None
+            except Exception as exc:
+                error = exc
+                log.warning("message log batch failed (attempt %d): %s", attempt, exc)
+                self._conn = _discard(self._conn)
+        return error
+
+    def _connection(self) -> sa.Connection:
+        # One connection per process, used by one writer at a time, in autocommit: each statement is its own
+        # transaction, one round trip, where BEGIN + statement + COMMIT on a pooled checkout took three.
+        if self._conn is None or self._pid != os.getpid():  # a connection inherited through fork is the parent's
+            with self.app.app_context():
+                engine = db.engine
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SET statement_timeout = {int(WAIT_SECONDS * 1000)}")  # a hung database: 503s
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
 
 
 def _discard(conn: sa.Connection | None) -> None:

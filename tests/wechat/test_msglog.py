@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from models import InboundMessage, MessageStatus
+from server.extensions import db
 from server.services import inbound
-from server.wechat.msglog import MessageLog
+from server.wechat import msglog
+from server.wechat.msglog import LogUnavailable, MessageLog
 
 
 def _data(i: int) -> dict:
@@ -52,6 +55,7 @@ def test_concurrent_inserts_and_duplicates_are_decided_once(app, committed_db, m
         time.sleep(0.02)
     assert (row.reply, row.status) == ("<xml>reply</xml>", MessageStatus.ERROR)
     assert committed_db.scalar(sa.select(sa.func.count()).select_from(InboundMessage)) == 20
+    writer.close()
 
 
 def test_rows_keep_their_fields_and_survive_a_killed_connection(app, committed_db, monkeypatch):
@@ -85,3 +89,36 @@ def test_rows_keep_their_fields_and_survive_a_killed_connection(app, committed_d
     assert int(row.sent_at.timestamp()) == int(scan["CreateTime"])
     assert row.received_at >= row.sent_at
     assert (rows["m:10002"].reply, rows["m:10002"].status) == ("好的", MessageStatus.OK)
+    writer.close()
+
+
+def test_a_stuck_database_answers_unavailable_instead_of_hanging(app, committed_db, monkeypatch):
+    monkeypatch.setitem(app.config, "WECHAT_LOG_WRITER", "batch")
+    monkeypatch.setattr(msglog, "WAIT_SECONDS", 0.5)  # also the writer's statement timeout
+    writer = MessageLog(app)
+    with db.engine.connect() as blocker:
+        blocker.execute(sa.insert(InboundMessage.__table__), inbound.row_for(_data(1), "m:10001") | {"status": "OK"})
+        # Uncommitted: an INSERT of the same key waits on it, as on a database that stopped answering.
+        outcomes: list[str] = []
+
+        def follower() -> None:
+            time.sleep(0.1)  # arrives while the first request is writing
+            try:
+                writer.insert(inbound.row_for(_data(2), "m:10002"))
+                outcomes.append("written")
+            except LogUnavailable:
+                outcomes.append("unavailable")
+
+        thread = threading.Thread(target=follower)
+        thread.start()
+        started = time.monotonic()
+        with pytest.raises(LogUnavailable):
+            writer.insert(inbound.row_for(_data(1), "m:10001"))
+        thread.join()
+        assert time.monotonic() - started < 2.5  # two attempts under the timeout, not a hang
+        assert outcomes == ["unavailable"]
+        blocker.rollback()
+    assert writer.insert(inbound.row_for(_data(1), "m:10001")) is True  # the database is back
+    keys = set(committed_db.scalars(sa.select(InboundMessage.dedupe_key)))
+    assert keys == {"m:10001", "m:10002"}  # the follower's row went with a later batch: its retry meets it
+    writer.close()
