@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from urllib.parse import urlsplit
 
+import requests
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
+from redis.exceptions import RedisError
+from wechatpy.exceptions import WeChatClientException
 
 from models import Event, EventKind, EventSession, Role, utcnow
 from models.event import FIELD_LABELS
@@ -15,6 +20,9 @@ from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.services import ServiceError, events
 from server.services.events import Applicant
+from server.wechat import jssdk
+
+log = logging.getLogger(__name__)
 
 MANAGERS = (Role.ADMIN, Role.EDITOR)
 SCANNERS = (Role.ADMIN, Role.EDITOR, Role.LIAISON)
@@ -184,7 +192,9 @@ def event_walk_in(event_id: int):  # type: ignore[no-untyped-def]
 @require_roles(*SCANNERS)
 def event_scan(event_id: int):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id)
-    return render_template("console/event_scan.html", event=event)
+    session_id = _int(request.args.get("session"))
+    current = next((s for s in event.sessions if s.id == session_id), None)  # None: every session
+    return render_template("console/event_scan.html", event=event, current=current)
 
 
 @bp.post("/events/<int:event_id>/scan")
@@ -192,8 +202,35 @@ def event_scan(event_id: int):  # type: ignore[no-untyped-def]
 def event_scan_check(event_id: int):  # type: ignore[no-untyped-def]
     _event_or_404(event_id)
     body = request.get_json(silent=True) or request.form
-    result = events.check_in(event_id, str(body.get("token", "")), str(body.get("nonce", "")), staff_id=current_user.id)
+    result = events.check_in(
+        event_id,
+        str(body.get("token", "")),
+        str(body.get("nonce", "")),
+        staff_id=current_user.id,
+        session_id=_int(str(body.get("session_id") or "")) or None,
+    )
     return jsonify(result.as_json())
+
+
+@bp.get("/events/jssdk-config")
+@require_roles(*SCANNERS)
+def event_jssdk_config():  # type: ignore[no-untyped-def]
+    """wx.config's signed fields for a page of ours, so the scan page can open WeChat's own scanner."""
+    url = request.args.get("url", "")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed [IPv6] host
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or parts.netloc != request.host:
+        return jsonify(error="只能为本站页面生成微信 JS-SDK 配置"), 400
+    try:
+        config = jssdk.jsapi_config(url)
+    except (WeChatClientException, requests.RequestException, RedisError):
+        log.exception("jsapi config failed")
+        return jsonify(error="暂时无法连接微信，请改用摄像头或手动输入"), 503
+    response = jsonify(config)
+    response.headers["Cache-Control"] = "no-store"  # a fresh nonce and timestamp each time
+    return response
 
 
 @bp.get("/events/checkin-key.pem")

@@ -895,10 +895,17 @@ class CheckinResult:
 
 
 def check_in(
-    event_id: int, token: str, nonce: str, *, staff_id: int | None, now: datetime | None = None
+    event_id: int,
+    token: str,
+    nonce: str,
+    *,
+    staff_id: int | None,
+    session_id: int | None = None,
+    now: datetime | None = None,
 ) -> CheckinResult:
     """Mark a registration as arrived. The nonce identifies the scan: a network retry of the same scan answers
-    "valid" again, a second scan (another nonce) says it was already used, and when."""
+    "valid" again, a second scan (another nonce) says it was already used, and when. With `session_id` (staff at
+    one session's door) a ticket for another session of the event is refused."""
     now = now or utcnow()
     nonce = (nonce or "")[:64]
     claims = verify_token(token)
@@ -909,6 +916,9 @@ def check_in(
         return CheckinResult("invalid", "无效二维码")
     if reg.event_id != event_id:
         return CheckinResult("invalid", "不是本活动的二维码", registration=reg)
+    if session_id and reg.session_id != session_id:
+        when = local_dt(reg.session.starts_at, "%m-%d %H:%M")
+        return CheckinResult("invalid", f"不是本场次的二维码（该票为 {when} 场）", registration=reg)
     if reg.status is not RegistrationStatus.CONFIRMED:
         return CheckinResult("invalid", f"报名状态：{reg.status.label}", registration=reg)
     result = db.session.execute(

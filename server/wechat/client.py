@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
 TOKEN_MARGIN = 300  # refresh this long before WeChat's expiry, so no call carries a dying token
+TICKET_KEY = "jsapi_ticket_shared"  # not wechatpy's own key: its get_jsapi_ticket caches without a lock
 
 
 class ForeignHostError(RuntimeError):
@@ -87,6 +88,21 @@ class SharedTokenClient(WeChatClient):
             self.expires_at = int(time.time()) + expires_in
             log.info("wechat access token refreshed (force=%s)", stale is not None)
             return token
+
+    def jsapi_ticket(self) -> str:
+        """The JS-SDK ticket, shared like the token: getticket has a small daily quota, so one process fetches."""
+        key = f"{self.appid}_{TICKET_KEY}"
+        if ticket := self.session.get(key):
+            return ticket
+        lock = self._redis.lock(f"wechat:{self.appid}:ticket-lock", timeout=20, blocking_timeout=15)
+        with lock:
+            if ticket := self.session.get(key):
+                return ticket  # fetched while we waited
+            result = self.jsapi.get_ticket("jsapi")  # through _request: a stale token is refreshed and retried
+            ticket, expires_in = result["ticket"], int(result.get("expires_in", 7200))
+            self.session.set(key, ticket, max(expires_in - TOKEN_MARGIN, 60))
+            log.info("wechat jsapi ticket fetched")
+            return ticket
 
     def _stable_token(self, *, force_refresh: bool) -> dict[str, Any]:
         body = {

@@ -87,6 +87,7 @@ ERRMSG: dict[int, str] = {
     40054: "invalid sub button url domain",
     40055: "invalid button url domain",
     40092: "invalid remark name",
+    40097: "invalid args",
     40125: "invalid appsecret",
     40163: "code been used",
     41001: "access_token missing",
@@ -555,6 +556,8 @@ class EmulatorState:
         self.tokens: dict[str, dict[str, Any]] = {}
         self.stable_token: str | None = None
         self.token_fetches: dict[str, int] = {"token": 0, "stable_token": 0}
+        self.jsapi_tickets: dict[str, float] = {}  # ticket → expires_at
+        self.ticket_fetches = 0
         self.calls: list[dict[str, Any]] = []
         self.call_counts: dict[str, int] = {}
         self.daily_counts: dict[str, dict[str, int]] = {}  # ISO day → key → calls
@@ -672,6 +675,8 @@ class EmulatorState:
             "articles": list(self.articles.values()),
             "push_events": self.push_events,
             "token_fetches": dict(self.token_fetches),
+            "jsapi_tickets": list(self.jsapi_tickets),
+            "ticket_fetches": self.ticket_fetches,
             "call_counts": dict(self.call_counts),
             "daily_counts": self.daily_counts.get(self.today().isoformat(), {}),
             "failures": self.failures,
@@ -954,6 +959,18 @@ def _stable_token(st: EmulatorState) -> dict[str, Any]:
         tok = st._issue_token("stable_token", grace=None)  # renewed in its last minutes; the old one runs out
     st.stable_token = tok["value"]
     return {"access_token": tok["value"], "expires_in": int(tok["expires_at"] - now)}
+
+
+@_api("cgi-bin/ticket/getticket", "GET")
+def _getticket(st: EmulatorState) -> dict[str, Any]:
+    if request.args.get("type") != "jsapi":  # the JS-SDK ticket only; cards' wx_card is not emulated
+        raise WxError(40097)
+    now = st.now()
+    st.jsapi_tickets = {t: exp for t, exp in st.jsapi_tickets.items() if exp > now}
+    ticket = _new_id(64)  # 86 characters, like WeChat's; earlier tickets stay valid until they expire
+    st.jsapi_tickets[ticket] = now + 7200
+    st.ticket_fetches += 1
+    return _ok(ticket=ticket, expires_in=7200)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from models import AuditKind, AuditLog, Event, EventSession, Registration
 from server.extensions import db
 from server.services import events
 from server.services.events import Applicant
+from server.wechat import jssdk
 from tests import factories
 from tests.services.test_events import make_event
 
@@ -92,6 +93,54 @@ def test_scan_page_and_check_in_with_nonces(console, db_session):
     # liaisons scan but do not manage
     assert console.get(f"/admin/events/{event.id}/edit").status_code == 403
     assert console.client.get(f"/admin/events/{event.id}/sessions/{session.id}/export").status_code == 403
+
+
+def test_scan_page_for_one_session_refuses_other_sessions_tickets(console, db_session):
+    factories.staff("liaison1", "liaison", unit=factories.unit())
+    console.login("liaison1")
+    event, (first, second) = make_event(sessions=2)
+    reg, _ = events.register("oA", event.id, second.id)
+    page = console.get(f"/admin/events/{event.id}/scan", query_string={"session": first.id}).get_data(as_text=True)
+    assert "全部场次" in page and f'data-session="{first.id}"' in page
+    assert f'<option value="{first.id}" selected>' in page
+    url, headers = f"/admin/events/{event.id}/scan", {"X-CSRFToken": console.token}
+    body = {"token": events.checkin_token(reg), "nonce": "a", "session_id": str(first.id)}
+    wrong = console.client.post(url, json=body, headers=headers).get_json()
+    when = events.local_dt(second.starts_at, "%m-%d %H:%M")
+    assert wrong["status"] == "invalid" and wrong["message"] == f"不是本场次的二维码（该票为 {when} 场）"
+    assert db.session.get(Registration, reg.id).checked_in_at is None
+    right = console.client.post(url, json=body | {"session_id": second.id}, headers=headers).get_json()
+    assert right["status"] == "valid"
+    assert 'data-session=""' in console.get(url).get_data(as_text=True)  # no choice: every session
+
+
+def test_jssdk_config_for_pages_of_this_site_only(console, db_session, emulator):
+    factories.staff("liaison1", "liaison", unit=factories.unit())
+    console.login("liaison1")
+    page = "http://localhost/admin/events/1/scan?session=2"
+    res = console.client.get("/admin/events/jssdk-config", query_string={"url": page})
+    assert res.status_code == 200 and res.headers["Cache-Control"] == "no-store"
+    config = res.get_json()
+    (ticket,) = emulator.state()["jsapi_tickets"]
+    assert config["signature"] == jssdk.signature(ticket, config["nonceStr"], config["timestamp"], page)
+    for foreign in ("https://evil.example.cn/admin/events/1/scan", "javascript:alert(1)", "http://[::1", ""):
+        res = console.client.get("/admin/events/jssdk-config", query_string={"url": foreign})
+        assert res.status_code == 400 and "本站" in res.get_json()["error"]
+
+
+def test_jssdk_config_answers_503_when_wechat_fails(console, db_session, emulator, redis_client):
+    factories.staff("liaison1", "liaison", unit=factories.unit())
+    console.login("liaison1")
+    emulator.hook("fail", {"path": "cgi-bin/ticket/getticket", "errcode": -1, "errmsg": "system error"})
+    res = console.client.get("/admin/events/jssdk-config", query_string={"url": "http://localhost/admin/events"})
+    assert res.status_code == 503 and "微信" in res.get_json()["error"]
+
+
+def test_jssdk_config_is_for_scanners_only(console, db_session):
+    factories.staff("reviewer1", "reviewer")
+    console.login("reviewer1")
+    res = console.client.get("/admin/events/jssdk-config", query_string={"url": "http://localhost/admin/events"})
+    assert res.status_code == 403
 
 
 def test_walk_in_from_the_console(as_admin):

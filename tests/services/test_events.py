@@ -343,6 +343,19 @@ def test_scan_valid_then_retry_same_nonce_then_reuse(db_session):
     assert events.check_in(event.id, events.checkin_token(b), "n5", staff_id=None).status == "invalid"
 
 
+def test_scan_for_one_session_refuses_a_ticket_of_another_session(db_session):
+    event, (first, second) = make_event(sessions=2)
+    reg, _ = events.register("oA", event.id, second.id)
+    token = events.checkin_token(reg)
+    wrong = events.check_in(event.id, token, "n1", staff_id=None, session_id=first.id)
+    when = events.local_dt(second.starts_at, "%m-%d %H:%M")
+    assert (wrong.status, wrong.message) == ("invalid", f"不是本场次的二维码（该票为 {when} 场）")
+    assert wrong.as_json()["session"] == when
+    assert db.session.get(Registration, reg.id).checked_in_at is None
+    assert events.check_in(event.id, token, "n2", staff_id=None, session_id=second.id).status == "valid"
+    assert events.check_in(event.id, token, "n3", staff_id=None).status == "used"  # all sessions: the same ticket
+
+
 def test_walk_in_takes_a_place_or_raises_the_quota_when_asked(db_session):
     event, (session,) = make_event(quota=1)
     events.register("oA", event.id, session.id)

@@ -65,6 +65,41 @@ def test_a_token_error_that_persists_is_raised_after_one_retry(emulator, redis_c
     assert len(menu_calls) == 2
 
 
+def test_concurrent_workers_fetch_the_jsapi_ticket_once_and_reuse_it(emulator, redis_client):
+    clients = [_client(emulator, redis_client) for _ in range(8)]
+    barrier = threading.Barrier(len(clients))
+    tickets, errors = [], []
+
+    def work(c: SharedTokenClient) -> None:
+        barrier.wait()
+        try:
+            tickets.append(c.jsapi_ticket())
+        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(tickets) == 8 and len(set(tickets)) == 1
+    assert _client(emulator, redis_client).jsapi_ticket() == tickets[0]  # a later process reads it from Redis
+    state = emulator.state()
+    assert state["ticket_fetches"] == 1 and state["jsapi_tickets"] == tickets[:1]
+    assert _fetches(emulator) == 1
+
+
+def test_getticket_with_an_invalidated_token_refreshes_it_and_retries(emulator, redis_client):
+    c = _client(emulator, redis_client)
+    old = c.access_token
+    emulator.hook("expire-tokens")
+    ticket = c.jsapi_ticket()
+    assert c.access_token != old and _fetches(emulator) == 2
+    calls = [call["errcode"] for call in emulator.state()["calls"] if call["path"] == "cgi-bin/ticket/getticket"]
+    assert calls == [40001, 0]
+    assert emulator.state()["jsapi_tickets"] == [ticket]
+
+
 def test_every_hard_coded_host_goes_to_the_configured_base(emulator, redis_client):
     c = _client(emulator, redis_client)
     emulator.hook("users", {"users": [{"openid": "o-1"}]})

@@ -149,6 +149,19 @@ def test_expire_tokens_hook_invalidates_every_token(wx: Wx) -> None:
     assert fresh != old and wx.get("cgi-bin/menu/get", access_token=fresh)["errcode"] == 46003
 
 
+def test_jsapi_ticket_needs_a_token_and_type_jsapi(wx: Wx) -> None:
+    answer = wx.get("cgi-bin/ticket/getticket", type="jsapi")
+    assert answer["errcode"] == 0 and answer["errmsg"] == "ok" and answer["expires_in"] == 7200
+    assert len(answer["ticket"]) == 86
+    assert wx.get("cgi-bin/ticket/getticket", type="wx_card")["errcode"] == 40097
+    assert wx.get("cgi-bin/ticket/getticket")["errcode"] == 40097
+    assert wx.http.get("/cgi-bin/ticket/getticket", query_string={"type": "jsapi"}).json["errcode"] == 41001
+    wx.hook("expire-tokens")
+    assert wx.get("cgi-bin/ticket/getticket", type="jsapi")["errcode"] == 40001
+    state = wx.state.snapshot()
+    assert state["ticket_fetches"] == 1 and state["jsapi_tickets"] == [answer["ticket"]]
+
+
 # -- menus ----------------------------------------------------------------------------------------------------
 
 
