@@ -264,7 +264,9 @@ def test_the_lifecycle_notifies_the_citizen_and_the_unit(people, emulator):
         TipStatus.RESOLVED,
     ]
     assert tip.history[-1].staff_name == "王联络"
-    actions = db.session.scalars(sa.select(AuditLog.action).where(AuditLog.target_type == "tip")).all()
+    actions = db.session.scalars(
+        sa.select(AuditLog.action).where(AuditLog.target_type == "tip").order_by(AuditLog.id)
+    ).all()
     assert actions == ["tip.accept", "tip.dispatch", "tip.start", "tip.resolve"]
     assert all(n.state is NoticeState.SENT for n in tips.notices_of(tip))
 
@@ -409,7 +411,7 @@ def test_export_masks_phones_unless_revealed_and_is_audited(people):
     assert rows[1][10].startswith("'=")  # a formula in a citizen's text stays text
     full = load_workbook(io.BytesIO(tips.export_xlsx(f, None, reveal_phone=True))).active
     assert list(full.iter_rows(values_only=True))[1][11] == "13912345678"
-    exports = db.session.scalars(sa.select(AuditLog).filter_by(action="tip.export")).all()
+    exports = db.session.scalars(sa.select(AuditLog).filter_by(action="tip.export").order_by(AuditLog.id)).all()
     assert [e.kind.value for e in exports] == ["export", "export"]
     assert exports[0].after["phones"] == "脱敏" and exports[1].after["phones"] == "明文"
 
