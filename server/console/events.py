@@ -182,10 +182,8 @@ def event_walk_in(event_id: int):  # type: ignore[no-untyped-def]
         flash(str(exc), "error")
     else:
         flash("现场登记成功，已签到", "success")
-    back = request.form.get("next")
-    if back == "scan":
-        return redirect(url_for("console.event_scan", event_id=event.id))
-    return redirect(url_for("console.event_detail", event_id=event.id, session=form.get("session_id")))
+    view = "console.event_scan" if form.get("next") == "scan" else "console.event_detail"  # staff stay where they were
+    return redirect(url_for(view, event_id=event.id, session=form.get("session_id")))
 
 
 @bp.get("/events/<int:event_id>/scan")
@@ -194,7 +192,11 @@ def event_scan(event_id: int):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id)
     session_id = _int(request.args.get("session"))
     current = next((s for s in event.sessions if s.id == session_id), None)  # None: every session
-    return render_template("console/event_scan.html", event=event, current=current)
+    # Walk-ins at the gate need a session: the one picked, or the only one.
+    walk_in_session = current or (event.sessions[0] if len(event.sessions) == 1 else None)
+    if event.kind is not EventKind.OFFLINE:
+        walk_in_session = None
+    return render_template("console/event_scan.html", event=event, current=current, walk_in_session=walk_in_session)
 
 
 @bp.post("/events/<int:event_id>/scan")

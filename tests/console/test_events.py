@@ -154,6 +154,25 @@ def test_walk_in_from_the_console(as_admin):
     assert reg.checked_in_at is not None
 
 
+def test_walk_in_at_the_gate_stays_on_the_scan_page(as_admin):
+    event, (first, second) = make_event(quota=1, sessions=2)
+    page = as_admin.get(f"/admin/events/{event.id}/scan").get_data(as_text=True)
+    assert "请先在上方选择场次" in page and "登记并签到" not in page  # no session picked: nowhere to add them
+    page = as_admin.get(f"/admin/events/{event.id}/scan", query_string={"session": second.id}).get_data(as_text=True)
+    assert "登记并签到" in page and f'name="session_id" value="{second.id}"' in page
+    form = {"session_id": second.id, "name": "王五", "companions": "0", "next": "scan"}
+    res = as_admin.post(f"/admin/events/{event.id}/walk-in", form)
+    assert res.status_code == 302
+    assert res.headers["Location"].endswith(f"/admin/events/{event.id}/scan?session={second.id}")
+    page = as_admin.get(res.headers["Location"]).get_data(as_text=True)
+    assert "现场登记成功，已签到" in page
+    reg = db.session.scalar(sa.select(Registration).filter_by(walk_in=True))
+    assert reg.session_id == second.id and reg.checked_in_at is not None
+    res = as_admin.post(f"/admin/events/{event.id}/walk-in", form | {"name": "赵六"})  # second.quota is 1: full
+    page = as_admin.get(res.headers["Location"]).get_data(as_text=True)
+    assert 'class="flash error"' in page
+
+
 def test_reviewer_cannot_edit_events(console, db_session):
     factories.staff("reviewer1", "reviewer")
     console.login("reviewer1")
