@@ -33,7 +33,7 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 # The one gunicorn configuration every bench and its floor use; bench/README.md says how it was picked.
-GUNICORN_ARGS = ("--workers", "4", "--worker-class", "gthread", "--threads", "8", "--backlog", "2048")
+GUNICORN_ARGS = ("--config", str(ROOT / "gunicorn.conf.py"))  # 4 workers × gthread(8), the gc hook
 
 
 def log(message: str) -> None:
