@@ -89,6 +89,8 @@ class EventSession(db.Model):
     stream_url: Mapped[str] = mapped_column(sa.String(512), default="")
     quota: Mapped[int] = mapped_column()
     taken: Mapped[int] = mapped_column(default=0)  # places held (confirmed + offered), companions included
+    # Bumped when the time or place changes: registrants hear of it, and reminders go again for the new time.
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")
 
     event: Mapped[Event] = relationship(back_populates="sessions")
 
@@ -169,6 +171,7 @@ class EventNoticeKind(enum.StrEnum):
     DAY_BEFORE = "day_before"
     HOUR_BEFORE = "hour_before"
     LIVE_START = "live_start"
+    CHANGED = "changed"  # the session's time or place changed
 
     @property
     def label(self) -> str:
@@ -177,6 +180,7 @@ class EventNoticeKind(enum.StrEnum):
             "day_before": "前一天提醒",
             "hour_before": "开始前一小时",
             "live_start": "直播开始",
+            "changed": "时间地点变更",
         }[self.value]
 
 
@@ -192,18 +196,20 @@ class EventNoticeState(enum.StrEnum):
 
 
 class EventNotice(db.Model):
-    """The outbox of template messages: one row per registration and kind (the unique key is the claim, so it goes
-    once); a failed attempt leaves the row pending with a later next_attempt_at, for the minute job to retry."""
+    """The outbox of template messages: one row per registration, kind and session revision (the unique key is the
+    claim, so it goes once); a failed attempt leaves the row pending with a later next_attempt_at, for the minute job
+    to retry."""
 
     __tablename__ = "event_notice"
     __table_args__ = (
-        sa.UniqueConstraint("registration_id", "kind", name="uq_event_notice_registration_kind"),
+        sa.UniqueConstraint("registration_id", "kind", "revision", name="uq_event_notice_registration_kind_revision"),
         sa.Index("ix_event_notice_state_next", "state", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     registration_id: Mapped[int] = mapped_column(sa.ForeignKey("registration.id", ondelete="CASCADE"))
     kind: Mapped[EventNoticeKind] = mapped_column(sa.Enum(EventNoticeKind, native_enum=False, length=16))
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")  # of the session, when it was queued
     state: Mapped[EventNoticeState] = mapped_column(
         sa.Enum(EventNoticeState, native_enum=False, length=16), default=EventNoticeState.SENDING
     )

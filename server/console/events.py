@@ -134,6 +134,7 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
         if session is None or session.event_id != event.id:
             abort(404)
     form = request.form
+    revision = session.revision if session is not None else None
     try:
         session = events.save_session(
             event,
@@ -147,7 +148,11 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
     except ServiceError as exc:
         flash(str(exc), "error")
         return redirect(url_for("console.event_detail", event_id=event.id))
-    flash("场次已保存", "success")
+    if revision is not None and session.revision != revision:
+        told = events.change_notices(session)
+        flash(f"场次已保存。时间或地点有变更，将向 {told} 位报名者（含候补）发送通知", "success")
+    else:
+        flash("场次已保存", "success")
     return redirect(url_for("console.event_detail", event_id=event.id, session=session.id))
 
 

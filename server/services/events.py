@@ -242,8 +242,13 @@ def save_session(
         locked = db.session.scalar(_lock(sa.select(EventSession).where(EventSession.id == session.id)))
         if locked is not None and quota < locked.taken:
             raise ServiceError(f"已有 {locked.taken} 个名额被占用，名额不能少于此数")
+    moved = session.id is not None and (
+        (session.starts_at, session.venue, session.stream_url) != (starts_at, venue, stream_url)
+    )
     session.starts_at, session.ends_at, session.quota = starts_at, ends_at, quota
     session.venue, session.stream_url = venue, stream_url
+    if moved:
+        session.revision += 1
     db.session.add(session)
     db.session.flush()
     audit.record("event.session_save", target=session, before=before, after=_audit_view(session, fields))
@@ -251,7 +256,45 @@ def save_session(
     _forget_counter(session.id)
     if before is not None:
         _redistribute_and_notify(session.id, 0)  # a raised quota goes to the waiting list first
+    if moved:
+        _notify_change(session)
     return session
+
+
+def change_notices(session: EventSession) -> int:
+    """Change notices queued for the session's current revision."""
+    return db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(EventNotice)
+        .join(Registration)
+        .where(
+            Registration.session_id == session.id,
+            EventNotice.kind == EventNoticeKind.CHANGED,
+            EventNotice.revision == session.revision,
+        )
+    )
+
+
+CHANGE_NOTIFIED = (RegistrationStatus.CONFIRMED, RegistrationStatus.OFFERED, RegistrationStatus.WAITING)
+
+
+def _notify_change(session: EventSession) -> int:
+    """Tell everyone holding or waiting for a place of the session's new time and place; how many were queued."""
+    now, queued = utcnow(), []
+    rids = list(
+        db.session.scalars(
+            sa.select(Registration.id).where(
+                Registration.session_id == session.id,
+                Registration.status.in_(CHANGE_NOTIFIED),
+                Registration.openid.is_not(None),
+            )
+        )
+    )
+    for start in range(0, len(rids), 500):
+        queued += _queue(rids[start : start + 500], EventNoticeKind.CHANGED, now, revision=session.revision)
+        db.session.commit()
+    _enqueue(queued)
+    return len(queued)
 
 
 def _lock(stmt: Any) -> Any:
@@ -961,6 +1004,7 @@ NOTICE_TEXT = {
     EventNoticeKind.DAY_BEFORE: "活动明天举行，请准时参加",
     EventNoticeKind.HOUR_BEFORE: "活动将在一小时后开始",
     EventNoticeKind.LIVE_START: "直播已开始，点击进入观看",
+    EventNoticeKind.CHANGED: "活动时间或地点有变更，请留意",
 }
 
 
@@ -970,9 +1014,10 @@ def _notice_url(kind: EventNoticeKind) -> str | None:
     return public_url("citizen.event_mine")
 
 
-def _queue(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime) -> list[int]:
+def _queue(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime, *, revision: int = 0) -> list[int]:
     """Insert a pending notice per registration in the caller's transaction; returns the ids of rows it inserted
-    (a registration that already has this kind of notice gets none: the unique key decides, under concurrency too)."""
+    (a registration that already has this kind of notice for this revision of its session gets none: the unique key
+    decides, under concurrency too)."""
     if not registration_ids:
         return []
     if db.engine.dialect.name == "postgresql":
@@ -987,6 +1032,7 @@ def _queue(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime
                 {
                     "registration_id": rid,
                     "kind": kind,
+                    "revision": revision,
                     "state": EventNoticeState.PENDING,
                     "attempts": 0,
                     "next_attempt_at": now,
@@ -996,7 +1042,7 @@ def _queue(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime
                 for rid in registration_ids
             ]
         )
-        .on_conflict_do_nothing(index_elements=["registration_id", "kind"])
+        .on_conflict_do_nothing(index_elements=["registration_id", "kind", "revision"])
         .returning(EventNotice.id)
     )
     return list(db.session.scalars(stmt))
@@ -1054,12 +1100,19 @@ def _finish(notice_id: int, attempt: int, state: EventNoticeState, **values: Any
     db.session.commit()
 
 
-def _outdated(kind: EventNoticeKind, reg: Registration, now: datetime) -> str | None:
+def _outdated(notice: EventNotice, reg: Registration, now: datetime) -> str | None:
     """Why a notice is no longer worth sending (a retry may come late), else None."""
+    kind = notice.kind
     if kind is EventNoticeKind.OFFER:
         if reg.status is not RegistrationStatus.OFFERED or (reg.hold_expires_at or now) <= now:
             return "候补名额已确认、取消或过期，不再通知"
         return None
+    if notice.revision != reg.session.revision:
+        return "时间或地点又有变更，旧通知不再发送"
+    if kind is EventNoticeKind.CHANGED:
+        if reg.status not in CHANGE_NOTIFIED:
+            return "报名已不在有效状态，不再通知"
+        return None if reg.session.starts_at > now else "活动已开始，变更通知已过时"
     if reg.status is not RegistrationStatus.CONFIRMED:
         return "报名已不在有效状态，不再提醒"
     until = reg.session.starts_at - now
@@ -1079,7 +1132,7 @@ def _send(notice_id: int, attempt: int, now: datetime) -> bool:
     if reg is None or not reg.openid:
         _finish(notice_id, attempt, EventNoticeState.FAILED, error="无接收人")
         return False
-    if reason := _outdated(notice.kind, reg, now):
+    if reason := _outdated(notice, reg, now):
         _finish(notice_id, attempt, EventNoticeState.FAILED, error=reason)
         return False
     session, event = reg.session, reg.event
@@ -1140,10 +1193,15 @@ def deliver_due_notices(now: datetime | None = None) -> int:
 def send_notice(registration_id: int, kind: str) -> bool:
     """Queue a notice for a registration (once) and try it now; a repeat finds the row and leaves it to its claim."""
     notice_kind = EventNoticeKind(kind)
-    _queue([registration_id], notice_kind, utcnow())
+    revision = 0
+    if notice_kind is not EventNoticeKind.OFFER:  # offers are once per registration; the rest per revision
+        revision = db.session.scalar(
+            sa.select(EventSession.revision).join(Registration).where(Registration.id == registration_id)
+        )
+    _queue([registration_id], notice_kind, utcnow(), revision=revision or 0)
     db.session.commit()
     notice_id = db.session.scalar(
-        sa.select(EventNotice.id).filter_by(registration_id=registration_id, kind=notice_kind)
+        sa.select(EventNotice.id).filter_by(registration_id=registration_id, kind=notice_kind, revision=revision or 0)
     )
     return notice_id is not None and deliver_notice(notice_id)
 
@@ -1178,7 +1236,10 @@ def send_due_reminders(now: datetime | None = None) -> int:
     now = now or utcnow()
     sent = 0
     for session_id, kind in due_reminders(now):
-        already = sa.select(EventNotice.registration_id).where(EventNotice.kind == kind)
+        revision = db.session.scalar(sa.select(EventSession.revision).where(EventSession.id == session_id))
+        already = sa.select(EventNotice.registration_id).where(
+            EventNotice.kind == kind, EventNotice.revision == revision
+        )
         rids = list(
             db.session.scalars(
                 sa.select(Registration.id).where(
@@ -1190,7 +1251,7 @@ def send_due_reminders(now: datetime | None = None) -> int:
             )
         )
         for start in range(0, len(rids), 500):
-            notice_ids = _queue(rids[start : start + 500], kind, now)
+            notice_ids = _queue(rids[start : start + 500], kind, now, revision=revision or 0)
             db.session.commit()
             sent += sum(deliver_notice(notice_id, now) for notice_id in notice_ids)
     return sent

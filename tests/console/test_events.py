@@ -173,6 +173,22 @@ def test_walk_in_at_the_gate_stays_on_the_scan_page(as_admin):
     assert 'class="flash error"' in page
 
 
+def test_moving_a_session_tells_the_console_how_many_were_notified(as_admin, emulator):
+    emulator.hook("users", {"users": [{"openid": "oA"}, {"openid": "oB"}]})
+    event, (session,) = make_event(quota=1, companions=0)
+    events.register("oA", event.id, session.id)
+    events.register("oB", event.id, session.id)  # waiting: told too
+    page = as_admin.get(f"/admin/events/{event.id}", query_string={"session": session.id}).get_data(as_text=True)
+    assert "会收到变更通知" in page
+    form = {"starts_at": "2031-07-15T09:00", "ends_at": "2031-07-15T11:00", "quota": "1", "venue": "市民中心"}
+    res = as_admin.post(f"/admin/events/{event.id}/sessions/{session.id}", form)
+    page = as_admin.get(res.headers["Location"]).get_data(as_text=True)
+    assert "将向 2 位报名者（含候补）发送通知" in page
+    assert sorted(m["touser"] for m in emulator.state()["templates_sent"]) == ["oA", "oB"]
+    res = as_admin.post(f"/admin/events/{event.id}/sessions/{session.id}", form | {"quota": "3"})
+    assert "场次已保存</" in as_admin.get(res.headers["Location"]).get_data(as_text=True)  # quota alone: no news
+
+
 def test_reviewer_cannot_edit_events(console, db_session):
     factories.staff("reviewer1", "reviewer")
     console.login("reviewer1")

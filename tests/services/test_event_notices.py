@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from models import EventNotice, EventNoticeKind, EventNoticeState, Registration, RegistrationStatus, utcnow
 from server.extensions import db
+from server.filters import local_dt
 from server.services import events
 from server.tasks.events import deliver_event_notice, send_event_notice
 from tests.conftest import SQLITE
@@ -190,3 +191,59 @@ def test_retries_go_once_even_with_several_sweeps_at_once(app, committed_db, emu
     assert sorted(_sent(emulator)) == people
     states = db.session.scalars(sa.select(EventNotice.state)).all()
     assert states == [EventNoticeState.SENT] * len(people)
+
+
+def _reschedule(session, **changes):
+    values = {k: getattr(session, k) for k in ("starts_at", "ends_at", "quota", "venue", "stream_url")}
+    return events.save_session(session.event, session=session, **(values | changes))
+
+
+def test_a_new_time_is_notified_to_everyone_holding_or_waiting_and_the_reminders_follow_it(db_session, emulator):
+    emulator.hook("users", {"users": [{"openid": o} for o in ("oA", "oB", "oC")]})
+    event, (session,) = make_event(quota=1, companions=0)
+    a, _ = events.register("oA", event.id, session.id)  # the place
+    b, _ = events.register("oB", event.id, session.id)  # waiting
+    c, _ = events.register("oC", event.id, session.id)
+    events.cancel("oC", c.id)
+    old_start = session.starts_at
+    assert events.send_due_reminders(old_start - timedelta(hours=20)) == 1  # A: the day before, old time
+
+    session = _reschedule(session, ends_at=session.ends_at + timedelta(minutes=30), quota=1)
+    assert session.revision == 0 and _sent(emulator) == ["oA"]  # the end time alone is no news
+
+    new_start = old_start + timedelta(days=2)
+    session = _reschedule(session, starts_at=new_start, ends_at=new_start + timedelta(hours=2), venue="城管执法局")
+    assert session.revision == 1 and events.change_notices(session) == 2
+    changed = emulator.state()["templates_sent"][1:]
+    assert sorted(m["touser"] for m in changed) == ["oA", "oB"]  # not C, who cancelled
+    assert {m["data"]["time2"]["value"] for m in changed} == {local_dt(new_start)}
+    assert {m["data"]["thing3"]["value"] for m in changed} == {"城管执法局"}
+    assert {m["data"]["thing4"]["value"] for m in changed} == {"活动时间或地点有变更，请留意"}
+
+    # The reminder that went for the old day goes again for the new one, once.
+    assert events.send_due_reminders(new_start - timedelta(hours=20)) == 1
+    assert events.send_due_reminders(new_start - timedelta(hours=19)) == 0
+    assert _sent(emulator) == ["oA", *[m["touser"] for m in changed], "oA"]
+    kinds = [(n.kind, n.revision, n.state) for n in events.notices_of(a)]
+    assert kinds == [
+        (EventNoticeKind.DAY_BEFORE, 0, EventNoticeState.SENT),
+        (EventNoticeKind.CHANGED, 1, EventNoticeState.SENT),
+        (EventNoticeKind.DAY_BEFORE, 1, EventNoticeState.SENT),
+    ]
+
+
+def test_a_notice_of_an_earlier_change_still_waiting_for_a_retry_is_dropped(db_session, emulator):
+    emulator.hook("users", {"users": [{"openid": "oA"}]})
+    emulator.hook("fail", {"path": SEND, "errcode": -1, "errmsg": "system error", "times": 1})
+    event, (session,) = make_event(quota=5, companions=0)
+    a, _ = events.register("oA", event.id, session.id)
+    session = _reschedule(session, venue="一号门")
+    first = _notice(a)
+    assert (first.revision, first.state) == (1, EventNoticeState.PENDING)  # WeChat refused the first attempt
+    session = _reschedule(session, venue="二号门")  # changed again before the retry
+    assert events.deliver_due_notices(first.next_attempt_at) == 0
+    db.session.expire_all()
+    notices = {n.revision: n for n in events.notices_of(a)}
+    assert notices[1].state is EventNoticeState.FAILED and "又有变更" in notices[1].error
+    assert notices[2].state is EventNoticeState.SENT
+    assert [m["data"]["thing3"]["value"] for m in emulator.state()["templates_sent"]] == ["二号门"]
