@@ -13,6 +13,8 @@ Exactly once, whatever runs concurrently or dies:
   looking it up proves nothing). The push becomes UNCERTAIN and a person checks the WeChat platform, then marks it
   published or retries on purpose. Only when WeChat answered the submit with an error is the mark cleared.
 The result comes from the PUBLISHJOBFINISH push event; freepublish/get is only a fallback, within a daily budget.
+A successful job whose publish_id was never recorded (the lost answer above) is matched to its push by the articles'
+titles and settles it, UNCERTAIN or not yet: see settle_orphan.
 Failures and uncertain pushes are red in the console and sent once each to the duty editors as template messages.
 """
 
@@ -398,24 +400,95 @@ def record_result(
         return None
     push = db.session.scalar(sa.select(ArticlePush).where(ArticlePush.publish_id == str(publish_id)).with_for_update())
     if push is None:
-        # Not ours, or a submit whose answer was lost (its push is UNCERTAIN): the editor checking it needs this.
+        # Not ours, or a submit whose answer was lost or is still on its way: a worker works out which.
         log.warning("publish result for unknown publish_id %s: status %s, urls %s", publish_id, publish_status, urls)
-    if push is None or push.status in (PushStatus.PUBLISHED, PushStatus.FAILED) or publish_status == 1:
+        db.session.rollback()
+        if publish_status == 0 and article_id:
+            _enqueue_orphan(str(publish_id), str(article_id), urls or [])
+        return None
+    if push.status in (PushStatus.PUBLISHED, PushStatus.FAILED) or publish_status == 1:
         db.session.rollback()
         return push
     if publish_status == 0:
-        now = _now(now)
-        push.status, push.published_at, push.wechat_article_id = PushStatus.PUBLISHED, now, article_id
-        push.error_code = push.error_message = None
-        urls = urls or []
-        for i, article in enumerate(push.articles):
-            article.status, article.published_at = ArticleStatus.PUBLISHED, now
-            article.wechat_article_id = article_id
-            article.url = urls[i] if i < len(urls) else None
-        db.session.commit()
-        log.info("push %s published as %s", push.id, article_id)
-        return push
+        return _published(push, article_id, urls or [], _now(now))
     return _fail(push, publish_status, PUBLISH_FAILURES.get(publish_status, f"发布失败（状态 {publish_status}）"))
+
+
+def _published(push: ArticlePush, article_id: str | None, urls: list[str], now: datetime) -> ArticlePush:
+    push.status, push.published_at, push.wechat_article_id = PushStatus.PUBLISHED, now, article_id
+    push.error_code = push.error_message = None
+    for i, article in enumerate(push.articles):
+        article.status, article.published_at = ArticleStatus.PUBLISHED, now
+        article.wechat_article_id = article_id
+        article.url = urls[i] if i < len(urls) else None
+    db.session.commit()
+    log.info("push %s published as %s", push.id, article_id)
+    return push
+
+
+def _enqueue_orphan(publish_id: str, article_id: str, urls: list[str]) -> None:
+    from server.tasks.articles import settle_orphan_publish  # tasks import services; this call goes back lazily
+
+    try:
+        settle_orphan_publish.delay(publish_id, article_id, urls)
+    except Exception:  # noqa: BLE001  (the broker is down or, eager, the task failed: the editor still can mark it)
+        log.exception("publish %s: attribution not enqueued", publish_id)
+
+
+# A submit whose answer never came back: the claim still publishing, or already handed to a person.
+ORPHAN_STATUSES = (PushStatus.PUBLISHING, PushStatus.UNCERTAIN)
+
+
+def settle_orphan(publish_id: str, article_id: str, urls: list[str], *, now: datetime | None = None) -> str:
+    """A published job whose publish_id we never recorded: find the push whose submit's answer was lost by the
+    articles' titles (freepublish/getarticle) and settle it, so nobody has to check the platform by hand.
+
+    Returns "known" (the id was recorded meanwhile, settled the usual way), "settled", "busy" (the push's worker is
+    alive and about to record the id itself: ask again later), or "unmatched" / "ambiguous" (left to the editor).
+    Only successful jobs come here: a failed job names no articles to match on."""
+    now = _now(now)
+    if db.session.scalar(sa.select(ArticlePush.id).where(ArticlePush.publish_id == publish_id)) is not None:
+        db.session.rollback()
+        record_result(publish_id, 0, article_id, urls, now=now)
+        return "known"
+    candidates = db.session.scalars(
+        sa.select(ArticlePush).where(
+            ArticlePush.publish_id.is_(None),
+            ArticlePush.submit_started_at.is_not(None),
+            ArticlePush.status.in_(ORPHAN_STATUSES),
+        )
+    ).all()
+    if not candidates:
+        db.session.rollback()
+        log.warning("publish %s: no push is waiting for a lost submit answer; not ours", publish_id)
+        return "unmatched"
+    news = get_client().raw_post("cgi-bin/freepublish/getarticle", {"article_id": article_id}).get("news_item") or []
+    titles = [item.get("title") for item in news]
+    matches = [p.id for p in candidates if [display_title(a) for a in p.articles] == titles]
+    if len(matches) != 1:
+        db.session.rollback()
+        log.warning(
+            "publish %s (%s): %s pushes have these titles; left to the editor", publish_id, titles, len(matches)
+        )
+        return "ambiguous" if matches else "unmatched"
+    # Under the row lock, as a claim's UPDATE would take it: nobody takes the push over while we settle it.
+    push = db.session.scalar(
+        sa.select(ArticlePush)
+        .where(ArticlePush.id == matches[0])
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if push is None or push.publish_id is not None or push.status not in ORPHAN_STATUSES:
+        db.session.rollback()
+        return "known"
+    working = sa.select(ArticlePush.id).where(ArticlePush.id == push.id, _working(now, _postgresql()))
+    if push.status is PushStatus.PUBLISHING and db.session.scalar(working) is not None:
+        db.session.rollback()  # its worker is alive: the submit's answer is on its way
+        return "busy"
+    push.publish_id, push.submitted_at, push.lease_until = publish_id, push.submit_started_at, None
+    audit.record("push.settled_from_event", target=push, note=f"publish_id {publish_id}，按标题对应")
+    _published(push, article_id, urls, now)
+    return "settled"
 
 
 def _poll_key(now: datetime) -> str:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from celery.schedules import crontab
 from PIL import Image
 
-from models import AlertDuty, Article, ArticlePush, ArticleStatus, PushStatus
+from models import AlertDuty, Article, ArticlePush, ArticleStatus, AuditLog, PushStatus
 from server.extensions import db
 from server.services import ServiceError, articles, columns, images, publishing
 from server.wechat import client as client_module
@@ -225,17 +225,82 @@ def test_crash_after_submit_before_recording_is_never_resubmitted(emulator, wech
     if outcome == 1:
         (job,) = emulator.state()["publishes"]
         emulator.hook("finish-publish", {"publish_id": job["publish_id"], "publish_status": 0})
-    # WeChat's result names a publish_id we never recorded: it settles nothing by itself...
+    # WeChat's result names a publish_id we never recorded: the push is found by its articles' titles and settled.
     event = last_publish_event(emulator)
     assert wechat.post(event["xml"]).status_code == 200
     db.session.expire_all()
-    assert db.session.get(ArticlePush, push.id).status is PushStatus.UNCERTAIN
-    # ...the editor finds the article on the platform and pastes its link.
-    url = event["event"]["PublishEventInfo"]["article_detail"]["item"][0]["article_url"]
-    publishing.mark_published_manually(people["editor"], push.id, [url])
+    info = event["event"]["PublishEventInfo"]
+    url = info["article_detail"]["item"][0]["article_url"]
     push = db.session.get(ArticlePush, push.id, populate_existing=True)
-    assert push.status is PushStatus.PUBLISHED and push.articles[0].url == url and push.error_message is None
-    assert published_titles(emulator) == ["每日一案｜案例0"]
+    assert push.status is PushStatus.PUBLISHED and push.publish_id == str(info["publish_id"])
+    assert push.articles[0].url == url and push.wechat_article_id == info["article_id"]
+    assert push.error_message is None and push not in publishing.recent_failures()
+    assert (
+        db.session.scalar(
+            sa.select(AuditLog.action).where(AuditLog.target_id == str(push.id)).order_by(AuditLog.id.desc()).limit(1)
+        )
+        == "push.settled_from_event"
+    )
+    assert wechat.post(event["xml"]).status_code == 200  # WeChat's retry of the event changes nothing
+    assert len(calls_to(emulator, SUBMIT)) == 1 and published_titles(emulator) == ["每日一案｜案例0"]
+
+
+def _orphaned(people, monkeypatch, start: datetime, count: int = 1) -> list[ArticlePush]:
+    """Pushes whose worker died after freepublish/submit reached WeChat, before its answer was recorded."""
+    pushes = week_of_daily_cases(people, start, count)
+    real = client_module.SharedTokenClient.raw_post
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=True))
+    for i in range(count):  # each run takes the last one over (UNCERTAIN), then dies on the next
+        with pytest.raises(RuntimeError):
+            publishing.run_due(start + timedelta(seconds=1) + i * (publishing.LEASE + timedelta(minutes=1)))
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
+    return [db.session.get(ArticlePush, p.id, populate_existing=True) for p in pushes]
+
+
+def _event_info(emulator, index: int = -1) -> dict:
+    events = [e for e in emulator.state()["push_events"] if e["event"]["Event"] == "PUBLISHJOBFINISH"]
+    return events[index]["event"]["PublishEventInfo"]
+
+
+def test_an_orphaned_submit_whose_worker_is_alive_is_asked_again_later(emulator, db_session, people, monkeypatch):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = _orphaned(people, monkeypatch, start)
+    assert push.status is PushStatus.PUBLISHING and push.publish_id is None  # not yet taken over
+    info = _event_info(emulator)
+    urls = [i["article_url"] for i in info["article_detail"]["item"]]
+    with publishing.holding() as hold:
+        assert hold.take(push.id)  # as if its worker were still waiting for the answer
+        assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "busy"
+        hold.release(push.id)
+    assert db.session.get(ArticlePush, push.id, populate_existing=True).status is PushStatus.PUBLISHING
+    # The worker is gone now: the next attempt settles the push, before anyone makes it UNCERTAIN.
+    assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "settled"
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.PUBLISHED and [a.url for a in push.articles] == urls
+    publishing.run_due(start + timedelta(minutes=30))  # nothing is left to take over
+    assert len(calls_to(emulator, SUBMIT)) == 1
+    # Had the worker recorded the id after all, the same call settles it the usual way.
+    assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "known"
+
+
+def test_an_orphan_no_push_or_two_pushes_match_is_left_to_the_editor(emulator, db_session, people, monkeypatch):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    first, second = _orphaned(people, monkeypatch, start, 2)
+    assert first.status is PushStatus.UNCERTAIN
+    info = _event_info(emulator, 0)
+    urls = [i["article_url"] for i in info["article_detail"]["item"]]
+    second.articles[0].title = first.articles[0].title  # two lost answers for the same titles: which was it?
+    db.session.commit()
+    assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "ambiguous"
+    second.articles[0].title = "另一篇"
+    first.articles[0].title = "编辑改过的标题"  # nothing has WeChat's titles
+    db.session.commit()
+    assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "unmatched"
+    assert db.session.get(ArticlePush, first.id, populate_existing=True).status is PushStatus.UNCERTAIN
+    # The editor finds the article on the platform and pastes its link.
+    publishing.mark_published_manually(people["editor"], first.id, urls)
+    push = db.session.get(ArticlePush, first.id, populate_existing=True)
+    assert push.status is PushStatus.PUBLISHED and push.articles[0].url == urls[0] and push.error_message is None
 
 
 def test_submit_refused_by_wechat_is_retried_safely(emulator, db_session, people):
