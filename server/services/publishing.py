@@ -315,10 +315,7 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
             db.session.commit()
             submitting = True
             result = client.raw_post("cgi-bin/freepublish/submit", {"media_id": push.draft_media_id})
-            push.publish_id = str(result["publish_id"])
-            push.status, push.submitted_at, push.lease_until = PushStatus.SUBMITTED, now, None
-            db.session.commit()
-            log.info("push %s submitted as publish %s", push.id, push.publish_id)
+            push = _submitted(push.id, str(result["publish_id"]), now)
     except WeChatClientException as exc:
         db.session.rollback()
         if submitting and exc.errcode is None:  # an HTTP error status, not WeChat's answer: it may have gone through
@@ -340,6 +337,38 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
     except ServiceError as exc:
         db.session.rollback()
         return _fail(push, None, str(exc))
+    return push
+
+
+def _submitted(push_id: int, publish_id: str, now: datetime) -> ArticlePush:
+    """Record freepublish/submit's answer under the push's row lock, on a fresh read.
+
+    WeChat's PUBLISHJOBFINISH can beat this answer. Had this process's hold been lost meanwhile (its lock connection
+    dropped), settle_orphan may already have recorded the same publish_id and settled the push: that stands. Or a
+    takeover made it UNCERTAIN (and an editor may have retried it): it was submitted after all, and waits for its
+    result like any other.
+    """
+    push = db.session.scalar(
+        sa.select(ArticlePush)
+        .where(ArticlePush.id == push_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if push.publish_id is not None:
+        db.session.rollback()
+        if push.publish_id != publish_id:  # one submit per push: this would be a second publication
+            log.error("push %s: submit answered %s, but %s is recorded", push.id, publish_id, push.publish_id)
+        return push
+    push.publish_id = publish_id
+    # PUBLISHED (by an editor, meanwhile) keeps its status: the id is only recorded, so the event changes nothing.
+    if push.status in (PushStatus.PUBLISHING, PushStatus.UNCERTAIN, PushStatus.SCHEDULED):
+        if push.status is not PushStatus.PUBLISHING:  # a takeover or an editor's retry came first: it was submitted
+            push.error_code = push.error_message = None
+            for article in push.articles:
+                article.status = ArticleStatus.PUBLISHING
+        push.status, push.submitted_at, push.lease_until = PushStatus.SUBMITTED, now, None
+    db.session.commit()
+    log.info("push %s submitted as publish %s", push.id, publish_id)
     return push
 
 

@@ -365,6 +365,11 @@ def _wait_for(predicate, seconds: float = 5.0):
     return found
 
 
+def _held_now(push_id: int) -> bool:
+    db.session.rollback()  # a fresh look at pg_locks
+    return held(push_id)
+
+
 def _publish_in_thread(app, now: datetime) -> tuple[threading.Thread, list[BaseException]]:
     """A worker publishing due pushes in a thread of its own (own connections, own hold), as a Celery worker."""
     errors: list[BaseException] = []
@@ -412,6 +417,40 @@ def test_the_event_beating_the_submit_answer_of_a_live_worker_is_settled_after_i
     push = db.session.get(ArticlePush, push.id)
     assert push.status is PushStatus.PUBLISHED and push.articles[0].url and not pending_orphans()
     assert publishing.polls_today() == 0 and "push.settled_from_event" not in audit_actions(push)
+    assert len(calls_to(emulator, SUBMIT)) == 1
+
+
+def test_a_push_settled_from_the_event_stays_so_when_the_late_answer_comes(app, emulator, committed_db, account):
+    people = factories.newsroom()
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("delay", {"path": SUBMIT, "seconds": 4})
+    thread, errors = _publish_in_thread(app, start + timedelta(seconds=1))
+    event = _published_event(emulator)
+    # The worker lives, but its lock connection is lost (a network blip, a restarted pgbouncer): to the rest of
+    # the system it looks dead, and the event settles its push.
+    holder = sa.text(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = :key AND objid::bigint = :push"
+        " AND objsubid = 2 AND granted"
+    )
+    pid = _wait_for(lambda: db.session.scalar(holder, {"key": publishing.HOLD_KEY, "push": push.id}))
+    db.session.execute(sa.select(sa.func.pg_terminate_backend(pid)))
+    db.session.commit()
+    _wait_for(lambda: not _held_now(push.id))
+    wechat = Sender(app.test_client(), account)
+    assert wechat.post(event["xml"]).status_code == 200
+    db.session.expire_all()
+    push = db.session.get(ArticlePush, push.id)
+    assert push.status is PushStatus.PUBLISHED
+    settled = settled_state(push)
+    thread.join()
+    # The answer found the push settled under its row lock and left it; releasing the lost lock then failed.
+    assert [type(e) for e in errors] == [sa.exc.OperationalError]
+    db.session.expire_all()
+    push = db.session.get(ArticlePush, push.id)
+    assert settled_state(push) == settled and push.status is PushStatus.PUBLISHED
+    assert push.publish_id == str(event["event"]["PublishEventInfo"]["publish_id"])
+    assert "push.settled_from_event" in audit_actions(push)
     assert len(calls_to(emulator, SUBMIT)) == 1
 
 
