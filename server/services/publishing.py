@@ -10,11 +10,16 @@ Exactly once, whatever runs concurrently or dies:
   (no second draft/add, no second submit);
 - submit_started_at is committed before freepublish/submit is sent. An attempt that finds it set without a publish_id
   never submits again: the first submit may be publishing (the draft stays in the draft box until WeChat is done, so
-  looking it up proves nothing). The push becomes UNCERTAIN and a person checks the WeChat platform, then marks it
-  published or retries on purpose. Only when WeChat answered the submit with an error is the mark cleared.
+  looking it up proves nothing). The push becomes UNCERTAIN and waits for WeChat's event (below) or a person, who
+  checks the WeChat platform, then marks it published or retries on purpose. Only when WeChat answered the submit
+  with an error is the mark cleared.
 The result comes from the PUBLISHJOBFINISH push event; freepublish/get is only a fallback, within a daily budget.
-A successful job whose publish_id was never recorded (the lost answer above) is matched to its push by the articles'
-titles and settles it, UNCERTAIN or not yet: see settle_orphan.
+An event naming a publish_id never recorded - the lost answer above, or one still on its way - goes to a task (the
+/wechat handler must not call WeChat): settle_orphan reads a successful job's articles (freepublish/getarticle) and
+settles the one push waiting for a submit answer with the same titles, UNCERTAIN or not yet, as published. It and the
+worker storing its answer (_submitted) both write under the push's row lock on a fresh read, so neither undoes the
+other; while the worker is alive the id is left to it, and the event is kept in Redis for the next run_due. No match,
+several, or a failed job (nothing to match on): the editor checks, as before.
 Failures and uncertain pushes are red in the console and sent once each to the duty editors as template messages.
 """
 
