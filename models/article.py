@@ -82,7 +82,8 @@ class PushStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     # freepublish/submit was sent but its answer never recorded (the worker died): it may have been published.
-    # Never resubmitted by itself; a person checks the WeChat platform and marks it published or retries.
+    # Never resubmitted by itself; WeChat's PUBLISHJOBFINISH settles it (matched by titles), or a person checks the
+    # WeChat platform and marks it published or retries.
     UNCERTAIN = "uncertain"
 
     @property

@@ -10,16 +10,22 @@ Exactly once, whatever runs concurrently or dies:
   (no second draft/add, no second submit);
 - submit_started_at is committed before freepublish/submit is sent. An attempt that finds it set without a publish_id
   never submits again: the first submit may be publishing (the draft stays in the draft box until WeChat is done, so
-  looking it up proves nothing). The push becomes UNCERTAIN and a person checks the WeChat platform, then marks it
-  published or retries on purpose. Only when WeChat answered the submit with an error is the mark cleared.
+  looking it up proves nothing). The push becomes UNCERTAIN and waits for WeChat's event (below) or a person, who
+  checks the WeChat platform, then marks it published or retries on purpose. Only when WeChat answered the submit
+  with an error is the mark cleared.
 The result comes from the PUBLISHJOBFINISH push event; freepublish/get is only a fallback, within a daily budget.
-A successful job whose publish_id was never recorded (the lost answer above) is matched to its push by the articles'
-titles and settles it, UNCERTAIN or not yet: see settle_orphan.
+An event naming a publish_id never recorded - the lost answer above, or one still on its way - goes to a task (the
+/wechat handler must not call WeChat): settle_orphan reads a successful job's articles (freepublish/getarticle) and
+settles the one push waiting for a submit answer with the same titles, UNCERTAIN or not yet, as published. It and the
+worker storing its answer (_submitted) both write under the push's row lock on a fresh read, so neither undoes the
+other; while the worker is alive the id is left to it, and the event is kept in Redis for the next run_due. No match,
+several, or a failed job (nothing to match on): the editor checks, as before.
 Failures and uncertain pushes are red in the console and sent once each to the duty editors as template messages.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +35,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 from flask import current_app
+from redis.exceptions import RedisError
 from wechatpy.exceptions import WeChatClientException
 
 from models import AlertDuty, Article, ArticlePush, ArticleStatus, PushNotice, PushStatus, Role, Staff
@@ -209,6 +216,7 @@ def claim_next(now: datetime | None = None, *, hold: Hold) -> int | None:
 def run_due(now: datetime | None = None, *, limit: int = 20) -> list[int]:
     """The beat job: publish every due push in order, then poll stragglers. Safe to run in many processes."""
     done = []
+    settle_pending_orphans(now)  # before claims: a dead worker's push is settled, not made UNCERTAIN
     with holding() as hold:
         for _ in range(limit):
             push_id = claim_next(now, hold=hold)
@@ -312,10 +320,7 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
             db.session.commit()
             submitting = True
             result = client.raw_post("cgi-bin/freepublish/submit", {"media_id": push.draft_media_id})
-            push.publish_id = str(result["publish_id"])
-            push.status, push.submitted_at, push.lease_until = PushStatus.SUBMITTED, now, None
-            db.session.commit()
-            log.info("push %s submitted as publish %s", push.id, push.publish_id)
+            push = _submitted(push.id, str(result["publish_id"]), now)
     except WeChatClientException as exc:
         db.session.rollback()
         if submitting and exc.errcode is None:  # an HTTP error status, not WeChat's answer: it may have gone through
@@ -337,6 +342,38 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
     except ServiceError as exc:
         db.session.rollback()
         return _fail(push, None, str(exc))
+    return push
+
+
+def _submitted(push_id: int, publish_id: str, now: datetime) -> ArticlePush:
+    """Record freepublish/submit's answer under the push's row lock, on a fresh read.
+
+    WeChat's PUBLISHJOBFINISH can beat this answer. Had this process's hold been lost meanwhile (its lock connection
+    dropped), settle_orphan may already have recorded the same publish_id and settled the push: that stands. Or a
+    takeover made it UNCERTAIN (and an editor may have retried it): it was submitted after all, and waits for its
+    result like any other.
+    """
+    push = db.session.scalar(
+        sa.select(ArticlePush)
+        .where(ArticlePush.id == push_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if push.publish_id is not None:
+        db.session.rollback()
+        if push.publish_id != publish_id:  # one submit per push: this would be a second publication
+            log.error("push %s: submit answered %s, but %s is recorded", push.id, publish_id, push.publish_id)
+        return push
+    push.publish_id = publish_id
+    # PUBLISHED (by an editor, meanwhile) keeps its status: the id is only recorded, so the event changes nothing.
+    if push.status in (PushStatus.PUBLISHING, PushStatus.UNCERTAIN, PushStatus.SCHEDULED):
+        if push.status is not PushStatus.PUBLISHING:  # a takeover or an editor's retry came first: it was submitted
+            push.error_code = push.error_message = None
+            for article in push.articles:
+                article.status = ArticleStatus.PUBLISHING
+        push.status, push.submitted_at, push.lease_until = PushStatus.SUBMITTED, now, None
+    db.session.commit()
+    log.info("push %s submitted as publish %s", push.id, publish_id)
     return push
 
 
@@ -395,26 +432,38 @@ def record_result(
     *,
     now: datetime | None = None,
 ) -> ArticlePush | None:
-    """Settle a push from PUBLISHJOBFINISH or freepublish/get; a repeated result changes nothing."""
+    """Settle a push from PUBLISHJOBFINISH or freepublish/get; a repeated result changes nothing.
+
+    A publish_id never recorded goes to settle_orphan in a task: this runs in the /wechat handler, which has a second
+    or two and must not call WeChat."""
     if not publish_id or publish_status is None:
         return None
+    now = _now(now)
     push = db.session.scalar(sa.select(ArticlePush).where(ArticlePush.publish_id == str(publish_id)).with_for_update())
     if push is None:
-        # Not ours, or a submit whose answer was lost or is still on its way: a worker works out which.
-        log.warning("publish result for unknown publish_id %s: status %s, urls %s", publish_id, publish_status, urls)
         db.session.rollback()
         if publish_status == 0 and article_id:
+            # Not ours, or a submit whose answer was lost or is still on its way: the task works out which.
+            log.info("publish result for unknown publish_id %s: attributing it by its titles", publish_id)
+            _remember_orphan(str(publish_id), str(article_id), urls or [], now)
             _enqueue_orphan(str(publish_id), str(article_id), urls or [])
+        elif publish_status != 1:
+            # A failed job names no article (getarticle needs its article_id): nothing ties it to one of our pushes,
+            # and a guess could mark failed - and open to a retry - a push that was published. The editor checks.
+            log.warning(
+                "publish result for unknown publish_id %s: status %s, not attributed", publish_id, publish_status
+            )
         return None
     if push.status in (PushStatus.PUBLISHED, PushStatus.FAILED) or publish_status == 1:
         db.session.rollback()
         return push
     if publish_status == 0:
-        return _published(push, article_id, urls or [], _now(now))
+        return _published(push, article_id, urls or [], now)
     return _fail(push, publish_status, PUBLISH_FAILURES.get(publish_status, f"发布失败（状态 {publish_status}）"))
 
 
 def _published(push: ArticlePush, article_id: str | None, urls: list[str], now: datetime) -> ArticlePush:
+    """Settle a push WeChat published (the caller holds its row lock); clears any red state."""
     push.status, push.published_at, push.wechat_article_id = PushStatus.PUBLISHED, now, article_id
     push.error_code = push.error_message = None
     for i, article in enumerate(push.articles):
@@ -426,27 +475,53 @@ def _published(push: ArticlePush, article_id: str | None, urls: list[str], now: 
     return push
 
 
+# -- results nobody was waiting for -------------------------------------------------------------------------------
+
+ORPHANS_KEY = "publishing:orphans"  # publish_id -> JSON of a successful job not attributed yet
+ORPHAN_PATIENCE = timedelta(days=1)  # then it is the editor's alone, as before
+# A submit whose answer never came back: the claim still publishing, or already handed to a person.
+ORPHAN_STATUSES = (PushStatus.PUBLISHING, PushStatus.UNCERTAIN)
+
+
+def _remember_orphan(publish_id: str, article_id: str, urls: list[str], now: datetime) -> None:
+    """Keep the result until it is attributed: run_due tries again (the push's worker was alive, or the task was
+    lost with a killed worker - the event is not sent again once /wechat answered it)."""
+    value = json.dumps({"article_id": article_id, "urls": urls, "since": now.isoformat()})
+    try:
+        redis = get_redis()
+        redis.hsetnx(ORPHANS_KEY, publish_id, value)  # a repeated event keeps the first "since"
+        redis.expire(ORPHANS_KEY, int(2 * ORPHAN_PATIENCE.total_seconds()))
+    except RedisError:
+        log.warning("publish %s: not kept for another try (Redis: %s)", publish_id, value)
+
+
 def _enqueue_orphan(publish_id: str, article_id: str, urls: list[str]) -> None:
     from server.tasks.articles import settle_orphan_publish  # tasks import services; this call goes back lazily
 
     try:
         settle_orphan_publish.delay(publish_id, article_id, urls)
-    except Exception:  # noqa: BLE001  (the broker is down or, eager, the task failed: the editor still can mark it)
+    except Exception:  # noqa: BLE001  (the broker is down or, eager, the task failed: run_due tries again)
         log.exception("publish %s: attribution not enqueued", publish_id)
-
-
-# A submit whose answer never came back: the claim still publishing, or already handed to a person.
-ORPHAN_STATUSES = (PushStatus.PUBLISHING, PushStatus.UNCERTAIN)
 
 
 def settle_orphan(publish_id: str, article_id: str, urls: list[str], *, now: datetime | None = None) -> str:
     """A published job whose publish_id we never recorded: find the push whose submit's answer was lost by the
     articles' titles (freepublish/getarticle) and settle it, so nobody has to check the platform by hand.
 
-    Returns "known" (the id was recorded meanwhile, settled the usual way), "settled", "busy" (the push's worker is
-    alive and about to record the id itself: ask again later), or "unmatched" / "ambiguous" (left to the editor).
-    Only successful jobs come here: a failed job names no articles to match on."""
+    Returns "known" (the id was recorded meanwhile: settled the usual way), "settled", "busy" (the push's worker is
+    alive and about to record the id itself) or "later" (WeChat did not answer): both kept for run_due to try again;
+    "unmatched" or "ambiguous": left to the editor. Only successful jobs come here (see record_result).
+    """
     now = _now(now)
+    outcome = _attribute_orphan(publish_id, article_id, urls, now)
+    if outcome in ("busy", "later"):
+        _remember_orphan(publish_id, article_id, urls, now)
+    else:
+        get_redis().hdel(ORPHANS_KEY, publish_id)
+    return outcome
+
+
+def _attribute_orphan(publish_id: str, article_id: str, urls: list[str], now: datetime) -> str:
     if db.session.scalar(sa.select(ArticlePush.id).where(ArticlePush.publish_id == publish_id)) is not None:
         db.session.rollback()
         record_result(publish_id, 0, article_id, urls, now=now)
@@ -458,12 +533,22 @@ def settle_orphan(publish_id: str, article_id: str, urls: list[str], *, now: dat
             ArticlePush.status.in_(ORPHAN_STATUSES),
         )
     ).all()
-    if not candidates:
+    if not candidates:  # the usual case for a job that is not ours: no call to WeChat
         db.session.rollback()
         log.warning("publish %s: no push is waiting for a lost submit answer; not ours", publish_id)
         return "unmatched"
-    news = get_client().raw_post("cgi-bin/freepublish/getarticle", {"article_id": article_id}).get("news_item") or []
+    try:
+        news = get_client().raw_post("cgi-bin/freepublish/getarticle", {"article_id": article_id})["news_item"]
+    except (WeChatClientException, requests.RequestException) as exc:
+        db.session.rollback()
+        errcode = getattr(exc, "errcode", None)
+        if errcode is not None and errcode not in TRANSIENT_CODES:  # e.g. 53600: no such article (deleted)
+            log.warning("publish %s: getarticle %s refused (%s); left to the editor", publish_id, article_id, errcode)
+            return "unmatched"
+        log.warning("publish %s: getarticle failed (%s); trying again later", publish_id, exc)
+        return "later"
     titles = [item.get("title") for item in news]
+    # As sent in draft/add, in the push's order (WeChat keeps it: the first is the headline).
     matches = [p.id for p in candidates if [display_title(a) for a in p.articles] == titles]
     if len(matches) != 1:
         db.session.rollback()
@@ -471,24 +556,62 @@ def settle_orphan(publish_id: str, article_id: str, urls: list[str], *, now: dat
             "publish %s (%s): %s pushes have these titles; left to the editor", publish_id, titles, len(matches)
         )
         return "ambiguous" if matches else "unmatched"
-    # Under the row lock, as a claim's UPDATE would take it: nobody takes the push over while we settle it.
+    # Under the row lock, re-read: the claim's UPDATE and the worker recording its answer (_submitted) take it too,
+    # so whichever comes second sees what the first did.
     push = db.session.scalar(
         sa.select(ArticlePush)
         .where(ArticlePush.id == matches[0])
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    if push is None or push.publish_id is not None or push.status not in ORPHAN_STATUSES:
+    if push.publish_id == publish_id:  # its worker got the answer meanwhile
         db.session.rollback()
+        record_result(publish_id, 0, article_id, urls, now=now)
         return "known"
+    if push.publish_id is not None or push.status not in ORPHAN_STATUSES:
+        db.session.rollback()
+        log.warning("publish %s: push %s was settled otherwise meanwhile (%s)", publish_id, push.id, push.status)
+        return "unmatched"
     working = sa.select(ArticlePush.id).where(ArticlePush.id == push.id, _working(now, _postgresql()))
     if push.status is PushStatus.PUBLISHING and db.session.scalar(working) is not None:
-        db.session.rollback()  # its worker is alive: the submit's answer is on its way
+        db.session.rollback()  # its worker is alive: the submit's answer is on its way, and it records the id
+        log.info("publish %s: push %s is still waiting for its submit answer; trying again later", publish_id, push.id)
         return "busy"
+    was = push.status
     push.publish_id, push.submitted_at, push.lease_until = publish_id, push.submit_started_at, None
-    audit.record("push.settled_from_event", target=push, note=f"publish_id {publish_id}，按标题对应")
-    _published(push, article_id, urls, now)
+    audit.record(
+        "push.settled_from_event",
+        target=push,
+        before={"status": was.value},
+        note=f"提交结果丢失；按微信发布结果（publish_id {publish_id}）的标题对应，自动标记已发布",
+    )
+    _published(push, article_id, urls or [item.get("url") for item in news], now)
+    log.warning(
+        "push %s (%s) settled from WeChat's event: publish %s, article %s", push.id, was, publish_id, article_id
+    )
     return "settled"
+
+
+def settle_pending_orphans(now: datetime | None = None) -> int:
+    """run_due's first step, before a dead worker's push is taken over: attribute the results kept for another try.
+
+    Returns how many pushes were settled; a result kept longer than ORPHAN_PATIENCE is dropped (left to the editor).
+    """
+    now = _now(now)
+    redis, settled = get_redis(), 0
+    for key, raw in redis.hgetall(ORPHANS_KEY).items():
+        publish_id, kept = _text(key), json.loads(raw)
+        if now - datetime.fromisoformat(kept["since"]) > ORPHAN_PATIENCE:
+            redis.hdel(ORPHANS_KEY, publish_id)
+            log.warning("publish %s: not attributed within %s; left to the editor", publish_id, ORPHAN_PATIENCE)
+            continue
+        if settle_orphan(publish_id, kept["article_id"], kept["urls"], now=now) in ("settled", "known"):
+            settled += 1
+    return settled
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _poll_key(now: datetime) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import requests
 from celery import shared_task
-from wechatpy.exceptions import WeChatClientException
 
 from server.services import columns, publishing
 
@@ -17,15 +15,11 @@ def publish_due_pushes() -> list[int]:
     return publishing.run_due()
 
 
-@shared_task(
-    bind=True, autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=6
-)
-def settle_orphan_publish(self, publish_id: str, article_id: str, urls: list[str]) -> str:  # noqa: ANN001
-    # "busy": the push's worker is alive and will record the id itself; asking again then finds it recorded.
-    outcome = publishing.settle_orphan(publish_id, article_id, urls)
-    if outcome == "busy":
-        raise self.retry(countdown=20)
-    return outcome
+@shared_task
+def settle_orphan_publish(publish_id: str, article_id: str, urls: list[str]) -> str:
+    # No retries here: a result not attributable yet ("busy": the push's worker is alive and records the id itself;
+    # "later": WeChat did not answer) stays in Redis, and publish_due_pushes tries it again within the minute.
+    return publishing.settle_orphan(publish_id, article_id, urls)
 
 
 @shared_task

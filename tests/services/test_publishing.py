@@ -15,10 +15,11 @@ from celery.schedules import crontab
 from PIL import Image
 
 from models import AlertDuty, Article, ArticlePush, ArticleStatus, AuditLog, PushStatus
-from server.extensions import db
+from server.extensions import db, get_redis
 from server.services import ServiceError, articles, columns, images, publishing
 from server.wechat import client as client_module
 from tests import factories
+from tests.conftest import Sender
 
 SUBMIT = "cgi-bin/freepublish/submit"
 
@@ -234,15 +235,34 @@ def test_crash_after_submit_before_recording_is_never_resubmitted(emulator, wech
     push = db.session.get(ArticlePush, push.id, populate_existing=True)
     assert push.status is PushStatus.PUBLISHED and push.publish_id == str(info["publish_id"])
     assert push.articles[0].url == url and push.wechat_article_id == info["article_id"]
+    # The console's red state clears: the banner, and the article's own status.
     assert push.error_message is None and push not in publishing.recent_failures()
-    assert (
-        db.session.scalar(
-            sa.select(AuditLog.action).where(AuditLog.target_id == str(push.id)).order_by(AuditLog.id.desc()).limit(1)
-        )
-        == "push.settled_from_event"
-    )
+    assert push.articles[0].status is ArticleStatus.PUBLISHED and push.articles[0].wechat_article_id
+    assert audit_actions(push)[-1] == "push.settled_from_event"
+    assert not pending_orphans()
+    before = settled_state(push)
     assert wechat.post(event["xml"]).status_code == 200  # WeChat's retry of the event changes nothing
+    db.session.expire_all()
+    assert settled_state(db.session.get(ArticlePush, push.id)) == before
+    assert audit_actions(push).count("push.settled_from_event") == 1
     assert len(calls_to(emulator, SUBMIT)) == 1 and published_titles(emulator) == ["每日一案｜案例0"]
+    assert not emulator.state()["templates_sent"][1:]  # no second notice either
+
+
+def audit_actions(push: ArticlePush) -> list[str]:
+    query = sa.select(AuditLog.action).where(AuditLog.target_type == "article_push", AuditLog.target_id == str(push.id))
+    query = query.order_by(AuditLog.id)
+    return list(db.session.scalars(query))
+
+
+def settled_state(push: ArticlePush) -> tuple:
+    articles = [(a.status, a.url, a.wechat_article_id, a.published_at) for a in push.articles]
+    return push.status, push.publish_id, push.wechat_article_id, push.published_at, push.error_message, articles
+
+
+def pending_orphans() -> dict[str, str]:
+    """The successful jobs kept in Redis for run_due to attribute again."""
+    return {k.decode(): v.decode() for k, v in get_redis().hgetall(publishing.ORPHANS_KEY).items()}
 
 
 def _orphaned(people, monkeypatch, start: datetime, count: int = 1) -> list[ArticlePush]:
@@ -262,45 +282,176 @@ def _event_info(emulator, index: int = -1) -> dict:
     return events[index]["event"]["PublishEventInfo"]
 
 
-def test_an_orphaned_submit_whose_worker_is_alive_is_asked_again_later(emulator, db_session, people, monkeypatch):
+def _settle(info: dict) -> str:
+    urls = [i["article_url"] for i in info["article_detail"]["item"]]
+    return publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls)
+
+
+def test_an_orphaned_submit_whose_worker_is_alive_is_asked_again_by_the_next_run(
+    emulator, db_session, people, monkeypatch
+):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = _orphaned(people, monkeypatch, start)
     assert push.status is PushStatus.PUBLISHING and push.publish_id is None  # not yet taken over
     info = _event_info(emulator)
-    urls = [i["article_url"] for i in info["article_detail"]["item"]]
     with publishing.holding() as hold:
         assert hold.take(push.id)  # as if its worker were still waiting for the answer
-        assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "busy"
+        assert _settle(info) == "busy"
         hold.release(push.id)
     assert db.session.get(ArticlePush, push.id, populate_existing=True).status is PushStatus.PUBLISHING
-    # The worker is gone now: the next attempt settles the push, before anyone makes it UNCERTAIN.
-    assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "settled"
+    assert list(pending_orphans()) == [str(info["publish_id"])]  # kept: the event is not sent again
+    # The worker is gone now: the next run settles the push from the kept result, before taking it over.
+    publishing.run_due(start + timedelta(minutes=6))
     push = db.session.get(ArticlePush, push.id, populate_existing=True)
-    assert push.status is PushStatus.PUBLISHED and [a.url for a in push.articles] == urls
+    assert push.status is PushStatus.PUBLISHED and push.publish_id == str(info["publish_id"])
+    assert [a.url for a in push.articles] == [i["article_url"] for i in info["article_detail"]["item"]]
+    assert "push.uncertain" not in audit_actions(push) and not pending_orphans()
     publishing.run_due(start + timedelta(minutes=30))  # nothing is left to take over
-    assert len(calls_to(emulator, SUBMIT)) == 1
-    # Had the worker recorded the id after all, the same call settles it the usual way.
-    assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "known"
+    assert len(calls_to(emulator, SUBMIT)) == 1 and not emulator.state()["templates_sent"]
 
 
 def test_an_orphan_no_push_or_two_pushes_match_is_left_to_the_editor(emulator, db_session, people, monkeypatch):
     start = datetime.now(UTC) + timedelta(minutes=5)
     first, second = _orphaned(people, monkeypatch, start, 2)
-    assert first.status is PushStatus.UNCERTAIN
+    assert first.status is PushStatus.UNCERTAIN and second.status is PushStatus.PUBLISHING
     info = _event_info(emulator, 0)
-    urls = [i["article_url"] for i in info["article_detail"]["item"]]
     second.articles[0].title = first.articles[0].title  # two lost answers for the same titles: which was it?
     db.session.commit()
-    assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "ambiguous"
+    before = [settled_state(first), settled_state(second)]
+    assert _settle(info) == "ambiguous"
+    db.session.expire_all()
+    assert [settled_state(db.session.get(ArticlePush, p.id)) for p in (first, second)] == before
     second.articles[0].title = "另一篇"
     first.articles[0].title = "编辑改过的标题"  # nothing has WeChat's titles
     db.session.commit()
-    assert publishing.settle_orphan(str(info["publish_id"]), info["article_id"], urls) == "unmatched"
-    assert db.session.get(ArticlePush, first.id, populate_existing=True).status is PushStatus.UNCERTAIN
+    assert _settle(info) == "unmatched"
+    first = db.session.get(ArticlePush, first.id, populate_existing=True)
+    assert first.status is PushStatus.UNCERTAIN and first.publish_id is None and first in publishing.recent_failures()
+    assert not pending_orphans()  # neither is asked again: it is the editor's
     # The editor finds the article on the platform and pastes its link.
+    urls = [i["article_url"] for i in info["article_detail"]["item"]]
     publishing.mark_published_manually(people["editor"], first.id, urls)
     push = db.session.get(ArticlePush, first.id, populate_existing=True)
     assert push.status is PushStatus.PUBLISHED and push.articles[0].url == urls[0] and push.error_message is None
+    # The same event again later: the push an editor settled is left as it is.
+    before = settled_state(push)
+    first.articles[0].title = second.articles[0].title = "每日一案｜案例0"
+    db.session.commit()
+    assert _settle(info) == "unmatched"
+    assert settled_state(db.session.get(ArticlePush, push.id, populate_existing=True)) == before
+
+
+def test_a_failed_job_of_an_orphan_is_left_to_the_editor(emulator, wechat, people, monkeypatch):
+    emulator.hook("publish-outcome", {"publish_status": 4})  # 平台审核不通过: a failed job names no article
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = _orphaned(people, monkeypatch, start)
+    publishing.run_due(start + publishing.LEASE + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.UNCERTAIN
+    before = settled_state(push)
+    event = last_publish_event(emulator)
+    assert event["event"]["PublishEventInfo"]["publish_status"] == 4
+    assert wechat.post(event["xml"]).status_code == 200
+    db.session.expire_all()
+    assert settled_state(db.session.get(ArticlePush, push.id)) == before
+    assert not calls_to(emulator, "cgi-bin/freepublish/getarticle") and not pending_orphans()
+
+
+def _wait_for(predicate, seconds: float = 5.0):
+    deadline = time.monotonic() + seconds
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return found
+
+
+def _held_now(push_id: int) -> bool:
+    db.session.rollback()  # a fresh look at pg_locks
+    return held(push_id)
+
+
+def _publish_in_thread(app, now: datetime) -> tuple[threading.Thread, list[BaseException]]:
+    """A worker publishing due pushes in a thread of its own (own connections, own hold), as a Celery worker."""
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            with app.app_context():
+                publishing.run_due(now)
+                db.session.remove()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+def _published_event(emulator) -> dict:
+    return _wait_for(
+        lambda: next((e for e in emulator.state()["push_events"] if e["event"]["Event"] == "PUBLISHJOBFINISH"), None)
+    )
+
+
+def test_the_event_beating_the_submit_answer_of_a_live_worker_is_settled_after_it(app, emulator, committed_db, account):
+    people = factories.newsroom()
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("delay", {"path": SUBMIT, "seconds": 2})  # WeChat publishes, pushes the event, answers late
+    thread, errors = _publish_in_thread(app, start + timedelta(seconds=1))
+    event = _published_event(emulator)
+    wechat = Sender(app.test_client(), account)
+    assert wechat.post(event["xml"]).status_code == 200  # while the worker still waits for the answer
+    db.session.expire_all()
+    assert db.session.get(ArticlePush, push.id).status is PushStatus.PUBLISHING  # "busy": not taken from it
+    assert list(pending_orphans()) == [str(event["event"]["PublishEventInfo"]["publish_id"])]
+    thread.join()
+    assert not errors
+    db.session.expire_all()
+    push = db.session.get(ArticlePush, push.id)
+    publish_id = str(event["event"]["PublishEventInfo"]["publish_id"])
+    assert push.status is PushStatus.SUBMITTED and push.publish_id == publish_id
+    # The next run settles it from the kept event: no freepublish/get spent, no editor needed.
+    publishing.run_due(start + timedelta(minutes=1))
+    db.session.expire_all()
+    push = db.session.get(ArticlePush, push.id)
+    assert push.status is PushStatus.PUBLISHED and push.articles[0].url and not pending_orphans()
+    assert publishing.polls_today() == 0 and "push.settled_from_event" not in audit_actions(push)
+    assert len(calls_to(emulator, SUBMIT)) == 1
+
+
+def test_a_push_settled_from_the_event_stays_so_when_the_late_answer_comes(app, emulator, committed_db, account):
+    people = factories.newsroom()
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("delay", {"path": SUBMIT, "seconds": 4})
+    thread, errors = _publish_in_thread(app, start + timedelta(seconds=1))
+    event = _published_event(emulator)
+    # The worker lives, but its lock connection is lost (a network blip, a restarted pgbouncer): to the rest of
+    # the system it looks dead, and the event settles its push.
+    holder = sa.text(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = :key AND objid::bigint = :push"
+        " AND objsubid = 2 AND granted"
+    )
+    pid = _wait_for(lambda: db.session.scalar(holder, {"key": publishing.HOLD_KEY, "push": push.id}))
+    db.session.execute(sa.select(sa.func.pg_terminate_backend(pid)))
+    db.session.commit()
+    _wait_for(lambda: not _held_now(push.id))
+    wechat = Sender(app.test_client(), account)
+    assert wechat.post(event["xml"]).status_code == 200
+    db.session.expire_all()
+    push = db.session.get(ArticlePush, push.id)
+    assert push.status is PushStatus.PUBLISHED
+    settled = settled_state(push)
+    thread.join()
+    # The answer found the push settled under its row lock and left it; releasing the lost lock then failed.
+    assert [type(e) for e in errors] == [sa.exc.OperationalError]
+    db.session.expire_all()
+    push = db.session.get(ArticlePush, push.id)
+    assert settled_state(push) == settled and push.status is PushStatus.PUBLISHED
+    assert push.publish_id == str(event["event"]["PublishEventInfo"]["publish_id"])
+    assert "push.settled_from_event" in audit_actions(push)
+    assert len(calls_to(emulator, SUBMIT)) == 1
 
 
 def test_submit_refused_by_wechat_is_retried_safely(emulator, db_session, people):
