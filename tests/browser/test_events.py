@@ -144,6 +144,24 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     assert status == "无效" and "无效二维码" in detail_text
     assert registration(BOB).checked_in_at == checked_at
 
+    # -- a visitor who never registered is added at the gate, from the same page ---------------------------------------
+    page.click("details.walk-in summary")
+    page.fill("details.walk-in input[name=name]", "王大爷")
+    page.fill("details.walk-in input[name=phone]", "13900001111")
+    page.click("text=登记并签到")
+    page.wait_for_url(f"**/admin/events/{event.id}/scan?session={session.id}")
+    assert "本场名额已满" in page.inner_text(".flash.error")  # Bob holds the only place
+    page.click("details.walk-in summary")
+    page.fill("details.walk-in input[name=name]", "王大爷")
+    page.fill("details.walk-in input[name=phone]", "13900001111")
+    page.check("details.walk-in input[name=over_quota]")
+    page.click("text=登记并签到")
+    page.wait_for_url(f"**/admin/events/{event.id}/scan?session={session.id}")
+    assert page.inner_text(".flash.success") == "现场登记成功，已签到"
+    shoot(page, "48-event-walk-in")
+    walk_in = db.session.scalar(sa.select(Registration).filter_by(walk_in=True))
+    assert walk_in.session_id == session.id and walk_in.checked_in_at is not None
+
     bob.reload()
     assert "已于" in bob.inner_text("body") and "签到" in bob.inner_text("body")
 
