@@ -28,7 +28,7 @@ import io
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -290,9 +290,8 @@ def _notify_change(session: EventSession) -> int:
             )
         )
     )
-    for start in range(0, len(rids), 500):
-        queued += _queue(rids[start : start + 500], EventNoticeKind.CHANGED, now, revision=session.revision)
-        db.session.commit()
+    for batch in _queue_committed(rids, EventNoticeKind.CHANGED, now, revision=session.revision):
+        queued += batch
     _enqueue(queued)
     return len(queued)
 
@@ -1048,6 +1047,16 @@ def _queue(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime
     return list(db.session.scalars(stmt))
 
 
+def _queue_committed(
+    registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime, *, revision: int, batch: int = 500
+) -> Iterator[list[int]]:
+    """_queue in committed batches (a session may have thousands of registrations); yields each batch's new ids."""
+    for start in range(0, len(registration_ids), batch):
+        ids = _queue(registration_ids[start : start + batch], kind, now, revision=revision)
+        db.session.commit()
+        yield ids
+
+
 def _enqueue(notice_ids: Sequence[int]) -> None:
     """Ask a worker to send these now; a task that is lost or fails leaves its row to the minute sweep."""
     if not notice_ids:
@@ -1250,9 +1259,7 @@ def send_due_reminders(now: datetime | None = None) -> int:
                 )
             )
         )
-        for start in range(0, len(rids), 500):
-            notice_ids = _queue(rids[start : start + 500], kind, now, revision=revision or 0)
-            db.session.commit()
+        for notice_ids in _queue_committed(rids, kind, now, revision=revision or 0):
             sent += sum(deliver_notice(notice_id, now) for notice_id in notice_ids)
     return sent
 
