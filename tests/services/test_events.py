@@ -197,6 +197,35 @@ def test_a_double_tap_from_many_threads_is_one_registration(app, committed_db):
     assert events.places_left(db.session.get(Event, event.id)) == {session.id: 4}
 
 
+@pytest.mark.skipif(SQLITE, reason="autocommit is a PostgreSQL path")
+def test_a_registration_commits_alone_and_leaves_pooled_connections_transactional(app, committed_db):
+    """register() runs in autocommit (no BEGIN/COMMIT round trips); the connection must not go back to the pool like
+    that, or a later request's rollback would undo nothing."""
+    event, (session,) = make_event(quota=1)
+    at_checkout: list[bool] = []
+
+    def checkout(dbapi_connection, record, proxy):  # noqa: ARG001
+        at_checkout.append(dbapi_connection.autocommit)
+
+    sa.event.listen(db.engine, "checkout", checkout)
+    try:
+        with app.app_context():
+            reg, _ = events.register("oFirst", event.id, session.id, Applicant(name="张三"))
+            db.session.remove()
+        for _ in range(12):  # more than the pool holds: every pooled connection is checked out again
+            with app.app_context():
+                db.session.execute(sa.update(EventSession).values(quota=99))
+                db.session.rollback()
+                db.session.remove()
+    finally:
+        sa.event.remove(db.engine, "checkout", checkout)
+    assert at_checkout and not any(at_checkout)
+    db.session.expire_all()
+    assert db.session.get(EventSession, session.id).quota == 1  # every rollback undid its update
+    assert db.session.get(EventSession, session.id).taken == 1
+    assert db.session.get(Registration, reg.id).status is RegistrationStatus.CONFIRMED
+
+
 # -- the rules, one transaction per test -----------------------------------------------------------------------------
 
 
