@@ -137,13 +137,23 @@ class Hold:
 
     def __init__(self, connection: sa.Connection | None, *, commit: bool = True) -> None:
         self.connection, self.commit = connection, commit
+        self.lost = False
 
     def _call(self, fn: Any, push_id: int) -> bool:
         if self.connection is None:
             return True
-        ok = self.connection.scalar(sa.select(fn(sa.cast(HOLD_KEY, sa.Integer), sa.cast(push_id, sa.Integer))))
-        if self.commit:
-            self.connection.commit()  # session-level locks outlive the transaction; do not sit idle in one
+        if self.lost:
+            return False
+        try:
+            ok = self.connection.scalar(sa.select(fn(sa.cast(HOLD_KEY, sa.Integer), sa.cast(push_id, sa.Integer))))
+            if self.commit:
+                self.connection.commit()  # session-level locks outlive the transaction; do not sit idle in one
+        except sa.exc.SQLAlchemyError as exc:
+            # The lock connection is gone (a network blip, a restarted pooler), and its locks with it: the work done
+            # stands, but nothing more may be claimed without a lock. The next run starts on a fresh connection.
+            log.warning("publishing lock connection lost (%s): no further claims in this run", type(exc).__name__)
+            self.lost = True
+            return False
         return bool(ok)
 
     def take(self, push_id: int) -> bool:
