@@ -91,6 +91,9 @@ class EventSession(db.Model):
     taken: Mapped[int] = mapped_column(default=0)  # places held (confirmed + offered), companions included
     # Bumped when the time or place changes: registrants hear of it, and reminders go again for the new time.
     revision: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Called off by the bureau: every registration is cancelled and told why; nobody can register any more.
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_reason: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
 
     event: Mapped[Event] = relationship(back_populates="sessions")
 
@@ -172,6 +175,7 @@ class EventNoticeKind(enum.StrEnum):
     HOUR_BEFORE = "hour_before"
     LIVE_START = "live_start"
     CHANGED = "changed"  # the session's time or place changed
+    CALLED_OFF = "called_off"  # the bureau called the session off
 
     @property
     def label(self) -> str:
@@ -181,6 +185,7 @@ class EventNoticeKind(enum.StrEnum):
             "hour_before": "开始前一小时",
             "live_start": "直播开始",
             "changed": "时间地点变更",
+            "called_off": "场次取消",
         }[self.value]
 
 

@@ -156,6 +156,22 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
     return redirect(url_for("console.event_detail", event_id=event.id, session=session.id))
 
 
+@bp.post("/events/<int:event_id>/sessions/<int:session_id>/cancel")
+@require_roles(*MANAGERS)
+def event_session_cancel(event_id: int, session_id: int):  # type: ignore[no-untyped-def]
+    event = _event_or_404(event_id)
+    session = db.session.get(EventSession, session_id)
+    if session is None or session.event_id != event.id:
+        abort(404)
+    try:
+        told = events.cancel_session(session, request.form.get("reason", ""))
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"场次已取消，将向 {told} 位报名者（含候补）发送取消通知", "success")
+    return redirect(url_for("console.event_detail", event_id=event.id, session=session.id))
+
+
 @bp.get("/events/<int:event_id>/sessions/<int:session_id>/export")
 @require_roles(*MANAGERS)
 def event_export(event_id: int, session_id: int):  # type: ignore[no-untyped-def]

@@ -234,6 +234,8 @@ def save_session(
     if event.kind is EventKind.LIVESTREAM and not stream_url.startswith(("https://", "http://")):
         raise ServiceError("直播请填写以 http(s):// 开头的直播地址")
     fields = ("starts_at", "ends_at", "quota", "venue", "stream_url")
+    if session is not None and session.cancelled_at is not None:
+        raise ServiceError("该场次已取消，不能修改；如需另行安排，请新增场次")
     if session is None:
         session = EventSession(event=event, taken=0)
         before = None
@@ -331,7 +333,7 @@ def open_for_signup(now: datetime | None = None, limit: int = 8) -> list[Listing
     """Published events whose registration is open or still to open, with a session still ahead: open ones first,
     then by opening time. Places come from the Redis counters when present (one MGET), else from PostgreSQL."""
     now = now or utcnow()
-    ahead = sa.select(EventSession.event_id).where(EventSession.starts_at > now)
+    ahead = sa.select(EventSession.event_id).where(EventSession.starts_at > now, EventSession.cancelled_at.is_(None))
     found = list(
         db.session.scalars(
             sa.select(Event)
@@ -341,7 +343,7 @@ def open_for_signup(now: datetime | None = None, limit: int = 8) -> list[Listing
             .options(selectinload(Event.sessions))
         )
     )
-    sessions = [s for e in found for s in e.sessions if s.starts_at > now]
+    sessions = [s for e in found for s in e.sessions if s.starts_at > now and s.cancelled_at is None]
     try:
         cached = get_redis().mget([_counter_key(s.id) for s in sessions]) if sessions else []
     except redis.RedisError:
@@ -364,9 +366,10 @@ def visible_event(event_id: int) -> Event | None:
 
 
 def places_left(event: Event) -> dict[int, int]:
-    """Places left per session, from the Redis counters when present (fast for polling), else from PostgreSQL."""
-    sessions = list(event.sessions)
+    """Places left per session (not those called off), from the Redis counters when present (fast for polling),
+    else from PostgreSQL."""
     out: dict[int, int] = {}
+    sessions = [s for s in event.sessions if s.cancelled_at is None]
     try:
         values = get_redis().mget([_counter_key(s.id) for s in sessions]) if sessions else []
     except redis.RedisError:
@@ -550,6 +553,8 @@ def register(
     session, event = found
     if now < event.registration_opens_at:
         raise ServiceError(f"报名尚未开始，{local_dt(event.registration_opens_at)} 开放报名")
+    if session.cancelled_at is not None:
+        raise ServiceError(f"该场次已取消：{session.cancel_reason}")
     if now >= event.registration_closes_at or now >= session.starts_at:
         raise ServiceError("报名已截止")
     applicant = _check_applicant(event, applicant or Applicant())
@@ -609,18 +614,20 @@ def register(
 _TAKE_AND_INSERT_PG = """
 WITH took AS (
   UPDATE event_session SET taken = taken + %(n)s
-  WHERE id = %(session_id)s AND %(try_take)s AND taken + %(n)s <= quota
+  WHERE id = %(session_id)s AND %(try_take)s AND taken + %(n)s <= quota AND cancelled_at IS NULL
   RETURNING id
+), off AS (
+  SELECT 1 FROM event_session WHERE id = %(session_id)s AND cancelled_at IS NOT NULL
 ), reg AS (
   INSERT INTO registration (event_id, session_id, openid, status, companions, name_enc, phone_enc, id_number_enc,
                             answers, ticket, walk_in, created_at)
   SELECT %(event_id)s, %(session_id)s, %(openid)s,
          CASE WHEN EXISTS (SELECT 1 FROM took) THEN 'CONFIRMED' ELSE 'WAITING' END, %(companions)s, %(name_enc)s,
          %(phone_enc)s, %(id_number_enc)s, %(answers)s::json, %(ticket)s, false, %(created_at)s
-  WHERE %(waitlist)s OR EXISTS (SELECT 1 FROM took)
+  WHERE (%(waitlist)s OR EXISTS (SELECT 1 FROM took)) AND NOT EXISTS (SELECT 1 FROM off)
   RETURNING id
 )
-SELECT EXISTS (SELECT 1 FROM took) AS took, (SELECT id FROM reg) AS id
+SELECT EXISTS (SELECT 1 FROM took) AS took, (SELECT id FROM reg) AS id, EXISTS (SELECT 1 FROM off) AS called_off
 """
 
 
@@ -631,7 +638,9 @@ def _take_and_insert(row: dict[str, Any], n: int, *, try_take: bool, waitlist: b
     if db.engine.dialect.name == "postgresql" and not naive:
         params = {**row, "n": n, "try_take": try_take, "waitlist": waitlist}
         params["answers"] = json.dumps(row["answers"], ensure_ascii=False) if row["answers"] is not None else None
-        took, row["id"] = db.session.connection().exec_driver_sql(_TAKE_AND_INSERT_PG, params).one()
+        took, row["id"], called_off = db.session.connection().exec_driver_sql(_TAKE_AND_INSERT_PG, params).one()
+        if called_off:  # in the moment since the session was read
+            raise ServiceError("该场次已取消")
         if row["id"] is None:
             return None
     else:
@@ -661,7 +670,11 @@ def _take_place(session_id: int, n: int) -> bool:
     """The authority: one conditional UPDATE; the row lock it takes is held until the registration commits."""
     result = db.session.execute(
         sa.update(EventSession)
-        .where(EventSession.id == session_id, EventSession.taken + n <= EventSession.quota)
+        .where(
+            EventSession.id == session_id,
+            EventSession.taken + n <= EventSession.quota,
+            EventSession.cancelled_at.is_(None),
+        )
         .values(taken=EventSession.taken + n)
         .execution_options(synchronize_session=False)
     )
@@ -691,6 +704,8 @@ def walk_in(
     session = db.session.get(EventSession, session_id)
     if session is None or session.event_id != event.id:
         raise ServiceError("场次不存在")
+    if session.cancelled_at is not None:
+        raise ServiceError("该场次已取消，不能登记")
     applicant = Applicant(applicant.companions, applicant.name.strip(), applicant.phone.strip(), "", [])
     if not 0 <= applicant.companions <= 20:
         raise ServiceError("同行人数须在 0 到 20 之间")
@@ -794,8 +809,8 @@ def _redistribute(session_id: int, freed: int, now: datetime) -> list[int]:
     session = db.session.scalar(
         _lock(sa.select(EventSession).where(EventSession.id == session_id)).execution_options(populate_existing=True)
     )
-    if session is None:
-        return []
+    if session is None or session.cancelled_at is not None:
+        return []  # called off: its places go to nobody
     available = freed + max(session.quota - session.taken, 0)
     offered: list[int] = []
     if available > 0 and session.starts_at > now:
@@ -823,6 +838,86 @@ def _redistribute_and_notify(session_id: int, freed: int) -> None:
     db.session.commit()
     _forget_counter(session_id)
     _enqueue(notices)
+
+
+CANCEL_REASON_MAX = 40
+
+
+def cancel_session(session: EventSession, reason: str, now: datetime | None = None) -> int:
+    """Call a session off (weather, an emergency): nobody can register any more, every live registration is
+    cancelled, and each citizen gets a template message with the reason. Returns how many will be told."""
+    now = now or utcnow()
+    reason = " ".join((reason or "").split())
+    if not 2 <= len(reason) <= CANCEL_REASON_MAX:
+        raise ServiceError(f"请填写取消原因（2–{CANCEL_REASON_MAX} 字），市民会在通知中看到")
+    # The session row first, as every path that moves places does; FOR UPDATE also waits out a registration's
+    # statement that is taking a place this moment.
+    locked = db.session.scalar(
+        _lock(sa.select(EventSession).where(EventSession.id == session.id)).execution_options(populate_existing=True)
+    )
+    if locked is None:
+        raise ServiceError("场次不存在")
+    if locked.cancelled_at is not None:
+        db.session.rollback()
+        raise ServiceError("该场次已经取消")
+    if locked.starts_at <= now:
+        db.session.rollback()
+        raise ServiceError("场次已开始，不能取消")
+    before = _audit_view(locked, ("taken",))
+    locked.cancelled_at, locked.cancel_reason, locked.taken = now, reason, 0
+    ids = _cancel_live(locked.id, now)
+    audit.record(
+        "event.session_cancel",
+        target=locked,
+        before=before,
+        after={"reason": reason, "registrations": len(ids)},
+    )
+    db.session.commit()
+    _forget_counter(locked.id)  # places_left and the take both read a called-off session as full
+    return _notify_called_off(ids, locked.revision, now)
+
+
+def _cancel_live(session_id: int, now: datetime) -> list[int]:
+    """Cancel the session's live registrations in the caller's transaction; the ids of those with an openid."""
+    rows = db.session.execute(
+        sa.update(Registration)
+        .where(Registration.session_id == session_id, Registration.status.in_(ACTIVE))
+        .values(status=RegistrationStatus.CANCELLED, cancelled_at=now, hold_expires_at=None)
+        .returning(Registration.id, Registration.openid)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return [rid for rid, openid in rows if openid]
+
+
+def _notify_called_off(registration_ids: list[int], revision: int, now: datetime) -> int:
+    queued: list[int] = []
+    for batch in _queue_committed(registration_ids, EventNoticeKind.CALLED_OFF, now, revision=revision):
+        queued += batch
+    _enqueue(queued)
+    return len(registration_ids)
+
+
+def _sweep_called_off(now: datetime) -> None:
+    """A waiting-list registration whose statement read the session just before it was called off can commit just
+    after the cancellation's sweep: cancel and tell it here (the minute job)."""
+    stragglers = db.session.execute(
+        sa.select(EventSession.id, EventSession.revision).where(
+            EventSession.cancelled_at.is_not(None),
+            sa.exists().where(Registration.session_id == EventSession.id, Registration.status.in_(ACTIVE)),
+        )
+    ).all()
+    for session_id, revision in stragglers:
+        db.session.execute(_lock(sa.select(EventSession.id).where(EventSession.id == session_id)))
+        ids = _cancel_live(session_id, now)
+        db.session.execute(
+            sa.update(EventSession)
+            .where(EventSession.id == session_id)
+            .values(taken=0)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        log.warning("session %s: %s registration(s) made as it was called off, cancelled now", session_id, len(ids))
+        _notify_called_off(ids, revision, now)
 
 
 def confirm_offer(openid: str, registration_id: int, now: datetime | None = None) -> Registration:
@@ -871,10 +966,12 @@ def expire_holds(now: datetime | None = None) -> int:
             only_if_hold_expired=True,
         )
         expired += after.status is RegistrationStatus.EXPIRED
+    _sweep_called_off(now)
     # Repair: a place freed without reaching the waiting list (e.g. a crashed request) is offered now.
     slack = db.session.scalars(
         sa.select(EventSession.id).where(
             EventSession.starts_at > now,
+            EventSession.cancelled_at.is_(None),
             EventSession.taken < EventSession.quota,
             sa.exists().where(
                 Registration.session_id == EventSession.id, Registration.status == RegistrationStatus.WAITING
@@ -1045,7 +1142,14 @@ NOTICE_TEXT = {
     EventNoticeKind.HOUR_BEFORE: "活动将在一小时后开始",
     EventNoticeKind.LIVE_START: "直播已开始，点击进入观看",
     EventNoticeKind.CHANGED: "活动时间或地点有变更，请留意",
+    EventNoticeKind.CALLED_OFF: "本场次已取消",
 }
+
+
+def _notice_text(kind: EventNoticeKind, session: EventSession) -> str:
+    if kind is EventNoticeKind.CALLED_OFF and session.cancel_reason:
+        return f"已取消：{session.cancel_reason}"
+    return NOTICE_TEXT[kind]
 
 
 def _notice_url(kind: EventNoticeKind) -> str | None:
@@ -1157,6 +1261,8 @@ def _outdated(notice: EventNotice, reg: Registration, now: datetime) -> str | No
         if reg.status is not RegistrationStatus.OFFERED or (reg.hold_expires_at or now) <= now:
             return "候补名额已确认、取消或过期，不再通知"
         return None
+    if kind is EventNoticeKind.CALLED_OFF:
+        return None if reg.status is RegistrationStatus.CANCELLED else "报名状态已变，不再通知"
     if notice.revision != reg.session.revision:
         return "时间或地点又有变更，旧通知不再发送"
     if kind is EventNoticeKind.CHANGED:
@@ -1197,7 +1303,7 @@ def _send(notice_id: int, attempt: int, now: datetime) -> bool:
             "thing1": {"value": _short(event.title)},
             "time2": {"value": local_dt(session.starts_at)},
             "thing3": {"value": _short(place)},
-            "thing4": {"value": _short(NOTICE_TEXT[notice.kind])},
+            "thing4": {"value": _short(_notice_text(notice.kind, session))},
         },
     }
     url = session.stream_url if notice.kind is EventNoticeKind.LIVE_START and session.stream_url else notice.url
@@ -1263,6 +1369,7 @@ def due_reminders(now: datetime) -> list[tuple[int, EventNoticeKind]]:
         .join(Event)
         .where(
             Event.published,
+            EventSession.cancelled_at.is_(None),
             EventSession.starts_at > now - REMINDER_LIVE_GRACE,
             EventSession.starts_at <= now + timedelta(hours=24),
         )
@@ -1429,7 +1536,9 @@ def year_numbers(year: int, now: datetime | None = None) -> dict[str, Any]:
     and the year's counts of events and livestreams (the "活动 ≥ 80 次" and "直播活动 ≥ 5 场" targets)."""
     now = now or utcnow()
     start, end = _year_bounds(year)
-    in_year = sa.select(EventSession.event_id).where(EventSession.starts_at >= start, EventSession.starts_at < end)
+    in_year = sa.select(EventSession.event_id).where(
+        EventSession.starts_at >= start, EventSession.starts_at < end, EventSession.cancelled_at.is_(None)
+    )
     events = list(db.session.scalars(sa.select(Event).where(Event.published, Event.id.in_(in_year)).order_by(Event.id)))
     confirmed = Registration.status == RegistrationStatus.CONFIRMED
     ended = EventSession.ends_at <= now
@@ -1487,7 +1596,9 @@ def _held_counter(kind: EventKind) -> targets.Counter:
     def counter(start: date, end: date) -> dict[int | None, float]:
         lo = datetime(start.year, start.month, start.day, tzinfo=LOCAL_TZ)
         hi = datetime(end.year, end.month, end.day, tzinfo=LOCAL_TZ) + timedelta(days=1)
-        held = sa.select(EventSession.event_id).where(EventSession.starts_at >= lo, EventSession.starts_at < hi)
+        held = sa.select(EventSession.event_id).where(
+            EventSession.starts_at >= lo, EventSession.starts_at < hi, EventSession.cancelled_at.is_(None)
+        )
         n = db.session.scalar(
             sa.select(sa.func.count()).select_from(Event).where(Event.published, Event.kind == kind, Event.id.in_(held))
         )

@@ -42,6 +42,11 @@
       submit.textContent = "报名已截止";
       return;
     }
+    if (!form.querySelector("input[name=session_id]:checked")) {  // every session called off
+      submit.disabled = true;
+      submit.textContent = "暂无可报名场次";
+      return;
+    }
     var left = selectedLeft();
     var full = left === 0;
     fullHint.hidden = !full;

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from models import Registration, RegistrationStatus
 from server.extensions import db
+from server.services import events
 from tests.services.test_events import make_event
 
 
@@ -48,6 +49,32 @@ def test_register_then_qr_then_cancel(client, citizen_login, db_session):
     db.session.expire_all()
     assert db.session.get(Registration, reg.id).status is RegistrationStatus.CANCELLED
     assert client.get(f"/m/events/registrations/{reg.id}/qr.png").status_code == 404
+
+
+def test_a_called_off_session_shows_so_and_cannot_be_picked(client, citizen_login, db_session):
+    event, (session, other) = make_event(quota=2, sessions=2)
+    citizen_login("oCitizenA", path="/m/events")
+    detail = client.get(f"/m/events/{event.id}").get_data(as_text=True)
+    reg_id = client.post(
+        f"/m/events/{event.id}/register",
+        data={"csrf_token": csrf(detail), "session_id": session.id},
+        headers={"Accept": "application/json"},
+    ).get_json()["registration_id"]
+    events.cancel_session(session, "场馆检修，本场取消")
+    detail = client.get(f"/m/events/{event.id}").get_data(as_text=True)
+    assert "场馆检修，本场取消" in detail and "已取消</span>" in detail
+    picked = re.findall(r'<input type="radio" name="session_id" value="(\d+)"[^>]*?(checked|disabled)', detail)
+    assert picked == [(str(session.id), "disabled"), (str(other.id), "checked")]
+    assert client.get(f"/m/events/{event.id}/places").get_json()["sessions"] == {str(other.id): 2}
+    mine = client.get("/m/events/mine").get_data(as_text=True)
+    assert "本场次已由主办方取消：场馆检修，本场取消" in mine
+    assert db.session.get(Registration, reg_id).status is RegistrationStatus.CANCELLED
+    res = client.post(
+        f"/m/events/{event.id}/register",
+        data={"csrf_token": csrf(detail), "session_id": session.id},
+        headers={"Accept": "application/json"},
+    )
+    assert res.status_code == 400 and "该场次已取消" in res.get_json()["error"]
 
 
 def test_someone_elses_qr_code_is_not_served(client, citizen_login, db_session):

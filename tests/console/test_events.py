@@ -189,6 +189,27 @@ def test_moving_a_session_tells_the_console_how_many_were_notified(as_admin, emu
     assert "场次已保存</" in as_admin.get(res.headers["Location"]).get_data(as_text=True)  # quota alone: no news
 
 
+def test_calling_a_session_off_from_the_console(as_admin, emulator):
+    emulator.hook("users", {"users": [{"openid": "oA"}, {"openid": "oB"}]})
+    event, (session,) = make_event(quota=1, companions=0)
+    events.register("oA", event.id, session.id)
+    events.register("oB", event.id, session.id)  # waiting: told too
+    url = f"/admin/events/{event.id}/sessions/{session.id}/cancel"
+    page = as_admin.get(f"/admin/events/{event.id}", query_string={"session": session.id}).get_data(as_text=True)
+    assert "取消本场次" in page and "此操作不能撤回" in page
+    res = as_admin.post(url, data={"reason": "雨"})
+    assert "请填写取消原因" in as_admin.get(res.headers["Location"]).get_data(as_text=True)
+    assert db.session.get(EventSession, session.id, populate_existing=True).cancelled_at is None
+    res = as_admin.post(url, data={"reason": "受台风影响，本场活动取消"})
+    page = as_admin.get(res.headers["Location"]).get_data(as_text=True)
+    assert "场次已取消，将向 2 位报名者（含候补）发送取消通知" in page
+    assert "本场次已于" in page and "受台风影响，本场活动取消" in page and "已取消</span>" in page
+    assert "取消本场次" not in page and "修改场次 " not in page  # nothing left to do with it
+    assert sorted(m["touser"] for m in emulator.state()["templates_sent"]) == ["oA", "oB"]
+    entry = db.session.scalar(sa.select(AuditLog).where(AuditLog.action == "event.session_cancel"))
+    assert entry.after == {"reason": "受台风影响，本场活动取消", "registrations": 2}
+
+
 def test_reviewer_cannot_edit_events(console, db_session):
     factories.staff("reviewer1", "reviewer")
     console.login("reviewer1")

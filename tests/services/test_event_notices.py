@@ -247,3 +247,88 @@ def test_a_notice_of_an_earlier_change_still_waiting_for_a_retry_is_dropped(db_s
     assert notices[1].state is EventNoticeState.FAILED and "又有变更" in notices[1].error
     assert notices[2].state is EventNoticeState.SENT
     assert [m["data"]["thing3"]["value"] for m in emulator.state()["templates_sent"]] == ["二号门"]
+
+
+# -- a session called off --------------------------------------------------------------------------------------------
+
+
+def _called_off(emulator):
+    """A takes the only place and B waits; then A2 (another session) registers; then the first session is called off."""
+    emulator.hook("users", {"users": [{"openid": o} for o in ("oA", "oB", "oC")]})
+    event, (session, other) = make_event(quota=1, companions=0, sessions=2)
+    a, _ = events.register("oA", event.id, session.id)
+    b, _ = events.register("oB", event.id, session.id)
+    c, _ = events.register("oC", event.id, other.id)
+    told = events.cancel_session(session, "  受台风影响，\n本场活动取消 ")
+    return event, session, other, (a, b, c), told
+
+
+def test_calling_a_session_off_cancels_and_tells_everyone_once_and_frees_nothing(db_session, emulator):
+    event, session, other, (a, b, c), told = _called_off(emulator)
+    assert told == 2
+    db.session.expire_all()
+    assert [db.session.get(Registration, r.id).status for r in (a, b, c)] == [
+        RegistrationStatus.CANCELLED,
+        RegistrationStatus.CANCELLED,  # the waiting list too: no place will come free for B
+        RegistrationStatus.CONFIRMED,  # the other session is untouched
+    ]
+    session = db.session.get(type(session), session.id)
+    assert (session.taken, session.cancel_reason) == (0, "受台风影响， 本场活动取消")
+    sent = emulator.state()["templates_sent"]
+    assert sorted(m["touser"] for m in sent) == ["oA", "oB"]
+    assert {m["data"]["thing4"]["value"] for m in sent} == {"已取消：受台风影响， 本场活动取消"}
+    assert events.deliver_due_notices(utcnow() + timedelta(hours=1)) == 0  # each went once
+    assert events.places_left(db.session.get(type(event), event.id)) == {other.id: 0}  # a called-off one: not listed
+    with pytest.raises(events.ServiceError, match="该场次已取消：受台风影响"):
+        events.register("oD", event.id, session.id)
+    with pytest.raises(events.ServiceError, match="已经取消"):
+        events.cancel_session(session, "再取消一次")
+    with pytest.raises(events.ServiceError, match="不能修改"):
+        events.save_session(
+            event, starts_at=session.starts_at, ends_at=session.ends_at, quota=5, venue="新地点", session=session
+        )
+    with pytest.raises(events.ServiceError, match="已取消，不能登记"):
+        events.walk_in(event, session.id, events.Applicant(name="来访者"))
+    assert events.expire_holds() == 0  # the slack (taken 0 of 1) is not offered to anyone
+    assert db.session.get(Registration, b.id).status is RegistrationStatus.CANCELLED
+    for before in (timedelta(hours=2), timedelta(minutes=30)):  # no day-before or hour-before reminder for it
+        assert session.id not in [sid for sid, _ in events.due_reminders(session.starts_at - before)]
+
+
+def test_calling_off_needs_a_reason_and_a_session_still_ahead(db_session, emulator):
+    event, (session,) = make_event(quota=3)
+    for reason in ("", " 雨", "很长" * 30):
+        with pytest.raises(events.ServiceError, match="取消原因"):
+            events.cancel_session(session, reason)
+    with pytest.raises(events.ServiceError, match="已开始"):
+        events.cancel_session(session, "临时有事", now=session.starts_at + timedelta(minutes=1))
+    assert session.cancelled_at is None
+
+
+def test_a_registration_racing_the_cancellation_is_refused_or_swept(db_session, emulator, monkeypatch):
+    emulator.hook("users", {"users": [{"openid": "oLate"}, {"openid": "oStraggler"}]})
+    event, (session,) = make_event(quota=5)
+    take = events._redis_take
+
+    def cancelled_meanwhile(session_id, n):  # the session was read open; it is called off before the write
+        events.cancel_session(db.session.get(type(session), session_id), "场地临时征用")
+        return take(session_id, n)
+
+    monkeypatch.setattr(events, "_redis_take", cancelled_meanwhile)
+    with pytest.raises(events.ServiceError, match="该场次已取消"):
+        events.register("oLate", event.id, session.id)
+    monkeypatch.setattr(events, "_redis_take", take)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Registration)) == 0
+    assert db.session.get(type(session), session.id, populate_existing=True).taken == 0
+    # A waiting-list row whose statement still saw the session open commits after the cancellation: the minute job
+    # cancels it and tells that citizen too.
+    db.session.add(
+        Registration(
+            event_id=event.id, session_id=session.id, openid="oStraggler", status=RegistrationStatus.WAITING, ticket="t"
+        )
+    )
+    db.session.commit()
+    events.expire_holds()
+    (late,) = db.session.scalars(sa.select(Registration).filter_by(openid="oStraggler"))
+    assert late.status is RegistrationStatus.CANCELLED
+    assert [m["touser"] for m in emulator.state()["templates_sent"]] == ["oStraggler"]
