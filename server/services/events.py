@@ -1284,10 +1284,12 @@ def _send(notice_id: int, attempt: int, now: datetime) -> bool:
     notice = db.session.get(EventNotice, notice_id, populate_existing=True)
     if notice is None:
         return False
-    reg = db.session.get(Registration, notice.registration_id)
+    reg = db.session.get(Registration, notice.registration_id, populate_existing=True)
     if reg is None or not reg.openid:
         _finish(notice_id, attempt, EventNoticeState.FAILED, error="无接收人")
         return False
+    # The time, place and any cancellation as they are now, not as a long-lived session last loaded them.
+    db.session.get(EventSession, reg.session_id, populate_existing=True)
     if reason := _outdated(notice, reg, now):
         _finish(notice_id, attempt, EventNoticeState.FAILED, error=reason)
         return False

@@ -168,3 +168,41 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
 
 def registration_count() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(Registration)) or 0
+
+
+def test_a_session_called_off_reaches_the_citizen(phone_page, page, live_server, emulator):
+    """An editor calls the first session off (typhoon); Alice, registered for it, sees why on both pages and can still
+    pick the other session; the notice with the reason is in the emulator's record."""
+    alice = phone_page
+    emulator.hook("users", {"users": [{"openid": ALICE}]})
+    event, (first, second) = make_event(quota=5, companions=0, fields=("name", "phone"), sessions=2)
+    factories.staff("editor1", "editor", name="李编辑")
+    detail = f"/m/events/{event.id}"
+    open_as(alice, emulator, ALICE, detail)
+    register(alice, "张三", "13800001111")  # the first session is picked by default
+    assert registration(ALICE).session_id == first.id
+
+    login(page, "editor1", factories.PASSWORD)
+    page.wait_for_url("**/admin/")
+    page.goto(f"/admin/events/{event.id}?session={first.id}")
+    page.on("dialog", lambda dialog: dialog.accept())  # 「确定取消 … 场？…此操作不能撤回。」
+    page.click("text=取消本场次")
+    page.fill("input[name=reason]", "受台风影响，本场活动取消")
+    page.click("button:has-text('取消本场次')")
+    page.wait_for_selector(".flash.success")
+    assert page.inner_text(".flash.success") == "场次已取消，将向 1 位报名者（含候补）发送取消通知"
+    assert "受台风影响，本场活动取消" in page.inner_text(".flash.error")  # the banner over the list
+    shoot(page, "49-event-called-off")
+
+    events.deliver_due_notices()  # no Celery worker beside the live server: the sweep sends what is queued
+    (notice,) = emulator.state()["templates_sent"]
+    assert notice["touser"] == ALICE and notice["data"]["thing4"]["value"] == "已取消：受台风影响，本场活动取消"
+    alice.reload()
+    assert "本场次已由主办方取消：受台风影响，本场活动取消" in alice.inner_text("body")
+    shoot(alice, "50-event-called-off-mine")
+    open_as(alice, emulator, ALICE, detail)
+    assert alice.inner_text(f'li[data-session="{first.id}"] .called-off') == "已取消"
+    assert alice.is_disabled(f"#s{first.id}") and alice.is_checked(f"#s{second.id}")
+    register(alice, "张三", "13800001111")  # the registration was cancelled: she may take the other session
+    assert registration_count() == 2
+    assert events.active_registration(ALICE, event.id).session_id == second.id
