@@ -47,6 +47,13 @@ def _event_or_404(event_id: int) -> Event:
     return db.session.get(Event, event_id) or abort(404)
 
 
+def _session_or_404(event_id: int, session_id: int) -> EventSession:
+    session = db.session.get(EventSession, session_id)
+    if session is None or session.event_id != event_id:
+        abort(404)
+    return session
+
+
 @bp.get("/events")
 @require_roles(*CONSOLE_ROLES)
 def event_list():  # type: ignore[no-untyped-def]
@@ -128,11 +135,7 @@ def event_detail(event_id: int):  # type: ignore[no-untyped-def]
 @require_roles(*MANAGERS)
 def event_session_save(event_id: int, session_id: int | None):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id)
-    session = None
-    if session_id is not None:
-        session = db.session.get(EventSession, session_id)
-        if session is None or session.event_id != event.id:
-            abort(404)
+    session = _session_or_404(event.id, session_id) if session_id is not None else None
     form = request.form
     revision = session.revision if session is not None else None
     try:
@@ -159,25 +162,20 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
 @bp.post("/events/<int:event_id>/sessions/<int:session_id>/cancel")
 @require_roles(*MANAGERS)
 def event_session_cancel(event_id: int, session_id: int):  # type: ignore[no-untyped-def]
-    event = _event_or_404(event_id)
-    session = db.session.get(EventSession, session_id)
-    if session is None or session.event_id != event.id:
-        abort(404)
+    session = _session_or_404(event_id, session_id)
     try:
         told = events.cancel_session(session, request.form.get("reason", ""))
     except ServiceError as exc:
         flash(str(exc), "error")
     else:
         flash(f"场次已取消，将向 {told} 位报名者（含候补）发送取消通知", "success")
-    return redirect(url_for("console.event_detail", event_id=event.id, session=session.id))
+    return redirect(url_for("console.event_detail", event_id=event_id, session=session.id))
 
 
 @bp.get("/events/<int:event_id>/sessions/<int:session_id>/export")
 @require_roles(*MANAGERS)
 def event_export(event_id: int, session_id: int):  # type: ignore[no-untyped-def]
-    session = db.session.get(EventSession, session_id)
-    if session is None or session.event_id != event_id:
-        abort(404)
+    session = _session_or_404(event_id, session_id)
     name, data = events.export_session(session.id)
     return Response(
         data,
