@@ -946,8 +946,9 @@ def confirm_offer(openid: str, registration_id: int, now: datetime | None = None
 
 
 def expire_holds(now: datetime | None = None) -> int:
-    """Offers not confirmed in time expire and the place moves on; free places reach the waiting list. Safe to run
-    in several workers at once: every move re-checks its row under the session lock."""
+    """Offers not confirmed in time expire and the place moves on; free places reach the waiting list; a registration
+    that slipped into a called-off session is cancelled. Safe to run in several workers at once: every move re-checks
+    its row under the session lock."""
     now = now or utcnow()
     due = list(
         db.session.scalars(
