@@ -21,6 +21,7 @@ __all__ = [
     "ColumnRequest",
     "NewsColumn",
     "PublishMode",
+    "PublishOrphan",
     "PushNotice",
     "PushStatus",
 ]
@@ -159,6 +160,19 @@ class ArticlePush(db.Model):
 
     column: Mapped[NewsColumn | None] = relationship()
     articles: Mapped[list[Article]] = relationship(back_populates="push", order_by="Article.push_index")
+
+
+class PublishOrphan(db.Model):
+    """A successful publish job WeChat reported (PUBLISHJOBFINISH) under a publish_id no push has recorded, kept until
+    it is attributed to the push whose submit answer was lost, or given up on. A row, so that it survives the broker
+    and a flushed Redis: the event is not sent again once /wechat answered it."""
+
+    __tablename__ = "publish_orphan"
+
+    publish_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    article_id: Mapped[str] = mapped_column(sa.String(128))
+    urls: Mapped[list[str]] = mapped_column(sa.JSON)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Article(db.Model):

@@ -55,6 +55,13 @@ def get_redis() -> redis_lib.Redis:
     return current_app.extensions["redis"]
 
 
+def dialect_insert(target: Any) -> Any:
+    """An INSERT with the backend's ON CONFLICT clauses: PostgreSQL in production, SQLite in the demo."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert)(target)
+
+
 def autocommit_session() -> bool:
     """Let the session's next statements run without BEGIN/COMMIT, each its own transaction, where that is safe:
     on PostgreSQL with no transaction begun yet. For hot paths whose write is one atomic statement anyway: it saves

@@ -19,12 +19,11 @@ from typing import Any
 
 import ahocorasick
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from models import Alert, AlertDuty, AlertNotice, AlertStatus, NoticeRound, Role, SensitiveTerm, SiteSetting, Staff
 from models.base import utcnow
-from server.extensions import db, get_redis
+from server.extensions import db, dialect_insert, get_redis
 from server.services import ServiceError, audit
 from server.urls import public_url
 
@@ -186,8 +185,7 @@ def _create(openid: str, text: str, source: str, ref: str, result: Match) -> Ale
         "status": AlertStatus.NEW.name,  # the VARCHAR holds the enum's name
         "created_at": utcnow(),
     }
-    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(Alert.__table__).values(values).on_conflict_do_nothing().returning(Alert.__table__.c.id)
+    stmt = dialect_insert(Alert.__table__).values(values).on_conflict_do_nothing().returning(Alert.__table__.c.id)
     with db.session.begin_nested():  # a caller's pending work is untouched whatever happens here
         alert_id = db.session.scalar(stmt)
     if alert_id is None:

@@ -18,8 +18,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models import (
     DatacubeDay,
@@ -31,7 +29,7 @@ from models import (
     StatUserSourceDaily,
     utcnow,
 )
-from server.extensions import db, get_redis
+from server.extensions import db, dialect_insert, get_redis
 from server.filters import LOCAL_TZ
 from server.wechat.client import get_client
 
@@ -53,16 +51,11 @@ def beijing_today() -> date:
 # --- storing -------------------------------------------------------------------------------------------------------
 
 
-def _insert(model: Any) -> Any:
-    dialect = db.session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
-
-
 def _upsert(model: Any, rows: list[dict[str, Any]], keys: list[str], **set_: Any) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE: the unique key, not a read-then-write, decides under concurrency."""
     if not rows:
         return
-    stmt = _insert(model).values(rows)
+    stmt = dialect_insert(model).values(rows)
     columns = [c for c in rows[0] if c not in keys]
     updates = {c: stmt.excluded[c] for c in columns} | {k: v(stmt) for k, v in set_.items()}
     if updates:
@@ -183,7 +176,7 @@ def _upsert_articles(articles: list[dict[str, Any]]) -> None:
     """Cumulative figures: a newer stat_date replaces an older one, never the other way round."""
     if not articles:
         return
-    stmt = _insert(StatArticle).values(articles)
+    stmt = dialect_insert(StatArticle).values(articles)
     ex = stmt.excluded
     columns = [c for c in articles[0] if c not in ("msgid", "title")]
     stmt = stmt.on_conflict_do_update(

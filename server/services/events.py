@@ -59,7 +59,7 @@ from models import (
     utcnow,
 )
 from models.event import FIELD_LABELS
-from server.extensions import autocommit_session, db, get_redis
+from server.extensions import autocommit_session, db, dialect_insert, get_redis
 from server.filters import LOCAL_TZ, local_dt
 from server.services import ServiceError, audit, pii, targets
 from server.urls import public_url
@@ -1165,13 +1165,9 @@ def _queue(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime
     decides, under concurrency too)."""
     if not registration_ids:
         return []
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     url = _notice_url(kind)
     stmt = (
-        insert(EventNotice)
+        dialect_insert(EventNotice)
         .values(
             [
                 {

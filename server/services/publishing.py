@@ -18,14 +18,13 @@ An event naming a publish_id never recorded - the lost answer above, or one stil
 /wechat handler must not call WeChat): settle_orphan reads a successful job's articles (freepublish/getarticle) and
 settles the one push waiting for a submit answer with the same titles, UNCERTAIN or not yet, as published. It and the
 worker storing its answer (_submitted) both write under the push's row lock on a fresh read, so neither undoes the
-other; while the worker is alive the id is left to it, and the event is kept in Redis for the next run_due. No match,
-several, or a failed job (nothing to match on): the editor checks, as before.
+other; while the worker is alive the id is left to it, and the event is kept (a publish_orphan row) for the next
+run_due. No match, several, or a failed job (nothing to match on): the editor checks, as before.
 Failures and uncertain pushes are red in the console and sent once each to the duty editors as template messages.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,11 +34,20 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 from flask import current_app
-from redis.exceptions import RedisError
 from wechatpy.exceptions import WeChatClientException
 
-from models import AlertDuty, Article, ArticlePush, ArticleStatus, PushNotice, PushStatus, Role, Staff
-from server.extensions import db, get_redis
+from models import (
+    AlertDuty,
+    Article,
+    ArticlePush,
+    ArticleStatus,
+    PublishOrphan,
+    PushNotice,
+    PushStatus,
+    Role,
+    Staff,
+)
+from server.extensions import db, dialect_insert, get_redis
 from server.services import ServiceError, audit, images
 from server.services.articles import display_title, locked_push
 from server.services.columns import LOCAL_TZ
@@ -487,7 +495,6 @@ def _published(push: ArticlePush, article_id: str | None, urls: list[str], now: 
 
 # -- results nobody was waiting for -------------------------------------------------------------------------------
 
-ORPHANS_KEY = "publishing:orphans"  # publish_id -> JSON of a successful job not attributed yet
 ORPHAN_PATIENCE = timedelta(days=1)  # then it is the editor's alone, as before
 # A submit whose answer never came back: the claim still publishing, or already handed to a person.
 ORPHAN_STATUSES = (PushStatus.PUBLISHING, PushStatus.UNCERTAIN)
@@ -496,13 +503,21 @@ ORPHAN_STATUSES = (PushStatus.PUBLISHING, PushStatus.UNCERTAIN)
 def _remember_orphan(publish_id: str, article_id: str, urls: list[str], now: datetime) -> None:
     """Keep the result until it is attributed: run_due tries again (the push's worker was alive, or the task was
     lost with a killed worker - the event is not sent again once /wechat answered it)."""
-    value = json.dumps({"article_id": article_id, "urls": urls, "since": now.isoformat()})
     try:
-        redis = get_redis()
-        redis.hsetnx(ORPHANS_KEY, publish_id, value)  # a repeated event keeps the first "since"
-        redis.expire(ORPHANS_KEY, int(2 * ORPHAN_PATIENCE.total_seconds()))
-    except RedisError:
-        log.warning("publish %s: not kept for another try (Redis: %s)", publish_id, value)
+        db.session.execute(
+            dialect_insert(PublishOrphan)
+            .values(publish_id=publish_id, article_id=article_id, urls=urls, since=now)
+            .on_conflict_do_nothing(index_elements=["publish_id"])  # a repeated event keeps the first "since"
+        )
+        db.session.commit()
+    except sa.exc.SQLAlchemyError:
+        db.session.rollback()
+        log.exception("publish %s: not kept for another try (article %s, %s)", publish_id, article_id, urls)
+
+
+def _forget_orphan(publish_id: str) -> None:
+    db.session.execute(sa.delete(PublishOrphan).where(PublishOrphan.publish_id == publish_id))
+    db.session.commit()
 
 
 def _enqueue_orphan(publish_id: str, article_id: str, urls: list[str]) -> None:
@@ -527,7 +542,7 @@ def settle_orphan(publish_id: str, article_id: str, urls: list[str], *, now: dat
     if outcome in ("busy", "later"):
         _remember_orphan(publish_id, article_id, urls, now)
     else:
-        get_redis().hdel(ORPHANS_KEY, publish_id)
+        _forget_orphan(publish_id)
     return outcome
 
 
@@ -608,20 +623,21 @@ def settle_pending_orphans(now: datetime | None = None) -> int:
     Returns how many pushes were settled; a result kept longer than ORPHAN_PATIENCE is dropped (left to the editor).
     """
     now = _now(now)
-    redis, settled = get_redis(), 0
-    for key, raw in redis.hgetall(ORPHANS_KEY).items():
-        publish_id, kept = _text(key), json.loads(raw)
-        if now - datetime.fromisoformat(kept["since"]) > ORPHAN_PATIENCE:
-            redis.hdel(ORPHANS_KEY, publish_id)
+    kept = db.session.execute(
+        sa.select(PublishOrphan.publish_id, PublishOrphan.article_id, PublishOrphan.urls, PublishOrphan.since).order_by(
+            PublishOrphan.since
+        )
+    ).all()
+    db.session.rollback()  # each attribution below locks and commits on its own
+    settled = 0
+    for publish_id, article_id, urls, since in kept:
+        if now - since > ORPHAN_PATIENCE:
+            _forget_orphan(publish_id)
             log.warning("publish %s: not attributed within %s; left to the editor", publish_id, ORPHAN_PATIENCE)
             continue
-        if settle_orphan(publish_id, kept["article_id"], kept["urls"], now=now) in ("settled", "known"):
+        if settle_orphan(publish_id, article_id, urls, now=now) in ("settled", "known"):
             settled += 1
     return settled
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _poll_key(now: datetime) -> str:

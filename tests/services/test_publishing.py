@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from celery.schedules import crontab
 from PIL import Image
 
-from models import AlertDuty, Article, ArticlePush, ArticleStatus, AuditLog, PushStatus
-from server.extensions import db, get_redis
+from models import AlertDuty, Article, ArticlePush, ArticleStatus, AuditLog, PublishOrphan, PushStatus
+from server.extensions import db
 from server.services import ServiceError, articles, columns, images, publishing
 from server.wechat import client as client_module
 from tests import factories
@@ -261,8 +261,9 @@ def settled_state(push: ArticlePush) -> tuple:
 
 
 def pending_orphans() -> dict[str, str]:
-    """The successful jobs kept in Redis for run_due to attribute again."""
-    return {k.decode(): v.decode() for k, v in get_redis().hgetall(publishing.ORPHANS_KEY).items()}
+    """The successful jobs kept for run_due to attribute again: publish_id -> article_id."""
+    db.session.expire_all()
+    return dict(db.session.execute(sa.select(PublishOrphan.publish_id, PublishOrphan.article_id)).all())
 
 
 def _orphaned(people, monkeypatch, start: datetime, count: int = 1) -> list[ArticlePush]:
@@ -288,7 +289,7 @@ def _settle(info: dict) -> str:
 
 
 def test_an_orphaned_submit_whose_worker_is_alive_is_asked_again_by_the_next_run(
-    emulator, db_session, people, monkeypatch
+    emulator, db_session, people, monkeypatch, redis_client
 ):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = _orphaned(people, monkeypatch, start)
@@ -300,6 +301,7 @@ def test_an_orphaned_submit_whose_worker_is_alive_is_asked_again_by_the_next_run
         hold.release(push.id)
     assert db.session.get(ArticlePush, push.id, populate_existing=True).status is PushStatus.PUBLISHING
     assert list(pending_orphans()) == [str(info["publish_id"])]  # kept: the event is not sent again
+    redis_client.flushdb()  # a restarted Redis without persistence: the kept result is a row, it survives
     # The worker is gone now: the next run settles the push from the kept result, before taking it over.
     publishing.run_due(start + timedelta(minutes=6))
     push = db.session.get(ArticlePush, push.id, populate_existing=True)
