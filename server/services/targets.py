@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from models import AnnualPlan, PlanProject, PublicityRecord, RecordKind, ScoreWeight, Unit
-from server.extensions import db
+from server.extensions import db, dialect_insert
 from server.services import ServiceError, audit, datacube
 
 log = logging.getLogger(__name__)
@@ -443,7 +443,7 @@ def save_weights(values: dict[str, Any]) -> dict[str, float]:
             if not -1000 <= weight <= 1000:
                 raise ServiceError(f"「{label}」的分值须在 -1000 到 1000 之间")
             parsed[metric] = weight
-    stmt = datacube._insert(ScoreWeight).values([{"metric": m, "weight": w} for m, w in parsed.items()])
+    stmt = dialect_insert(ScoreWeight).values([{"metric": m, "weight": w} for m, w in parsed.items()])
     if parsed:
         db.session.execute(stmt.on_conflict_do_update(index_elements=["metric"], set_={"weight": stmt.excluded.weight}))
     audit.record("stats.weights_save", target_type="stat_score_weight", before=before, after=parsed)
