@@ -278,25 +278,22 @@ def change_notices(session: EventSession) -> int:
     )
 
 
-CHANGE_NOTIFIED = (RegistrationStatus.CONFIRMED, RegistrationStatus.OFFERED, RegistrationStatus.WAITING)
+# Holding or waiting for a place: cancelled with the session, told of its changes.
+ACTIVE = (RegistrationStatus.CONFIRMED, RegistrationStatus.WAITING, RegistrationStatus.OFFERED)
 
 
 def _notify_change(session: EventSession) -> int:
     """Tell everyone holding or waiting for a place of the session's new time and place; how many were queued."""
-    now, queued = utcnow(), []
     rids = list(
         db.session.scalars(
             sa.select(Registration.id).where(
                 Registration.session_id == session.id,
-                Registration.status.in_(CHANGE_NOTIFIED),
+                Registration.status.in_(ACTIVE),
                 Registration.openid.is_not(None),
             )
         )
     )
-    for batch in _queue_committed(rids, EventNoticeKind.CHANGED, now, revision=session.revision):
-        queued += batch
-    _enqueue(queued)
-    return len(queued)
+    return len(_notify(rids, EventNoticeKind.CHANGED, utcnow(), revision=session.revision))
 
 
 def _lock(stmt: Any) -> Any:
@@ -406,9 +403,7 @@ def active_registration(openid: str, event_id: int) -> Registration | None:
         sa.select(Registration).where(
             Registration.event_id == event_id,
             Registration.openid == openid,
-            Registration.status.in_(
-                [RegistrationStatus.CONFIRMED, RegistrationStatus.WAITING, RegistrationStatus.OFFERED]
-            ),
+            Registration.status.in_(ACTIVE),
         )
     )
 
@@ -760,9 +755,6 @@ def cancel(openid: str, registration_id: int) -> Registration:
     return _end(reg, RegistrationStatus.CANCELLED, from_statuses=ACTIVE)
 
 
-ACTIVE = (RegistrationStatus.CONFIRMED, RegistrationStatus.WAITING, RegistrationStatus.OFFERED)
-
-
 def _end(
     reg: Registration,
     status: RegistrationStatus,
@@ -874,7 +866,8 @@ def cancel_session(session: EventSession, reason: str, now: datetime | None = No
     )
     db.session.commit()
     _forget_counter(locked.id)  # places_left and the take both read a called-off session as full
-    return _notify_called_off(ids, locked.revision, now)
+    _notify(ids, EventNoticeKind.CALLED_OFF, now, revision=locked.revision)
+    return len(ids)
 
 
 def _cancel_live(session_id: int, now: datetime) -> list[int]:
@@ -887,14 +880,6 @@ def _cancel_live(session_id: int, now: datetime) -> list[int]:
         .execution_options(synchronize_session=False)
     ).all()
     return [rid for rid, openid in rows if openid]
-
-
-def _notify_called_off(registration_ids: list[int], revision: int, now: datetime) -> int:
-    queued: list[int] = []
-    for batch in _queue_committed(registration_ids, EventNoticeKind.CALLED_OFF, now, revision=revision):
-        queued += batch
-    _enqueue(queued)
-    return len(registration_ids)
 
 
 def _sweep_called_off(now: datetime) -> None:
@@ -917,7 +902,7 @@ def _sweep_called_off(now: datetime) -> None:
         )
         db.session.commit()
         log.warning("session %s: %s registration(s) made as it was called off, cancelled now", session_id, len(ids))
-        _notify_called_off(ids, revision, now)
+        _notify(ids, EventNoticeKind.CALLED_OFF, now, revision=revision)
 
 
 def confirm_offer(openid: str, registration_id: int, now: datetime | None = None) -> Registration:
@@ -1199,6 +1184,15 @@ def _queue_committed(
         yield ids
 
 
+def _notify(registration_ids: Sequence[int], kind: EventNoticeKind, now: datetime, *, revision: int) -> list[int]:
+    """Queue a notice per registration (committed batches) and ask a worker to send them; the new notices' ids."""
+    queued: list[int] = []
+    for batch in _queue_committed(registration_ids, kind, now, revision=revision):
+        queued += batch
+    _enqueue(queued)
+    return queued
+
+
 def _enqueue(notice_ids: Sequence[int]) -> None:
     """Ask a worker to send these now; a task that is lost or fails leaves its row to the minute sweep."""
     if not notice_ids:
@@ -1263,7 +1257,7 @@ def _outdated(notice: EventNotice, reg: Registration, now: datetime) -> str | No
     if notice.revision != reg.session.revision:
         return "时间或地点又有变更，旧通知不再发送"
     if kind is EventNoticeKind.CHANGED:
-        if reg.status not in CHANGE_NOTIFIED:
+        if reg.status not in ACTIVE:
             return "报名已不在有效状态，不再通知"
         return None if reg.session.starts_at > now else "活动已开始，变更通知已过时"
     if reg.status is not RegistrationStatus.CONFIRMED:

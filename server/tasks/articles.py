@@ -18,7 +18,7 @@ def publish_due_pushes() -> list[int]:
 @shared_task
 def settle_orphan_publish(publish_id: str, article_id: str, urls: list[str]) -> str:
     # No retries here: a result not attributable yet ("busy": the push's worker is alive and records the id itself;
-    # "later": WeChat did not answer) stays in Redis, and publish_due_pushes tries it again within the minute.
+    # "later": WeChat did not answer) stays a publish_orphan row; publish_due_pushes tries it again within the minute.
     return publishing.settle_orphan(publish_id, article_id, urls)
 
 
