@@ -208,6 +208,8 @@ def test_calling_a_session_off_from_the_console(as_admin, emulator):
     assert sorted(m["touser"] for m in emulator.state()["templates_sent"]) == ["oA", "oB"]
     entry = db.session.scalar(sa.select(AuditLog).where(AuditLog.action == "event.session_cancel"))
     assert entry.after == {"reason": "受台风影响，本场活动取消", "registrations": 2}
+    scan = as_admin.get(f"/admin/events/{event.id}/scan").get_data(as_text=True)
+    assert "现场登记：本场次已取消（受台风影响，本场活动取消）" in scan and "登记并签到" not in scan
 
 
 def test_reviewer_cannot_edit_events(console, db_session):
