@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import make_transient_to_detached, selectinload
+from sqlalchemy.orm import load_only, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from wechatpy.exceptions import WeChatClientException
 
@@ -520,6 +520,33 @@ def _check_applicant(event: Event, applicant: Applicant) -> Applicant:
     )
 
 
+# The surge's hot path reads both rows in one round trip, only the columns it uses (each column of a result costs
+# the driver and the ORM), with a statement built once (building one costs as much as running it).
+_REGISTER_LOOKUP = (
+    sa.select(EventSession, Event)
+    .join(Event, Event.id == EventSession.event_id)
+    .where(EventSession.id == sa.bindparam("session_id"), Event.id == sa.bindparam("event_id"))
+    .options(
+        load_only(
+            EventSession.quota,
+            EventSession.taken,
+            EventSession.starts_at,
+            EventSession.cancelled_at,
+            EventSession.cancel_reason,
+        ),
+        load_only(
+            Event.kind,
+            Event.published,
+            Event.registration_opens_at,
+            Event.registration_closes_at,
+            Event.max_companions,
+            Event.required_fields,
+            Event.questions,
+        ),
+    )
+)
+
+
 def register(
     openid: str,
     event_id: int,
@@ -538,11 +565,7 @@ def register(
     naive = _naive_quota()
     if not naive:
         autocommit_session()  # the write below is one statement: no BEGIN/COMMIT around it
-    found = db.session.execute(  # one round trip for both: this is the surge's hot path
-        sa.select(EventSession, Event)
-        .join(Event, Event.id == EventSession.event_id)
-        .where(EventSession.id == session_id, Event.id == event_id)
-    ).first()
+    found = db.session.execute(_REGISTER_LOOKUP, {"session_id": session_id, "event_id": event_id}).first()
     if found is None or not found[1].published:
         raise ServiceError("活动或场次不存在")
     session, event = found
