@@ -49,7 +49,7 @@ def farewell(message: UnsubscribeEvent) -> Reply:
 
 @router.on("event", "scan")
 def scanned(message: ScanEvent) -> Reply:
-    followers.scan(message.source, message.scene_id)
+    followers.scan(message.source, message.scene_id or "")  # a SCAN without a scene is still a scan
     return None
 
 

@@ -15,6 +15,24 @@ from wechatpy.messages import BaseMessage
 from wechatpy.replies import create_reply
 
 REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+# Fields the handlers read as text: WeChat sends each once, as text; nested or repeated, the message is forged.
+TEXT_FIELDS = (
+    *REQUIRED_FIELDS,
+    *("MsgId", "MsgID", "Event", "EventKey", "Content", "MediaId", "PicUrl", "Format", "Recognition"),
+    *("ThumbMediaId", "Location_X", "Location_Y", "Scale", "Label", "Latitude", "Longitude", "Precision", "Ticket"),
+    *("Title", "Description", "Url", "MenuId", "Status"),
+)
+# Fields without which a message of that type cannot be handled; WeChat always sends them.
+TYPE_FIELDS = {
+    "text": ("Content",),
+    "image": ("MediaId",),
+    "voice": ("MediaId",),
+    "video": ("MediaId",),
+    "shortvideo": ("MediaId",),
+    "location": ("Location_X", "Location_Y"),
+}
+MAX_DEPTH = 6  # WeChat's deepest, SendPicsInfo/PicList/item/PicMd5Sum, is 4 below <xml>
+_DIGITS = re.compile(r"[0-9]+")
 # Any DTD means entities (XXE, billion laughs); WeChat never sends one, so refuse before a parser sees it.
 _DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
 EMPTY_REPLY = "success"
@@ -33,25 +51,32 @@ def signature(token: str, *parts: str) -> str:
 
 
 def check_signature(token: str, given: str | None, *parts: str) -> None:
-    if not given or not hmac.compare_digest(signature(token, *parts), given.lower()):
+    if not given or not given.isascii() or not hmac.compare_digest(signature(token, *parts), given.lower()):
         raise ProtocolError(403, "bad signature")
 
 
 def check_timestamp(timestamp: str | None, max_skew: int, now: float | None = None) -> None:
-    if not timestamp or not timestamp.isdigit() or len(timestamp) > 12:
+    if not _digits(timestamp, 12):
         raise ProtocolError(403, "bad timestamp")
     if abs((now or time.time()) - int(timestamp)) > max_skew:
         raise ProtocolError(403, "stale timestamp")  # a replay of an old signed request
 
 
-def _element_value(element: ET.Element) -> Any:
+def _digits(value: Any, most: int) -> bool:
+    """ASCII digits only (str.isdigit() takes "²", which int() refuses), at most `most` of them."""
+    return isinstance(value, str) and 0 < len(value) <= most and _DIGITS.fullmatch(value) is not None
+
+
+def _element_value(element: ET.Element, depth: int = 0) -> Any:
     """The shape xmltodict gives (wechatpy's message classes expect it): text, None, or a dict of children."""
     children = list(element)
     if not children:
         return element.text
+    if depth >= MAX_DEPTH:
+        raise ProtocolError(400, "XML nested too deep")
     value: dict[str, Any] = {}
     for child in children:
-        item = _element_value(child)
+        item = _element_value(child, depth + 1)
         if child.tag in value:
             previous = value[child.tag]
             value[child.tag] = [*previous, item] if isinstance(previous, list) else [previous, item]
@@ -81,16 +106,20 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
 
 
 def check_message(data: dict[str, Any]) -> None:
+    for name in TEXT_FIELDS:
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise ProtocolError(400, f"{name} is not text")
     for name in REQUIRED_FIELDS:
-        value = data.get(name)
-        if not isinstance(value, str) or not value.strip():
+        if not (data.get(name) or "").strip():
+            raise ProtocolError(400, f"missing {name}")
+    for name in TYPE_FIELDS.get(data["MsgType"].lower(), ()):
+        if name not in data:
             raise ProtocolError(400, f"missing {name}")
     if len(data["FromUserName"]) > 64 or len(data["ToUserName"]) > 64 or len(data["MsgType"]) > 32:
         raise ProtocolError(400, "field too long")
-    if not data["CreateTime"].isdigit() or len(data["CreateTime"]) > 12:
+    if not _digits(data["CreateTime"], 10):  # seconds: ten digits last until the year 2286
         raise ProtocolError(400, "bad CreateTime")
-    msg_id = data.get("MsgId")
-    if msg_id is not None and (not isinstance(msg_id, str) or not msg_id.isdigit() or len(msg_id) > 24):
+    if data.get("MsgId") is not None and not _digits(data["MsgId"], 24):
         raise ProtocolError(400, "bad MsgId")
 
 

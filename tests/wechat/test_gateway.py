@@ -43,6 +43,10 @@ class TestUrlVerification:
         args = _verify_args(account, timestamp=old, signature=signature(account.token, old, "n0nce"))
         assert client.get("/wechat", query_string=args).status_code == 403
 
+    @pytest.mark.parametrize("override", [{"timestamp": "²"}, {"signature": "é" * 40}, {"signature": "ｆ" * 40}])
+    def test_non_ascii_timestamp_or_signature_is_403(self, client, account, override):
+        assert client.get("/wechat", query_string=_verify_args(account, **override)).status_code == 403
+
     def test_missing_echostr_is_400(self, client, account):
         args = _verify_args(account)
         del args["echostr"]
@@ -112,6 +116,9 @@ class TestSignatures:
         assert _count(db_session) == 0
 
 
+_ENVELOPE = (
+    "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime><MsgType>{t}</MsgType>"
+)
 HOSTILE = {
     "billion laughs": '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>'
     "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime>"
@@ -128,6 +135,16 @@ HOSTILE = {
     "<CreateTime>soon</CreateTime><MsgType>text</MsgType></xml>",
     "nested MsgType": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime>"
     "<MsgType><x>text</x></MsgType></xml>",
+    # Signed (the plaintext signature does not cover the body), but never what WeChat sends:
+    "repeated EventKey": _ENVELOPE.format(t="event") + "<Event>SCAN</Event><EventKey><a>1</a><a>2</a></EventKey></xml>",
+    "repeated Content": _ENVELOPE.format(t="text") + "<Content>a</Content><Content>b</Content><MsgId>7</MsgId></xml>",
+    "superscript CreateTime": _ENVELOPE.format(t="text").replace("<CreateTime>1<", "<CreateTime>²<")
+    + "<Content>a</Content></xml>",
+    "CreateTime after 2286": _ENVELOPE.format(t="text").replace("<CreateTime>1<", "<CreateTime>999999999999<")
+    + "<Content>a</Content></xml>",
+    "superscript MsgId": _ENVELOPE.format(t="text") + "<Content>a</Content><MsgId>²</MsgId></xml>",
+    "image without MediaId": _ENVELOPE.format(t="image") + "<PicUrl>http://x/y.jpg</PicUrl><MsgId>8</MsgId></xml>",
+    "5,000 nested elements": _ENVELOPE.format(t="text") + "<a>" * 5000 + "</a>" * 5000 + "</xml>",
 }
 
 
@@ -277,6 +294,12 @@ class TestFollowers:
         assert follower.source_scene == "open_day"
         assert int(follower.first_subscribed_at.timestamp()) == now - 100
         assert int(follower.subscribed_at.timestamp()) == now
+
+    def test_a_scan_without_a_scene_is_still_recorded(self, wechat, db_session):
+        assert wechat.event("o-scan-bare", "SCAN") is None
+        db_session.expire_all()
+        assert db_session.scalars(sa.select(Follower)).one().last_scene == ""
+        assert db_session.scalars(sa.select(InboundMessage)).one().status is MessageStatus.OK  # no handler error
 
     def test_scan_and_location_are_recorded(self, wechat, db_session):
         wechat.event("o-fan", "subscribe")
