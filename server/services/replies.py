@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import logging
 import threading
 import time
 import uuid
@@ -10,11 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import re2
 import sqlalchemy as sa
 
 from models import MatchType, ReplyRule, ReplyType, SiteSetting
 from server.extensions import db, get_redis
 from server.services import ServiceError, audit
+
+log = logging.getLogger(__name__)
 
 VERSION_KEY = "replies:version"
 CACHE_SECONDS = 1.0  # how stale another process's rule edit may look; one Redis GET per second, not per message
@@ -55,11 +58,20 @@ class ReplySpec:
         return self.text or None
 
 
+def compile_pattern(pattern: str) -> Any:
+    """RE2, not `re`: its matching time is linear in the text, so no pattern (say `^(a+)+$`) can stall the request
+    thread a citizen's message runs in. It refuses backreferences and lookarounds, which `re` would backtrack on."""
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = 1 << 20  # a pattern whose program outgrows this is refused, not built
+    return re2.compile(pattern, options=options)
+
+
 @dataclass(frozen=True)
 class _Compiled:
     match_type: MatchType
     pattern: str
-    regex: re.Pattern[str] | None
+    regex: Any  # an RE2 pattern, or None
     spec: ReplySpec
 
     def matches(self, text: str) -> bool:
@@ -108,9 +120,13 @@ class _RuleCache:
             spec = spec_for(rule)
             if rule.match_type is MatchType.CLICK:
                 clicks.setdefault(rule.pattern, spec)
+            elif rule.match_type is not MatchType.REGEX:
+                keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec))
             else:
-                regex = re.compile(rule.pattern) if rule.match_type is MatchType.REGEX else None
-                keywords.append(_Compiled(rule.match_type, rule.pattern, regex, spec))
+                try:
+                    keywords.append(_Compiled(rule.match_type, rule.pattern, compile_pattern(rule.pattern), spec))
+                except re2.error:  # saved before RE2 checked patterns: skipped, not fatal to every other rule
+                    log.warning("reply rule %s: pattern not supported by RE2, skipped", rule.id)
         settings = {s.key: s.value for s in db.session.scalars(sa.select(SiteSetting))}
         self._keywords, self._clicks, self._settings = keywords, clicks, settings
 
@@ -191,9 +207,10 @@ def validate_rule(
         raise ServiceError("关键词不能为空，且不超过 256 个字符")
     if mt is MatchType.REGEX:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ServiceError(f"正则表达式有误：{exc}") from None
+            compile_pattern(pattern)
+        except re2.error as exc:
+            detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+            raise ServiceError(f"正则表达式有误或用了不支持的写法（回溯引用、环视）：{detail}") from None
     if rt is ReplyType.TEXT and not (reply_text or "").strip():
         raise ServiceError("文本回复的内容不能为空")
     if rt is ReplyType.TEXT and len((reply_text or "").encode()) > MAX_TEXT:
