@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from server.config import check_settings, load_settings
 from server.extensions import csrf, db, init_celery, init_redis, login, migrate
 from server.filters import register_filters
+from server.inputs import init_inputs
 from server.sessions import SessionInterface
 
 
@@ -38,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login.init_app(app)
     register_filters(app)
+    init_inputs(app)  # before any route is added: the id converter applies as rules are compiled
     init_redis(app)
     init_celery(app)
 
@@ -89,6 +93,7 @@ def mount_emulator(app: Flask) -> None:
 def register_error_handlers(app: Flask) -> None:
     messages = {
         400: "请求有误，请检查后重试",
+        401: "登录已过期，请从公众号菜单重新进入",
         403: "没有权限访问此页面",
         404: "页面不存在",
         405: "不支持此操作",
@@ -97,13 +102,29 @@ def register_error_handlers(app: Flask) -> None:
         500: "系统繁忙，请稍后再试",
     }
 
+    def answer(code: int, message: str):  # type: ignore[no-untyped-def]
+        if request.path.startswith(("/api/", "/open311/")) or request.accept_mimetypes.best == "application/json":
+            return jsonify(error=message, status=code), code
+        citizen = request.path.startswith("/m/")
+        home = "/m/" if citizen else "/admin/"
+        return render_template("error.html", code=code, message=message, home=home, citizen=citizen), code
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         code = exc.code or 500
-        message = messages.get(code, exc.description or "出错了")
-        if request.path.startswith(("/api/", "/open311/")) or request.accept_mimetypes.best == "application/json":
-            return jsonify(error=message, status=code), code
-        return render_template("error.html", code=code, message=message), code
+        own = exc.description != type(exc).description  # ours, in Chinese; werkzeug's defaults are English
+        return answer(code, exc.description if own and exc.description else messages.get(code, "出错了"))
+
+    @app.errorhandler(CSRFError)
+    def form_expired(exc: CSRFError):  # type: ignore[no-untyped-def]
+        return answer(400, "页面已过期（可能已退出登录），请刷新页面后重新提交")
+
+    @app.errorhandler(DataError)
+    def out_of_range(exc: DataError):  # type: ignore[no-untyped-def]
+        # A value the database refuses (a number beyond its columns, say) that no check caught: the input is at fault.
+        app.logger.warning("input refused by the database on %s: %s", request.path, exc.orig)
+        db.session.rollback()
+        return answer(400, "输入的数值或内容超出允许范围，请检查后重试")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
@@ -111,4 +132,4 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         if request.path.startswith(("/api/", "/open311/")):
             return jsonify(error=messages[500], status=500), 500
-        return render_template("error.html", code=500, message=messages[500]), 500
+        return render_template("error.html", code=500, message=messages[500], home="/", citizen=False), 500

@@ -107,6 +107,9 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         # A citizen's cookie lasts 31 days from the (silent) OAuth login; re-signing it on every answer cost the
         # registration surge and the vote ~7 % of their CPU.
         "SESSION_REFRESH_EACH_REQUEST": False,
+        # Form tokens live as long as the session they are bound to: with Flask-WTF's default hour, an editor who
+        # wrote an article for longer lost it on saving, and a citizen who left the tip form open did too.
+        "WTF_CSRF_TIME_LIMIT": None,
         "CELERY": {
             "broker_url": redis_url or "memory://",
             "task_ignore_result": True,

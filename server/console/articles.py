@@ -12,6 +12,7 @@ from models import Article, ArticlePush, ArticleStatus, Cadence, NewsColumn, Pub
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
+from server.inputs import to_ids
 from server.services import ServiceError, articles, columns, images, publishing
 from server.services import staff as staff_service
 
@@ -162,8 +163,8 @@ def article_media(relative: str):  # type: ignore[no-untyped-def]
 
 def _picked_ids() -> list[int]:
     """The ticked articles in the order they were ticked (the page's script fills `order`), else as listed."""
-    ticked = [int(x) for x in request.form.getlist("article_id")][: articles.PUSH_MAX + 1]
-    order = [int(x) for x in request.form.get("order", "").split(",") if x.strip().isdigit()]
+    ticked = to_ids(request.form.getlist("article_id"))[: articles.PUSH_MAX + 1]
+    order = to_ids(request.form.get("order", "").split(","))
     if sorted(order) == sorted(ticked):
         return order
     return ticked
@@ -185,7 +186,7 @@ def article_push_new():  # type: ignore[no-untyped-def]
             push = articles.schedule_push(_me(), ids, at, column_id)
             flash("已排期", "success")
             return redirect(url_for("console.article_push_detail", push_id=push.id))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a time, or one out of any calendar's range (year 1, in UTC)
             error = "请填写有效的发布时间"
         except ServiceError as exc:
             error = str(exc)

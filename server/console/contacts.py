@@ -8,17 +8,11 @@ from models import ContactPoint, Role
 from server.console import bp
 from server.console.access import require_roles
 from server.extensions import db
+from server.inputs import to_int
 from server.services import ServiceError, contacts
 from server.services import staff as staff_service
 
 EDIT_ROLES = (Role.ADMIN, Role.EDITOR)
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
 
 
 @bp.get("/contacts")
@@ -43,7 +37,7 @@ def contact_edit(point_id: int | None):  # type: ignore[no-untyped-def]
                 longitude=form.get("longitude"),
                 hours=form.get("hours", ""),
                 phone=form.get("phone", ""),
-                unit_id=_int_or_none(form.get("unit_id")),
+                unit_id=to_int(form.get("unit_id")),
                 published=form.get("published") == "on",
                 point=point,
             )

@@ -18,6 +18,7 @@ from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.inputs import to_int
 from server.services import ServiceError, events
 from server.services.events import Applicant
 from server.wechat import jssdk
@@ -34,13 +35,6 @@ def _local(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value).replace(tzinfo=LOCAL_TZ) if value else None
     except ValueError:
         return None
-
-
-def _int(value: str | None, default: int = 0) -> int:
-    try:
-        return int(value) if value not in (None, "") else default
-    except ValueError:
-        return default
 
 
 def _event_or_404(event_id: int) -> Event:
@@ -85,11 +79,11 @@ def event_edit(event_id: int | None):  # type: ignore[no-untyped-def]
                 description=form.get("description", ""),
                 registration_opens_at=_local(form.get("registration_opens_at")),
                 registration_closes_at=_local(form.get("registration_closes_at")),
-                max_companions=_int(form.get("max_companions")),
+                max_companions=to_int(form.get("max_companions"), 0),
                 required_fields=form.getlist("required_fields"),
                 questions=form.get("questions", "").splitlines(),
-                hold_minutes=_int(form.get("hold_minutes"), 120),
-                retention_days=_int(form.get("retention_days"), 30),
+                hold_minutes=to_int(form.get("hold_minutes"), 120),
+                retention_days=to_int(form.get("retention_days"), 30),
                 published=form.get("published") == "on",
                 event=event,
             )
@@ -112,7 +106,7 @@ def event_edit(event_id: int | None):  # type: ignore[no-untyped-def]
 @require_roles(*CONSOLE_ROLES)
 def event_detail(event_id: int):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id)
-    session_id = _int(request.args.get("session"), event.sessions[0].id if event.sessions else 0)
+    session_id = to_int(request.args.get("session"), event.sessions[0].id if event.sessions else 0)
     current = next((s for s in event.sessions if s.id == session_id), None)
     now = utcnow()
     numbers = next(
@@ -143,7 +137,7 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
             event,
             starts_at=_local(form.get("starts_at")),
             ends_at=_local(form.get("ends_at")),
-            quota=_int(form.get("quota")),
+            quota=to_int(form.get("quota"), 0),
             venue=form.get("venue", ""),
             stream_url=form.get("stream_url", ""),
             session=session,
@@ -192,8 +186,10 @@ def event_walk_in(event_id: int):  # type: ignore[no-untyped-def]
     try:
         events.walk_in(
             event,
-            _int(form.get("session_id")),
-            Applicant(companions=_int(form.get("companions")), name=form.get("name", ""), phone=form.get("phone", "")),
+            to_int(form.get("session_id"), 0),
+            Applicant(
+                companions=to_int(form.get("companions"), 0), name=form.get("name", ""), phone=form.get("phone", "")
+            ),
             over_quota=form.get("over_quota") == "on",
             staff_id=current_user.id,
         )
@@ -209,7 +205,7 @@ def event_walk_in(event_id: int):  # type: ignore[no-untyped-def]
 @require_roles(*SCANNERS)
 def event_scan(event_id: int):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id)
-    session_id = _int(request.args.get("session"))
+    session_id = to_int(request.args.get("session"), 0)
     current = next((s for s in event.sessions if s.id == session_id), None)  # None: every session
     # Walk-ins at the gate need a session: the one picked, or the only one.
     walk_in_session = current or (event.sessions[0] if len(event.sessions) == 1 else None)
@@ -228,7 +224,7 @@ def event_scan_check(event_id: int):  # type: ignore[no-untyped-def]
         str(body.get("token", "")),
         str(body.get("nonce", "")),
         staff_id=current_user.id,
-        session_id=_int(str(body.get("session_id") or "")) or None,
+        session_id=to_int(str(body.get("session_id") or "")) or None,
     )
     return jsonify(result.as_json())
 

@@ -16,6 +16,7 @@ from server.console.access import CONSOLE_ROLES, require_roles
 from server.console.charts import bar_chart
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.inputs import to_int
 from server.redirects import local_path
 from server.services import ServiceError
 from server.services import followers as follower_service
@@ -25,7 +26,7 @@ REMARK_ROLES = (Role.ADMIN, Role.EDITOR)
 
 def _page_number() -> int:
     raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and len(raw) < 10 else 1  # nonsense or absurd: the first page
+    return to_int(raw, 1, lo=1)  # nonsense or absurd: the first page
 
 
 @bp.get("/followers")

@@ -17,6 +17,7 @@ from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.inputs import to_ids, to_int
 from server.redirects import local_path
 from server.services import ServiceError, images, materials
 from server.services import staff as staff_service
@@ -51,7 +52,7 @@ def _card(group: materials.Group) -> dict[str, Any]:
 def material_list():  # type: ignore[no-untyped-def]
     f = materials.parse_filter(request.args)
     before = request.args.get("before", "")
-    before_id = int(before) if before.isdigit() and len(before) < 10 else None
+    before_id = to_int(before, lo=1)
     groups, next_before = materials.search_page(f, visible_unit_ids(), before_id=before_id)
     officers = db.session.scalars(sa.select(Staff).where(Staff.role == Role.OFFICER).order_by(Staff.name)).all()
     return render_template(
@@ -73,7 +74,7 @@ def material_feed():  # type: ignore[no-untyped-def]
     """New photos since `after` (polled by the list page): small, newest first."""
     after = request.args.get("after", "0")
     f = materials.parse_filter(request.args)
-    groups = materials.search(f, visible_unit_ids(), after_id=int(after) if after.isdigit() else 0, limit=50)
+    groups = materials.search(f, visible_unit_ids(), after_id=to_int(after, 0, lo=0), limit=50)
     last = max((m.id for g in groups for m in g.members), default=0)
     return jsonify({"items": [_card(g) for g in groups], "last_id": last})
 
@@ -81,7 +82,7 @@ def material_feed():  # type: ignore[no-untyped-def]
 @bp.post("/materials/star")
 @require_roles(*CONSOLE_ROLES)
 def material_star():  # type: ignore[no-untyped-def]
-    ids = [int(v) for v in request.form.getlist("item_id") if v.isdigit()]
+    ids = to_ids(request.form.getlist("item_id"))
     count = materials.set_starred(ids, request.form.get("starred") == "1", visible_unit_ids())
     flash(f"已更新 {count} 张照片", "success")
     return redirect(local_path(request.form.get("next"), url_for("console.material_list"), "/admin/"))

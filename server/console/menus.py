@@ -83,12 +83,18 @@ def _names(versions: list[MenuVersion]) -> dict[int, str]:
 
 
 def _payload() -> dict[str, Any]:
+    """The editor's JSON, refused unless it has the editor's shape and only text WeChat and PostgreSQL can hold."""
+    malformed = ServiceError("菜单数据格式不正确，请刷新页面后重试")
     try:
         payload = json.loads(request.form.get("payload") or "")
-    except ValueError:
-        raise ServiceError("菜单数据格式不正确，请刷新页面后重试") from None
-    if not isinstance(payload, dict):
-        raise ServiceError("菜单数据格式不正确，请刷新页面后重试")
+        dumped = json.dumps(payload, ensure_ascii=False)
+        dumped.encode()  # a lone surrogate (\ud800) cannot be stored
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError; RecursionError: [[[[…]]]]
+        raise malformed from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("replies") or {}, dict):
+        raise malformed
+    if "\\u0000" in dumped:  # NUL, which json.dumps escapes: PostgreSQL's text refuses it
+        raise ServiceError("菜单名称或内容包含无效字符（NUL）")
     return payload
 
 

@@ -9,15 +9,9 @@ from models import Role, Staff, Unit, UnitKind
 from server.console import bp
 from server.console.access import require_roles
 from server.extensions import db
+from server.inputs import to_int
 from server.services import ServiceError
 from server.services import staff as staff_service
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
 
 
 @bp.get("/staff")
@@ -52,7 +46,7 @@ def staff_edit(staff_id: int | None):  # type: ignore[no-untyped-def]
                 username=form.get("username", ""),
                 name=form.get("name", ""),
                 role=form.get("role", ""),
-                unit_id=_int_or_none(form.get("unit_id")),
+                unit_id=to_int(form.get("unit_id")),
                 phone=form.get("phone"),
                 password=form.get("password") or None,
                 active=form.get("active") == "on",
@@ -92,10 +86,10 @@ def unit_edit(unit_id: int | None):  # type: ignore[no-untyped-def]
             unit = staff_service.save_unit(
                 name=form.get("name", ""),
                 kind=form.get("kind", ""),
-                parent_id=_int_or_none(form.get("parent_id")),
-                sort=_int_or_none(form.get("sort")) or 0,
-                post_a_id=_int_or_none(form.get("post_a_id")),
-                post_b_id=_int_or_none(form.get("post_b_id")),
+                parent_id=to_int(form.get("parent_id")),
+                sort=to_int(form.get("sort"), 0),
+                post_a_id=to_int(form.get("post_a_id")),
+                post_b_id=to_int(form.get("post_b_id")),
                 unit=unit,
             )
         except ServiceError as exc:

@@ -13,6 +13,7 @@ from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.console.charts import bar_chart, line_chart
 from server.extensions import db
+from server.inputs import to_int
 from server.services import ServiceError, datacube, reports, targets
 from server.services import staff as staff_service
 from server.tasks import stats as stats_tasks
@@ -22,16 +23,8 @@ RECORD_ROLES = (Role.ADMIN, Role.EDITOR, Role.LIAISON)
 REPORT_ROLES = (Role.ADMIN, Role.EDITOR, Role.REVIEWER)
 
 
-def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
-    try:
-        value = int(request.values.get(name, ""))
-    except ValueError:
-        return default
-    return value if lo <= value <= hi else default
-
-
 def _year() -> int:
-    return _int_arg("year", datacube.beijing_today().year, 2015, 2100) or datacube.beijing_today().year
+    return to_int(request.values.get("year"), datacube.beijing_today().year, lo=2015, hi=2100)
 
 
 def _as_of(year: int) -> date:
@@ -127,7 +120,7 @@ def stats_project_save():  # type: ignore[no-untyped-def]
             plan,
             name=form.get("name", ""),
             months=form.get("months", ""),
-            unit_id=_int_arg("unit_id", None, 1, 2**31),
+            unit_id=to_int(request.values.get("unit_id"), lo=1),
             note=form.get("note", ""),
         )
     except ServiceError as exc:
@@ -165,7 +158,7 @@ def stats_records():  # type: ignore[no-untyped-def]
         if current_user.role not in RECORD_ROLES:
             abort(403)
         form = request.form
-        unit_id = _int_arg("unit_id", None, 1, 2**31)
+        unit_id = to_int(request.values.get("unit_id"), lo=1)
         if current_user.role is Role.LIAISON:
             unit_id = unit_id or current_user.unit_id
             require_unit(unit_id)  # liaisons record for their own unit (and those below it)
@@ -220,7 +213,7 @@ def stats_record_delete(record_id: int):  # type: ignore[no-untyped-def]
 @require_roles(*CONSOLE_ROLES)
 def stats_scoreboard():  # type: ignore[no-untyped-def]
     year = _year()
-    month = _int_arg("month", None, 1, 12)
+    month = to_int(request.values.get("month"), lo=1, hi=12)
     rows = targets.scoreboard(year, month)
     chart = bar_chart([(r.unit_name, max(int(r.score), 0)) for r in rows[:20]], title="单位得分")
     return render_template(
@@ -259,7 +252,7 @@ def _period_arg() -> tuple[str, date]:
                 date.fromisoformat(text + "-01") if len(text) == 7 else reports.previous_month(datacube.beijing_today())
             )
         elif kind == "yearly":
-            start = date(int(text) if text.isdigit() else datacube.beijing_today().year, 1, 1)
+            start = date(to_int(text, datacube.beijing_today().year, lo=2015, hi=2100), 1, 1)
         else:
             abort(400)
     except ValueError:

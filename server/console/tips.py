@@ -18,6 +18,7 @@ from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.inputs import to_ids, to_int
 from server.redirects import local_path
 from server.services import ServiceError, images, tips
 from server.services import staff as staff_service
@@ -43,7 +44,7 @@ def _me() -> Any:
 
 def _page_number() -> int:
     raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and len(raw) < 10 else 1
+    return to_int(raw, 1, lo=1)
 
 
 def _tip_or_404(tip_id: int) -> Tip:
@@ -88,13 +89,13 @@ def tip_list():  # type: ignore[no-untyped-def]
 @bp.post("/tips/dispatch")
 @require_roles(*EDITOR_ROLES)
 def tip_bulk_dispatch():  # type: ignore[no-untyped-def]
-    ids = [int(v) for v in request.form.getlist("tip_id") if v.isdigit()]
-    unit = request.form.get("unit_id", "")
+    ids = to_ids(request.form.getlist("tip_id"))
     back = _safe_back(request.form.get("back"))
-    if not ids or not unit.isdigit():
+    unit_id = to_int(request.form.get("unit_id"), lo=1)
+    if not ids or unit_id is None:
         flash("请勾选线索并选择派发单位", "error")
         return redirect(back)
-    done, problems = tips.bulk_dispatch(ids, int(unit), _me(), note=request.form.get("note"))
+    done, problems = tips.bulk_dispatch(ids, unit_id, _me(), note=request.form.get("note"))
     if done:
         flash(f"已派发 {done} 条线索", "success")
     for problem in problems:
@@ -157,7 +158,7 @@ def tip_action(tip_id: int):  # type: ignore[no-untyped-def]
             form.get("action", ""),
             _me(),
             note=form.get("note"),
-            unit_id=int(unit) if unit.isdigit() else None,
+            unit_id=to_int(unit, lo=1),
             duplicate_of=form.get("duplicate_of"),
         )
     except tips.NotAllowed:
@@ -245,7 +246,7 @@ def tip_category_save(category_id: int | None):  # type: ignore[no-untyped-def]
     try:
         tips.save_category(
             name=request.form.get("name", ""),
-            sort=int(sort) if sort.lstrip("-").isdigit() else 0,
+            sort=to_int(sort, 0),
             active=request.form.get("active", "1") == "1",
             category=category,
         )

@@ -13,6 +13,7 @@ from server.console.access import CONSOLE_ROLES, require_roles
 from server.console.charts import bar_chart
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.inputs import to_ids, to_int
 from server.services import ServiceError, surveys, votes
 
 MANAGERS = (Role.ADMIN, Role.EDITOR)
@@ -26,13 +27,6 @@ FOLLOW_WARNING = (
 
 def _campaign_or_404(campaign_id: int) -> VoteCampaign:
     return db.session.get(VoteCampaign, campaign_id) or abort(404)
-
-
-def _int(value: str | None, default: int | None = None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else default
-    except ValueError:
-        return default
 
 
 def _local_input(value: datetime | None) -> str:
@@ -71,8 +65,8 @@ def vote_edit(campaign_id: int | None):  # type: ignore[no-untyped-def]
                 description=form.get("description", ""),
                 starts_at=votes.parse_local_minute(form.get("starts_at")),
                 ends_at=votes.parse_local_minute(form.get("ends_at")),
-                votes_per_day=_int(form.get("votes_per_day")),
-                per_candidate_per_day=_int(form.get("per_candidate_per_day")),
+                votes_per_day=to_int(form.get("votes_per_day")),
+                per_candidate_per_day=to_int(form.get("per_candidate_per_day")),
                 followers_only=form.get("followers_only") == "on",
                 results_policy=form.get("results_policy", ""),
                 campaign=campaign,
@@ -144,7 +138,7 @@ def vote_candidate_edit(campaign_id: int, candidate_id: int | None):  # type: ig
                 story=form.get("story", ""),
                 photo=upload.read(votes.PHOTO_MAX_BYTES + 1) if upload and upload.filename else None,
                 photo_url=form.get("photo_url"),
-                sort=_int(form.get("sort"), 0) or 0,
+                sort=to_int(form.get("sort"), 0),
                 candidate=candidate,
             )
         except ServiceError as exc:
@@ -222,14 +216,14 @@ def vote_cluster(campaign_id: int, kind: str):  # type: ignore[no-untyped-def]
 def vote_void(campaign_id: int):  # type: ignore[no-untyped-def]
     campaign = _campaign_or_404(campaign_id)
     form = request.form
-    ids = [i for i in (_int(v) for v in form.getlist("vote_id")) if i]
+    ids = to_ids(form.getlist("vote_id"))
     try:
         n = votes.void_votes(
             campaign,
             form.get("reason", ""),
             kind=form.get("kind") or None,
             key=form.get("key") or None,
-            candidate_id=_int(form.get("candidate_id")),
+            candidate_id=to_int(form.get("candidate_id")),
             vote_ids=ids,
         )
     except ServiceError as exc:

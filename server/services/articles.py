@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from PIL import Image
 
-from models import Article, ArticlePush, ArticleStatus, ArticleVersion, NewsColumn, PushStatus, Role, Staff
+from models import Article, ArticlePush, ArticleStatus, ArticleVersion, NewsColumn, PushStatus, Role, Staff, Unit
 from server.extensions import db
+from server.inputs import to_int
 from server.services import ServiceError, audit, images
 from server.services.htmlclean import clean_html, html_to_text
 
@@ -25,6 +26,7 @@ TITLE_MAX, AUTHOR_MAX, DIGEST_MAX = 32, 16, 128  # WeChat's draft/add limits
 PUSH_MAX = 8
 COVER_RATIO = 2.35
 COVER_WIDTH = 900
+COVER_MIN_WIDTH = 200  # smaller, a cover is a smear in the feed
 COVER_MAX_BYTES = 64 * 1024
 BODY_IMAGE_MAX_BYTES = 1024 * 1024  # media/uploadimg
 EDITABLE = {ArticleStatus.DRAFT, ArticleStatus.SUBMITTED, ArticleStatus.APPROVED, ArticleStatus.SCHEDULED}
@@ -51,9 +53,7 @@ def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise ServiceError("正文不能为空")
     if len(body) >= 20000:
         raise ServiceError("正文过长（微信限制 2 万字符以内）")
-    column_id = fields.get("column_id") or None
-    if column_id and db.session.get(NewsColumn, int(column_id)) is None:
-        raise ServiceError("栏目不存在")
+    column_id, unit_id = _ref(fields, "column_id", NewsColumn, "栏目"), _ref(fields, "unit_id", Unit, "单位")
     return {
         "title": title,
         "author": author,
@@ -61,9 +61,20 @@ def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
         "source_url": source[:1024],
         "body_html": body,
         "legal_refs": str(fields.get("legal_refs") or "").strip()[:4000],
-        "column_id": int(column_id) if column_id else None,
-        "unit_id": int(fields["unit_id"]) if fields.get("unit_id") else None,
+        "column_id": column_id,
+        "unit_id": unit_id,
     }
+
+
+def _ref(fields: dict[str, Any], name: str, model: type, label: str) -> int | None:
+    """The id of an existing row named by a form field, None if the field is empty."""
+    raw = str(fields.get(name) or "").strip()
+    if not raw:
+        return None
+    ref_id = to_int(raw, lo=1)
+    if ref_id is None or db.session.get(model, ref_id) is None:
+        raise ServiceError(f"{label}不存在")
+    return ref_id
 
 
 def _snapshot_version(article: Article, by: Staff | None) -> None:
@@ -204,6 +215,8 @@ def cover_jpeg(data: bytes) -> bytes:
         else:
             nh = int(w / COVER_RATIO)
             box = (0, (h - nh) // 2, w, (h - nh) // 2 + nh)
+        if box[2] - box[0] < COVER_MIN_WIDTH or box[3] - box[1] < COVER_MIN_WIDTH / COVER_RATIO:
+            raise images.ImageRejected("封面图片太小或过于狭长，请换一张（建议 900×383 像素）")
         crop = img.crop(box)
         if crop.width > COVER_WIDTH:
             crop = crop.resize((COVER_WIDTH, round(COVER_WIDTH / COVER_RATIO)), Image.Resampling.LANCZOS)

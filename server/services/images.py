@@ -98,14 +98,25 @@ def _jpeg(image: Image.Image, *, quality: int = JPEG_QUALITY) -> bytes:
     return out.getvalue()
 
 
-def process_image(data: bytes) -> ProcessedImage:
-    """Verify `data`, then derive the public copy and thumbnail (upright, JPEG, without metadata)."""
+def _upright_rgb(data: bytes) -> tuple[str, Image.Image]:
+    """Verify `data`; its MIME type and its picture, upright and in RGB."""
     with _open_checked(data) as opened:
         mime = ALLOWED_FORMATS[opened.format or ""]
         if getattr(opened, "n_frames", 1) > 1:
             opened.seek(0)  # animations: the first frame is the picture
-        upright = ImageOps.exif_transpose(opened)
-        rgb = _to_rgb(upright)
+        return mime, _to_rgb(ImageOps.exif_transpose(opened))
+
+
+def upright_jpeg(data: bytes, max_side: int) -> bytes:
+    """Verify `data`; a JPEG of it, upright, without metadata, at most `max_side` pixels on its long edge."""
+    _, rgb = _upright_rgb(data)
+    rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return _jpeg(rgb)
+
+
+def process_image(data: bytes) -> ProcessedImage:
+    """Verify `data`, then derive the public copy and thumbnail (upright, JPEG, without metadata)."""
+    mime, rgb = _upright_rgb(data)
     public = rgb.copy()
     public.thumbnail((PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE), Image.Resampling.LANCZOS)
     thumb = rgb.copy()

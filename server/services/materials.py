@@ -30,6 +30,7 @@ from wechatpy.exceptions import WeChatClientException
 from models import MaterialItem, MaterialRendition, MaterialSource, MaterialState, Role, Staff, WechatImage, utcnow
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ
+from server.inputs import to_int
 from server.services import ServiceError, audit, images, targets
 from server.wechat.client import get_client
 
@@ -460,10 +461,6 @@ class MaterialFilter:
         return {k: v for k, v in out.items() if v}
 
 
-def _int(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() and len(raw) < 10 else None
-
-
 def _day(raw: str | None) -> date | None:
     try:
         return date.fromisoformat(raw) if raw else None
@@ -474,8 +471,8 @@ def _day(raw: str | None) -> date | None:
 def parse_filter(args: Mapping[str, str]) -> MaterialFilter:
     used = args.get("used")
     return MaterialFilter(
-        unit_id=_int(args.get("unit")),
-        uploader_id=_int(args.get("officer")),
+        unit_id=to_int(args.get("unit"), lo=1),
+        uploader_id=to_int(args.get("officer"), lo=1),
         day_from=_day(args.get("from")),
         day_to=_day(args.get("to")),
         tag=_clean(args.get("tag"), TAG_MAX),

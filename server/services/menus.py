@@ -177,7 +177,7 @@ def _check_leaf(label: str, button: dict[str, Any], keys: dict[str, str], domain
     kind = button.get("type")
     if not kind:
         raise MenuError(f"{label}：请选择菜单类型，或添加子菜单")
-    if kind not in TYPE_FIELDS:
+    if not isinstance(kind, str) or kind not in TYPE_FIELDS:
         raise MenuError(f"{label}：不支持的菜单类型「{kind}」")
     for field in TYPE_FIELDS[kind]:
         value = button.get(field)

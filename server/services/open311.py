@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from models import Open311Key, PhotoState, Staff, Tip, TipPhoto, TipStatus, utcnow
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ
+from server.inputs import to_int
 from server.services import ServiceError, audit, tips
 from server.urls import public_url
 
@@ -154,9 +155,8 @@ def services() -> list[dict[str, Any]]:
 
 
 def _category(code: str) -> str | None:
-    if not code.isdigit() or len(code) > 9:
-        return None
-    return next((c.name for c in tips.categories() if c.id == int(code)), None)
+    category_id = to_int(code, lo=1)
+    return next((c.name for c in tips.categories() if c.id == category_id), None) if category_id else None
 
 
 def service_definition(code: str) -> dict[str, Any]:
@@ -223,6 +223,8 @@ def _date(args: Mapping[str, str], name: str) -> datetime | None:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise Open311Error(400, f"{name} must be an ISO 8601 (W3C) date, e.g. 2026-11-01T00:00:00+08:00") from None
+    if not 2000 <= value.year <= 2100:  # also keeps the window arithmetic inside datetime's range
+        raise Open311Error(400, f"{name} must lie between the years 2000 and 2100")
     return value if value.tzinfo else value.replace(tzinfo=LOCAL_TZ)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import AnnualPlan, PlanProject, PublicityRecord, RecordKind, ScoreWeight, Unit
 from server.extensions import db, dialect_insert
+from server.inputs import to_int
 from server.services import ServiceError, audit, datacube
 
 log = logging.getLogger(__name__)
@@ -147,12 +148,14 @@ def _months(value: Any) -> list[int]:
             continue
         if "-" in item:
             lo, _, hi = item.partition("-")
-            if lo.isdigit() and hi.isdigit():
-                months.update(range(int(lo), int(hi) + 1))
+            first, last = to_int(lo, lo=1, hi=12), to_int(hi, lo=1, hi=12)
+            if first is not None and last is not None:
+                months.update(range(first, last + 1))
                 continue
-        if not item.isdigit():
+        month = to_int(item, lo=0, hi=99)
+        if month is None:
             raise ServiceError("月份请写成 3,4,5 或 3-5")
-        months.add(int(item))
+        months.add(month)
     if not months or not all(1 <= m <= 12 for m in months):
         raise ServiceError("请填写 1–12 之间的月份")
     return sorted(months)

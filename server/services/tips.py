@@ -48,6 +48,7 @@ from models import (
 )
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ, local_dt
+from server.inputs import to_int
 from server.services import ServiceError, alerts, audit, images, pii, targets
 from server.services import staff as staff_service
 from server.urls import public_url
@@ -364,40 +365,46 @@ def _file_tip(
     The unique submit_key decides a double submit: the loser returns its quota and gets the first tip back.
     """
     keys = _take_quota(openid, ip) if quota else []
-    for _ in range(5):
-        tip = Tip(
-            tracking_no=_new_tracking_no(),
-            submit_key=submit_key,
-            openid=openid,
-            source=source,
-            category=category,
-            description=description,
-            latitude=location.latitude,
-            longitude=location.longitude,
-            address=location.address,
-            phone_enc=pii.encrypt(phone),
-            ip=ip,
-        )
-        db.session.add(tip)
-        for position, photo in enumerate(photos):
-            photo.tip, photo.position = tip, position
-            db.session.add(photo)
-        tip.history.append(TipStatusChange(to_status=TipStatus.SUBMITTED, note=None))
-        try:
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            first = db.session.scalar(sa.select(Tip).filter_by(submit_key=submit_key))
-            if first is not None:
-                _give_back_quota(keys)
-                if new_files:
-                    _discard_copies(photos)
-                return first, False
-            continue  # a tracking number collision: draw again
-        break
-    else:  # pragma: no cover  (five collisions in 8.5e11)
+    try:
+        for _ in range(5):
+            tip = Tip(
+                tracking_no=_new_tracking_no(),
+                submit_key=submit_key,
+                openid=openid,
+                source=source,
+                category=category,
+                description=description,
+                latitude=location.latitude,
+                longitude=location.longitude,
+                address=location.address,
+                phone_enc=pii.encrypt(phone),
+                ip=ip,
+            )
+            db.session.add(tip)
+            for position, photo in enumerate(photos):
+                photo.tip, photo.position = tip, position
+                db.session.add(photo)
+            tip.history.append(TipStatusChange(to_status=TipStatus.SUBMITTED, note=None))
+            try:
+                db.session.commit()
+            except IntegrityError:
+                db.session.rollback()
+                first = db.session.scalar(sa.select(Tip).filter_by(submit_key=submit_key))
+                if first is not None:
+                    _give_back_quota(keys)
+                    if new_files:
+                        _discard_copies(photos)
+                    return first, False
+                continue  # a tracking number collision: draw again
+            break
+        else:  # pragma: no cover  (five collisions in 8.5e11)
+            raise ServiceError("系统繁忙，请稍后再试")
+    except Exception:  # nothing was filed: the quota and the files written for it go back
+        db.session.rollback()
         _give_back_quota(keys)
-        raise ServiceError("系统繁忙，请稍后再试")
+        if new_files:
+            _discard_copies(photos)
+        raise
     log.info("tip %s filed via %s with %d photos", tip.tracking_no, source.value, len(photos))
     alerts.scan_text(openid, description, source="tip", ref=tip.tracking_no)
     return tip, True
@@ -1117,10 +1124,10 @@ def sla_hours() -> dict[str, int]:
 def save_sla_hours(values: Mapping[str, Any]) -> dict[str, int]:
     hours: dict[str, int] = {}
     for key in DEFAULT_SLA_HOURS:
-        raw = str(values.get(key, "")).strip()
-        if not raw.isdigit() or not 1 <= int(raw) <= 24 * 60:
+        value = to_int(str(values.get(key, "")), lo=1, hi=24 * 60)
+        if value is None:
             raise ServiceError(f"「{TipStatus(key).label}」的时限须为 1 到 1440 小时")
-        hours[key] = int(raw)
+        hours[key] = value
     before = sla_hours()
     row = db.session.get(SiteSetting, SLA_SETTING_KEY)
     if row is None:
@@ -1169,8 +1176,7 @@ def parse_filter(args: Mapping[str, str]) -> TipFilter:
     if status in {s.value for s in TipStatus} or status == "open":
         f.status = status
     f.category = args.get("category", "")[:32]
-    unit = args.get("unit", "")
-    f.unit_id = int(unit) if unit.isdigit() and len(unit) < 10 else None
+    f.unit_id = to_int(args.get("unit"), lo=1)
     for name in ("since", "until"):
         raw = args.get(name, "")
         if raw:

@@ -20,19 +20,16 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import current_app
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy.exc import IntegrityError
 
 from models import AuditKind, Follower, ResultsPolicy, Vote, VoteCampaign, VoteCandidate, utcnow
 from models.vote import VoteCandidateQuota, VoteQuota
 from server.extensions import db, get_redis
-from server.services import ServiceError, audit
+from server.services import ServiceError, audit, images
 
 log = logging.getLogger(__name__)
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -45,7 +42,6 @@ NEW_FOLLOWER_MINUTES = 30  # subscribed this shortly before voting: "followed to
 MIN_CLUSTER_VOTERS = 10
 FLAG_SCORE = 50
 PHOTO_MAX_BYTES = 8 * 1024 * 1024
-PHOTO_MAX_PIXELS = 40_000_000  # decompression bombs are refused before decoding
 PHOTO_EDGE = 1200
 
 CAMPAIGN_FIELDS = (
@@ -128,30 +124,13 @@ def save_campaign(
 
 
 def store_photo(data: bytes) -> str:
-    """Verify an uploaded image, re-encode it as a JPEG (EXIF and GPS dropped) under MEDIA_ROOT; its relative path."""
+    """Verify an uploaded image, re-encode it as an upright JPEG (EXIF and GPS dropped) under MEDIA_ROOT; its path."""
     if not data:
         raise ServiceError("请选择照片")
     if len(data) > PHOTO_MAX_BYTES:
         raise ServiceError("照片不能超过 8 MB")
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if probe.format not in ("JPEG", "PNG", "WEBP", "GIF"):
-                raise ServiceError("照片须为 JPG、PNG、WebP 或 GIF 格式")
-            if probe.width * probe.height > PHOTO_MAX_PIXELS:
-                raise ServiceError("照片尺寸过大")
-            probe.verify()
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            img = img.convert("RGB")
-            img.thumbnail((PHOTO_EDGE, PHOTO_EDGE))
-            out = io.BytesIO()
-            img.save(out, "JPEG", quality=85, optimize=True)  # no exif= argument: metadata is not carried over
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise ServiceError("无法识别的图片文件") from None
     name = f"votes/{secrets.token_hex(12)}.jpg"
-    path = Path(current_app.config["MEDIA_ROOT"]) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(out.getvalue())
+    images.write_media(name, images.upright_jpeg(data, PHOTO_EDGE))  # ImageRejected says what is wrong
     return name
 
 

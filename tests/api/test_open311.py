@@ -195,6 +195,9 @@ def test_service_definition_and_unknown_code(client, codes):
     res = client.get(f"{BASE}/services/999999.xml")
     assert res.status_code == 404
     assert check_xml(res.data, "errors").find("error/code").text == "404"
+    for odd in ("²", "١٢", "99999999999999999999"):  # digits int() or the database would choke on: unknown codes
+        assert client.get(f"{BASE}/services/{odd}.json").status_code == 404
+        assert client.get(f"{BASE}/requests.json", query_string={"service_code": odd}).get_json() == []
 
 
 # -- the round trip of an external client -----------------------------------------------------------------------------
@@ -406,6 +409,9 @@ def test_filters_window_and_order(client, db_session, codes):
         {"start_date": "yesterday"},
         {"start_date": "2026-01-01T00:00:00+08:00", "end_date": "2025-12-01T00:00:00+08:00"},
         {"start_date": "2025-01-01T00:00:00Z", "end_date": "2025-12-01T00:00:00Z"},  # more than 90 days
+        {"end_date": "0001-01-01"},  # the default window would start before datetime's first day
+        {"end_date": "0001-01-01T00:00:00+14:00"},
+        {"start_date": "9999-12-31T23:59:59-12:00"},
     ],
 )
 def test_bad_date_filters_are_400(client, db_session, query):

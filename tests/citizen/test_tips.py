@@ -118,6 +118,15 @@ def test_a_request_over_the_total_limit_is_413(logged_in, monkeypatch):
     assert res.status_code == 413 and "上传内容过大" in res.get_data(as_text=True)
 
 
+def test_a_nul_in_a_field_is_refused_before_anything_is_stored(logged_in, redis_client):
+    before = _stored()
+    res = post_tip(logged_in, page_form(logged_in), [(jpeg_bytes(), "a.jpg")], address="黄浦区\x00某小区")
+    assert res.status_code == 400 and "无效字符" in res.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Tip)) == 0
+    assert _stored() == before
+    assert not redis_client.keys("tips:quota:*")  # refused before the quota was touched
+
+
 def test_a_double_submit_files_one_tip(logged_in):
     form = page_form(logged_in)
     first = post_tip(logged_in, form, [(jpeg_bytes(), "a.jpg")])

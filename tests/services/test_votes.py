@@ -161,7 +161,7 @@ def test_photo_is_verified_and_reencoded(db_session, app, tmp_path):
     cand = votes.save_candidate(campaign, name="张三", unit_name="黄浦", story="", photo=buf.getvalue())
     with Image.open(Path(app.config["MEDIA_ROOT"]) / cand.photo_path) as stored:
         assert stored.format == "JPEG" and stored.size == (1200, 600) and not stored.getexif()
-    with pytest.raises(ServiceError, match="无法识别"):
+    with pytest.raises(ServiceError, match="不是有效的图片"):
         votes.save_candidate(campaign, name="李四", unit_name="", story="", photo=b"<?php system($_GET[1]); ?>")
 
 
