@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Response, abort, flash, g, get_flashed_messages, jsonify, redirect, render_template, request, url_for
 
-from models import EventKind, RegistrationStatus, utcnow
+from models import Event, EventKind, Registration, RegistrationStatus, utcnow
 from models.event import FIELD_LABELS
 from server.citizen import bp
 from server.citizen.identity import citizen_required
+from server.inputs import to_int
 from server.services import ServiceError, events
 from server.services.events import Applicant
 
@@ -16,11 +19,11 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json" or request.headers.get("X-Requested-With") == "fetch"
 
 
-def _int(value: str | None, default: int = 0) -> int:
-    try:
-        return int(value) if value not in (None, "") else default
-    except ValueError:
-        return default
+def _status_label(reg: Registration) -> str:
+    """A livestream is booked (预约), not registered for: the same words as its button and flash."""
+    if reg.status is RegistrationStatus.CONFIRMED and reg.event.kind is EventKind.LIVESTREAM:
+        return "预约成功"
+    return reg.status.label
 
 
 def _ms(dt) -> int:  # type: ignore[no-untyped-def]
@@ -37,6 +40,13 @@ def event_list():  # type: ignore[no-untyped-def]
 @citizen_required
 def event_detail(event_id: int):  # type: ignore[no-untyped-def]
     event = events.visible_event(event_id) or abort(404)
+    # A link may pick the session; personal fields are never filled from a URL someone else could craft.
+    picked = {"session_id": request.args.get("session_id", "")}
+    return _detail_page(event, picked, get_flashed_messages(with_categories=True))
+
+
+def _detail_page(event: Event, form: Mapping[str, str], messages: list[tuple[str, str]]) -> str:
+    """The event page; `form` fills the fields again (a refused registration keeps what the citizen typed)."""
     now = utcnow()
     return render_template(
         "citizen/event_detail.html",
@@ -49,8 +59,8 @@ def event_detail(event_id: int):  # type: ignore[no-untyped-def]
         mine=events.active_registration(g.openid, event.id),
         snapshot=g.snapshot,
         field_labels=FIELD_LABELS,
-        form=request.args,
-        messages=get_flashed_messages(with_categories=True),
+        form=form,
+        messages=messages,
     )
 
 
@@ -76,7 +86,7 @@ def event_places(event_id: int):  # type: ignore[no-untyped-def]
 def event_register(event_id: int):  # type: ignore[no-untyped-def]
     form = request.form
     applicant = Applicant(
-        companions=_int(form.get("companions")),
+        companions=to_int(form.get("companions"), 0),
         name=form.get("name", ""),
         phone=form.get("phone", ""),
         id_number=form.get("id_number", ""),
@@ -86,7 +96,7 @@ def event_register(event_id: int):  # type: ignore[no-untyped-def]
         reg, created = events.register(
             g.openid,
             event_id,
-            _int(form.get("session_id")),
+            to_int(form.get("session_id"), 0),
             applicant,
             waitlist=form.get("waitlist", "1") == "1",
             snapshot=g.snapshot,
@@ -94,8 +104,9 @@ def event_register(event_id: int):  # type: ignore[no-untyped-def]
     except ServiceError as exc:
         if _wants_json():
             return jsonify(error=str(exc)), 400
-        flash(str(exc), "error")
-        return redirect(url_for("citizen.event_detail", event_id=event_id))
+        event = events.visible_event(event_id) or abort(404)
+        # Rendered, not redirected: the answers survive, and the phone and ID number stay out of URLs and logs.
+        return _detail_page(event, form, [("error", str(exc))]), 400
     message = {
         RegistrationStatus.CONFIRMED: "报名成功！入场时请出示二维码。"
         if reg.event.kind is EventKind.OFFLINE
@@ -103,7 +114,8 @@ def event_register(event_id: int):  # type: ignore[no-untyped-def]
         RegistrationStatus.WAITING: "名额已满，您已进入候补名单；有名额空出时会通知您。",
     }.get(reg.status, reg.status.label)
     if not created:
-        message = "您已报名过本活动：" + reg.status.label
+        verb = "预约" if reg.event.kind is EventKind.LIVESTREAM else "报名"
+        message = f"您已{verb}过本活动：{_status_label(reg)}"
     if _wants_json():
         return jsonify(status=reg.status.value, registration_id=reg.id, created=created, message=message)
     flash(message, "success")
@@ -141,11 +153,12 @@ def event_cancel(registration_id: int):  # type: ignore[no-untyped-def]
     before = events.own_registration(g.openid, registration_id)
     held = before is not None and before.status in (RegistrationStatus.CONFIRMED, RegistrationStatus.OFFERED)
     try:
-        events.cancel(g.openid, registration_id)
+        reg = events.cancel(g.openid, registration_id)
     except ServiceError as exc:
         flash(str(exc), "error")
     else:
-        flash("已取消报名，名额已释放。" if held else "已取消候补。", "success")
+        verb = "预约" if reg.event.kind is EventKind.LIVESTREAM else "报名"
+        flash(f"已取消{verb}，名额已释放。" if held else "已取消候补。", "success")
     return redirect(url_for("citizen.event_mine"))
 
 
@@ -153,9 +166,9 @@ def event_cancel(registration_id: int):  # type: ignore[no-untyped-def]
 @citizen_required
 def event_confirm(registration_id: int):  # type: ignore[no-untyped-def]
     try:
-        events.confirm_offer(g.openid, registration_id)
+        reg = events.confirm_offer(g.openid, registration_id)
     except ServiceError as exc:
         flash(str(exc), "error")
     else:
-        flash("已确认参加，报名成功！", "success")
+        flash(f"已确认参加，{_status_label(reg)}！", "success")
     return redirect(url_for("citizen.event_mine"))

@@ -120,7 +120,10 @@ def vote_cast(campaign_id: int):  # type: ignore[no-untyped-def]
         f"今天还可以投 {result.remaining_today} 票" if result.remaining_today else "今天的票已投完"
     )
     if _wants_json():
-        return {"ok": True, "message": message, "count": result.count, "remaining": result.remaining_today}
+        body = {"ok": True, "message": message, "count": result.count, "remaining": result.remaining_today}
+        if result.count is not None:  # counts shown by the results policy: every candidate's, for the page's ranking
+            body["counts"] = {str(cid): n for cid, n in votes.counts(campaign_id).items()}
+        return body
     flash(message, "success")
     return redirect(_back(campaign_id))
 
@@ -154,6 +157,9 @@ def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
         try:
             surveys.submit_response(survey, g.openid, answers, snapshot=g.snapshot, now=now)
         except ServiceError as exc:
+            # A double tap or a resend after a dropped answer: the first submit was saved, so say thank you.
+            if surveys.has_answered(survey.id, g.openid):
+                return render_template("citizen/survey_done.html", survey=survey)
             error = str(exc)
         else:
             return render_template("citizen/survey_done.html", survey=survey)

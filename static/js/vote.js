@@ -1,37 +1,78 @@
-// Vote buttons: post in the background, show the answer and the new count at once; the form still works without JS.
+// Vote buttons: post in the background, show the answer next to the button and the new counts and ranking at once;
+// the form still works without JS.
 (function () {
   'use strict';
   function show(box, text, ok) {
-    if (!box) { alert(text); return; }
     box.innerHTML = '';
     var div = document.createElement('div');
     div.className = ok ? 'success' : 'error';
     div.textContent = text;
     box.appendChild(div);
   }
+
+  // The box at the top is the live region (read out once); on a long list it is off-screen, so the tapped
+  // candidate's card shows the answer too.
+  function answer(form, text, ok) {
+    var box = document.querySelector('.vote-message');
+    var card = form.closest('.candidate');
+    var note = card && card.querySelector('.vote-note');
+    if (!box && !note) { alert(text); return; }
+    if (box) { show(box, text, ok); }
+    document.querySelectorAll('.vote-note').forEach(function (el) { el.hidden = true; });
+    if (note) { show(note, text, ok); note.hidden = false; }
+  }
+
+  // The same order as the server's ranking: most votes first, ties in the page's (the campaign's) order.
+  function rerank(counts) {
+    var list = document.querySelector('[data-ranking]');
+    if (!list) { return; }
+    var rows = [];
+    document.querySelectorAll('.candidate[data-candidate]').forEach(function (card, i) {
+      rows.push({name: card.dataset.name, votes: Number(counts[card.dataset.candidate] || 0), order: i});
+    });
+    rows.sort(function (a, b) { return b.votes - a.votes || a.order - b.order; });
+    list.innerHTML = '';
+    rows.slice(0, 10).forEach(function (row) {
+      var li = document.createElement('li');
+      li.appendChild(document.createTextNode(row.name + ' '));
+      var votes = document.createElement('span');
+      votes.className = 'hint';
+      votes.textContent = row.votes + ' 票';
+      li.appendChild(votes);
+      list.appendChild(li);
+    });
+  }
+
+  function setCount(id, n) {
+    document.querySelectorAll('[data-count="' + id + '"]').forEach(function (el) { el.textContent = n; });
+  }
+
   document.querySelectorAll('form.vote-form').forEach(function (form) {
     form.addEventListener('submit', function (event) {
       event.preventDefault();
       var button = form.querySelector('button');
       if (button.disabled) { return; }
       button.disabled = true; // a double tap sends one request; the server counts once anyway
-      var box = document.querySelector('.vote-message');
       fetch(form.action, {
         method: 'POST', body: new FormData(form), credentials: 'same-origin',
         headers: {'Accept': 'application/json', 'X-Requested-With': 'fetch'}
       }).then(function (res) {
         return res.json().catch(function () { return {ok: false, error: '网络繁忙，请稍后再试'}; });
       }).then(function (data) {
-        show(box, data.ok ? data.message : data.error, data.ok);
+        answer(form, data.ok ? data.message : data.error, data.ok);
         if (data.ok) {
           var id = form.querySelector('[name=candidate_id]').value;
-          if (data.count !== null && data.count !== undefined) {
-            document.querySelectorAll('[data-count="' + id + '"]').forEach(function (el) { el.textContent = data.count; });
+          // counts come only when the results policy shows them
+          if (data.counts) {
+            Object.keys(data.counts).forEach(function (cid) { setCount(cid, data.counts[cid]); });
+            rerank(data.counts);
+          } else if (data.count !== null && data.count !== undefined) {
+            setCount(id, data.count);
           }
           document.querySelectorAll('.remaining').forEach(function (el) { el.textContent = data.remaining; });
         }
       }).catch(function () {
-        show(box, '网络繁忙，请稍后再试', false);
+        answer(form, '网络繁忙，请稍后再试', false);
       }).then(function () {
         setTimeout(function () { button.disabled = false; }, 800);
       });

@@ -143,3 +143,64 @@ def test_unpublished_event_is_not_found(client, citizen_login, db_session):
     db.session.commit()
     citizen_login("oA", path="/m/events")
     assert client.get(f"/m/events/{event.id}").status_code == 404
+
+
+def test_a_refused_registration_keeps_what_was_typed(client, citizen_login, db_session):
+    event, (first, second) = make_event(sessions=2, fields=("name", "phone"))
+    citizen_login("oTypo", path="/m/events")
+    detail = client.get(f"/m/events/{event.id}").get_data(as_text=True)
+    assert 'pattern="1[0-9]{10}"' in detail and 'inputmode="numeric"' in detail  # the browser catches it first
+    form = {
+        "csrf_token": csrf(detail),
+        "session_id": second.id,
+        "name": "张三",
+        "phone": "12345",
+        "companions": "2",
+        "answer_0": "想了解夜间执法",
+    }
+    res = client.post(f"/m/events/{event.id}/register", data=form)
+    html = res.get_data(as_text=True)
+    # the page again, not a redirect: nothing typed (least of all the phone) goes into a URL or a log line
+    assert res.status_code == 400 and "Location" not in res.headers
+    assert '<div class="error" role="alert">请填写 11 位手机号</div>' in html
+    assert 'value="张三"' in html and 'value="12345"' in html and 'value="想了解夜间执法"' in html
+    assert '<option value="2" selected>' in html
+    picked = re.findall(r'<input type="radio" name="session_id" value="(\d+)"[^>]*?(checked)', html)
+    assert picked == [(str(second.id), "checked")]
+    assert db.session.query(Registration).count() == 0
+    # fetch callers still get their JSON answer
+    res = client.post(f"/m/events/{event.id}/register", data=form, headers={"Accept": "application/json"})
+    assert res.status_code == 400 and res.get_json() == {"error": "请填写 11 位手机号"}
+    # corrected, it goes through
+    res = client.post(f"/m/events/{event.id}/register", data={**form, "phone": "13800001111"})
+    assert res.status_code == 302 and res.headers["Location"].endswith("/m/events/mine")
+    assert db.session.query(Registration).one().session_id == second.id
+
+
+def test_a_livestream_is_booked_and_a_waiting_entry_cancelled_in_its_own_words(client, citizen_login, db_session):
+    live, (stream,) = make_event(kind="livestream")
+    full, (session,) = make_event(quota=1)
+    events.register("oFirst", full.id, session.id)
+    citizen_login("oViewer", path="/m/events")
+    token = csrf(client.get(f"/m/events/{live.id}").get_data(as_text=True))
+    client.post(f"/m/events/{live.id}/register", data={"csrf_token": token, "session_id": stream.id})
+    client.post(f"/m/events/{full.id}/register", data={"csrf_token": token, "session_id": session.id})
+    mine = client.get("/m/events/mine").get_data(as_text=True)
+    booked = db.session.query(Registration).filter_by(openid="oViewer", event_id=live.id).one()
+    waiting = db.session.query(Registration).filter_by(openid="oViewer", event_id=full.id).one()
+    assert "预约成功，直播开始时会通知您。" in mine
+    booked_card = _card(mine, booked.id)
+    assert "预约成功" in booked_card and "报名成功" not in booked_card and ">取消预约</button>" in booked_card
+    waiting_card = _card(mine, waiting.id)
+    assert "候补中" in waiting_card and ">取消候补</button>" in waiting_card and "取消报名" not in waiting_card
+    again = client.get(f"/m/events/{live.id}").get_data(as_text=True)
+    assert "您已预约本活动：预约成功" in again
+    client.post(f"/m/events/registrations/{booked.id}/cancel", data={"csrf_token": token})
+    assert "已取消预约，名额已释放。" in client.get("/m/events/mine").get_data(as_text=True)
+
+
+def _card(page: str, registration_id: int) -> str:
+    """One registration's card on 「我的报名」."""
+    start = page.index(f'<div class="card" id="reg-{registration_id}">')
+    end = page.find('<div class="card"', start + 1)
+    return page[start : end if end != -1 else None]

@@ -69,6 +69,7 @@ def test_vote_page_button_and_count(client, citizen_login):
         "message": "投票成功！今天还可以投 1 票",
         "count": 1,
         "remaining": 1,
+        "counts": {str(first.id): 1, str(second.id): 0},  # the page redraws its ranking from these
     }
     again = vote_json(client, campaign, first, csrf(html))
     assert again.status_code == 400 and "已为 TA 投过" in again.json["error"]
@@ -113,14 +114,18 @@ def test_hidden_results_show_no_counts(client, citizen_login):
     campaign = campaign_now(results_policy="hidden")
     citizen_login("o-h", path=f"/m/vote/{campaign.id}")
     html = client.get(f"/m/vote/{campaign.id}").get_data(as_text=True)
-    assert "data-count" not in html and "票数不公开" in html
-    assert vote_json(client, campaign, campaign.candidates[0], csrf(html)).json["count"] is None
+    assert "data-count" not in html and "票数不公开" in html and "当前排名" not in html
+    body = vote_json(client, campaign, campaign.candidates[0], csrf(html)).json
+    assert body["ok"] and body["count"] is None and "counts" not in body  # nor the ranking's counts
 
 
 def test_share_card_is_public(client, db_session):
     campaign = campaign_now()
     res = client.get(f"/m/vote/{campaign.id}/c/{campaign.candidates[0].id}/share")
-    assert res.status_code == 200 and "王芳" in res.get_data(as_text=True) and "去投票" in res.get_data(as_text=True)
+    html = res.get_data(as_text=True)
+    assert res.status_code == 200 and "王芳" in html and "去投票" in html
+    # both ends of the period in one format: a date and a time each
+    assert re.search(r"投票时间：\d\d月\d\d日 \d\d:\d\d 至 \d\d月\d\d日 \d\d:\d\d<", html)
 
 
 def test_posting_without_identity_is_refused(client, db_session):
@@ -145,11 +150,56 @@ def test_survey_answered_once(client, citizen_login, db_session):
     assert missing.status_code == 400 and "请回答：总体评价" in missing.get_data(as_text=True)
     data = {"csrf_token": csrf(html), f"q{district.id}": "1", f"q{score.id}": "5", f"q{text.id}": "多些巡查"}
     assert "提交成功" in client.post(f"/m/survey/{survey.id}", data=data).get_data(as_text=True)
-    again = client.post(f"/m/survey/{survey.id}", data=data)
-    assert again.status_code == 400 and "已参加过" in again.get_data(as_text=True)
+    again = client.post(f"/m/survey/{survey.id}", data=data)  # a double tap: the first one was saved
+    assert again.status_code == 200 and "提交成功" in again.get_data(as_text=True)
     assert "您已参加过本次测评" in client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
     response = db_session.scalars(sa.select(SurveyResponse)).one()
     assert response.district == "黄浦区"
+
+
+def _survey_with_text_question():
+    now = datetime.now(UTC)
+    return surveys.save_survey(
+        title="2026年下半年满意度测评",
+        intro="",
+        starts_at=now - timedelta(days=1),
+        ends_at=now + timedelta(days=1),
+        questions="[单选] 您对市容环境是否满意\n满意\n不满意\n[填空 选填] 您的建议",
+    )
+
+
+def test_a_repeated_survey_submit_shows_the_thanks_not_an_error(client, citizen_login, db_session):
+    survey = _survey_with_text_question()
+    choice, text = survey.questions
+    citizen_login("o-double-tap", path=f"/m/survey/{survey.id}")
+    html = client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
+    assert "data-submit-once" in html and "js/submit_once.js" in html  # the button turns 「提交中…」 at the first tap
+    data = {"csrf_token": csrf(html), f"q{choice.id}": "0", f"q{text.id}": "路灯坏了"}
+    assert "提交成功" in client.post(f"/m/survey/{survey.id}", data=data).get_data(as_text=True)
+    for resend in (data, {"csrf_token": csrf(html)}):  # the same answers, or a stale empty form sent again
+        res = client.post(f"/m/survey/{survey.id}", data=resend)
+        body = res.get_data(as_text=True)
+        assert res.status_code == 200 and "提交成功" in body and 'class="error"' not in body
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 1
+
+
+def test_a_refused_survey_still_shows_its_error_to_a_new_citizen(client, citizen_login, db_session):
+    survey = _survey_with_text_question()
+    citizen_login("o-first-time", path=f"/m/survey/{survey.id}")
+    html = client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
+    res = client.post(f"/m/survey/{survey.id}", data={"csrf_token": csrf(html)})
+    assert res.status_code == 400 and "请回答：您对市容环境是否满意" in res.get_data(as_text=True)
+
+
+def test_every_survey_field_has_a_label(client, citizen_login, db_session):
+    survey = _survey_with_text_question()
+    choice, text = survey.questions
+    citizen_login("o-labels", path=f"/m/survey/{survey.id}")
+    html = client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
+    # options sit inside their <label>; the free text is named by its question
+    assert re.search(rf'<legend id="q{text.id}-text">2\. 您的建议', html)
+    assert re.search(rf'<textarea name="q{text.id}"[^>]*aria-labelledby="q{text.id}-text"', html)
+    assert len(re.findall(rf'<label class="choice"><input type="radio" name="q{choice.id}"', html)) == 2
 
 
 # --- the live gunicorn server ---------------------------------------------------------------------------------------

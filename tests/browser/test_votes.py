@@ -1,0 +1,87 @@
+"""The vote and survey pages on a phone: a vote redraws the counts and 「当前排名」 and answers beside the tapped
+button (the box at the top is off-screen on a long list); the survey's submit button cannot be tapped twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from models import SurveyResponse
+from server.services import surveys, votes
+from tests.browser.test_events import open_as
+from tests.citizen.test_votes import campaign_now
+
+NAMES = ["赵敏", "钱进", "孙立", "周航", "吴迪", "郑伟"]  # after campaign_now's 王芳 and 李强
+
+
+def in_viewport(locator) -> bool:
+    return locator.evaluate(
+        "el => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+    )
+
+
+def test_a_vote_redraws_the_ranking_and_answers_beside_the_button(phone_page, live_server, emulator):
+    phone = phone_page
+    campaign = campaign_now(per_day=3)
+    for name in NAMES:
+        votes.save_candidate(campaign, name=name, unit_name="黄浦分局", story="")
+    last = campaign.candidates[-1]
+    open_as(phone, emulator, "o-phone-voter", f"/m/vote/{campaign.id}")
+    assert phone.inner_text(".ranking li:first-child") == "王芳 0 票"
+
+    card = phone.locator(f"#c{last.id}")
+    card.locator("button").click()
+    note = card.locator(".vote-note")
+    note.wait_for(state="visible")
+    assert note.inner_text() == "投票成功！今天还可以投 2 票" and in_viewport(note)
+    assert phone.inner_text(".vote-message") == "投票成功！今天还可以投 2 票"  # the live region, read out once
+    assert not in_viewport(phone.locator(".vote-message"))
+    assert card.locator(f'[data-count="{last.id}"]').inner_text() == "1"
+    assert phone.inner_text(".ranking li:first-child") == "郑伟 1 票"  # no reload needed
+    assert phone.inner_text(".ranking li:nth-child(2)") == "王芳 0 票"  # ties keep the page's order
+
+    again = card.locator("button")
+    phone.wait_for_function(f"!document.querySelector('#c{last.id} button').disabled")
+    again.click()
+    phone.wait_for_function(f"document.querySelector('#c{last.id} .vote-note').textContent.includes('已为 TA 投过')")
+    assert note.locator(".error").count() == 1
+    first = phone.locator(f"#c{campaign.candidates[0].id}")
+    first.locator("button").click()
+    first.locator(".vote-note").wait_for(state="visible")
+    assert note.is_hidden()  # one answer on screen at a time
+    ranking = phone.locator(".ranking li").all_inner_texts()[:2]
+    assert ranking == ["王芳 1 票", "郑伟 1 票"]  # a tie: the campaign's order, as the server ranks
+
+
+def test_hidden_results_stay_hidden_after_a_vote(phone_page, live_server, emulator):
+    phone = phone_page
+    campaign = campaign_now(results_policy="hidden")
+    open_as(phone, emulator, "o-phone-hidden", f"/m/vote/{campaign.id}")
+    card = phone.locator(f"#c{campaign.candidates[0].id}")
+    card.locator("button").click()
+    card.locator(".vote-note").wait_for(state="visible")
+    assert phone.locator(".ranking").count() == 0 and phone.locator("[data-count]").count() == 0
+
+
+def test_the_survey_button_sends_once(phone_page, live_server, emulator, committed_db):
+    phone = phone_page
+    now = datetime.now(UTC)
+    survey = surveys.save_survey(
+        title="2026年下半年满意度测评",
+        intro="",
+        starts_at=now - timedelta(days=1),
+        ends_at=now + timedelta(days=1),
+        questions="[单选] 您对市容环境是否满意\n满意\n不满意\n[填空 选填] 您的建议",
+    )
+    open_as(phone, emulator, "o-phone-survey", f"/m/survey/{survey.id}")
+    phone.get_by_label("满意", exact=True).check()
+    phone.get_by_label("2. 您的建议").fill("多设几个垃圾桶")  # the free text is named by its question
+    # a double tap: the first tap disables the button at once, the second sends nothing
+    state = phone.evaluate(
+        """() => { const b = document.querySelector('button[type=submit]'); b.click();
+                   const seen = [b.disabled, b.textContent]; b.click(); return seen; }"""
+    )
+    assert state == [True, "提交中…"]
+    phone.wait_for_selector("text=提交成功")
+    assert committed_db.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 1
