@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 from markupsafe import Markup, escape
+
+LABEL_SIZE = 11  # axis text, in viewBox units
+
+
+def _text_width(text: str, size: float = LABEL_SIZE) -> float:
+    """A rough advance width: CJK and fullwidth glyphs are about 1 em, Latin letters and digits about 0.6 em."""
+    return sum(size if unicodedata.east_asian_width(ch) in "WFA" else size * 0.6 for ch in text)
+
+
+def _axis_label(x: float, y: float, label: str, max_width: float) -> str:
+    """An x-axis label centred on `x` and cut with an ellipsis to `max_width`; a cut label keeps the full text as its
+    tooltip."""
+    text = label
+    if _text_width(label) > max_width:
+        room, text = max_width - LABEL_SIZE, ""  # the ellipsis is as wide as a CJK glyph in CJK fonts
+        for ch in label:
+            if _text_width(text + ch) > room:
+                break
+            text += ch
+        text = text.rstrip() + "…"
+    tooltip = f"<title>{escape(label)}</title>" if text != label else ""
+    return (
+        f'<text x="{x:.1f}" y="{y}" text-anchor="middle" font-size="{LABEL_SIZE}" fill="#6b7280">'
+        f"{tooltip}{escape(text)}</text>"
+    )
 
 
 def bar_chart(points: Sequence[tuple[str, int]], *, width: int = 720, height: int = 200, title: str = "") -> Markup:
@@ -30,10 +56,11 @@ def bar_chart(points: Sequence[tuple[str, int]], *, width: int = 720, height: in
             f'fill="#0b5cad"><title>{escape(label)}：{value}</title></rect>'
         )
         if i % every == 0:
-            parts.append(
-                f'<text x="{x + step * 0.35:.1f}" y="{height - 6}" text-anchor="middle" font-size="11" '
-                f'fill="#6b7280">{escape(label)}</text>'
-            )
+            centre = x + step * 0.35
+            # The width of `every` bars, and no further than the chart's edges: neighbours don't overlap and the
+            # last label doesn't run off.
+            room = min(step * every - 6, 2 * (width - centre) - 2)
+            parts.append(_axis_label(centre, height - 6, label, room))
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -70,10 +97,7 @@ def line_chart(
                 "</title></circle>"
             )
         if i % every == 0:
-            parts.append(
-                f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle" font-size="11" fill="#6b7280">'
-                f"{escape(label)}</text>"
-            )
+            parts.append(_axis_label(x, height - 6, label, step * every - 6))
     parts.insert(4, f'<path d="{" ".join(path)}" fill="none" stroke="#0b5cad" stroke-width="2"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -43,6 +43,8 @@
       .then(function (res) { return res.ok ? res.json() : Promise.reject(res.status); })
       .then(function (data) {
         data.items.slice().reverse().forEach(function (item) { grid.insertBefore(card(item), grid.firstChild); });
+        var empty = document.getElementById("material-empty");
+        if (empty && data.items.length) empty.remove(); // the first photo has arrived
         if (data.last_id > lastId) lastId = data.last_id;
         if (status) status.textContent = "实时更新中";
       })

@@ -137,3 +137,13 @@ def test_a_push_keeps_the_order_the_articles_were_ticked_in(console, emulator):
     assert res.status_code == 302
     push = db.session.scalars(sa.select(ArticlePush)).one()
     assert [a.title for a in push.articles] == ["后写的", "先写的"]  # the second one ticked first is the headline
+
+
+def test_cancelling_a_schedule_asks_first(console, emulator):
+    people = factories.newsroom()
+    at = datetime.now(UTC) + timedelta(days=1)
+    push = articles.schedule_push(people["editor"], [approved(people, "待发的").id], at, None)
+    assert console.login("ed1").status_code == 302
+    page = console.get(f"/admin/articles/pushes/{push.id}").get_data(as_text=True)
+    form = page.split(f'action="/admin/articles/pushes/{push.id}/cancel"')[1].split(">")[0]
+    assert "return confirm('取消这次排期？" in form  # as every other destructive button does

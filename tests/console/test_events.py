@@ -217,3 +217,21 @@ def test_reviewer_cannot_edit_events(console, db_session):
     console.login("reviewer1")
     assert console.get("/admin/events").status_code == 200
     assert console.get("/admin/events/new").status_code == 403
+
+
+def stat_card(page: str, label: str) -> str:
+    """The card whose label is `label`, as its HTML after the label."""
+    return page.split(f'<div class="card stat"><div class="label">{label}</div>')[1].split('<div class="card')[0]
+
+
+def test_numbers_are_stat_cards_with_the_people_apart(as_admin):
+    event, (session,) = make_event(companions=2)
+    events.register("oA", event.id, session.id, Applicant(companions=2))
+    events.register("oB", event.id, session.id)
+    page = as_admin.get(f"/admin/events/{event.id}").get_data(as_text=True)
+    # The count and the head count in blocks of their own, not run together as 「报名24 人」.
+    assert stat_card(page, "报名").startswith('<div class="value">2</div><div class="hint">4 人（含同行）</div>')
+    for label in ("签到", "未到", "候补"):
+        assert stat_card(page, label).startswith('<div class="value">0</div>')
+    listing = as_admin.get("/admin/events").get_data(as_text=True)
+    assert stat_card(listing, "报名 / 签到 / 未到").startswith('<div class="value">2 / 0 / 0</div>')

@@ -136,3 +136,11 @@ def test_tag_filter_and_paging_over_more_photos_than_a_page(as_admin, db_session
     feed = as_admin.get(f"/admin/materials/feed.json?tag=夜查&after={cursor}").get_json()
     assert [c["id"] for c in feed["items"]] == [i.id for i in items[10:110:2]][::-1]
     assert feed["last_id"] == items[108].id
+
+
+def test_an_empty_library_says_so_across_the_whole_grid(as_admin, db_session):
+    page = as_admin.get("/admin/materials").get_data(as_text=True)
+    assert '<div class="card empty" id="material-empty"><strong>还没有照片</strong>' in page
+    assert ".material-grid > .empty { grid-column:1 / -1; }" in page  # not squeezed into the first 180px cell
+    filtered = as_admin.get("/admin/materials?starred=1").get_data(as_text=True)
+    assert '<div class="card empty" id="material-empty"><strong>没有符合条件的照片</strong>' in filtered

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -169,6 +170,17 @@ def test_redacting_changes_the_public_copy_only(console, staff):
     assert console.post(f"/admin/tips/photos/{photo.id}/redact", {"x": 0, "y": 0, "w": 5, "h": 5}).status_code == 403
 
 
+def test_the_redaction_box_fields_are_labelled(console, staff):
+    photo = file_tip().photos[0]
+    login(console, "editor1")
+    page = console.get(f"/admin/tips/{photo.tip_id}").get_data(as_text=True)
+    form = page.split(f'action="/admin/tips/photos/{photo.id}/redact"')[1].split("</form>")[0]
+    assert "<legend>遮挡区域（占图片的百分比）</legend>" in form
+    for label, name in (("左", "x"), ("上", "y"), ("宽", "w"), ("高", "h")):  # visible, not a clipped placeholder
+        assert f'<label>{label} <input type="number" name="{name}"' in form
+    assert "placeholder" not in form
+
+
 def test_export_masks_phones_for_roles_that_may_not_see_them(console, staff):
     file_tip(phone="13912345678")
     login(console, "reviewer1")
@@ -203,6 +215,20 @@ def test_the_map_draws_points_offline_with_a_scale(console, staff):
     page = console.get("/admin/tips", query_string={"view": "map"}).get_data(as_text=True)
     assert page.count("<circle") == 2 and "比例尺" in page and ("米" in page or "公里" in page)
     assert "http" not in page.split('<svg id="tip-map"')[1].split("</svg>")[0].replace("http://www.w3.org", "")
+
+
+def test_the_scale_bar_sits_below_every_marker(console, staff):
+    file_tip("o-1")  # the south-west corner: drawn bottom left, where the scale bar starts
+    north = offset(800, 600)
+    file_tip("o-2", latitude=north[0], longitude=north[1])
+    login(console, "editor1")
+    page = console.get("/admin/tips", query_string={"view": "map"}).get_data(as_text=True)
+    svg = page.split('<svg id="tip-map"')[1].split("</svg>")[0]
+    plotted = float(re.search(r'<rect width="[\d.]+" height="([\d.]+)"', svg).group(1))
+    lowest_marker = max(float(cy) + float(r) for cy, r in re.findall(r'<circle [^>]*cy="([\d.]+)" r="([\d.]+)"', svg))
+    bar_top = float(re.search(r'<g transform="translate\([\d.]+ ([\d.]+)\)">', svg).group(1)) - 5  # ticks rise 5
+    assert lowest_marker <= plotted < bar_top
+    assert float(re.search(r'viewBox="0 0 [\d.]+ ([\d.]+)"', svg).group(1)) > bar_top + 5
 
 
 def test_settings_categories_sla_and_blocks(console, staff):

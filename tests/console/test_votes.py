@@ -195,3 +195,10 @@ def test_survey_create_results_and_export(as_admin, db_session):
     assert locked.status_code == 400 and "题目不能再修改" in locked.get_data(as_text=True)
     assert surveys.half_year_result(2026, 1).satisfied_pct == 75.0
     assert surveys.half_year_result(2026, 2).satisfied_pct is None
+
+
+def test_voiding_ticked_votes_asks_first(as_admin, db_session):
+    campaign = make_campaign()
+    page = as_admin.get(f"/admin/votes/{campaign.id}/review/ip?key=222.85.10.7").get_data(as_text=True)
+    form = page.split(f'<form method="post" action="/admin/votes/{campaign.id}/void"')[1].split(">")[0]
+    assert "return confirm('作废所选的票？" in form  # as every other destructive button does

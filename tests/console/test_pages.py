@@ -1,0 +1,99 @@
+"""Every console page: each form field has a name a screen reader can read out, and the tab shows our icon."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from tests import factories
+from tests.services.test_events import make_event
+
+
+class Fields(HTMLParser):
+    """Collects the form fields of a page with what could name them: aria-label(ledby), title, a <label for>, or an
+    enclosing <label>."""
+
+    FIELDS = ("input", "select", "textarea")
+    UNNAMED_TYPES = ("hidden", "submit", "button", "reset", "image")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[dict[str, str | None]] = []
+        self.label_for: set[str] = set()
+        self.label_depth = 0
+        self.editable: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "label":
+            self.label_depth += 1
+            if a.get("for"):
+                self.label_for.add(a["for"])
+        elif tag in self.FIELDS and a.get("type") not in self.UNNAMED_TYPES:
+            self.fields.append({**a, "_tag": tag, "_in_label": "1" if self.label_depth else None})
+        if a.get("contenteditable") == "true":
+            self.editable.append(a)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.label_depth = max(self.label_depth - 1, 0)
+
+    def unnamed(self) -> list[str]:
+        def named(f: dict[str, str | None]) -> bool:
+            return bool(
+                f.get("aria-label")
+                or f.get("aria-labelledby")
+                or f.get("title")
+                or f["_in_label"]
+                or (f.get("id") and f["id"] in self.label_for)
+            )
+
+        unnamed = [f"{f['_tag']}[name={f.get('name')}]" for f in self.fields if not named(f)]
+        unnamed += [f"contenteditable#{e.get('id')}" for e in self.editable if not e.get("aria-labelledby")]
+        return unnamed
+
+
+def unnamed_fields(html: str) -> list[str]:
+    parser = Fields()
+    parser.feed(html)
+    return parser.unnamed()
+
+
+PAGES = [
+    "/admin/stats",
+    "/admin/stats/scoreboard",
+    "/admin/stats/records",
+    "/admin/stats/reports",
+    "/admin/audit",
+    "/admin/staff",
+    "/admin/replies",
+    "/admin/alerts/terms",
+    "/admin/articles/list",
+    "/admin/articles/new",
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_field_has_a_name(as_admin, path):
+    res = as_admin.get(path)
+    assert res.status_code == 200
+    assert unnamed_fields(res.get_data(as_text=True)) == []
+
+
+def test_the_scan_page_names_its_token_box(console, db_session):
+    factories.staff("liaison1", "liaison", unit=factories.unit())
+    console.login("liaison1")
+    event, _ = make_event()
+    page = console.get(f"/admin/events/{event.id}/scan").get_data(as_text=True)
+    assert 'id="token"' in page and unnamed_fields(page) == []
+
+
+def test_pages_link_the_icon_that_static_serves(console, admin):
+    icon = '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+    assert icon in console.get("/admin/login").get_data(as_text=True)  # a page with its own <head>
+    assert console.login("admin1").status_code == 302
+    assert icon in console.get("/admin/").get_data(as_text=True)  # console/base.html
+    res = console.client.get("/static/favicon.svg")
+    assert res.status_code == 200 and res.mimetype == "image/svg+xml" and b"<svg" in res.data
+    res.close()
