@@ -539,9 +539,13 @@ def counts(campaign_id: int) -> dict[int, int]:
     """The live counts from Redis (rebuilt from the rows if missing); the rows when Redis is down."""
     try:
         rank, snap = _keys(campaign_id)
-        if not get_redis().exists(snap):
+        # One round trip when the ranking is there (every vote's answer reads it): the check and the read together.
+        present, raw = (
+            get_redis().pipeline(transaction=False).exists(snap).zrange(rank, 0, -1, withscores=True).execute()
+        )
+        if not present:
             rebuild_ranking(campaign_id, replace=False)
-        raw = get_redis().zrange(rank, 0, -1, withscores=True)
+            raw = get_redis().zrange(rank, 0, -1, withscores=True)
         return {int(member): int(score) for member, score in raw}
     except Exception:
         log.warning("ranking read from the database: Redis unavailable")
