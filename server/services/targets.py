@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import AnnualPlan, PlanProject, PublicityRecord, RecordKind, ScoreWeight, Unit
 from server.extensions import db, dialect_insert
-from server.inputs import to_int
+from server.inputs import DB_INT_MAX, to_int
 from server.services import ServiceError, audit, datacube
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,16 @@ def _number(label: str, value: Any, kind: type, *, optional: bool) -> Any:
             return None
         raise ServiceError(f"请填写{label}")
     try:
-        number = kind(float(text)) if kind is int else kind(text)
+        number = float(text)
     except ValueError:
         raise ServiceError(f"{label}须为数字") from None
+    if not math.isfinite(number):  # "inf", "nan", "1e309"
+        raise ServiceError(f"{label}须为数字")
     if number < 0:
         raise ServiceError(f"{label}不能为负数")
-    return number
+    if number > (DB_INT_MAX if kind is int else 1e6):  # integers fit their columns; percentages stay sensible
+        raise ServiceError(f"{label}过大")
+    return int(number) if kind is int else number
 
 
 def save_plan(year: int, values: dict[str, Any]) -> AnnualPlan:

@@ -356,15 +356,16 @@ def _file_tip(
     phone: str | None,
     submit_key: str,
     photos: list[TipPhoto],
+    quota_keys: list[str],
     ip: str | None = None,
     new_files: bool = False,
-    quota: bool = True,
 ) -> tuple[Tip, bool]:
-    """Quota, then one commit of the tip with its photos and first history entry; (tip, created).
+    """One commit of the tip with its photos and first history entry; (tip, created). `quota_keys`: the citizen's
+    quota the caller took for it, returned here when nothing is filed.
 
     The unique submit_key decides a double submit: the loser returns its quota and gets the first tip back.
     """
-    keys = _take_quota(openid, ip) if quota else []
+    keys = quota_keys
     try:
         for _ in range(5):
             tip = Tip(
@@ -447,24 +448,27 @@ def submit_tip(
             processed.append(images.process_image(data))
         except images.ImageRejected as exc:
             raise images.ImageRejected(f"第 {n} 张照片：{exc}") from None
+    keys = _take_quota(openid, ip)  # before any file is written: a citizen over the limit leaves none behind
     stored: list[TipPhoto] = []
     try:
         stored = [_store_files(TipPhoto(key=secrets.token_hex(16)), p) for p in processed]
-        tip, _ = _file_tip(
-            openid,
-            source=TipSource.H5,
-            category=category,
-            description=description,
-            location=location,
-            phone=phone,
-            submit_key=submit_key,
-            photos=stored,
-            ip=ip,
-            new_files=True,
-        )
     except Exception:
+        _give_back_quota(keys)
         _discard_copies(stored)
         raise
+    tip, _ = _file_tip(
+        openid,
+        source=TipSource.H5,
+        category=category,
+        description=description,
+        location=location,
+        phone=phone,
+        submit_key=submit_key,
+        photos=stored,
+        quota_keys=keys,
+        ip=ip,
+        new_files=True,
+    )
     return tip
 
 
@@ -502,7 +506,7 @@ def submit_partner_tip(
         phone=_check_phone(phone),
         submit_key=submit_key,
         photos=[],
-        quota=False,
+        quota_keys=[],  # partners are rate-limited per key instead
     )
 
 
@@ -698,6 +702,7 @@ def _submit_draft(draft: TipDraft) -> str:
             phone=None,
             submit_key=f"chat-draft:{draft.id}",
             photos=photos,
+            quota_keys=_take_quota(draft.openid, None),
         )
     except ServiceError as exc:
         return str(exc)

@@ -22,9 +22,8 @@ TEXT_FIELDS = (
     *("ThumbMediaId", "Location_X", "Location_Y", "Scale", "Label", "Latitude", "Longitude", "Precision", "Ticket"),
     *("Title", "Description", "Url", "MenuId", "Status"),
 )
-# Fields without which a message of that type cannot be handled; WeChat always sends them.
+# Fields without which a message of that type cannot be handled; WeChat always sends them, never blank.
 TYPE_FIELDS = {
-    "text": ("Content",),
     "image": ("MediaId",),
     "voice": ("MediaId",),
     "video": ("MediaId",),
@@ -109,11 +108,8 @@ def check_message(data: dict[str, Any]) -> None:
     for name in TEXT_FIELDS:
         if data.get(name) is not None and not isinstance(data[name], str):
             raise ProtocolError(400, f"{name} is not text")
-    for name in REQUIRED_FIELDS:
+    for name in (*REQUIRED_FIELDS, *TYPE_FIELDS.get(str(data.get("MsgType")).lower(), ())):
         if not (data.get(name) or "").strip():
-            raise ProtocolError(400, f"missing {name}")
-    for name in TYPE_FIELDS.get(data["MsgType"].lower(), ()):
-        if name not in data:
             raise ProtocolError(400, f"missing {name}")
     if len(data["FromUserName"]) > 64 or len(data["ToUserName"]) > 64 or len(data["MsgType"]) > 32:
         raise ProtocolError(400, "field too long")

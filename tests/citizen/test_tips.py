@@ -127,6 +127,15 @@ def test_a_nul_in_a_field_is_refused_before_anything_is_stored(logged_in, redis_
     assert not redis_client.keys("tips:quota:*")  # refused before the quota was touched
 
 
+def test_a_citizen_over_the_daily_limit_leaves_no_files_behind(app, logged_in, monkeypatch):
+    monkeypatch.setitem(app.config, "TIP_DAILY_LIMIT", 1)
+    assert post_tip(logged_in, page_form(logged_in), [(jpeg_bytes(), "a.jpg")]).status_code == 302
+    before = _stored()
+    res = post_tip(logged_in, page_form(logged_in), [(jpeg_bytes(colour="blue"), "b.jpg")])  # a new picture
+    assert res.status_code == 400 and "今天" in res.get_data(as_text=True)
+    assert _stored() == before  # not even the content-addressed original
+
+
 def test_a_double_submit_files_one_tip(logged_in):
     form = page_form(logged_in)
     first = post_tip(logged_in, form, [(jpeg_bytes(), "a.jpg")])

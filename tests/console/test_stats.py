@@ -66,6 +66,11 @@ def test_nav_links_the_dashboard(as_admin, db_session):
 def test_plan_form_saves_and_refuses_bad_input(as_admin, db_session, today):
     res = as_admin.post("/admin/stats/plan", {"year": "2026", "activities": "abc"})
     assert res.status_code == 400 and "须为数字" in res.get_data(as_text=True)
+    for value, message in (("1e309", "须为数字"), ("-inf", "须为数字"), ("nan", "须为数字"), ("3000000000", "过大")):
+        res = as_admin.post("/admin/stats/plan", {"year": "2026", "activities": value})
+        assert res.status_code == 400 and message in res.get_data(as_text=True), value
+    res = as_admin.post("/admin/stats/plan", {"year": "2026", "follower_growth_pct": "1e300"})
+    assert res.status_code == 400 and "过大" in res.get_data(as_text=True)
     res = as_admin.post("/admin/stats/plan", {"year": "2026", "activities": "90", "products": "12"})
     assert res.status_code == 302
     assert targets.get_plan(2026).activities == 90

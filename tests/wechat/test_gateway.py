@@ -144,6 +144,7 @@ HOSTILE = {
     + "<Content>a</Content></xml>",
     "superscript MsgId": _ENVELOPE.format(t="text") + "<Content>a</Content><MsgId>²</MsgId></xml>",
     "image without MediaId": _ENVELOPE.format(t="image") + "<PicUrl>http://x/y.jpg</PicUrl><MsgId>8</MsgId></xml>",
+    "image with a blank MediaId": _ENVELOPE.format(t="image") + "<MediaId> </MediaId><MsgId>9</MsgId></xml>",
     "5,000 nested elements": _ENVELOPE.format(t="text") + "<a>" * 5000 + "</a>" * 5000 + "</xml>",
 }
 
@@ -294,6 +295,12 @@ class TestFollowers:
         assert follower.source_scene == "open_day"
         assert int(follower.first_subscribed_at.timestamp()) == now - 100
         assert int(follower.subscribed_at.timestamp()) == now
+
+    @pytest.mark.parametrize("content", ["<Content/>", "<Content> </Content>"])
+    def test_an_empty_text_is_answered_without_a_handler_error(self, wechat, db_session, content):
+        res = wechat.post(_ENVELOPE.format(t="text") + content + "<MsgId>11</MsgId></xml>")
+        assert res.status_code == 200
+        assert db_session.scalars(sa.select(InboundMessage)).one().status is MessageStatus.OK
 
     def test_a_scan_without_a_scene_is_still_recorded(self, wechat, db_session):
         assert wechat.event("o-scan-bare", "SCAN") is None
