@@ -1,7 +1,8 @@
 """Open311 GeoReport v2 views (wiki.open311.org/GeoReport_v2): parse, call `services.open311`, render JSON or XML.
 
 Every document exists in both formats, chosen by the URL's suffix; errors are the spec's <errors> list with the
-matching HTTP status. GETs are public, as in the spec; filing needs an api_key issued in the console.
+matching HTTP status. Discovery and the service list are public; filing and reading requests need an api_key issued
+in the console, and a key reads only the requests it filed (citizens' tips are not public data).
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from flask import Response, abort, jsonify, request, send_file, url_for
+from flask import Response, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from server.api import bp
-from server.services import images
 from server.services import open311 as service
 from server.services.open311 import Open311Error
 
@@ -99,9 +99,13 @@ def service_get(code: str, fmt: str) -> Response:
     return render(fmt, "service_definition", service.service_definition(code))
 
 
+def _key() -> Any:
+    return service.authenticate(request.args.get("api_key"))
+
+
 @bp.get(f"/requests.{FMT}")
 def request_list(fmt: str) -> Response:
-    return render(fmt, "service_requests", service.search_requests(request.args))
+    return render(fmt, "service_requests", service.search_requests(_key(), request.args))
 
 
 @bp.post(f"/requests.{FMT}")
@@ -114,15 +118,9 @@ def request_create(fmt: str) -> Response:
 
 @bp.get(f"/requests/<request_id>.{FMT}")
 def request_get(request_id: str, fmt: str) -> Response:
-    return render(fmt, "service_requests", service.get_request(request_id))
+    return render(fmt, "service_requests", service.get_request(_key(), request_id))
 
 
 @bp.get(f"/tokens/<token>.{FMT}")
 def token_get(token: str, fmt: str) -> Response:
-    return render(fmt, "service_requests", service.token_request(token))
-
-
-@bp.get("/media/<key>.jpg")
-def photo_get(key: str) -> Response:
-    photo = service.public_photo(key) or abort(404)
-    return send_file(images.media_path(photo.public_path), mimetype="image/jpeg", max_age=3600)
+    return render(fmt, "service_requests", service.token_request(_key(), token))

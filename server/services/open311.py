@@ -17,16 +17,15 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from models import Open311Key, PhotoState, Staff, Tip, TipPhoto, TipStatus, utcnow
+from models import Open311Key, Staff, Tip, TipStatus, utcnow
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ
 from server.inputs import to_int
 from server.services import ServiceError, audit, tips
-from server.urls import public_url
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 FORMATS = ["text/xml", "application/json"]
-CHANGESET = "2026-11-24T00:00:00+08:00"  # bump when the endpoints or their behaviour change
+CHANGESET = "2026-12-04T00:00:00+08:00"  # bump when the endpoints or their behaviour change
 MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
 CLOSED_STATUSES = frozenset({TipStatus.RESOLVED, TipStatus.REJECTED, TipStatus.DUPLICATE})
@@ -165,11 +164,6 @@ def service_definition(code: str) -> dict[str, Any]:
     return {"service_code": code, "attributes": []}
 
 
-def _media_url(tip: Tip) -> str | None:
-    photo = next((p for p in tip.photos if p.state is PhotoState.READY), None)
-    return None if photo is None else public_url("open311.photo_get", key=photo.key)
-
-
 def _latest_note(tip: Tip) -> str | None:
     return next((h.note for h in reversed(tip.history) if h.note), None)
 
@@ -193,7 +187,7 @@ def _request_doc(tip: Tip, codes: Mapping[str, str], hours: Mapping[str, int]) -
         "zipcode": None,
         "lat": tip.latitude,
         "long": tip.longitude,
-        "media_url": _media_url(tip),
+        "media_url": None,  # partners file without photos and see only what they filed
     }
 
 
@@ -207,9 +201,9 @@ def _load(stmt: sa.Select[tuple[Tip]]) -> list[Tip]:
     return list(db.session.scalars(stmt.options(*opts)).unique())
 
 
-def get_request(request_id: str) -> list[dict[str, Any]]:
+def get_request(key: Open311Key, request_id: str) -> list[dict[str, Any]]:
     no = tips.normalise_no(request_id)
-    rows = _load(sa.select(Tip).where(Tip.tracking_no == no)) if len(no) == tips.TRACKING_LENGTH else []
+    rows = _load(_filed_by(key).where(Tip.tracking_no == no)) if len(no) == tips.TRACKING_LENGTH else []
     if not rows:
         raise Open311Error(404, f"service_request_id {request_id} not found")
     return _docs(rows)
@@ -232,11 +226,17 @@ def _list(args: Mapping[str, str], name: str) -> list[str]:
     return [v.strip() for v in (args.get(name) or "").split(",") if v.strip()]
 
 
-def search_requests(args: Mapping[str, str]) -> list[dict[str, Any]]:
+def _filed_by(key: Open311Key) -> sa.Select[tuple[Tip]]:
+    """The requests a key may read: those it filed. Citizens' tips (their photos, the place they stood, what they
+    saw) are not public data: a citizen follows theirs on /m, editors in the console."""
+    return sa.select(Tip).where(Tip.openid == key.openid)
+
+
+def search_requests(key: Open311Key, args: Mapping[str, str]) -> list[dict[str, Any]]:
     """GET requests: by ids (which override every other filter), else service_code/status within a date window."""
     if ids := _list(args, "service_request_id"):
         nos = {tips.normalise_no(i) for i in ids[:MAX_RESULTS]}
-        return _docs(_load(sa.select(Tip).where(Tip.tracking_no.in_(nos)).order_by(Tip.created_at.desc())))
+        return _docs(_load(_filed_by(key).where(Tip.tracking_no.in_(nos)).order_by(Tip.created_at.desc())))
     end = _date(args, "end_date") or utcnow()
     start = _date(args, "start_date") or end - DEFAULT_WINDOW
     if start > end:
@@ -254,7 +254,7 @@ def search_requests(args: Mapping[str, str]) -> list[dict[str, Any]]:
             where.append(Tip.status.not_in(CLOSED_STATUSES))
         elif set(statuses) == {"closed"}:
             where.append(Tip.status.in_(CLOSED_STATUSES))
-    stmt = sa.select(Tip).where(*where).order_by(Tip.created_at.desc(), Tip.id.desc()).limit(MAX_RESULTS)
+    stmt = _filed_by(key).where(*where).order_by(Tip.created_at.desc(), Tip.id.desc()).limit(MAX_RESULTS)
     return _docs(_load(stmt))
 
 
@@ -308,17 +308,11 @@ def submit_request(api_key: str | None, form: Mapping[str, str], *, client_token
     ]
 
 
-def token_request(token: str) -> list[dict[str, Any]]:
+def token_request(key: Open311Key, token: str) -> list[dict[str, Any]]:
     """tokens/{token}: filing is synchronous, so a known token always has its service_request_id."""
     tip = None
     if len(token) == 48 and all(c in "0123456789abcdef" for c in token):
-        tip = db.session.scalar(sa.select(Tip).filter_by(submit_key=SUBMIT_PREFIX + token))
+        tip = db.session.scalar(_filed_by(key).filter_by(submit_key=SUBMIT_PREFIX + token))
     if tip is None:
         raise Open311Error(404, f"token {token} not found")
     return [{"service_request_id": tip.display_no, "token": token}]
-
-
-def public_photo(key: str) -> TipPhoto | None:
-    """The EXIF-free (and possibly redacted) public copy of a tip's photo, by its random key."""
-    photo = db.session.scalar(sa.select(TipPhoto).filter_by(key=key))
-    return photo if photo is not None and photo.tip_id is not None and photo.state is PhotoState.READY else None

@@ -143,9 +143,18 @@ def post(client, api_key, fmt="json", **fields):
     return client.post(f"{BASE}/requests.{fmt}", data={k: v for k, v in data.items() if v is not None})
 
 
+def get(client, api_key: str, path: str, **query):
+    return client.get(f"{BASE}/{path}", query_string={"api_key": api_key, **query})
+
+
 def file_tip(category: str, *, days_ago: float = 0, n: int = 0) -> Tip:
+    """A request filed by the `api_key` fixture's partner (hotline12345), which may read it back."""
     tip, _ = tips.submit_partner_tip(
-        "open311:seed", category=category, description="测试线索描述内容", address="测试路 1 号", submit_key=f"t-{n}"
+        "open311:hotline12345",
+        category=category,
+        description="测试线索描述内容",
+        address="测试路 1 号",
+        submit_key=f"t-{n}",
     )
     if days_ago:
         tip.created_at = utcnow() - timedelta(days=days_ago)
@@ -183,7 +192,7 @@ def test_services_come_from_the_active_categories(client, codes):
     assert len(root) == len(doc)
 
 
-def test_service_definition_and_unknown_code(client, codes):
+def test_service_definition_and_unknown_code(client, api_key, codes):
     doc = client.get(f"{BASE}/services/{codes['占道经营']}.json").get_json()
     check_json(doc, SERVICE_DEFINITION)
     assert doc == {"service_code": codes["占道经营"], "attributes": []}
@@ -197,7 +206,7 @@ def test_service_definition_and_unknown_code(client, codes):
     assert check_xml(res.data, "errors").find("error/code").text == "404"
     for odd in ("²", "١٢", "99999999999999999999"):  # digits int() or the database would choke on: unknown codes
         assert client.get(f"{BASE}/services/{odd}.json").status_code == 404
-        assert client.get(f"{BASE}/requests.json", query_string={"service_code": odd}).get_json() == []
+        assert get(client, api_key, "requests.json", service_code=odd).get_json() == []
 
 
 # -- the round trip of an external client -----------------------------------------------------------------------------
@@ -231,7 +240,7 @@ def test_round_trip_services_post_get(client, api_key, db_session):
     assert tip.source is TipSource.OPEN311 and tip.openid == "open311:hotline12345"
     assert tip.category == "占道经营" and tip.phone_enc and "13800138000" not in tip.phone_enc
 
-    res = client.get(f"{BASE}/requests/{request_id}.json")
+    res = get(client, api_key, f"requests/{request_id}.json")
     doc = res.get_json()
     check_json(doc, [SERVICE_REQUEST])
     got = doc[0]
@@ -242,14 +251,14 @@ def test_round_trip_services_post_get(client, api_key, db_session):
     assert got["expected_datetime"] is not None and got["media_url"] is None
     body = res.get_data(as_text=True)
     assert "13800138000" not in body and "open311:" not in body and "someone@example.com" not in body
-    check_xml(client.get(f"{BASE}/requests/{request_id}.xml").data, "service_requests")
+    check_xml(get(client, api_key, f"requests/{request_id}.xml").data, "service_requests")
 
     token = created[0]["token"]
-    doc = client.get(f"{BASE}/tokens/{token}.json").get_json()
+    doc = get(client, api_key, f"tokens/{token}.json").get_json()
     check_json(doc, [TOKEN_RESPONSE])
     assert doc[0]["service_request_id"] == request_id
-    check_xml(client.get(f"{BASE}/tokens/{token}.xml").data, "token_response")
-    assert client.get(f"{BASE}/tokens/{'0' * 48}.json").status_code == 404
+    check_xml(get(client, api_key, f"tokens/{token}.xml").data, "token_response")
+    assert get(client, api_key, f"tokens/{'0' * 48}.json").status_code == 404
 
 
 def test_post_in_xml(client, api_key, codes):
@@ -259,16 +268,38 @@ def test_post_in_xml(client, api_key, codes):
     assert root.find("request/account_id").text is None  # not given: an empty element
 
 
-def test_a_citizens_phone_and_openid_never_leave(client, db_session, codes):
-    tip, _ = tips.submit_partner_tip(
-        "oCitizenOpenid0001", category="市容环境", description="小区门口垃圾堆放", address="幸福路",
+def test_a_partner_reads_only_what_it_filed_and_never_a_phone(client, api_key, db_session, codes):
+    mine, _ = tips.submit_partner_tip(
+        "open311:hotline12345", category="市容环境", description="小区门口垃圾堆放", address="幸福路",
         phone="13900139000", submit_key="k" * 20,
     )  # fmt: skip
-    body = client.get(f"{BASE}/requests.json").get_data(as_text=True) + client.get(f"{BASE}/requests.xml").get_data(
-        as_text=True
-    )
-    assert tip.display_no in body
+    citizens, _ = tips.submit_partner_tip(  # as a citizen's tip: photos, the place they stood
+        "oCitizenOpenid0001", category="市容环境", description="楼下有人乱倒垃圾", address="和平路",
+        submit_key="c" * 20,
+    )  # fmt: skip
+    _, other = open311.issue_key("civicapp", "某市民应用")
+    body = get(client, api_key, "requests.json").get_data(as_text=True)
+    body += get(client, api_key, "requests.xml").get_data(as_text=True)
+    assert mine.display_no in body and citizens.display_no not in body
     assert "oCitizenOpenid0001" not in body and "13900139000" not in body
+    for key, no in ((api_key, citizens.display_no), (other, mine.display_no)):  # even by its number
+        assert get(client, key, f"requests/{no}.json").status_code == 404
+        assert get(client, key, "requests.json", service_request_id=no).get_json() == []
+    assert get(client, other, "requests.json").get_json() == []
+
+
+@pytest.mark.parametrize(
+    "path", ["requests.json", "requests.xml", "requests/ABCD-EFGH.json", f"tokens/{'0' * 48}.json"]
+)
+def test_reading_requests_needs_a_key(client, api_key, db_session, path):
+    for key in (None, "o311_wrong"):
+        res = client.get(f"{BASE}/{path}", query_string={"api_key": key} if key else {})
+        assert res.status_code == 403
+    assert client.get(f"{BASE}/services.json").status_code == 200  # what can be reported stays public
+
+
+def test_there_is_no_public_photo_route(client, db_session):
+    assert client.get(f"{BASE}/media/{'a' * 32}.jpg").status_code == 404
 
 
 # -- filing errors ----------------------------------------------------------------------------------------------------
@@ -351,7 +382,7 @@ def test_partner_tips_skip_the_citizen_quota(app, client, api_key, codes, monkey
 # -- reading: status mapping, filters, caps ---------------------------------------------------------------------------
 
 
-def test_closed_mapping_and_public_notes(client, db_session, codes):
+def test_closed_mapping_and_public_notes(client, api_key, db_session, codes):
     editor = factories.staff("editor1", "editor")
     unit = factories.unit("城东中队", "squad")
     open_tip, resolved, rejected, duplicate, dispatched = (file_tip("占道经营", n=n) for n in range(5))
@@ -360,7 +391,7 @@ def test_closed_mapping_and_public_notes(client, db_session, codes):
     tips.transition(rejected.id, "reject", editor, note="不属于城管职责")
     tips.transition(duplicate.id, "duplicate", editor, duplicate_of=open_tip.tracking_no)
     tips.transition(dispatched.id, "dispatch", editor, unit_id=unit.id, note="请城东中队处理")
-    doc = {d["service_request_id"]: d for d in client.get(f"{BASE}/requests.json").get_json()}
+    doc = {d["service_request_id"]: d for d in get(client, api_key, "requests.json").get_json()}
     assert doc[open_tip.display_no]["status"] == "open"
     assert doc[dispatched.display_no]["status"] == "open"
     assert doc[dispatched.display_no]["agency_responsible"] == "城东中队"
@@ -370,36 +401,36 @@ def test_closed_mapping_and_public_notes(client, db_session, codes):
     assert doc[resolved.display_no]["status_notes"] == "已现场劝离"
     assert doc[rejected.display_no]["status_notes"] == "不属于城管职责"
     assert db_session.get(Tip, rejected.id).status is TipStatus.REJECTED
-    closed = client.get(f"{BASE}/requests.json?status=closed").get_json()
+    closed = get(client, api_key, "requests.json", status="closed").get_json()
     assert {d["service_request_id"] for d in closed} == {resolved.display_no, rejected.display_no, duplicate.display_no}
-    opened = client.get(f"{BASE}/requests.json?status=open").get_json()
+    opened = get(client, api_key, "requests.json", status="open").get_json()
     assert {d["service_request_id"] for d in opened} == {open_tip.display_no, dispatched.display_no}
-    assert len(client.get(f"{BASE}/requests.json?status=open,closed").get_json()) == 5
-    assert client.get(f"{BASE}/requests.json?status=pending").status_code == 400
+    assert len(get(client, api_key, "requests.json", status="open,closed").get_json()) == 5
+    assert get(client, api_key, "requests.json", status="pending").status_code == 400
 
 
-def test_filters_window_and_order(client, db_session, codes):
+def test_filters_window_and_order(client, api_key, db_session, codes):
     recent = file_tip("占道经营", days_ago=1, n=1)
     older = file_tip("乱设摊", days_ago=10, n=2)
     old = file_tip("占道经营", days_ago=120, n=3)
-    doc = client.get(f"{BASE}/requests.json").get_json()
+    doc = get(client, api_key, "requests.json").get_json()
     check_json(doc, [SERVICE_REQUEST])
     assert [d["service_request_id"] for d in doc] == [recent.display_no, older.display_no]  # newest first, 90 days
-    by_code = client.get(f"{BASE}/requests.json?service_code={codes['乱设摊']}").get_json()
+    by_code = get(client, api_key, "requests.json", service_code=codes["乱设摊"]).get_json()
     assert [d["service_request_id"] for d in by_code] == [older.display_no]
-    both = client.get(f"{BASE}/requests.json?service_code={codes['乱设摊']},{codes['占道经营']}").get_json()
+    both = get(client, api_key, "requests.json", service_code=f"{codes['乱设摊']},{codes['占道经营']}").get_json()
     assert len(both) == 2
     start = (utcnow() - timedelta(days=130)).isoformat()
     end = (utcnow() - timedelta(days=100)).isoformat()
-    window = client.get(f"{BASE}/requests.json", query_string={"start_date": start, "end_date": end}).get_json()
+    window = get(client, api_key, "requests.json", start_date=start, end_date=end).get_json()
     assert [d["service_request_id"] for d in window] == [old.display_no]
-    since = client.get(f"{BASE}/requests.json", query_string={"start_date": (utcnow() - timedelta(days=5)).isoformat()})
+    since = get(client, api_key, "requests.json", start_date=(utcnow() - timedelta(days=5)).isoformat())
     assert [d["service_request_id"] for d in since.get_json()] == [recent.display_no]
     # ids override every other filter, the 90-day window too; the dash is optional
     ids = f"{old.display_no},{recent.tracking_no}"
-    got = client.get(f"{BASE}/requests.json", query_string={"service_request_id": ids, "status": "closed"}).get_json()
+    got = get(client, api_key, "requests.json", service_request_id=ids, status="closed").get_json()
     assert {d["service_request_id"] for d in got} == {old.display_no, recent.display_no}
-    root = check_xml(client.get(f"{BASE}/requests.xml").data, "service_requests")
+    root = check_xml(get(client, api_key, "requests.xml").data, "service_requests")
     assert [r.find("service_request_id").text for r in root] == [recent.display_no, older.display_no]
 
 
@@ -414,13 +445,13 @@ def test_filters_window_and_order(client, db_session, codes):
         {"start_date": "9999-12-31T23:59:59-12:00"},
     ],
 )
-def test_bad_date_filters_are_400(client, db_session, query):
-    res = client.get(f"{BASE}/requests.xml", query_string=query)
+def test_bad_date_filters_are_400(client, api_key, db_session, query):
+    res = get(client, api_key, "requests.xml", **query)
     assert res.status_code == 400
     check_xml(res.data, "errors")
 
 
-def test_at_most_1000_results(client, db_session, codes):
+def test_at_most_1000_results(client, api_key, db_session, codes):
     now = utcnow()
     db_session.execute(
         sa.insert(Tip),
@@ -428,7 +459,7 @@ def test_at_most_1000_results(client, db_session, codes):
             {
                 "tracking_no": f"B{n:07d}",
                 "submit_key": f"bulk-{n}",
-                "openid": "open311:bulk",
+                "openid": "open311:hotline12345",
                 "source": TipSource.OPEN311,
                 "category": "占道经营",
                 "description": "批量测试线索",
@@ -437,17 +468,17 @@ def test_at_most_1000_results(client, db_session, codes):
             for n in range(1005)
         ],
     )
-    doc = client.get(f"{BASE}/requests.json").get_json()
+    doc = get(client, api_key, "requests.json").get_json()
     assert len(doc) == 1000
     assert doc[0]["service_request_id"] == "B000-0000" and doc[-1]["service_request_id"] == "B000-0999"
 
 
-def test_unknown_request_is_404(client, db_session):
+def test_unknown_request_is_404(client, api_key, db_session):
     for path in ("requests/ABCD-EFGH.json", "requests/x.json"):
-        res = client.get(f"{BASE}/{path}")
+        res = get(client, api_key, path)
         assert res.status_code == 404
         check_json(res.get_json(), [ERROR])
-    assert check_xml(client.get(f"{BASE}/requests/ABCD-EFGH.xml").data, "errors") is not None
+    assert check_xml(get(client, api_key, "requests/ABCD-EFGH.xml").data, "errors") is not None
 
 
 # -- console: issue and revoke ----------------------------------------------------------------------------------------
