@@ -12,7 +12,7 @@ from server.console.access import require_roles
 from server.extensions import db
 from server.services import ServiceError, alerts
 
-VIEW_ROLES = (Role.ADMIN, Role.EDITOR, Role.REVIEWER)  # liaisons and officers: 403
+VIEW_ROLES = alerts.ALERT_ROLES  # liaisons and officers: 403
 EDIT_ROLES = (Role.ADMIN, Role.EDITOR)
 POLL_SECONDS = 10
 

@@ -22,6 +22,9 @@ from server.redirects import local_path
 from server.services import ServiceError, images, materials
 from server.services import staff as staff_service
 
+# Who may caption, tag, star, crop and upload photos: not reviewers (they read), a liaison only in their own unit.
+CURATORS = (Role.ADMIN, Role.EDITOR, Role.LIAISON)
+
 
 def _item_or_404(item_id: int) -> MaterialItem:
     item = db.session.get(MaterialItem, item_id) or abort(404)
@@ -80,7 +83,7 @@ def material_feed():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/materials/star")
-@require_roles(*CONSOLE_ROLES)
+@require_roles(*CURATORS)
 def material_star():  # type: ignore[no-untyped-def]
     ids = to_ids(request.form.getlist("item_id"))
     count = materials.set_starred(ids, request.form.get("starred") == "1", visible_unit_ids())
@@ -113,7 +116,7 @@ def material_detail(item_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/materials/<int:item_id>/edit")
-@require_roles(*CONSOLE_ROLES)
+@require_roles(*CURATORS)
 def material_edit(item_id: int):  # type: ignore[no-untyped-def]
     item = _item_or_404(item_id)
     materials.edit_item(
@@ -145,7 +148,7 @@ def _recipe_from_form() -> materials.Recipe:
 
 
 @bp.post("/materials/<int:item_id>/process")
-@require_roles(*CONSOLE_ROLES)
+@require_roles(*CURATORS)
 def material_process(item_id: int):  # type: ignore[no-untyped-def]
     item = _item_or_404(item_id)
     upload = request.form.get("wechat") == "1"

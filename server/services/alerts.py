@@ -467,6 +467,10 @@ def close(alert_id: int, note: str = "") -> Alert:
 # --- notices and the SLA sweep --------------------------------------------------------------------------------------
 
 
+# Who reads alerts, and so who may be told of one: an alert quotes a citizen's words.
+ALERT_ROLES = (Role.ADMIN, Role.EDITOR, Role.REVIEWER)
+
+
 def _recipients(alert: Alert, round_: NoticeRound) -> list[Staff]:
     if round_ is NoticeRound.DUTY:
         people = duty_staff()
@@ -480,7 +484,8 @@ def _recipients(alert: Alert, round_: NoticeRound) -> list[Staff]:
         people += list(db.session.scalars(sa.select(Staff).where(Staff.role == Role.ADMIN)))
     seen: dict[int, Staff] = {}
     for person in people:
-        if person.active and person.openid and person.id not in seen:
+        # Checked at send time: a B post, or someone on the roster since demoted, may not read alerts.
+        if person.active and person.openid and person.role in ALERT_ROLES and person.id not in seen:
             seen[person.id] = person
     return list(seen.values())
 

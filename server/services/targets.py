@@ -250,6 +250,8 @@ def add_record(
         db.session.rollback()
         if (first := db.session.scalar(sa.select(PublicityRecord).filter_by(submit_key=submit_key))) is None:
             raise
+        if first.created_by_id != created_by_id:  # someone else's form key: theirs is not ours to show
+            raise ServiceError("表单已失效，请刷新页面后重新填写") from None
         return first
     audit.record("stats.record_add", target=record, after={"kind": kind_enum.value, "title": title})
     db.session.commit()

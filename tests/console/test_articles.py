@@ -11,7 +11,7 @@ from server.extensions import db
 from server.services import articles, columns, publishing
 from server.wechat import client as client_module
 from tests import factories
-from tests.services.test_publishing import SUBMIT, _dying, approved, calls_to, last_publish_event
+from tests.services.test_publishing import SUBMIT, _dying, approved, calls_to, jpeg, last_publish_event
 
 
 def test_calendar_and_pages_render_for_an_editor(console, db_session):
@@ -40,6 +40,19 @@ def test_liaison_cannot_approve_or_schedule(console, db_session):
     article_url = res.headers["Location"]
     console.post(article_url + "/approve", {"comment": ""})
     assert "已通过" not in console.get(article_url).get_data(as_text=True).split("状态：")[1][:40]
+
+
+def test_a_liaison_cannot_read_another_units_scheduled_titles(console, db_session):
+    people = factories.newsroom()  # li1 of 浦东分局
+    other = factories.staff("li2", "liaison", unit=factories.unit("杨浦分局"))
+    theirs = articles.save_article(other, title="乙分局稿件", body_html="<p>正文</p>", author="城管")
+    articles.set_cover(other, theirs.id, jpeg())
+    articles.submit(other, theirs.id)
+    articles.review(people["reviewer"], theirs.id, approve=True)
+    push = articles.schedule_push(people["editor"], [theirs.id], datetime.now(UTC) + timedelta(days=1), None)
+    assert console.login("li1").status_code == 302
+    res = console.get(f"/admin/articles/pushes/{push.id}")
+    assert res.status_code == 403 and "乙分局稿件" not in res.get_data(as_text=True)
 
 
 RED = 'style="color:#b91c1c"'

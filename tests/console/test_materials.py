@@ -65,6 +65,19 @@ def test_a_liaison_sees_only_their_unit(console, wechat, media, db_session):
     assert console.get(f"/admin/materials/{item.id}").status_code == 403
 
 
+def test_a_reviewer_reads_the_library_but_changes_nothing(console, db_session):
+    officer = factories.staff("wushi", "officer", unit=factories.unit("徐汇分局"), name="吴十")
+    item, _ = materials.upload_photo(officer, jpeg_bytes((320, 240)), client_id="rv-client")
+    factories.staff("rv1", "reviewer")
+    console.login("rv1")
+    assert console.get(f"/admin/materials/{item.id}").status_code == 200
+    assert console.post(f"/admin/materials/{item.id}/edit", {"caption": "审核改了"}).status_code == 403
+    assert console.post(f"/admin/materials/{item.id}/process", {"watermark": "x"}).status_code == 403
+    assert console.post("/admin/materials/star", {"item_id": str(item.id), "starred": "1"}).status_code == 403
+    db.session.refresh(item)
+    assert item.caption != "审核改了" and not item.starred
+
+
 def test_caption_tag_star_and_process_edits_are_audited_with_chinese_labels(as_admin, db_session):
     officer = factories.staff("zhou", "officer", unit=factories.unit("静安分局"), name="周九")
     a, _ = materials.upload_photo(officer, jpeg_bytes((320, 240)), client_id="audit-client-a")

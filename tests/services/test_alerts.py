@@ -8,7 +8,7 @@ import ahocorasick
 import pytest
 import sqlalchemy as sa
 
-from models import Alert, AlertNotice, AlertStatus, AuditLog, NoticeRound, SensitiveTerm, utcnow
+from models import Alert, AlertNotice, AlertStatus, AuditLog, NoticeRound, Role, SensitiveTerm, utcnow
 from server.extensions import db
 from server.services import ServiceError, alerts, audit
 from tests import factories
@@ -199,6 +199,20 @@ def test_escalation_after_sla_goes_once_to_b_post_and_admins(duty, emulator):
     assert len([t for t in _sent(emulator) if t["data"]["thing1"]["value"] == "舆情超时未确认"]) == 2
     assert db.session.scalars(sa.select(AuditLog).filter_by(action="alert.escalate")).one().target_id == str(late.id)
     assert admin.id in {n.staff_id for n in db.session.scalars(sa.select(AlertNotice).filter_by(round="ESCALATION"))}
+
+
+def test_only_people_who_may_read_alerts_are_told_of_one(duty, emulator):
+    unit = factories.unit("浦东分局")
+    officer_b = _person("officerb", "officer", "o-b", unit=unit)  # an officer as the unit's B post
+    unit.post_b_id, duty.unit_id = officer_b.id, unit.id
+    db.session.commit()
+    late = alerts.scan_text("o-fan", "暴力执法", source="message", ref="310")
+    late.created_at = utcnow() - timedelta(minutes=31)
+    duty.role = Role.LIAISON  # demoted after being put on the roster
+    db.session.commit()
+    assert alerts.sweep()["escalated"] == 1
+    assert _sent(emulator)[0]["touser"] == "o-duty"  # the first notice, sent while duty1 was an editor
+    assert [t["touser"] for t in _sent(emulator)[1:]] == []  # neither the officer nor the demoted liaison
 
 
 def test_the_sweep_sends_notices_that_were_never_enqueued(duty, emulator):

@@ -143,6 +143,14 @@ def test_record_double_submit_records_once(db_session):
         targets.add_record(kind="media_report", title="无媒体", happened_on="2026-03-01", submit_key="k2")
 
 
+def test_someone_elses_form_key_does_not_return_their_record(db_session):
+    ed1, ed2 = factories.staff("ed1", "editor"), factories.staff("ed2", "editor")
+    kwargs = {"kind": "activity", "title": "乙的活动", "happened_on": "2026-03-01", "submit_key": "k-shared"}
+    targets.add_record(**kwargs, created_by_id=ed1.id)
+    with pytest.raises(ServiceError, match="表单已失效"):
+        targets.add_record(**{**kwargs, "title": "甲的活动"}, created_by_id=ed2.id)
+
+
 def test_scoreboard_weights_and_ranks(db_session):
     a, b, c = factories.unit("一分局"), factories.unit("二分局"), factories.unit("三分局")
     db_session.add_all([_record(RecordKind.MEDIA_REPORT, i, date(2026, 3, 2), a) for i in range(2)])  # 2 × 5
