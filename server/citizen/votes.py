@@ -121,8 +121,8 @@ def vote_cast(campaign_id: int):  # type: ignore[no-untyped-def]
     )
     if _wants_json():
         body = {"ok": True, "message": message, "count": result.count, "remaining": result.remaining_today}
-        if result.count is not None:  # counts shown by the results policy: every candidate's, for the page's ranking
-            body["counts"] = {str(cid): n for cid, n in votes.counts(campaign_id).items()}
+        if result.counts is not None:  # shown by the results policy: every candidate's, for the page's ranking
+            body["counts"] = {str(cid): n for cid, n in result.counts.items()}
         return body
     flash(message, "success")
     return redirect(_back(campaign_id))

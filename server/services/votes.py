@@ -192,6 +192,7 @@ class CastResult:
     vote_id: int
     candidate_id: int
     count: int | None  # the candidate's valid votes, None when the results policy hides them
+    counts: dict[int, int] | None  # every candidate's, likewise: the voter's page redraws its ranking
     remaining_today: int
 
 
@@ -411,11 +412,13 @@ def cast_vote(
         log.error("vote slot collision for campaign %s", campaign_id)
         raise ServiceError("投票未成功，请重试") from None
     assert out.seq is not None and out.ends_at is not None
-    score = _after_vote(campaign_id, candidate_id, out.xid)
+    ranking = _after_vote(campaign_id, candidate_id, out.xid)
+    shown = out.results_policy.shows(out.ends_at, now)
     return CastResult(
         vote_id=out.vote_id,
         candidate_id=candidate_id,
-        count=score if out.results_policy.shows(out.ends_at, now) else None,
+        count=ranking.get(candidate_id, 0) if shown else None,
+        counts=ranking if shown else None,
         remaining_today=out.votes_per_day - out.seq,
     )
 
@@ -439,9 +442,10 @@ if xid then
       if tonumber(x) == xid then visible = false break end
     end
   end
-  if visible then return redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0' end
+  if visible then return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES') end
 end
-return redis.call('ZINCRBY', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZINCRBY', KEYS[1], ARGV[2], ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')  -- the voter's page redraws the ranking from it
 """
 
 _CREATE_IF_MISSING = """
@@ -469,24 +473,31 @@ def _xid_column() -> Any:
     return sa.null()
 
 
-def _apply(campaign_id: int, candidate_id: int, delta: int, xid: str | None) -> float | None:
+def _ranking(flat: list[Any]) -> dict[int, int]:
+    """ZRANGE … WITHSCORES as the script returns it (member, score, member, score …) as {candidate: votes}."""
+    return {int(flat[i]): int(float(flat[i + 1])) for i in range(0, len(flat), 2)}
+
+
+def _apply(campaign_id: int, candidate_id: int, delta: int, xid: str | None) -> dict[int, int] | None:
+    """Apply a vote's (or a void's) delta unless a rebuild already counted it; the ranking after, None if no set."""
     rank, snap = _keys(campaign_id)
     result = get_redis().eval(_APPLY_DELTA, 2, rank, snap, str(candidate_id), str(delta), xid or "")
-    return None if result is None else float(result)
+    return None if result is None else _ranking(result)
 
 
-def _after_vote(campaign_id: int, candidate_id: int, xid: str | None) -> int:
+def _after_vote(campaign_id: int, candidate_id: int, xid: str | None) -> dict[int, int]:
+    """Count a committed vote in the ranking (one round trip); every candidate's votes after it."""
     try:
-        score = _apply(campaign_id, candidate_id, 1, xid)
-        if score is None:  # no set: build it from the rows, which include this committed vote
+        ranking = _apply(campaign_id, candidate_id, 1, xid)
+        if ranking is None:  # no set: build it from the rows, which include this committed vote
             if _rebuild(campaign_id, replace=False)[1] or xid is None:
-                return int(get_redis().zscore(_keys(campaign_id)[0], str(candidate_id)) or 0)
+                return counts(campaign_id)
             # someone else's rebuild won the race: its snapshot decides whether it counted this vote
-            score = _apply(campaign_id, candidate_id, 1, xid)
-        return int(score or 0)
-    except Exception:  # Redis down: the vote is committed; the count comes from the rows
+            ranking = _apply(campaign_id, candidate_id, 1, xid)
+        return ranking if ranking is not None else counts(campaign_id)
+    except Exception:  # Redis down: the vote is committed; the counts come from the rows
         log.warning("ranking update skipped for campaign %s: Redis unavailable", campaign_id)
-        return db_counts(campaign_id).get(candidate_id, 0)
+        return db_counts(campaign_id)
 
 
 def _drop_ranking(campaign_id: int) -> None:
