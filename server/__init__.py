@@ -112,8 +112,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         code = exc.code or 500
-        own = exc.description != type(exc).description  # ours, in Chinese; werkzeug's defaults are English
-        return answer(code, exc.description if own and exc.description else messages.get(code, "出错了"))
+        # Ours are in Chinese; werkzeug's defaults and libraries' descriptions are English, not for these users.
+        own = exc.description and not exc.description.isascii()
+        return answer(code, exc.description if own else messages.get(code, "出错了"))
 
     @app.errorhandler(CSRFError)
     def form_expired(exc: CSRFError):  # type: ignore[no-untyped-def]
