@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
 TOKEN_MARGIN = 300  # refresh this long before WeChat's expiry, so no call carries a dying token
+MEDIA_TYPES = ("image/", "audio/", "video/", "application/octet-stream")  # what media downloads answer with
 TICKET_KEY = "jsapi_ticket_shared"  # not wechatpy's own key: its get_jsapi_ticket caches without a lock
 
 
@@ -132,6 +133,18 @@ class SharedTokenClient(WeChatClient):
             log.info("wechat answered %s; refreshing the token and retrying once", exc.errcode)
             self.refresh_token(stale=used or self.session.get(self.access_token_key))
             return super()._request(method, url_or_endpoint, **retry_kwargs)
+
+    def _decode_result(self, res: requests.Response) -> Any:  # type: ignore[override]
+        """wechatpy hands back the raw response when the body is not JSON: right for a media download, but a proxy's
+        error page or a cut-off body would read as success (a notice marked sent that never left). Those become
+        WeChat's own "system busy" (-1), which every caller already retries."""
+        result = super()._decode_result(res)
+        if isinstance(result, requests.Response):
+            kind = result.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if not kind.startswith(MEDIA_TYPES):
+                log.warning("wechat answered %s with a body that is not JSON (%s)", res.url, kind or "no type")
+                raise WeChatClientException(-1, "微信返回了无法解析的应答", client=self, response=res)
+        return result
 
     @staticmethod
     def _token_in(exc: WeChatClientException) -> str | None:
