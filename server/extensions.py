@@ -31,6 +31,15 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})  # results stay readable after commit
 migrate = Migrate()
 csrf = CSRFProtect()
+
+
+@sa.event.listens_for(sa.orm.Session, "do_orm_execute")
+def _reread_locked_rows(state: sa.orm.ORMExecuteState) -> None:
+    """A row read FOR UPDATE is taken from the database, not from the session's identity map: a view that loaded it
+    before asking for the lock would otherwise check the state it saw before waiting, and two editors acting on one
+    tip at once would both pass the check."""
+    if state.is_select and getattr(state.statement, "_for_update_arg", None) is not None:
+        state.update_execution_options(populate_existing=True)
 login = LoginManager()
 login.login_view = "console.login"
 login.login_message = "请先登录"

@@ -105,9 +105,7 @@ def save_article(by: Staff, article_id: int | None = None, **fields: Any) -> Art
         audit.record("article.create", target=article)
         db.session.commit()
         return article
-    article = db.session.get(Article, article_id)
-    if article is None:
-        raise ServiceError("推文不存在")
+    article = _get(article_id)
     if article.status not in EDITABLE:
         raise ServiceError("发布中或已发布的推文不能修改")
     changed = any(getattr(article, k) != v for k, v in data.items())
@@ -195,7 +193,9 @@ def review_diff(article: Article) -> list[DiffLine] | None:
 
 
 def _get(article_id: int) -> Article:
-    article = db.session.get(Article, article_id)
+    """The article, locked and read afresh for a change: two reviewers at once, or an edit racing its scheduling,
+    act one after the other, each on what the other left."""
+    article = db.session.get(Article, article_id, with_for_update=True, populate_existing=True)
     if article is None:
         raise ServiceError("推文不存在")
     return article

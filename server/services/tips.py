@@ -911,6 +911,8 @@ def transition(
         unit = db.session.get(Unit, unit_id) if unit_id else None
         if unit is None:
             raise ServiceError("请选择派发单位")
+        if tip.status is TipStatus.DISPATCHED and tip.unit_id == unit.id:  # a double click, or two editors alike
+            raise ServiceError(f"线索已派发给「{unit.name}」")
         if tip.status is TipStatus.SUBMITTED:  # dispatching implies acceptance; the citizen hears of it
             _change(tip, TipStatus.ACCEPTED, staff, None, notify=notify)
         tip.unit_id = unit.id
