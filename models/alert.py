@@ -109,3 +109,7 @@ class AlertNotice(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Each attempt claims the row (attempts + 1, next_attempt_at as a lease), so two runs never send the same
+    # notice; a failure sets the backoff; attempts at MAX_NOTICE_ATTEMPTS means given up (or a permanent error).
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

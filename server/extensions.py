@@ -40,6 +40,8 @@ def _reread_locked_rows(state: sa.orm.ORMExecuteState) -> None:
     tip at once would both pass the check."""
     if state.is_select and getattr(state.statement, "_for_update_arg", None) is not None:
         state.update_execution_options(populate_existing=True)
+
+
 login = LoginManager()
 login.login_view = "console.login"
 login.login_message = "请先登录"

@@ -64,10 +64,6 @@ def normalize(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
-class NoticeFailed(Exception):
-    """Some template messages of a round failed; the task retries and sends only those."""
-
-
 @dataclass(frozen=True)
 class Match:
     terms: tuple[str, ...]  # distinct terms, in the order they end in the text
@@ -504,52 +500,97 @@ def _template_data(alert: Alert, round_: NoticeRound, sla_minutes: int) -> dict[
     }
 
 
-def notify(alert_id: int, round_name: str) -> int:
-    """Send this round's template messages not yet sent; returns how many went out. Raises if any failed (retry)."""
+MAX_NOTICE_ATTEMPTS = 6  # 1, 2, 4, 8, 16 minutes apart: about half an hour of trying, then the console alone
+NOTICE_LEASE = timedelta(minutes=5)  # a run that died mid-send leaves its claim for this long
+
+
+def _notice_for(alert: Alert, round_: NoticeRound, person: Staff) -> AlertNotice:
+    """The recipient's notice row for this round, created once even when two runs get here together."""
+    where = {"alert_id": alert.id, "round": round_, "staff_id": person.id}
+    notice = db.session.scalar(sa.select(AlertNotice).filter_by(**where))
+    if notice is None:
+        try:
+            with db.session.begin_nested():
+                notice = AlertNotice(**where, staff_name=person.name)
+                db.session.add(notice)
+        except IntegrityError:
+            notice = db.session.scalar(sa.select(AlertNotice).filter_by(**where))
+    db.session.commit()
+    return notice
+
+
+def _claim_notice(notice_id: int, now: datetime) -> bool:
+    """Take the next attempt of an unsent, due notice; False when it is sent, given up, or another run holds it."""
+    claimed = db.session.execute(
+        sa.update(AlertNotice)
+        .where(
+            AlertNotice.id == notice_id,
+            AlertNotice.sent_at.is_(None),
+            AlertNotice.attempts < MAX_NOTICE_ATTEMPTS,
+            sa.or_(AlertNotice.next_attempt_at.is_(None), AlertNotice.next_attempt_at <= now),
+        )
+        .values(attempts=AlertNotice.attempts + 1, next_attempt_at=now + NOTICE_LEASE)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return claimed == 1
+
+
+def notify(alert_id: int, round_name: str, now: datetime | None = None) -> int:
+    """Send this round's template messages not yet sent and due; returns how many went out. A failure waits for its
+    backoff and the sweep's next look; a permanent one (the person unfollowed, say) is given up at once."""
     from wechatpy.exceptions import WeChatClientException
 
-    from server.wechat.client import get_client
+    from server.wechat.client import PERMANENT_TEMPLATE_ERRORS, get_client
 
+    now = now or utcnow()
     round_ = NoticeRound(round_name)
     alert = db.session.get(Alert, alert_id)
     if alert is None:
         return 0
     conf = _settings()
     if round_ is NoticeRound.DUTY and alert.notified_at is None:
-        alert.notified_at = utcnow()  # tried: the sweep's backstop leaves it to this task's retries
+        alert.notified_at = now  # tried: from here on the notice rows carry the retries
         db.session.commit()
     if not conf["template_id"]:
         log.warning("alert %s: no template id configured (舆情设置); console only", alert_id)
         return 0
     if alert.status is not AlertStatus.NEW and round_ is NoticeRound.ESCALATION:
         return 0  # acknowledged meanwhile: nobody needs chasing
-    sent, failures = 0, 0
+    sent = 0
     for person in _recipients(alert, round_):
-        notice = db.session.scalar(
-            sa.select(AlertNotice).filter_by(alert_id=alert.id, round=round_, staff_id=person.id)
-        )
-        if notice is not None and notice.sent_at is not None:
+        notice = _notice_for(alert, round_, person)
+        if not _claim_notice(notice.id, now):
             continue
-        if notice is None:
-            notice = AlertNotice(alert_id=alert.id, round=round_, staff_id=person.id, staff_name=person.name)
-            db.session.add(notice)
+        body = {
+            "touser": person.openid,
+            "template_id": conf["template_id"],
+            "url": public_url("console.alert_detail", alert_id=alert.id),
+            "data": _template_data(alert, round_, conf["sla_minutes"]),
+            # The same on every attempt: WeChat sends one message per openid and client_msg_id, so the resend of a
+            # call whose answer was lost is dropped there.
+            "client_msg_id": f"alert-{alert.id}-{round_.value}-{person.id}",
+        }
+        error, permanent = None, False
         try:
-            get_client().message.send_template(
-                person.openid,
-                conf["template_id"],
-                _template_data(alert, round_, conf["sla_minutes"]),
-                url=public_url("console.alert_detail", alert_id=alert.id),
-            )
-        except (WeChatClientException, OSError) as exc:  # requests' errors are OSErrors
-            notice.error = str(exc)[:200]
-            failures += 1
-            log.warning("alert %s notice to staff %s failed: %s", alert.id, person.id, exc)
-        else:
-            notice.sent_at, notice.error = utcnow(), None
+            get_client().raw_post("cgi-bin/message/template/send", body)
+        except WeChatClientException as exc:
+            error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_TEMPLATE_ERRORS
+        except Exception as exc:  # the network, Redis for the token: transient
+            error = f"{type(exc).__name__}: {exc}"
+        notice = db.session.get(AlertNotice, notice.id, populate_existing=True)
+        if error is None:
+            notice.sent_at, notice.error, notice.next_attempt_at = utcnow(), None, None
             sent += 1
-        db.session.commit()  # per recipient: a retry resends only to those still unsent
-    if failures:
-        raise NoticeFailed(f"alert {alert_id}: {failures} notice(s) failed")
+        else:
+            notice.error = error[:200]
+            if permanent:
+                notice.attempts = MAX_NOTICE_ATTEMPTS
+            notice.next_attempt_at = now + timedelta(minutes=2 ** (notice.attempts - 1))
+            log.warning(
+                "alert %s notice to staff %s failed (attempt %s): %s", alert.id, person.id, notice.attempts, error
+            )
+        db.session.commit()
     return sent
 
 
@@ -582,12 +623,25 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
             sa.select(Alert.id).where(Alert.notified_at.is_(None), Alert.created_at < now - timedelta(minutes=2))
         )
     )
+    retry = db.session.execute(  # notices that failed and whose backoff is over, while nobody has acknowledged
+        sa.select(AlertNotice.alert_id, AlertNotice.round)
+        .join(Alert, Alert.id == AlertNotice.alert_id)
+        .where(
+            Alert.status == AlertStatus.NEW,
+            AlertNotice.sent_at.is_(None),
+            AlertNotice.attempts.between(1, MAX_NOTICE_ATTEMPTS - 1),
+            AlertNotice.next_attempt_at <= now,
+        )
+        .distinct()
+    ).all()
     db.session.commit()
     for alert_id in claimed:
         _enqueue_notify(alert_id, NoticeRound.ESCALATION)
     for alert_id in stale:
         _enqueue_notify(alert_id, NoticeRound.DUTY)
-    return {"escalated": len(claimed), "renotified": len(stale)}
+    for alert_id, round_ in retry:
+        _enqueue_notify(alert_id, round_)
+    return {"escalated": len(claimed), "renotified": len(stale), "retried": len(retry)}
 
 
 def explain(text: str) -> Match:

@@ -1137,7 +1137,6 @@ def check_in(
 NOTICE_MAX_ATTEMPTS = 6  # the first and five retries, 1, 2, 4, 8 and 16 minutes apart
 NOTICE_STALE = timedelta(minutes=5)  # "sending" this long: the worker died (the call itself times out in seconds)
 # Refusals a retry cannot change: invalid openid, template or data, unsubscribed, the user refuses messages.
-PERMANENT_ERRCODES = {40003, 40037, 43004, 43101, 47001, 47003}
 
 
 def _short(text: str | None, n: int = 20) -> str:
@@ -1325,15 +1324,18 @@ def _send(notice_id: int, attempt: int, now: datetime) -> bool:
     url = session.stream_url if notice.kind is EventNoticeKind.LIVE_START and session.stream_url else notice.url
     if url:
         body["url"] = url
+    from server.wechat.client import PERMANENT_TEMPLATE_ERRORS, get_client
+
     error, permanent = None, False
     try:
-        from server.wechat.client import get_client
-
         get_client().raw_post("cgi-bin/message/template/send", body)
     except WeChatClientException as exc:
-        error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_ERRCODES
+        error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_TEMPLATE_ERRORS
     except (requests.RequestException, OSError) as exc:
         error = f"网络错误：{type(exc).__name__}"
+    except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
+        log.exception("event notice %s: unexpected error", notice_id)
+        error = f"意外错误：{type(exc).__name__}"
     if error is None:
         _finish(notice_id, attempt, EventNoticeState.SENT, error=None, sent_at=utcnow())
         return True

@@ -360,6 +360,12 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
     except ServiceError as exc:
         db.session.rollback()
         return _fail(push, None, str(exc))
+    except Exception as exc:  # a bug or an answer of a shape nobody expected: bounded like a transient error
+        db.session.rollback()
+        log.exception("push %s: unexpected error", push.id)
+        if submitting:  # the submit may have reached WeChat: a person checks, it is never resubmitted
+            return _uncertain(push, f"提交时出错：{type(exc).__name__}")
+        return _retry_later(push, now, None, f"意外错误：{type(exc).__name__}")
     return push
 
 

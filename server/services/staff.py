@@ -137,7 +137,8 @@ def save_staff(
         check_password_policy(password)
         staff.password_hash = generate_password_hash(password)
         staff.must_change_password = True
-        staff.session_version = (staff.session_version or 0) + 1
+        # In SQL: two admins resetting at once must both end the old sessions' validity, not one increment.
+        staff.session_version = 1 if creating else Staff.session_version + 1
     elif creating and role_enum is not Role.OFFICER:
         raise ServiceError("请为新账号设置初始密码")
     db.session.add(staff)
@@ -187,14 +188,13 @@ def save_unit(
     creating = unit is None
     unit = unit or Unit()
     if parent_id is not None:
-        parent = db.session.get(Unit, parent_id)
-        if parent is None:
+        if db.session.get_bind().dialect.name == "postgresql":
+            # Tree edits one at a time: two moves checked side by side (X under Y, Y under X) would make a loop.
+            db.session.execute(sa.text("LOCK TABLE unit IN SHARE ROW EXCLUSIVE MODE"))
+        if db.session.get(Unit, parent_id) is None:
             raise ServiceError("上级单位不存在")
-        ancestor: Unit | None = parent
-        while ancestor is not None:  # a unit under its own descendant would make the tree a loop
-            if not creating and ancestor.id == unit.id:
-                raise ServiceError("不能把单位放到它自己的下级单位之下")
-            ancestor = ancestor.parent
+        if not creating and unit.id in _unit_and_ancestors(parent_id):  # read after the lock, from the database
+            raise ServiceError("不能把单位放到它自己的下级单位之下")
     for post in (post_a_id, post_b_id):
         if post is not None and db.session.get(Staff, post) is None:
             raise ServiceError("AB岗人员不存在")
@@ -220,8 +220,14 @@ def save_unit(
 def unit_and_descendants(unit_id: int) -> list[int]:
     """Ids of a unit and everything below it (a liaison's reach)."""
     tree = sa.select(Unit.id).where(Unit.id == unit_id).cte(recursive=True)
-    tree = tree.union_all(sa.select(Unit.id).join(tree, Unit.parent_id == tree.c.id))
+    tree = tree.union(sa.select(Unit.id).join(tree, Unit.parent_id == tree.c.id))  # UNION: ends even on a loop
     return list(db.session.scalars(sa.select(tree.c.id)))
+
+
+def _unit_and_ancestors(unit_id: int) -> set[int]:
+    chain = sa.select(Unit.id, Unit.parent_id).where(Unit.id == unit_id).cte(recursive=True)
+    chain = chain.union(sa.select(Unit.id, Unit.parent_id).join(chain, Unit.id == chain.c.parent_id))
+    return set(db.session.scalars(sa.select(chain.c.id)))
 
 
 def publicity_contact(unit: Unit) -> Staff | None:

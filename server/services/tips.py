@@ -52,7 +52,7 @@ from server.inputs import to_int
 from server.services import ServiceError, alerts, audit, images, pii, targets
 from server.services import staff as staff_service
 from server.urls import public_url
-from server.wechat.client import get_client
+from server.wechat.client import PERMANENT_TEMPLATE_ERRORS, get_client
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ DEMO_TEMPLATE_DISPATCH = "demo-tip-dispatch-template"
 NOTICE_MAX_ATTEMPTS = 6
 NOTICE_STALE = timedelta(minutes=5)  # a "sending" row older than this was orphaned by a dead worker
 # WeChat errors that no retry will fix: unknown openid, unsubscribed, bad template, bad data, refused.
-PERMANENT_ERRCODES = {40003, 40037, 43004, 43101, 47001, 47003}
 
 LIMIT_REACHED = "今天提交的线索已达上限（每天 {} 条），请明天再来。紧急情况请拨打 12345 热线。"
 BLOCKED = "很抱歉，您暂时无法通过公众号提交线索。如有疑问或紧急情况，请拨打 12345 热线。"
@@ -1089,9 +1088,12 @@ def _send(notice_id: int) -> None:
     try:
         get_client().raw_post("cgi-bin/message/template/send", body)
     except WeChatClientException as exc:
-        error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_ERRCODES
+        error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_TEMPLATE_ERRORS
     except (requests.RequestException, OSError) as exc:
         error = f"网络错误：{type(exc).__name__}"
+    except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
+        log.exception("tip notice %s: unexpected error", notice_id)
+        error = f"意外错误：{type(exc).__name__}"
     notice = db.session.get(TipNotice, notice_id)
     notice.recipient = to
     if error is None:

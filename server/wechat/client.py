@@ -19,6 +19,8 @@ from server.config import REAL_WECHAT_API
 log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
+# Template messages that no retry will deliver: bad openid or template, the user unfollowed or refused, data invalid.
+PERMANENT_TEMPLATE_ERRORS = {40003, 40037, 43004, 43101, 47001, 47003}
 TOKEN_MARGIN = 300  # refresh this long before WeChat's expiry, so no call carries a dying token
 MEDIA_TYPES = ("image/", "audio/", "video/", "application/octet-stream")  # what media downloads answer with
 TICKET_KEY = "jsapi_ticket_shared"  # not wechatpy's own key: its get_jsapi_ticket caches without a lock

@@ -11,7 +11,7 @@ from server.extensions import db
 from server.services import articles, columns, publishing
 from server.wechat import client as client_module
 from tests import factories
-from tests.services.test_publishing import SUBMIT, _dying, approved, calls_to, jpeg, last_publish_event
+from tests.services.test_publishing import SUBMIT, WorkerKilled, _dying, approved, calls_to, jpeg, last_publish_event
 
 
 def test_calendar_and_pages_render_for_an_editor(console, db_session):
@@ -77,7 +77,7 @@ def test_failures_are_red_and_an_uncertain_push_offers_its_two_ways_out(console,
     real = client_module.SharedTokenClient.raw_post
     # The worker dies around the submit (here: before it left, which nobody can tell from the database).
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=False))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(WorkerKilled):
         publishing.run_due(start + timedelta(minutes=2, seconds=30))
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
     publishing.run_due(start + timedelta(minutes=10))  # the lease is over: it stops for a person

@@ -153,6 +153,45 @@ def test_duty_editor_gets_a_template_message_once(app, duty, emulator, monkeypat
     assert notice.staff_id == duty.id and notice.sent_at is not None and notice.round is NoticeRound.DUTY
 
 
+SEND = "cgi-bin/message/template/send"
+
+
+def test_a_failed_notice_is_sent_again_by_the_sweep_after_its_backoff(duty, emulator):
+    emulator.hook("fail", {"path": SEND, "errcode": -1, "errmsg": "system error", "times": 1})
+    alert = alerts.scan_text("o-fan", "暴力执法", source="message", ref="500")
+    notice = db.session.scalars(sa.select(AlertNotice)).one()
+    assert notice.sent_at is None and notice.attempts == 1 and notice.error.startswith("-1")
+    assert alerts.sweep()["retried"] == 0  # its backoff (1 minute) is not over
+    notice.next_attempt_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert alerts.sweep()["retried"] == 1
+    db.session.refresh(notice)
+    assert notice.sent_at is not None and notice.attempts == 2
+    assert [t["touser"] for t in _sent(emulator)] == ["o-duty"]
+    alerts.acknowledge(alert.id)
+
+
+def test_a_permanent_refusal_is_given_up_at_once(duty, emulator):
+    emulator.hook("fail", {"path": SEND, "errcode": 43004, "errmsg": "require subscribe", "times": 1})
+    alerts.scan_text("o-fan", "暴力执法", source="message", ref="501")
+    notice = db.session.scalars(sa.select(AlertNotice)).one()
+    assert notice.attempts == alerts.MAX_NOTICE_ATTEMPTS and notice.error.startswith("43004")
+    notice.next_attempt_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    assert alerts.sweep()["retried"] == 0 and _sent(emulator) == []
+
+
+def test_a_notice_is_claimed_by_one_run_only(duty, emulator):
+    alert = alerts.scan_text("o-fan", "暴力执法", source="message", ref="502")
+    notice = db.session.scalars(sa.select(AlertNotice)).one()
+    notice.sent_at, notice.next_attempt_at = None, None  # as if the first run were still sending
+    db.session.commit()
+    now = utcnow()
+    assert alerts._claim_notice(notice.id, now) is True
+    assert alerts._claim_notice(notice.id, now) is False  # the lease holds until the first run's outcome
+    assert alerts.notify(alert.id, "duty") == 0 and len(_sent(emulator)) == 1
+
+
 def test_without_template_id_nothing_is_sent(duty, emulator):
     alerts.save_settings(threshold=5, sla_minutes=30, template_id="")
     assert alerts.scan_text("o-fan", "暴力执法", source="message", ref="201") is not None
@@ -189,7 +228,7 @@ def test_escalation_after_sla_goes_once_to_b_post_and_admins(duty, emulator):
     db.session.commit()
     alerts.acknowledge(done.id)
 
-    assert alerts.sweep() == {"escalated": 1, "renotified": 0}
+    assert alerts.sweep() == {"escalated": 1, "renotified": 0, "retried": 0}
     escalations = [t for t in _sent(emulator) if t["data"]["thing1"]["value"] == "舆情超时未确认"]
     assert sorted(t["touser"] for t in escalations) == ["o-admin", "o-b"]
     assert db.session.get(Alert, late.id, populate_existing=True).escalated_at is not None

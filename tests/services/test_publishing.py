@@ -146,15 +146,19 @@ def test_pushes_finishing_in_the_same_second_are_each_settled_by_their_event(emu
     assert [db.session.get(ArticlePush, p.id).status for p in pushes] == [PushStatus.PUBLISHED] * 3
 
 
+class WorkerKilled(BaseException):
+    """A SIGKILL, as far as the code under test can tell: not an Exception, so nothing in it handles the death."""
+
+
 def _dying(real, endpoint_to_kill: str, *, after_sending: bool):
     """raw_post that kills the worker at one endpoint, before or after WeChat got the request."""
 
     def dying(self, endpoint, data):
         if endpoint == endpoint_to_kill and not after_sending:
-            raise RuntimeError("worker killed")
+            raise WorkerKilled("worker killed")
         result = real(self, endpoint, data)
         if endpoint == endpoint_to_kill:
-            raise RuntimeError("worker killed before the answer was saved")
+            raise WorkerKilled("worker killed before the answer was saved")
         return result
 
     return dying
@@ -168,6 +172,29 @@ def calls_to(emulator, path: str) -> list[dict]:
     return [c for c in emulator.state()["calls"] if c["path"] == path]
 
 
+def test_an_unexpected_error_is_retried_a_bounded_number_of_times_and_the_queue_moves_on(
+    emulator, db_session, people, monkeypatch
+):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    broken, later = week_of_daily_cases(people, start, 2)
+    real = client_module.SharedTokenClient.raw_post
+
+    def bad_draft(self, endpoint, data):
+        if endpoint == "cgi-bin/draft/add" and data["articles"][0]["title"].endswith("案例0"):
+            raise KeyError("media_id")  # an answer of a shape nobody expected
+        return real(self, endpoint, data)
+
+    monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", bad_draft)
+    now = start + timedelta(minutes=2)  # both are due
+    for minute in range(0, 60, 2):  # the broken one is retried with its backoff, then given up; order is kept
+        publishing.run_due(now + timedelta(minutes=minute))
+    push = db.session.get(ArticlePush, broken.id, populate_existing=True)
+    assert push.status is PushStatus.FAILED and push.attempts == publishing.MAX_ATTEMPTS
+    assert "意外错误：KeyError" in push.error_message
+    assert db.session.get(ArticlePush, later.id, populate_existing=True).status is PushStatus.PUBLISHED
+    assert len(calls_to(emulator, SUBMIT)) == 1  # the later one's, once
+
+
 def test_crash_after_draft_add_does_not_add_again(emulator, db_session, people, monkeypatch):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
@@ -175,7 +202,7 @@ def test_crash_after_draft_add_does_not_add_again(emulator, db_session, people, 
     # The worker dies once the draft is recorded and the submit is marked, before the request leaves.
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=False))
     now = start + timedelta(minutes=1)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(WorkerKilled):
         publishing.run_due(now)
     push = db.session.get(ArticlePush, push.id, populate_existing=True)
     assert push.draft_media_id and push.submit_started_at and push.publish_id is None
@@ -206,7 +233,7 @@ def test_crash_after_submit_before_recording_is_never_resubmitted(emulator, wech
     real = client_module.SharedTokenClient.raw_post
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=True))
     now = start + timedelta(minutes=1)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(WorkerKilled):
         publishing.run_due(now)
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
     assert bool(emulator.state()["drafts"]) is (outcome == 1)
@@ -272,7 +299,7 @@ def _orphaned(people, monkeypatch, start: datetime, count: int = 1) -> list[Arti
     real = client_module.SharedTokenClient.raw_post
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=True))
     for i in range(count):  # each run takes the last one over (UNCERTAIN), then dies on the next
-        with pytest.raises(RuntimeError):
+        with pytest.raises(WorkerKilled):
             publishing.run_due(start + timedelta(seconds=1) + i * (publishing.LEASE + timedelta(minutes=1)))
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
     return [db.session.get(ArticlePush, p.id, populate_existing=True) for p in pushes]
@@ -668,7 +695,7 @@ def test_a_deliberate_retry_of_a_published_push_is_refused_by_wechat(emulator, d
     (push,) = week_of_daily_cases(people, start, 1)
     real = client_module.SharedTokenClient.raw_post
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", _dying(real, SUBMIT, after_sending=True))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(WorkerKilled):
         publishing.run_due(start + timedelta(minutes=1))
     monkeypatch.setattr(client_module.SharedTokenClient, "raw_post", real)
     publishing.run_due(start + timedelta(minutes=10))
