@@ -257,6 +257,7 @@ def draft(kind: MenuKind) -> MenuVersion | None:
         .where(MenuVersion.kind == kind, MenuVersion.published_at.is_(None))
         .order_by(MenuVersion.id.desc())
         .limit(1)
+        .execution_options(populate_existing=True)  # under the menu lock: as the last change left it
     )
 
 
@@ -383,6 +384,13 @@ def save_draft(
     buttons = normalize(buttons)
     validate_menu(buttons)
     reply_texts = _check_reply_texts(buttons, reply_texts or {})
+    with _menu_lock():
+        return _save_draft(kind, buttons, reply_texts, base=base, source=source)
+
+
+def _save_draft(
+    kind: MenuKind, buttons: Any, reply_texts: dict[str, str], *, base: str | None, source: str
+) -> MenuVersion:
     current = draft(kind)
     shown = current or live(kind)
     if shown is not None and buttons == shown.buttons and source == "console":
@@ -442,11 +450,12 @@ def _save_click_replies(buttons: list[dict[str, Any]], texts: dict[str, str]) ->
 
 def discard_draft(kind: MenuKind | str) -> None:
     kind = _kind(kind)
-    if (current := draft(kind)) is None:
-        return
-    audit.record("menu.draft_discard", target=current, before=_snap(current))
-    db.session.delete(current)
-    db.session.commit()
+    with _menu_lock():
+        if (current := draft(kind)) is None:
+            return
+        audit.record("menu.draft_discard", target=current, before=_snap(current))
+        db.session.delete(current)
+        db.session.commit()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -471,15 +480,16 @@ def _wechat_call():
 
 
 @contextmanager
-def _publish_lock():
-    """One publish at a time, so the order in the database is the order WeChat saw."""
+def _menu_lock():
+    """One change to the menus at a time (save, publish, restore): the draft each reads is the one the last left,
+    so the base token holds, a kind never gets two drafts, and the order in the database is the order WeChat saw."""
     lock = get_redis().lock("menu:publish", timeout=60, blocking_timeout=20)
     try:
         acquired = lock.acquire()
     except Exception:  # Redis down: publishing still works, unordered
         acquired, lock = False, None
     if lock is not None and not acquired:
-        raise MenuError("另一位编辑正在发布菜单，请稍后再试")
+        raise MenuError("另一位编辑正在修改或发布菜单，请稍后再试")
     try:
         yield
     finally:
@@ -524,30 +534,31 @@ def _push(version: MenuVersion, previous: MenuVersion | None) -> None:
 
 
 def _publish(version: MenuVersion, action: str) -> MenuVersion:
-    with _publish_lock():
-        previous = live(version.kind)
-        try:
-            _push(version, previous)
-        except MenuError:
-            db.session.rollback()  # nothing is marked published
-            raise
-        version.published_at = utcnow()
-        version.created_by_id = _actor_id()
-        db.session.add(version)
-        db.session.flush()
-        audit.record(action, target=version, before=_snap(previous), after=_snap(version))
-        db.session.commit()
+    """Under the menu lock (the caller's)."""
+    previous = live(version.kind)
+    try:
+        _push(version, previous)
+    except MenuError:
+        db.session.rollback()  # nothing is marked published
+        raise
+    version.published_at = utcnow()
+    version.created_by_id = _actor_id()
+    db.session.add(version)
+    db.session.flush()
+    audit.record(action, target=version, before=_snap(previous), after=_snap(version))
+    db.session.commit()
     return version
 
 
 def publish_draft(kind: MenuKind | str) -> MenuVersion:
     """Push the draft through menu/create (or addconditional) and record it as published."""
     kind = _kind(kind)
-    version = draft(kind)
-    if version is None:
-        raise MenuError("菜单与线上版本相同，无需重复发布" if live(kind) else "还没有菜单草稿，请先编辑并保存")
-    validate_menu(version.buttons)  # a draft stored before a rule changed must still pass
-    return _publish(version, "menu.publish")
+    with _menu_lock():
+        version = draft(kind)
+        if version is None:
+            raise MenuError("菜单与线上版本相同，无需重复发布" if live(kind) else "还没有菜单草稿，请先编辑并保存")
+        validate_menu(version.buttons)  # a draft stored before a rule changed must still pass
+        return _publish(version, "menu.publish")
 
 
 def restore_version(version_id: int) -> MenuVersion:
@@ -556,18 +567,19 @@ def restore_version(version_id: int) -> MenuVersion:
     if old is None or old.published_at is None:
         raise MenuError("该版本不存在或从未发布")
     validate_menu(old.buttons)
-    version = MenuVersion(
-        kind=old.kind, name=old.name, buttons=copy.deepcopy(old.buttons), matchrule=old.matchrule, source="restored"
-    )
-    pending = draft(old.kind)
-    db.session.add(version)
-    db.session.flush()
-    result = _publish(version, "menu.restore")
-    if pending is not None:  # the editor now shows what is live; the draft's content stays in the audit entry
-        audit.record("menu.draft_discard", target=pending, before=_snap(pending), note=f"恢复版本 #{old.id}")
-        db.session.delete(pending)
-        db.session.commit()
-    return result
+    with _menu_lock():
+        version = MenuVersion(
+            kind=old.kind, name=old.name, buttons=copy.deepcopy(old.buttons), matchrule=old.matchrule, source="restored"
+        )
+        pending = draft(old.kind)
+        db.session.add(version)
+        db.session.flush()
+        result = _publish(version, "menu.restore")
+        if pending is not None:  # the editor now shows what is live; the draft's content stays in the audit entry
+            audit.record("menu.draft_discard", target=pending, before=_snap(pending), note=f"恢复版本 #{old.id}")
+            db.session.delete(pending)
+            db.session.commit()
+        return result
 
 
 def _from_wechat(buttons: list[dict[str, Any]]) -> list[dict[str, Any]]:
