@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def _get_or_create(openid: str) -> Follower:
-    follower = db.session.scalar(sa.select(Follower).filter_by(openid=openid))
+    """The follower's row, locked: WeChat may deliver one user's events side by side, out of order."""
+    locked = sa.select(Follower).filter_by(openid=openid).with_for_update()
+    follower = db.session.scalar(locked)
     if follower is not None:
         return follower
     follower = Follower(openid=openid, subscribed=False)
@@ -33,25 +35,35 @@ def _get_or_create(openid: str) -> Follower:
         with db.session.begin_nested():  # two first events of one user at once: the unique openid decides
             db.session.add(follower)
     except IntegrityError:
-        follower = db.session.scalars(sa.select(Follower).filter_by(openid=openid)).one()
+        follower = db.session.scalars(locked).one()
     return follower
 
 
+def _later(at: datetime, than: datetime | None) -> bool:
+    return than is None or at >= than
+
+
 def subscribe(openid: str, at: datetime, scene: str | None = None) -> Follower:
-    """A (re)subscribe: resubscribing keeps the first date and the first source scene."""
+    """A (re)subscribe. Events are applied by their time, not their arrival: the state is the latest event's, the
+    first date and source scene the earliest subscribe's."""
     follower = _get_or_create(openid)
-    follower.subscribed, follower.subscribed_at, follower.unsubscribed_at = True, at, None
-    follower.first_subscribed_at = follower.first_subscribed_at or at
-    if scene:
-        follower.source_scene = follower.source_scene or scene[:64]
-        follower.last_scene = scene[:64]
+    if _later(at, follower.unsubscribed_at) and _later(at, follower.subscribed_at):
+        follower.subscribed, follower.subscribed_at, follower.unsubscribed_at = True, at, None
+        if scene:
+            follower.last_scene = scene[:64]
+    if follower.first_subscribed_at is None or at < follower.first_subscribed_at:
+        follower.first_subscribed_at = at
+        follower.source_scene = scene[:64] if scene else follower.source_scene
+    elif scene and not follower.source_scene:
+        follower.source_scene = scene[:64]
     db.session.commit()
     return follower
 
 
 def unsubscribe(openid: str, at: datetime) -> Follower:
     follower = _get_or_create(openid)
-    follower.subscribed, follower.unsubscribed_at = False, at
+    if _later(at, follower.subscribed_at) and _later(at, follower.unsubscribed_at):  # else an older, late delivery
+        follower.subscribed, follower.unsubscribed_at = False, at
     db.session.commit()
     return follower
 

@@ -38,6 +38,19 @@ def test_resubscribing_keeps_the_first_date_and_scene(db_session):
     assert (f.source_scene, f.last_scene) == ("open_day", "poster")
 
 
+def test_events_delivered_out_of_order_are_applied_by_their_time(db_session):
+    t = datetime(2026, 11, 1, 8, tzinfo=UTC)
+    # sub(t1, scene a) · unsub(t2) · sub(t3, scene b) · unsub(t4), delivered as t3, t4, t1, t2
+    svc.subscribe("o-late", t + timedelta(minutes=3), "b")
+    svc.unsubscribe("o-late", t + timedelta(minutes=4))
+    svc.subscribe("o-late", t + timedelta(minutes=1), "a")
+    svc.unsubscribe("o-late", t + timedelta(minutes=2))
+    f = db_session.scalars(sa.select(Follower).filter_by(openid="o-late")).one()
+    assert not f.subscribed and f.unsubscribed_at == t + timedelta(minutes=4)
+    assert f.first_subscribed_at == t + timedelta(minutes=1) and f.source_scene == "a"
+    assert f.subscribed_at == t + timedelta(minutes=3) and f.last_scene == "b"
+
+
 def test_parse_filter_keeps_what_it_understands():
     f, errors = svc.parse_filter(
         {"openid": " oAb\x00 ", "status": "maybe", "since": "2026-03-09", "until": "2026-03-01", "by": "first"}
