@@ -120,6 +120,10 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
             "beat_schedule": {
                 # Retries due tip notices; sends are claimed row by row, so overlapping runs are harmless.
                 "tip-notices": {"task": "server.tasks.tips.deliver_tip_notices", "schedule": 60.0},
+                # Chat photos and material items whose download or derivation outlived its task (an outage, a
+                # broker down when queued): queued again while WeChat still has the media.
+                "tip-photos": {"task": "server.tasks.tips.requeue_stalled_photos", "schedule": 300.0},
+                "material-items": {"task": "server.tasks.materials.requeue_stalled_items", "schedule": 300.0},
                 # Escalates alerts unacknowledged past their SLA; the conditional UPDATE claims each one once.
                 "alerts-sweep": {"task": "server.tasks.alerts.sweep_alerts", "schedule": 60.0},
                 # Events: reminders (claimed by a unique row each), expired waiting-list holds, counter repair,

@@ -214,6 +214,23 @@ def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str 
     return f"已为 {len(found[1])} 张照片记录位置" + (f"：{_clean(label, ADDRESS_MAX)}" if label else "") + "。"
 
 
+def stalled_items(now: datetime | None = None) -> tuple[list[int], list[int]]:
+    """Photos still pending after their tasks should have finished (an outage outlasted the retries, or the broker
+    was down when they were queued): (chat photos to download, uploads to derive)."""
+    from server.services.tips import CHAT_MEDIA_LIFETIME, STALLED_AFTER
+
+    now = now or utcnow()
+    pending = sa.select(MaterialItem.id).where(
+        MaterialItem.state == MaterialState.PENDING,
+        MaterialItem.received_at.between(now - CHAT_MEDIA_LIFETIME, now - STALLED_AFTER),
+    )
+    downloads = db.session.scalars(
+        pending.where(MaterialItem.original_path.is_(None), MaterialItem.media_id.is_not(None)).limit(200)
+    )
+    derivations = db.session.scalars(pending.where(MaterialItem.original_path.is_not(None)).limit(200))
+    return list(downloads), list(derivations)
+
+
 def fetch_chat_photo(item_id: int) -> None:
     """Task body: download an officer's chat photo, verify, store, derive. Idempotent; transient errors raise."""
     item = db.session.get(MaterialItem, item_id)
@@ -373,6 +390,7 @@ def parse_tags(raw: str | Iterable[str]) -> list[str]:
 
 def edit_item(item: MaterialItem, *, caption: str | None, tags: str, address: str | None = None) -> MaterialItem:
     """An editor's caption, tags and address; what changed is audited (a save that changes nothing is not)."""
+    db.session.refresh(item, with_for_update=True)  # two editors at once: one after the other, each audited truly
     before = audit.snapshot(item, EDIT_FIELDS)
     item.caption = _clean(caption, CAPTION_MAX)
     item.tags = parse_tags(tags)

@@ -795,6 +795,28 @@ def reply_to_chat_text(openid: str, text: str, at: datetime) -> str | None:
     return _progress(draft, "已记录文字说明。")
 
 
+STALLED_AFTER = timedelta(minutes=10)  # longer than a download task's own retries take
+CHAT_MEDIA_LIFETIME = timedelta(days=3)  # WeChat keeps temporary media this long
+
+
+def stalled_chat_photos(now: datetime | None = None) -> list[int]:
+    """Chat photos still waiting for their download: its task's retries were spent in an outage, or it was never
+    queued (the broker was down). WeChat still has them for three days."""
+    now = now or utcnow()
+    return list(
+        db.session.scalars(
+            sa.select(TipPhoto.id)
+            .where(
+                TipPhoto.state == PhotoState.PENDING,
+                TipPhoto.media_id.is_not(None),
+                TipPhoto.created_at.between(now - CHAT_MEDIA_LIFETIME, now - STALLED_AFTER),
+            )
+            .order_by(TipPhoto.id)
+            .limit(200)
+        )
+    )
+
+
 def fetch_chat_photo(photo_id: int) -> None:
     """Task body: download a chat photo from WeChat, verify and store it. Idempotent; transient errors raise."""
     photo = db.session.get(TipPhoto, photo_id)

@@ -20,6 +20,16 @@ def derive_item(item_id: int) -> None:
 
 
 @shared_task
+def requeue_stalled_items() -> None:
+    # Both steps are idempotent (an item past PENDING is skipped), so an item queued twice costs one lookup.
+    downloads, derivations = materials.stalled_items()
+    for item_id in downloads:
+        fetch_chat_photo.delay(item_id)
+    for item_id in derivations:
+        derive_item.delay(item_id)
+
+
+@shared_task
 def render_item(item_id: int, recipe: dict) -> None:
     materials.render(item_id, [materials.make_recipe(**recipe)])
 

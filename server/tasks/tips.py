@@ -19,3 +19,10 @@ def deliver_tip_notices() -> None:
     # Claims rows with SKIP LOCKED and records each outcome; failures wait in the outbox with backoff for the
     # next run (after each transition and every minute from beat), so this task itself never needs a retry.
     tips.deliver_due_notices()
+
+
+@shared_task
+def requeue_stalled_photos() -> None:
+    # Downloads are idempotent (a stored or refused photo is skipped), so a photo queued twice costs one lookup.
+    for photo_id in tips.stalled_chat_photos():
+        fetch_chat_photo.delay(photo_id)

@@ -112,6 +112,23 @@ def test_a_photo_that_is_not_an_image_is_marked_and_does_not_count(wechat, media
     assert _tips() == []
 
 
+def test_a_photo_whose_download_outlived_its_retries_is_found_by_the_sweep(app, wechat, media, emulator, db_session):
+    emulator.hook("fail", {"path": "cgi-bin/media/get", "errcode": -1, "errmsg": "system error", "times": 20})
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    photo = db.session.scalars(sa.select(TipPhoto)).one()
+    assert photo.state is PhotoState.PENDING  # WeChat was down for every retry
+    emulator.hook("fail", {"path": "cgi-bin/media/get", "errcode": -1, "times": 0})
+    assert tips.stalled_chat_photos() == []  # its task may still be retrying
+    photo.created_at = utcnow() - tips.STALLED_AFTER - timedelta(minutes=1)
+    db.session.commit()
+    assert tips.stalled_chat_photos() == [photo.id]
+    tips.fetch_chat_photo(photo.id)  # what the sweep's task queues for it
+    assert db.session.get(TipPhoto, photo.id, populate_existing=True).state is PhotoState.READY
+    assert tips.stalled_chat_photos() == []
+    beat = {entry["task"] for entry in app.config["CELERY"]["beat_schedule"].values()}
+    assert {"server.tasks.tips.requeue_stalled_photos", "server.tasks.materials.requeue_stalled_items"} <= beat
+
+
 def test_an_expired_draft_is_kept_but_closed(wechat, media, db_session, redis_client):
     send_image(wechat, CITIZEN, media(jpeg_bytes()))
     draft = db.session.scalars(sa.select(TipDraft)).one()

@@ -255,3 +255,23 @@ def test_a_feed_catching_up_gets_the_photos_after_its_cursor_in_order(officer):
         got += reversed(ids)
         cursor = max(ids)
     assert got == [i.id for i in items[2:]]  # more than one chunk, none skipped
+
+
+def test_items_left_pending_are_found_by_the_sweep_until_wechat_forgets_them(db_session):
+    from models import MaterialState
+    from server.services.tips import CHAT_MEDIA_LIFETIME, STALLED_AFTER
+    from tests.services.test_images import jpeg_bytes
+
+    officer = factories.staff("qian", "officer", unit=factories.unit("长宁分局"), name="钱七")
+    item, _ = materials.upload_photo(officer, jpeg_bytes((320, 240)), client_id="sweep-client")
+    db.session.refresh(item)
+    assert item.state is not MaterialState.PENDING and materials.stalled_items() == ([], [])
+    item.state = MaterialState.PENDING  # as if its derivation was never queued (the broker was down)
+    db.session.commit()
+    assert materials.stalled_items() == ([], [])  # too recent: its task may still be running
+    item.received_at = utcnow() - STALLED_AFTER - timedelta(minutes=1)
+    db.session.commit()
+    assert materials.stalled_items() == ([], [item.id])
+    item.received_at = utcnow() - CHAT_MEDIA_LIFETIME - timedelta(hours=1)
+    db.session.commit()
+    assert materials.stalled_items() == ([], [])
