@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 import requests
@@ -9,6 +10,8 @@ from celery import shared_task
 from wechatpy.exceptions import WeChatClientException
 
 from server.services import datacube, reports
+
+log = logging.getLogger(__name__)
 
 # WeChat publishes yesterday's figures at about 10:00 Beijing; until then (or on an error) retry, 30 min apart, for
 # most of the day. The day's later beat run catches whatever is still missing.
@@ -28,10 +31,20 @@ def sync_datacube() -> None:
         sync_datacube_endpoint.delay(name)
 
 
+# Answers no retry changes: no permission for the API, a refused date range, a wrong appid. The error is kept on the
+# endpoint's sync state (the console shows it); half a day of retries would only spend the API quota.
+PERMANENT = {40013, 48001, 61500, 61501}
+
+
 @shared_task(**RETRY)
 def sync_datacube_endpoint(name: str, start: str | None = None) -> None:
     # Idempotent: the days already stored are skipped; a second worker finds the lock taken and returns.
-    datacube.sync_endpoint(name, start=date.fromisoformat(start) if start else None)
+    try:
+        datacube.sync_endpoint(name, start=date.fromisoformat(start) if start else None)
+    except WeChatClientException as exc:
+        if exc.errcode not in PERMANENT:
+            raise
+        log.error("datacube %s: WeChat refused (%s %s); not retried", name, exc.errcode, exc.errmsg)
 
 
 @shared_task

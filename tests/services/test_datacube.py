@@ -253,3 +253,14 @@ def test_own_follow_events_by_day_and_scene(db_session):
         for s in datacube.own_events_by_scene(date(2026, 3, 1), date(2026, 3, 2))
     }
     assert scenes == {"open_day": (2, 1), "（无场景：搜索、名片等）": (1, 0)}
+
+
+def test_a_refusal_no_retry_can_change_is_kept_not_retried(cube, db_session):
+    from server.tasks import stats as stats_tasks
+
+    cube.hook("fail", {"path": "datacube/getusercumulate", "errcode": 48001, "errmsg": "api unauthorized", "times": 99})
+    start = (datacube.beijing_today() - timedelta(days=3)).isoformat()
+    stats_tasks.sync_datacube_endpoint.delay("getusercumulate", start)  # eager: a retry would run again right here
+    assert len([c for c in _calls(cube) if c["path"] == "datacube/getusercumulate"]) == 1
+    state = db_session.get(DatacubeSyncState, "getusercumulate", populate_existing=True)
+    assert "48001" in state.last_error
