@@ -20,32 +20,23 @@ from server.services import staff as staff_service
 from tests import factories
 from tests.conftest import SQLITE
 from tests.services.test_images import jpeg_bytes
+from tests.services.test_tips import _threads
 
 pytestmark = pytest.mark.skipif(SQLITE, reason="races need a database that runs writers side by side")
 ROUNDS = 4
 
 
 def race(app, n: int, work: Callable[[int], Any]) -> list[Any]:
-    """work(i) in n threads, each in its own app context, released together; results or the exceptions raised."""
-    results: list[Any] = [None] * n
-    barrier = threading.Barrier(n)
+    """work(i) in n threads released together, each in its own app context; results or the exceptions raised."""
 
-    def run(i: int) -> None:
+    def in_context(i: int) -> Any:
         with app.app_context():
             try:
-                barrier.wait(timeout=10)
-                results[i] = work(i)
-            except Exception as exc:  # noqa: BLE001  (collected: the test says which were allowed)
-                results[i] = exc
+                return work(i)
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
+    return _threads(n, in_context)
 
 
 def test_an_editor_who_loaded_a_tip_before_another_acted_is_checked_against_what_is_now(app, committed_db, emulator):
