@@ -30,3 +30,23 @@ def row_for(data: dict[str, Any], dedupe_key: str) -> dict[str, Any]:
 
 def stored_reply(dedupe_key: str) -> str | None:
     return db.session.scalar(sa.select(InboundMessage.reply).filter_by(dedupe_key=dedupe_key))
+
+
+def forget_contents(before: datetime, batch: int = 5000) -> int:
+    """What followers wrote (a phone number typed in chat, an address, a location) is kept no longer than the
+    retention: older rows keep who, what kind of message and when, which the statistics count, and lose the content
+    and our reply. In batches, each its own commit, so the log is never locked for long. Returns the rows cleared."""
+    keeps_content = sa.or_(InboundMessage.reply.is_not(None), sa.cast(InboundMessage.payload, sa.Text) != "{}")
+    total = 0
+    while True:
+        ids = sa.select(InboundMessage.id).where(InboundMessage.received_at < before, keeps_content).limit(batch)
+        cleared = db.session.execute(
+            sa.update(InboundMessage)
+            .where(InboundMessage.id.in_(ids.scalar_subquery()))
+            .values(payload={}, reply=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        total += cleared
+        if cleared < batch:
+            return total

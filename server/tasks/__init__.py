@@ -1,3 +1,13 @@
 """Celery tasks: thin wrappers that take ids and call one service function. Import every task module here."""
 
-from server.tasks import alerts, articles, binding, events, materials, stats, tips, votes  # noqa: F401  (registration by import)
+from server.tasks import (  # noqa: F401  (registration by import)
+    alerts,
+    articles,
+    binding,
+    events,
+    materials,
+    retention,
+    stats,
+    tips,
+    votes,
+)

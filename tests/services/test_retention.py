@@ -1,0 +1,51 @@
+"""Personal data past its retention: the message log keeps who, what and when, not what was written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from models import InboundMessage, utcnow
+from server.services import inbound
+from server.tasks import retention
+
+
+def _message(n: int, age: timedelta, text: str) -> InboundMessage:
+    at = utcnow() - age
+    return InboundMessage(
+        dedupe_key=f"m:{n}",
+        openid="o-writer",
+        msg_type="text",
+        payload={"Content": text, "MsgId": str(n)},
+        reply="<xml>回复</xml>",
+        sent_at=at,
+        received_at=at,
+    )
+
+
+def test_old_contents_are_cleared_and_the_rows_stay_for_the_statistics(app, db_session):
+    db_session.add_all(
+        [
+            _message(1, timedelta(days=200), "我的电话 13800138000，家住幸福路 8 号"),
+            _message(2, timedelta(days=181), "门口占道"),
+            _message(3, timedelta(days=10), "昨天的事"),
+        ]
+    )
+    db_session.commit()
+    assert retention.forget_old_message_contents.delay().get() == 2  # MESSAGE_RETENTION_DAYS: 180 by default
+    rows = {m.dedupe_key: m for m in db_session.scalars(sa.select(InboundMessage)).all()}
+    for key in ("m:1", "m:2"):
+        db_session.refresh(rows[key])
+        assert rows[key].payload == {} and rows[key].reply is None
+        assert (rows[key].openid, rows[key].msg_type) == ("o-writer", "text")  # still counted
+    db_session.refresh(rows["m:3"])
+    assert rows["m:3"].payload["Content"] == "昨天的事" and rows["m:3"].reply
+    assert inbound.forget_contents(utcnow() - timedelta(days=180)) == 0  # nothing left to clear: idempotent
+
+
+def test_clearing_goes_in_batches(db_session):
+    db_session.add_all([_message(n, timedelta(days=365), f"第 {n} 条") for n in range(7)])
+    db_session.commit()
+    assert inbound.forget_contents(utcnow() - timedelta(days=180), batch=3) == 7
+    assert not db_session.scalars(sa.select(InboundMessage).where(InboundMessage.reply.is_not(None))).all()
