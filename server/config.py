@@ -102,6 +102,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "TIP_DAILY_LIMIT_IP": _int_setting(env, "TIP_DAILY_LIMIT_IP", 30),  # per IP per day (H5 form)
         # Days the message log keeps what followers wrote (and our replies); after that only who, what and when.
         "MESSAGE_RETENTION_DAYS": _int_setting(env, "MESSAGE_RETENTION_DAYS", 180),
+        # Days a closed tip keeps the citizen's phone number and IP address.
+        "TIP_CONTACT_RETENTION_DAYS": _int_setting(env, "TIP_CONTACT_RETENTION_DAYS", 365),
         "TRUSTED_PROXIES": _int_setting(env, "TRUSTED_PROXIES", 0),  # reverse proxies in front (X-Forwarded-*)
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -136,6 +138,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                 "event-holds": {"task": "server.tasks.events.expire_event_holds", "schedule": 60.0},
                 "event-anonymise": {"task": "server.tasks.events.anonymise_old_events", "schedule": 3600.0},
                 "message-contents": {"task": "server.tasks.retention.forget_old_message_contents", "schedule": 3600.0},
+                "tip-contacts": {"task": "server.tasks.retention.forget_old_tip_contacts", "schedule": 3600.0},
                 # Stats (UTC times): datacube after WeChat publishes yesterday (~10:00 Beijing), again at 15:30
                 # Beijing for is_delay days; last month's report at 08:00 Beijing on the 1st.
                 "stats-datacube": {

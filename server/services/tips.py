@@ -1139,6 +1139,23 @@ def deliver_due_notices(limit: int = 50) -> int:
     return len(ids)
 
 
+def forget_contact_details(before: datetime) -> int:
+    """A closed tip's phone number and IP address, kept for the follow-up calls and the abuse limits, go once the tip
+    has been closed since `before`; the tip, its photos and history stay. Returns how many tips were cleared."""
+    cleared = db.session.execute(
+        sa.update(Tip)
+        .where(
+            Tip.status.not_in(OPEN_TIP_STATUSES),
+            Tip.status_changed_at < before,
+            sa.or_(Tip.phone_enc.is_not(None), Tip.ip.is_not(None)),
+        )
+        .values(phone_enc=None, ip=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return cleared
+
+
 def notices_of(tip: Tip) -> list[TipNotice]:
     return list(db.session.scalars(sa.select(TipNotice).filter_by(tip_id=tip.id).order_by(TipNotice.id)))
 

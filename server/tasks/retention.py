@@ -8,10 +8,16 @@ from celery import shared_task
 from flask import current_app
 
 from models import utcnow
-from server.services import inbound
+from server.services import inbound, tips
 
 
 @shared_task
 def forget_old_message_contents() -> int:
     days = max(current_app.config["MESSAGE_RETENTION_DAYS"], 1)  # a retry within the day still finds its reply
     return inbound.forget_contents(utcnow() - timedelta(days=days))  # idempotent: cleared rows are not chosen again
+
+
+@shared_task
+def forget_old_tip_contacts() -> int:
+    days = current_app.config["TIP_CONTACT_RETENTION_DAYS"]
+    return tips.forget_contact_details(utcnow() - timedelta(days=days))

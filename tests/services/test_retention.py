@@ -49,3 +49,22 @@ def test_clearing_goes_in_batches(db_session):
     db_session.commit()
     assert inbound.forget_contents(utcnow() - timedelta(days=180), batch=3) == 7
     assert not db_session.scalars(sa.select(InboundMessage).where(InboundMessage.reply.is_not(None))).all()
+
+
+def test_a_closed_tip_forgets_the_citizens_phone_and_ip_after_its_retention(app, db_session):
+    from models import Tip
+    from server.services import tips
+    from tests import factories
+    from tests.services.test_tips import file_tip
+
+    editor = factories.staff("ed-ret", "editor")
+    closed = file_tip("o-old", phone="13800138000", ip="10.1.2.3")
+    still_open = file_tip("o-open", phone="13900139000", ip="10.1.2.4")
+    tips.transition(closed.id, "reject", editor, note="不属于城管职责")
+    for tip in (closed, still_open):
+        db_session.get(Tip, tip.id).status_changed_at = utcnow() - timedelta(days=400)
+    db_session.commit()
+    assert retention.forget_old_tip_contacts.delay().get() == 1  # TIP_CONTACT_RETENTION_DAYS: 365 by default
+    closed, still_open = (db_session.get(Tip, t.id, populate_existing=True) for t in (closed, still_open))
+    assert (closed.phone_enc, closed.ip) == (None, None) and closed.description  # the tip itself stays
+    assert still_open.phone_enc and still_open.ip == "10.1.2.4"  # open: the unit may still need to call back
