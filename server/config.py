@@ -44,9 +44,20 @@ def _ed25519_key() -> str:
 
 def _int_setting(env: Mapping[str, str], name: str, default: int) -> int:
     value = env.get(name) or str(default)
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise SettingsError(f"{name} must be a whole number, not {value!r}")
     return int(value)
+
+
+def _seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name) or str(default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 60:  # also refuses nan and inf
+        raise SettingsError(f"{name} must be a number of seconds between 0 and 60, not {value!r}")
+    return seconds
 
 
 def _engine_options(database_url: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -86,7 +97,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "WECHAT_AES_KEY": env.get("WECHAT_AES_KEY", "" if production else DEMO_AES_KEY),
         "WECHAT_API_BASE": env.get("WECHAT_API_BASE", REAL_WECHAT_API),
         # Our share of WeChat's 5 s: handlers get this long, then the default reply goes out.
-        "WECHAT_HANDLER_TIMEOUT": float(env.get("WECHAT_HANDLER_TIMEOUT", "3.0")),
+        "WECHAT_HANDLER_TIMEOUT": _seconds_setting(env, "WECHAT_HANDLER_TIMEOUT", 3.0),
         # Where citizens reach the site (https://wx.example.gov.cn/): the links in template messages sent by workers.
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", ""),
         "WECHAT_MAX_BODY": 64 * 1024,
@@ -100,6 +111,10 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "WECHAT_TEMPLATE_PUBLISH_FAILED": env.get("WECHAT_TEMPLATE_PUBLISH_FAILED", "demo-publish-failed-template"),
         "TIP_DAILY_LIMIT": _int_setting(env, "TIP_DAILY_LIMIT", 10),  # per openid per day
         "TIP_DAILY_LIMIT_IP": _int_setting(env, "TIP_DAILY_LIMIT_IP", 30),  # per IP per day (H5 form)
+        # Open311: partners' filing limit per key and minute, and what discovery tells them.
+        "OPEN311_POSTS_PER_MINUTE": _int_setting(env, "OPEN311_POSTS_PER_MINUTE", 30),
+        "OPEN311_CONTACT": env.get("OPEN311_CONTACT", ""),
+        "OPEN311_KEY_SERVICE": env.get("OPEN311_KEY_SERVICE", ""),
         # Days the message log keeps what followers wrote (and our replies); after that only who, what and when.
         "MESSAGE_RETENTION_DAYS": _int_setting(env, "MESSAGE_RETENTION_DAYS", 180),
         # Days a closed tip keeps the citizen's phone number and IP address.

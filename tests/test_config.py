@@ -34,6 +34,9 @@ def test_a_complete_production_environment_passes(tmp_path):
     assert not (tmp_path / "secret_key").exists()  # production never invents secrets
     assert settings["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 10  # a connection per gunicorn thread, and more
     assert _check(tmp_path, DB_POOL_SIZE="24")["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 24
+    settings = _check(tmp_path, WECHAT_HANDLER_TIMEOUT="2.5", OPEN311_POSTS_PER_MINUTE="5", OPEN311_CONTACT="热线科")
+    assert (settings["WECHAT_HANDLER_TIMEOUT"], settings["OPEN311_POSTS_PER_MINUTE"]) == (2.5, 5)
+    assert settings["OPEN311_CONTACT"] == "热线科"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +59,11 @@ def test_a_complete_production_environment_passes(tmp_path):
         ("WECHAT_API_BASE", "https://api.weixin.qq.com"),
         ("DB_POOL_SIZE", "ten"),
         ("TRUSTED_PROXIES", "-1"),
+        ("TIP_DAILY_LIMIT", "²"),
+        ("WECHAT_HANDLER_TIMEOUT", "abc"),
+        ("WECHAT_HANDLER_TIMEOUT", "nan"),
+        ("WECHAT_HANDLER_TIMEOUT", "0"),
+        ("OPEN311_POSTS_PER_MINUTE", "many"),
     ],
 )
 def test_missing_or_malformed_setting_is_named(tmp_path, name, value):
