@@ -112,6 +112,7 @@ def material_detail(item_id: int):  # type: ignore[no-untyped-def]
         purposes=materials.PURPOSES,
         positions=materials.POSITIONS,
         uploads=materials.uploads_of(item),
+        edit_token=materials.edit_token(item),
     )
 
 
@@ -119,12 +120,17 @@ def material_detail(item_id: int):  # type: ignore[no-untyped-def]
 @require_roles(*CURATORS)
 def material_edit(item_id: int):  # type: ignore[no-untyped-def]
     item = _item_or_404(item_id)
-    materials.edit_item(
-        item,
-        caption=request.form.get("caption"),
-        tags=request.form.get("tags", ""),
-        address=request.form.get("address"),
-    )
+    try:
+        materials.edit_item(
+            item,
+            caption=request.form.get("caption"),
+            tags=request.form.get("tags", ""),
+            address=request.form.get("address"),
+            base=request.form.get("base") or None,
+        )
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("console.material_detail", item_id=item_id))
     if "starred" in request.form:
         materials.set_starred([item.id], request.form["starred"] == "1", None)  # _item_or_404 checked the unit
     flash("已保存", "success")

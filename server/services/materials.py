@@ -388,9 +388,21 @@ def parse_tags(raw: str | Iterable[str]) -> list[str]:
     return tags[:TAGS_MAX]
 
 
-def edit_item(item: MaterialItem, *, caption: str | None, tags: str, address: str | None = None) -> MaterialItem:
-    """An editor's caption, tags and address; what changed is audited (a save that changes nothing is not)."""
-    db.session.refresh(item, with_for_update=True)  # two editors at once: one after the other, each audited truly
+def edit_token(item: MaterialItem) -> str:
+    """What the edit form was filled from: a save based on anything else would overwrite someone's change unseen."""
+    fields = json.dumps(audit.snapshot(item, EDIT_FIELDS), ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(fields.encode()).hexdigest()[:16]
+
+
+def edit_item(
+    item: MaterialItem, *, caption: str | None, tags: str, address: str | None = None, base: str | None = None
+) -> MaterialItem:
+    """An editor's caption, tags and address; what changed is audited (a save that changes nothing is not).
+    `base`: the edit_token the form was filled from; refused if the item changed since."""
+    db.session.refresh(item, with_for_update=True)  # two editors at once: one after the other
+    if base is not None and base != edit_token(item):
+        db.session.rollback()
+        raise ServiceError("这张照片的说明或标签刚被他人修改，请查看后再保存")
     before = audit.snapshot(item, EDIT_FIELDS)
     item.caption = _clean(caption, CAPTION_MAX)
     item.tags = parse_tags(tags)

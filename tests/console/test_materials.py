@@ -157,3 +157,17 @@ def test_an_empty_library_says_so_across_the_whole_grid(as_admin, db_session):
     assert ".material-grid > .empty { grid-column:1 / -1; }" in page  # not squeezed into the first 180px cell
     filtered = as_admin.get("/admin/materials?starred=1").get_data(as_text=True)
     assert '<div class="card empty" id="material-empty"><strong>没有符合条件的照片</strong>' in filtered
+
+
+def test_a_save_from_a_page_someone_else_has_changed_since_is_refused(as_admin, db_session):
+    officer = factories.staff("zhengs", "officer", unit=factories.unit("闵行分局"), name="郑十一")
+    item, _ = materials.upload_photo(officer, jpeg_bytes((320, 240)), client_id="stale-client")
+    page = as_admin.get(f"/admin/materials/{item.id}").get_data(as_text=True)
+    base = re.search(r'name="base" value="([0-9a-f]+)"', page).group(1)
+    first = {"caption": "甲写的", "tags": "占道", "base": base}
+    assert as_admin.post(f"/admin/materials/{item.id}/edit", first).status_code == 302
+    second = {"caption": "乙写的", "tags": "夜查", "base": base}  # the same page, opened before the first save
+    res = as_admin.post(f"/admin/materials/{item.id}/edit", second, follow_redirects=True)
+    assert "刚被他人修改" in res.get_data(as_text=True)
+    db.session.refresh(item)
+    assert (item.caption, item.tags) == ("甲写的", ["占道"])
