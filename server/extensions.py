@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis as redis_lib
@@ -64,6 +66,26 @@ def init_redis(app: Flask) -> Any:
 
 def get_redis() -> redis_lib.Redis:
     return current_app.extensions["redis"]
+
+
+@contextmanager
+def exclusive(key: str, seconds: int = 120) -> Iterator[bool]:
+    """Whether this process holds `key` (Redis SET NX, released on exit) for work that is idempotent but costly to do
+    twice at once. Redis down: True, so the work goes on (at worst done twice)."""
+    name = f"exclusive:{key}"
+    try:
+        mine = bool(get_redis().set(name, 1, nx=True, ex=seconds))
+    except redis_lib.RedisError:
+        yield True
+        return
+    try:
+        yield mine
+    finally:
+        if mine:
+            try:
+                get_redis().delete(name)
+            except redis_lib.RedisError:
+                pass  # its TTL frees it
 
 
 def dialect_insert(target: Any) -> Any:

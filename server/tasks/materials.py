@@ -6,12 +6,17 @@ import requests
 from celery import shared_task
 from wechatpy.exceptions import WeChatClientException
 
+from server.extensions import exclusive
 from server.services import materials
 
 
 @shared_task(autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=5)
 def fetch_chat_photo(item_id: int) -> None:
-    materials.fetch_chat_photo(item_id)  # idempotent: an item already stored (or refused) is skipped
+    # Idempotent (an item already stored or refused is skipped); the claim spares WeChat's media quota a second
+    # download when a retry and the stalled-item sweep overlap.
+    with exclusive(f"material-photo:{item_id}") as mine:
+        if mine:
+            materials.fetch_chat_photo(item_id)
 
 
 @shared_task

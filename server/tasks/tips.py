@@ -6,12 +6,17 @@ import requests
 from celery import shared_task
 from wechatpy.exceptions import WeChatClientException
 
+from server.extensions import exclusive
 from server.services import tips
 
 
 @shared_task(autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=5)
 def fetch_chat_photo(photo_id: int) -> None:
-    tips.fetch_chat_photo(photo_id)  # idempotent: a photo already stored (or refused) is skipped
+    # Idempotent (a photo already stored or refused is skipped); the claim spares WeChat's media quota a second
+    # download when a retry and the stalled-photo sweep overlap.
+    with exclusive(f"tip-photo:{photo_id}") as mine:
+        if mine:
+            tips.fetch_chat_photo(photo_id)
 
 
 @shared_task

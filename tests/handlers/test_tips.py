@@ -129,6 +129,23 @@ def test_a_photo_whose_download_outlived_its_retries_is_found_by_the_sweep(app, 
     assert {"server.tasks.tips.requeue_stalled_photos", "server.tasks.materials.requeue_stalled_items"} <= beat
 
 
+def test_a_download_another_worker_holds_is_not_made_twice(wechat, media, emulator, db_session):
+    from server.extensions import exclusive
+    from server.tasks import tips as tip_tasks
+
+    emulator.hook("fail", {"path": "cgi-bin/media/get", "errcode": -1, "errmsg": "system error", "times": 20})
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    photo = db.session.scalars(sa.select(TipPhoto)).one()
+    emulator.hook("fail", {"path": "cgi-bin/media/get", "errcode": -1, "times": 0})
+    emulator.hook("clear-calls")
+    with exclusive(f"tip-photo:{photo.id}") as mine:  # another worker's retry is downloading it right now
+        assert mine
+        tip_tasks.fetch_chat_photo(photo.id)  # the sweep's copy, run in this process
+        assert not [c for c in emulator.state()["calls"] if c["path"] == "cgi-bin/media/get"]
+    tip_tasks.fetch_chat_photo(photo.id)  # once the other is done (here: gave up), the next one may
+    assert db.session.get(TipPhoto, photo.id, populate_existing=True).state is PhotoState.READY
+
+
 def test_an_expired_draft_is_kept_but_closed(wechat, media, db_session, redis_client):
     send_image(wechat, CITIZEN, media(jpeg_bytes()))
     draft = db.session.scalars(sa.select(TipDraft)).one()
