@@ -103,7 +103,7 @@ def register_error_handlers(app: Flask) -> None:
     }
 
     def answer(code: int, message: str):  # type: ignore[no-untyped-def]
-        if request.path.startswith(("/api/", "/open311/")) or request.accept_mimetypes.best == "application/json":
+        if request.path.startswith("/open311/") or request.accept_mimetypes.best == "application/json":
             return jsonify(error=message, status=code), code
         citizen = request.path.startswith("/m/")
         home = "/m/" if citizen else "/admin/"
@@ -131,6 +131,6 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         app.logger.exception("unhandled error on %s", request.path)
         db.session.rollback()
-        if request.path.startswith(("/api/", "/open311/")):
+        if request.path.startswith("/open311/"):
             return jsonify(error=messages[500], status=500), 500
         return render_template("error.html", code=500, message=messages[500], home="/", citizen=False), 500
