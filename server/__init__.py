@@ -131,6 +131,4 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         app.logger.exception("unhandled error on %s", request.path)
         db.session.rollback()
-        if request.path.startswith("/open311/"):
-            return jsonify(error=messages[500], status=500), 500
-        return render_template("error.html", code=500, message=messages[500], home="/", citizen=False), 500
+        return answer(500, messages[500])

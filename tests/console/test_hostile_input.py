@@ -74,6 +74,24 @@ def test_error_pages_speak_chinese_and_lead_home_on_their_own_side(client, db_se
     assert res.status_code == 401 and "公众号菜单" in res.get_json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("path", "accept", "home"),
+    [
+        ("/m/tips/new", "text/html", 'href="/m/"'),
+        ("/admin/tips", "text/html", 'href="/admin/"'),
+        ("/m/x", "application/json", None),
+    ],
+)
+def test_an_unexpected_error_is_answered_like_the_others_on_its_own_side(app, db_session, path, accept, home):
+    with app.test_request_context(path, headers={"Accept": accept}):
+        res = app.make_response(app.handle_user_exception(RuntimeError("boom")))
+    assert res.status_code == 500
+    if home:
+        assert "系统繁忙" in res.get_data(as_text=True) and home in res.get_data(as_text=True)
+    else:
+        assert res.get_json() == {"error": "系统繁忙，请稍后再试", "status": 500}
+
+
 def test_an_expired_form_token_says_what_to_do_and_tokens_do_not_expire_by_the_clock(app, as_admin):
     assert app.config["WTF_CSRF_TIME_LIMIT"] is None  # bound to the session, not to an hour of writing
     as_admin.token = "stale"
