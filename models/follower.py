@@ -28,3 +28,9 @@ class Follower(db.Model):
     location_precision: Mapped[float | None]
     located_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        # The follower list's order (latest subscribers first), so a page reads 50 index entries, not a sort of all.
+        sa.Index("ix_follower_recent", subscribed_at.desc().nulls_last(), id.desc()),
+        sa.Index("ix_follower_first_subscribed", "first_subscribed_at"),  # new followers per day (dashboard)
+    )

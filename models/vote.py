@@ -120,7 +120,8 @@ class Vote(db.Model):
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "openid", "day", "seq", name="uq_vote_daily_slot"),
         sa.UniqueConstraint("campaign_id", "candidate_id", "openid", "day", "candidate_seq", name="uq_vote_cand_slot"),
-        sa.Index("ix_vote_campaign_candidate", "campaign_id", "candidate_id"),
+        # voided_at too: a campaign's counts come from the index alone
+        sa.Index("ix_vote_campaign_candidate", "campaign_id", "candidate_id", "voided_at"),
         sa.Index("ix_vote_campaign_ip", "campaign_id", "ip"),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from server.config import check_settings, load_settings
+from server.config import check_settings, engine_options, load_settings
 from server.extensions import csrf, db, init_celery, init_redis, login, migrate
 from server.filters import register_filters
 from server.inputs import init_inputs
@@ -24,6 +25,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, static_folder="../static", instance_relative_config=True)
     app.config.from_mapping(load_settings(Path(app.instance_path)))
     app.config.update(config or {})
+    if config and "SQLALCHEMY_DATABASE_URI" in config and "SQLALCHEMY_ENGINE_OPTIONS" not in config:
+        # the production options for the database given (tests: pool sizes and connection settings as deployed)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"], os.environ)
     check_settings(app.config)
     if app.config["TRUSTED_PROXIES"]:  # behind nginx/SLB: the scheme and host WeChat used, for OAuth callbacks
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from server.config import SettingsError, check_settings, load_settings
 
@@ -80,3 +81,9 @@ def test_development_defaults_need_nothing(tmp_path):
     assert "pool_size" not in settings["SQLALCHEMY_ENGINE_OPTIONS"]  # SQLite's pools take no size
     assert (tmp_path / "secret_key").exists() and (tmp_path / "pii_key").exists()
     assert load_settings(tmp_path, {})["SECRET_KEY"] == settings["SECRET_KEY"]  # kept across restarts
+
+
+def test_postgresql_connections_run_without_jit(db_session):
+    if db_session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL setting")
+    assert db_session.execute(sa.text("SHOW jit")).scalar() == "off"

@@ -521,7 +521,11 @@ def _counted(campaign_id: int) -> tuple[dict[int, int], str]:
     )
     rows = db.session.execute(
         sa.select(VoteCandidate.id, sa.func.count(Vote.id), snapshot)
-        .outerjoin(Vote, sa.and_(Vote.candidate_id == VoteCandidate.id, Vote.voided_at.is_(None)))
+        .outerjoin(
+            Vote,
+            # campaign_id too, so only this campaign's part of the index is read (not every campaign's votes)
+            sa.and_(Vote.campaign_id == campaign_id, Vote.candidate_id == VoteCandidate.id, Vote.voided_at.is_(None)),
+        )
         .where(VoteCandidate.campaign_id == campaign_id)
         .group_by(VoteCandidate.id)
     ).all()
