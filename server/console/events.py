@@ -7,9 +7,11 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import requests
+import sqlalchemy as sa
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from redis.exceptions import RedisError
+from sqlalchemy.orm import selectinload
 from wechatpy.exceptions import WeChatClientException
 
 from models import Event, EventKind, EventSession, Role, utcnow
@@ -51,9 +53,12 @@ def _session_or_404(event_id: int, session_id: int) -> EventSession:
 @bp.get("/events")
 @require_roles(*CONSOLE_ROLES)
 def event_list():  # type: ignore[no-untyped-def]
-    import sqlalchemy as sa
 
-    all_events = db.session.scalars(sa.select(Event).order_by(Event.registration_opens_at.desc(), Event.id.desc()))
+    all_events = db.session.scalars(
+        sa.select(Event)
+        .options(selectinload(Event.sessions))
+        .order_by(Event.registration_opens_at.desc(), Event.id.desc())
+    )
     now = utcnow()
     return render_template(
         "console/event_list.html",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy.orm import selectinload
 
 from models import Role, Staff, Unit, UnitKind
 from server.console import bp
@@ -18,7 +19,7 @@ from server.services import staff as staff_service
 @require_roles(Role.ADMIN)
 def staff_list():  # type: ignore[no-untyped-def]
     q = request.args.get("q", "").strip()
-    query = sa.select(Staff).order_by(Staff.unit_id, Staff.role, Staff.id)
+    query = sa.select(Staff).options(selectinload(Staff.unit)).order_by(Staff.unit_id, Staff.role, Staff.id)
     if q:
         query = query.where(sa.or_(Staff.name.contains(q), Staff.username.contains(q.lower())))
     people = db.session.scalars(query).all()
@@ -71,7 +72,7 @@ def staff_edit(staff_id: int | None):  # type: ignore[no-untyped-def]
 @bp.get("/units")
 @require_roles(Role.ADMIN)
 def unit_list():  # type: ignore[no-untyped-def]
-    return render_template("console/units.html", tree=staff_service.units_tree())
+    return render_template("console/units.html", tree=staff_service.units_tree(with_posts=True))
 
 
 @bp.route("/units/new", methods=["GET", "POST"], defaults={"unit_id": None})

@@ -20,6 +20,7 @@ from typing import Any
 import ahocorasick
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import selectinload
 
 from models import Alert, AlertDuty, AlertNotice, AlertStatus, NoticeRound, Role, SensitiveTerm, SiteSetting, Staff
 from models.base import utcnow
@@ -278,6 +279,7 @@ def duty_candidates() -> list[Staff]:
     return list(
         db.session.scalars(
             sa.select(Staff)
+            .options(selectinload(Staff.unit))
             .where(Staff.active, Staff.role.in_((Role.ADMIN, Role.EDITOR, Role.REVIEWER)))
             .order_by(Staff.role, Staff.name)
         )

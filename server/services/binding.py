@@ -21,6 +21,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from wechatpy.exceptions import WeChatClientException
 
 from models import BindingCode, Role, Staff, utcnow
@@ -202,7 +203,12 @@ def revoke(binding_id: int) -> BindingCode:
 
 def list_codes(status: str | None = None, limit: int = 100) -> list[BindingCode]:
     now = utcnow()
-    query = sa.select(BindingCode).order_by(BindingCode.id.desc()).limit(limit)
+    query = (
+        sa.select(BindingCode)
+        .options(selectinload(BindingCode.staff).selectinload(Staff.unit))
+        .order_by(BindingCode.id.desc())
+        .limit(limit)
+    )
     if status == "outstanding":
         query = query.where(BindingCode.used_at.is_(None), BindingCode.expires_at > now)
     elif status == "used":
@@ -214,7 +220,12 @@ def list_codes(status: str | None = None, limit: int = 100) -> list[BindingCode]
 
 def bindable_staff() -> list[tuple[Role, list[Staff]]]:
     """Active staff who may bind, grouped by role (officers first, the most numerous), for the issue form."""
-    query = sa.select(Staff).where(Staff.role.in_(BINDABLE_ROLES), Staff.active).order_by(Staff.unit_id, Staff.name)
+    query = (
+        sa.select(Staff)
+        .options(selectinload(Staff.unit))
+        .where(Staff.role.in_(BINDABLE_ROLES), Staff.active)
+        .order_by(Staff.unit_id, Staff.name)
+    )
     people = list(db.session.scalars(query))
     order = [Role.OFFICER, Role.EDITOR, Role.ADMIN, Role.REVIEWER, Role.LIAISON]
     return [(role, group) for role in order if (group := [p for p in people if p.role is role])]
@@ -225,7 +236,8 @@ def receives(staff: Staff) -> str:
 
 
 def bound_staff() -> list[Staff]:
-    return list(db.session.scalars(sa.select(Staff).where(Staff.openid.is_not(None)).order_by(Staff.name)))
+    query = sa.select(Staff).options(selectinload(Staff.unit)).where(Staff.openid.is_not(None)).order_by(Staff.name)
+    return list(db.session.scalars(query))
 
 
 # -- binding from chat -------------------------------------------------------------------------------------------

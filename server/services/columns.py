@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from models import (
     Article,
@@ -166,6 +167,7 @@ def calendar(start: date, end: date) -> list[CalendarDay]:
     hi = datetime.combine(end + timedelta(days=1), time.min, LOCAL_TZ).astimezone(UTC)
     pushes = db.session.scalars(
         sa.select(ArticlePush)
+        .options(selectinload(ArticlePush.articles))
         .where(ArticlePush.scheduled_at >= lo, ArticlePush.scheduled_at < hi)
         .where(ArticlePush.status != PushStatus.CANCELLED)
         .order_by(ArticlePush.scheduled_at)

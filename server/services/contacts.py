@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from models import ContactPoint, Unit
 from server.extensions import db
@@ -47,7 +48,7 @@ def format_distance(metres: float) -> str:
 
 
 def list_points(*, published_only: bool = False) -> list[ContactPoint]:
-    query = sa.select(ContactPoint).order_by(ContactPoint.name)
+    query = sa.select(ContactPoint).options(selectinload(ContactPoint.unit)).order_by(ContactPoint.name)
     if published_only:
         query = query.where(ContactPoint.published)
     return list(db.session.scalars(query))

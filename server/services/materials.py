@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from wechatpy.exceptions import WeChatClientException
 
 from models import MaterialItem, MaterialRendition, MaterialSource, MaterialState, Role, Staff, WechatImage, utcnow
@@ -554,7 +555,11 @@ def _rows(
     f: MaterialFilter, visible_units: list[int] | None, *, after_id: int, before_id: int | None, limit: int
 ) -> list[MaterialItem]:
     """Matching rows, newest first. Every filter is in the SQL, so the limit counts only what matches."""
-    stmt = sa.select(MaterialItem).where(*_where(f, visible_units))
+    stmt = (
+        sa.select(MaterialItem)
+        .options(selectinload(MaterialItem.uploader), selectinload(MaterialItem.unit))
+        .where(*_where(f, visible_units))
+    )
     if after_id:  # a feed catching up: the oldest `limit` after its cursor, so that nothing is skipped
         stmt = stmt.where(MaterialItem.id > after_id).order_by(MaterialItem.id)
     else:

@@ -6,6 +6,7 @@ import re
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from models import AuditKind, Role, Staff, Unit, UnitKind, utcnow
@@ -240,9 +241,12 @@ def publicity_contact(unit: Unit) -> Staff | None:
     return a if a is not None and a.active else None
 
 
-def units_tree() -> list[tuple[Unit, int]]:
+def units_tree(*, with_posts: bool = False) -> list[tuple[Unit, int]]:
     """Every unit with its depth, parents before children, for indented lists and selects."""
-    units = db.session.scalars(sa.select(Unit).order_by(Unit.sort, Unit.id)).all()
+    query = sa.select(Unit).order_by(Unit.sort, Unit.id)
+    if with_posts:  # the units page names each unit's A and B posts
+        query = query.options(selectinload(Unit.post_a), selectinload(Unit.post_b))
+    units = db.session.scalars(query).all()
     by_parent: dict[int | None, list[Unit]] = {}
     for unit in units:
         by_parent.setdefault(unit.parent_id, []).append(unit)

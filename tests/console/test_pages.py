@@ -97,3 +97,55 @@ def test_pages_link_the_icon_that_static_serves(console, admin):
     res = console.client.get("/static/favicon.svg")
     assert res.status_code == 200 and res.mimetype == "image/svg+xml" and b"<svg" in res.data
     res.close()
+
+
+def _grow(n: int, start: int) -> None:
+    """n more units, each with an officer, a contact point, a binding code, a photo and an event."""
+    from models import ContactPoint
+    from server.extensions import db
+    from server.services import binding, staff
+
+    for i in range(start, start + n):
+        office = factories.unit(f"中队{i}")
+        officer = factories.staff(f"officer{i}", "officer", unit=office)
+        staff.save_unit(name=office.name, kind=office.kind, parent_id=None, unit=office, post_a_id=officer.id)
+        db.session.add(
+            ContactPoint(name=f"联络点{i}", address="某路", latitude=31.2, longitude=121.4, unit_id=office.id)
+        )
+        binding.issue(officer.id)
+        factories.photo_library(officer, 1, set())[0].key = f"upload:grow-{i}"
+        make_event()
+    db.session.commit()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/units",
+        "/admin/staff",
+        "/admin/contacts",
+        "/admin/binding",
+        "/admin/events",
+        "/admin/materials/feed.json",
+    ],
+)
+def test_a_list_runs_as_many_statements_for_many_rows_as_for_few(as_admin, db_session, path):
+    import sqlalchemy as sa
+
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    engine = db_session.get_bind().engine
+    sizes = []
+    for start in (0, 2):
+        _grow(2 if start == 0 else 6, start)
+        statements.clear()
+        sa.event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert as_admin.get(path).status_code == 200
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", count)
+        sizes.append(len(statements))
+    assert sizes[0] == sizes[1], statements  # one query per row would add 4 or more
