@@ -185,11 +185,12 @@ def vote_review(campaign_id: int):  # type: ignore[no-untyped-def]
     return render_template(
         "console/vote_review.html",
         campaign=campaign,
-        review=votes.review(campaign.id),
+        review=votes.review(campaign.id, fresh=request.args.get("fresh") == "1"),
         names=names,
         kinds=votes.CLUSTER_KINDS,
         flag_score=votes.FLAG_SCORE,
         new_minutes=votes.NEW_FOLLOWER_MINUTES,
+        review_minutes=votes.REVIEW_TTL // 60,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import json
 import logging
 import secrets
 import time
@@ -731,13 +732,57 @@ class Review:
     night: list[dict[str, Any]]
     new_followers: list[dict[str, Any]]
     totals: dict[str, int]
+    computed_at: datetime = field(default_factory=utcnow)
 
     @property
     def flagged(self) -> list[Cluster]:
         return [c for c in self.clusters if c.flagged]
 
+    def to_json(self) -> str:
+        as_dict = {**self.__dict__, "clusters": [c.__dict__ for c in self.clusters]}
+        return json.dumps(as_dict, default=lambda v: {"$dt": v.isoformat()})
 
-def review(campaign_id: int) -> Review:
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Review:
+        data = json.loads(raw, object_hook=lambda d: datetime.fromisoformat(d["$dt"]) if "$dt" in d else d)
+        data["clusters"] = [Cluster(**c) for c in data["clusters"]]
+        return cls(**data)
+
+
+# The analysis reads every valid vote of the campaign several times: seconds at a few hundred thousand votes. The
+# page shows the stored result, with its time; a void or the page's 重新分析 computes it again.
+REVIEW_TTL = 600
+
+
+def _review_key(campaign_id: int) -> str:
+    return f"vote:review:{campaign_id}"
+
+
+def review(campaign_id: int, *, fresh: bool = False) -> Review:
+    """The review page's analysis: the stored one if under REVIEW_TTL old (and not `fresh`), else computed now."""
+    if not fresh:
+        try:
+            raw = get_redis().get(_review_key(campaign_id))
+        except Exception:  # Redis down: compute it
+            raw = None
+        if raw:
+            return Review.from_json(raw)
+    out = _analyse(campaign_id)
+    try:
+        get_redis().set(_review_key(campaign_id), out.to_json(), ex=REVIEW_TTL)
+    except Exception:
+        log.warning("vote review not stored: Redis unavailable")
+    return out
+
+
+def _forget_review(campaign_id: int) -> None:
+    try:
+        get_redis().delete(_review_key(campaign_id))
+    except Exception:
+        pass
+
+
+def _analyse(campaign_id: int) -> Review:
     """Everything the review page shows, computed in SQL over the vote rows."""
     found = [c for kind in CLUSTER_KINDS for c in clusters(campaign_id, kind)]
     found.sort(key=lambda c: (not c.flagged, -c.score, -c.voters))
@@ -836,6 +881,7 @@ def void_votes(
     except Exception:
         log.warning("ranking not moved after voids: Redis unavailable; it is rebuilt when read")
         _drop_ranking(campaign.id)
+    _forget_review(campaign.id)  # the office returns to the review page to see the groups without these votes
     return len(voided)
 
 

@@ -108,6 +108,7 @@ def test_review_flags_brushing_and_void_moves_ranking(as_admin, db_session, monk
     target = campaign.candidates[0]
     page = as_admin.get(f"/admin/votes/{campaign.id}/review").get_data(as_text=True)
     assert 'data-kind="ip" data-key="222.85.10.7"' in page and "可疑" in page and "300 个账号来自同一 IP" in page
+    assert "分析时间" in page and f"/admin/votes/{campaign.id}/review?fresh=1" in page
     assert f'data-votes="{target.id}">314<' in as_admin.get(f"/admin/votes/{campaign.id}").get_data(as_text=True)
     cluster = as_admin.get(f"/admin/votes/{campaign.id}/review/ip?key=222.85.10.7").get_data(as_text=True)
     assert cluster.count('name="vote_id"') == 200

@@ -325,3 +325,19 @@ def test_export_matches_the_database(db_session, monkeypatch):
     assert {r[1]: r[3] for r in rows} == truth
     assert sum(r[5] for r in rows) == 25
     assert db_session.scalars(sa.select(AuditLog).filter_by(action="vote.export")).one().kind.value == "export"
+
+
+def test_the_review_is_stored_until_a_void_or_a_fresh_analysis(db_session, monkeypatch):
+    monkeypatch.setitem(votes.RATE_LIMITS, "ip", 10_000)
+    monkeypatch.setitem(votes.RATE_LIMITS, "subnet", 10_000)
+    campaign = make_campaign(per_day=1)
+    brush(db_session, campaign)
+    first = votes.review(campaign.id)
+    stored = votes.review(campaign.id)
+    assert stored == first  # every field, the groups' times included, comes back from Redis as it was computed
+    assert isinstance(stored.clusters[0].first_at, datetime) and stored.clusters[0].first_at.tzinfo is not None
+    honest(campaign, 5)
+    assert votes.review(campaign.id).totals == first.totals  # read from the store, not recomputed
+    assert votes.review(campaign.id, fresh=True).totals["valid"] == first.totals["valid"] + 5
+    votes.void_votes(campaign, "同一 IP 批量新粉丝刷票", kind="ip", key="222.85.10.7")
+    assert votes.review(campaign.id).totals["voided"] == 300  # the void dropped the stored analysis
