@@ -342,9 +342,8 @@ def export_xlsx(survey: Survey) -> bytes:
     from openpyxl import Workbook
 
     res = results(survey)
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "按题目"
+    wb = Workbook(write_only=True)  # rows go to disk as they are appended: memory stays flat at any size
+    ws = wb.create_sheet("按题目")
     ws.append([survey.title])
     ws.append(["有效答卷", res.responses, "总体满意度(%)", res.satisfied_pct])
     ws.append([])
@@ -373,6 +372,7 @@ def export_xlsx(survey: Survey) -> bytes:
         .where(SurveyResponse.survey_id == survey.id)
         .order_by(SurveyResponse.id)
         .options(sa.orm.selectinload(SurveyResponse.answers))
+        .execution_options(yield_per=500)  # answers loaded per batch of responses
     )
     for resp in rows:
         by_q: dict[int, list[SurveyAnswer]] = {}

@@ -68,7 +68,7 @@ def test_list_is_masked_and_export_is_an_audited_excel(as_admin):
     rows = list(load_workbook(io.BytesIO(res.data)).active.iter_rows(values_only=True))
     assert rows[1][1:4] == ("王小明", "13812340000", "11010519491231002X")
     entry = db.session.scalar(sa.select(AuditLog).filter_by(action="event.export"))
-    assert entry.kind is AuditKind.EXPORT and entry.staff_name == "管理员甲"
+    assert entry.kind is AuditKind.EXPORT and entry.staff_name == "管理员甲" and entry.note.endswith("：1 条")
 
 
 def test_scan_page_and_check_in_with_nonces(console, db_session):
