@@ -121,7 +121,7 @@ def event_detail(event_id: int):  # type: ignore[no-untyped-def]
         "console/event_detail.html",
         event=event,
         current=current,
-        rows=events.session_rows(current.id) if current else [],
+        listing=events.session_rows(current.id, page=to_int(request.args.get("page"), 1, lo=1)) if current else None,
         numbers=numbers,
         can_manage=current_user.role in MANAGERS,
         can_scan=current_user.role in SCANNERS,

@@ -71,6 +71,18 @@ def test_list_is_masked_and_export_is_an_audited_excel(as_admin):
     assert entry.kind is AuditKind.EXPORT and entry.staff_name == "管理员甲" and entry.note.endswith("：1 条")
 
 
+def test_a_big_session_is_listed_a_page_at_a_time_in_sign_up_order(as_admin, monkeypatch):
+    monkeypatch.setattr(events, "ROWS_PER_PAGE", 2)
+    event, (session,) = make_event(quota=10, fields=("name",))
+    for name in ("甲一", "乙二", "丙三"):
+        events.register(f"o-{name}", event.id, session.id, Applicant(name=name))
+    first = as_admin.get(f"/admin/events/{event.id}?session={session.id}").get_data(as_text=True)
+    assert "甲*" in first and "乙*" in first and "丙*" not in first and "第 1 / 2 页" in first
+    last = as_admin.get(f"/admin/events/{event.id}?session={session.id}&page=2").get_data(as_text=True)
+    assert "丙*" in last and "甲*" not in last and "<td>3</td>" in last  # numbered by sign-up position
+    assert "丙*" in as_admin.get(f"/admin/events/{event.id}?session={session.id}&page=99").get_data(as_text=True)
+
+
 def test_scan_page_and_check_in_with_nonces(console, db_session):
     factories.staff("liaison1", "liaison", unit=factories.unit())
     console.login("liaison1")
