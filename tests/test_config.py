@@ -87,3 +87,29 @@ def test_postgresql_connections_run_without_jit(db_session):
     if db_session.get_bind().dialect.name != "postgresql":
         pytest.skip("PostgreSQL setting")
     assert db_session.execute(sa.text("SHOW jit")).scalar() == "off"
+
+
+def test_a_pooled_connection_the_database_dropped_is_replaced_on_checkout(app):
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if not url.startswith("postgresql"):
+        pytest.skip("PostgreSQL restart")
+    engine = sa.create_engine(url, **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+    try:
+        with engine.connect() as other:
+            with engine.connect() as conn:
+                pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))  # as a restart or failover would
+            with engine.connect() as conn:  # the pooled, now dead, connection is checked out again
+                assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_statement_logs_no_parameters(app):
+    engine = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"], **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+    try:
+        with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError) as raised:
+            conn.execute(sa.text("SELECT CAST(:message AS text), 1 / 0"), {"message": "我叫王小明 手机13700002222"})
+        assert "13700002222" not in str(raised.value)
+    finally:
+        engine.dispose()

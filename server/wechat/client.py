@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -26,6 +27,14 @@ MEDIA_TYPES = ("image/", "audio/", "video/", "application/octet-stream")  # what
 TICKET_KEY = "jsapi_ticket_shared"  # not wechatpy's own key: its get_jsapi_ticket caches without a lock
 
 
+_SECRET_PARAMS = re.compile(r"((?:access_token|secret|code|ticket)=)[^&\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """Text that may hold a WeChat URL, without its credentials (token, secret, OAuth code, ticket)."""
+    return _SECRET_PARAMS.sub(r"\1***", text)
+
+
 class ForeignHostError(RuntimeError):
     """A request would have left for a host other than WECHAT_API_BASE."""
 
@@ -40,7 +49,11 @@ class RedirectingSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         url = self.route(url.decode() if isinstance(url, bytes) else url)
-        return super().request(method, url, *args, **kwargs)
+        try:
+            return super().request(method, url, *args, **kwargs)
+        except requests.RequestException as exc:
+            # Its text names the URL, access_token included, and every log line and Celery retry prints it.
+            raise type(exc)(redact(str(exc)), response=exc.response) from None
 
     def route(self, url: str) -> str:
         if not self.rewrite:
@@ -144,7 +157,8 @@ class SharedTokenClient(WeChatClient):
         if isinstance(result, requests.Response):
             kind = result.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if not kind.startswith(MEDIA_TYPES):
-                log.warning("wechat answered %s with a body that is not JSON (%s)", res.url, kind or "no type")
+                path = urlsplit(res.url).path
+                log.warning("wechat answered %s with a body that is not JSON (%s)", path, kind or "no type")
                 raise WeChatClientException(-1, "微信返回了无法解析的应答", client=self, response=res)
         return result
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
+import requests
 from wechatpy.exceptions import WeChatClientException
 
-from server.wechat.client import ForeignHostError, RedirectingSession, SharedTokenClient, get_client
+from server.wechat.client import ForeignHostError, RedirectingSession, SharedTokenClient, get_client, redact
 from tests.conftest import APPID, SECRET, foreign_lookups
 
 
@@ -161,3 +163,17 @@ def test_oauth_code_exchange(emulator, app, redis_client):
         with pytest.raises(WeChatClientException) as info:
             c.oauth_exchange(the_code)  # single use
         assert info.value.errcode == 40163  # WeChat: "code been used"
+
+
+def test_a_failed_call_names_no_credentials_in_its_error_or_the_logs(redis_client, caplog):
+    client = SharedTokenClient(APPID, SECRET, base="http://127.0.0.1:9/", redis=redis_client)  # nothing listens
+    client.session.set(client.access_token_key, "TOKEN-SECRET-123")
+    client.session.set(f"{client.access_token_key}_expires_at", int(time.time()) + 3600)
+    with pytest.raises(requests.ConnectionError) as raised:
+        client.user.get("oCitizen")
+    assert "127.0.0.1" in str(raised.value)  # still says where it failed
+    assert "TOKEN-SECRET-123" not in str(raised.value) and "access_token=***" in str(raised.value)
+    assert "TOKEN-SECRET-123" not in caplog.text
+    assert redact("/sns/oauth2/access_token?appid=wx1&secret=S&code=C&grant_type=x") == (
+        "/sns/oauth2/access_token?appid=wx1&secret=***&code=***&grant_type=x"
+    )
