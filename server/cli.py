@@ -47,6 +47,8 @@ DEMO_MENU = [
 @with_appcontext
 def seed_demo() -> None:
     """Demo data: auto-reply rules, menu-click replies, welcome message and a few followers (idempotent)."""
+    if current_app.config["PRODUCTION"]:  # it creates console users with a published password
+        raise click.ClickException("seed-demo is for the demo and development, not APP_ENV=production")
     if db.session.scalar(sa.select(sa.func.count()).select_from(ReplyRule)):
         click.echo("demo data already present")
         return

@@ -78,7 +78,10 @@ def engine_options(database_url: str, env: Mapping[str, str]) -> dict[str, Any]:
 
 def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
-    production = env.get("APP_ENV", "development") == "production"
+    app_env = env.get("APP_ENV", "development")
+    if app_env not in ("production", "development"):  # "prod" or "Production" must not quietly mean development
+        raise SettingsError(f"APP_ENV must be production or development, not {app_env!r}")
+    production = app_env == "production"
     redis_url = env.get("REDIS_URL", "")
     database_url = env.get("DATABASE_URL", "sqlite:///app.db")
     if database_url.startswith(("postgres://", "postgresql://")):  # Heroku-style URLs: use psycopg 3
@@ -106,6 +109,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         # Where citizens reach the site (https://wx.example.gov.cn/): the links in template messages sent by workers.
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", ""),
         "WECHAT_MAX_BODY": 64 * 1024,
+        # Any request body: one photo (images.MAX_BYTES) and its form; the tip form raises it for its nine photos.
+        "MAX_CONTENT_LENGTH": 25 * 1024 * 1024,
         "WECHAT_MAX_CLOCK_SKEW": 300,
         "MEDIA_ROOT": env.get("MEDIA_ROOT", str(instance_path / "media")),
         "DEMO": env.get("DEMO", "") == "1",
@@ -222,6 +227,10 @@ def check_settings(config: Mapping[str, Any]) -> None:
             raise SettingsError(f"{name} is required in production (APP_ENV=production)")
     if not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
         raise SettingsError("DATABASE_URL must be a PostgreSQL URL in production")
+    if config.get("DEMO"):
+        raise SettingsError("DEMO=1 mounts the WeChat emulator: not in production")
+    if not Path(config["MEDIA_ROOT"]).is_absolute():  # a relative path would differ between web and worker processes
+        raise SettingsError("MEDIA_ROOT must be an absolute path (a folder every web and worker process shares)")
     if not str(config["REDIS_URL"]).startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("REDIS_URL must be a redis:// or rediss:// URL")
     if len(config["SECRET_KEY"]) < 32:

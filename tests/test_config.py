@@ -113,3 +113,29 @@ def test_a_failed_statement_logs_no_parameters(app):
         assert "13700002222" not in str(raised.value)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"APP_ENV": "prod"}, "APP_ENV"),
+        ({"APP_ENV": "Production"}, "APP_ENV"),
+        ({"DEMO": "1"}, "DEMO"),
+        ({"MEDIA_ROOT": "media"}, "MEDIA_ROOT"),
+    ],
+)
+def test_production_never_falls_back_to_a_development_default(tmp_path, changes, named):
+    with pytest.raises(SettingsError, match=named):
+        _check(tmp_path, **changes)
+    assert _check(tmp_path, MEDIA_ROOT="/srv/media")["MEDIA_ROOT"] == "/srv/media"
+
+
+def test_demo_data_is_refused_in_production(app, monkeypatch):
+    monkeypatch.setitem(app.config, "PRODUCTION", True)
+    result = app.test_cli_runner().invoke(args=["seed-demo"])
+    assert result.exit_code != 0 and "not APP_ENV=production" in result.output
+
+
+def test_a_body_beyond_any_upload_is_refused_while_read(client, db_session):
+    res = client.post("/admin/login", data=b"x" * (26 * 1024 * 1024), content_type="application/octet-stream")
+    assert res.status_code == 413 and "上传内容过大" in res.get_data(as_text=True)
