@@ -9,6 +9,9 @@ workers = 4
 worker_class = "gthread"
 threads = 8  # the pool (DB_POOL_SIZE) is sized for these
 backlog = 2048
+# gunicorn 27's control socket is one path per user: instances side by side on a host would take it from each other,
+# and nothing here uses gunicornc.
+control_socket_disable = True
 
 
 def post_worker_init(worker: object) -> None:  # gunicorn calls it in each worker once the app is loaded
