@@ -68,3 +68,17 @@ def test_a_closed_tip_forgets_the_citizens_phone_and_ip_after_its_retention(app,
     closed, still_open = (db_session.get(Tip, t.id, populate_existing=True) for t in (closed, still_open))
     assert (closed.phone_enc, closed.ip) == (None, None) and closed.description  # the tip itself stays
     assert still_open.phone_enc and still_open.ip == "10.1.2.4"  # open: the unit may still need to call back
+
+
+def test_a_run_reads_only_what_came_since_the_last_one_and_a_long_pause_leaves_nothing(db_session):
+    db_session.add(_message(1, timedelta(days=400), "一年多以前"))
+    db_session.add_all([_message(n, timedelta(days=160 + n), f"第 {n} 条") for n in range(3, 20)])  # 163–179 days
+    db_session.commit()
+    assert inbound.forget_contents(utcnow() - timedelta(days=180)) == 1  # the first run reads everything
+    # A row behind the mark (which the cleared years cannot hold) is outside what the next runs read.
+    db_session.add(_message(2, timedelta(days=300), "不会出现的旧内容"))
+    db_session.commit()
+    # The job stops for three weeks: the next run clears everything that aged past the retention meanwhile.
+    assert inbound.forget_contents(utcnow() - timedelta(days=159)) == 17
+    left = db_session.scalars(sa.select(InboundMessage.dedupe_key).where(InboundMessage.reply.is_not(None))).all()
+    assert left == ["m:2"]
