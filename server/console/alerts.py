@@ -10,11 +10,13 @@ from models import Alert, AlertStatus, Role, SensitiveTerm, utcnow
 from server.console import bp
 from server.console.access import require_roles
 from server.extensions import db
+from server.inputs import to_int
 from server.services import ServiceError, alerts
 
 VIEW_ROLES = alerts.ALERT_ROLES  # liaisons and officers: 403
 EDIT_ROLES = (Role.ADMIN, Role.EDITOR)
 POLL_SECONDS = 10
+PAGE = 200
 
 
 def _alert_or_404(alert_id: int) -> Alert:
@@ -35,7 +37,7 @@ def alert_list():  # type: ignore[no-untyped-def]
     if status not in ("", *(s.value for s in AlertStatus)):
         status = ""
     conf = alerts.settings()
-    items = alerts.list_alerts(status or None)
+    items = alerts.list_alerts(status or None, before_id=to_int(request.args.get("before"), None, lo=1), limit=PAGE)
     now = utcnow()
     counts = alerts.feed(2**31 - 1)  # no alerts newer than that: just the counts and the latest id
     return render_template(
@@ -50,6 +52,7 @@ def alert_list():  # type: ignore[no-untyped-def]
         counts=counts,
         poll_seconds=POLL_SECONDS,
         template_missing=not conf["template_id"],
+        next_before=items[-1].id if len(items) == PAGE else None,
     )
 
 

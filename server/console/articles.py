@@ -7,12 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
+from sqlalchemy.orm import selectinload
 
 from models import Article, ArticlePush, ArticleStatus, Cadence, NewsColumn, PublishMode, Role, Unit
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
-from server.inputs import to_ids
+from server.inputs import to_ids, to_int
 from server.services import ServiceError, articles, columns, images, publishing
 from server.services import staff as staff_service
 
@@ -65,17 +66,36 @@ def article_calendar():  # type: ignore[no-untyped-def]
     )
 
 
+ARTICLES_PER_PAGE = 100
+
+
 @bp.get("/articles/list")
 @require_roles(*CONSOLE_ROLES)
 def article_list():  # type: ignore[no-untyped-def]
-    query = sa.select(Article).order_by(Article.updated_at.desc()).limit(200)
+    where = []
     if (ids := visible_unit_ids()) is not None:
-        query = query.where(Article.unit_id.in_(ids))
+        where.append(Article.unit_id.in_(ids))
     status = request.args.get("status")
     if status in {s.value for s in ArticleStatus}:
-        query = query.where(Article.status == ArticleStatus(status))
+        where.append(Article.status == ArticleStatus(status))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(Article).where(*where)) or 0
+    pages = max(1, -(-total // ARTICLES_PER_PAGE))
+    page = min(to_int(request.args.get("page"), 1, lo=1), pages)
+    query = (
+        sa.select(Article)
+        .options(selectinload(Article.column))
+        .where(*where)
+        .order_by(Article.updated_at.desc(), Article.id.desc())
+        .offset((page - 1) * ARTICLES_PER_PAGE)
+        .limit(ARTICLES_PER_PAGE)
+    )
     return render_template(
-        "console/article_list.html", items=db.session.scalars(query).all(), statuses=list(ArticleStatus), status=status
+        "console/article_list.html",
+        items=db.session.scalars(query).all(),
+        statuses=list(ArticleStatus),
+        status=status,
+        page=page,
+        pages=pages,
     )
 
 

@@ -373,8 +373,11 @@ def is_overdue(alert: Alert, sla_minutes: int | None = None, now: datetime | Non
     return alert.status is AlertStatus.NEW and (now or utcnow()) > deadline(alert, sla_minutes)
 
 
-def list_alerts(status: str | None = None, *, limit: int = 200) -> list[Alert]:
+def list_alerts(status: str | None = None, *, before_id: int | None = None, limit: int = 200) -> list[Alert]:
+    """The newest `limit` alerts (older than `before_id`: the next page)."""
     query = sa.select(Alert).order_by(Alert.id.desc()).limit(limit)
+    if before_id:
+        query = query.where(Alert.id < before_id)
     if status:
         try:
             query = query.where(Alert.status == AlertStatus(status))

@@ -44,6 +44,17 @@ def test_list_highlights_new_and_overdue(as_admin):
     assert "setInterval(poll" in html and "http" not in html.split("<script>")[1].split("</script>")[0]  # no CDN
 
 
+def test_the_list_reaches_older_alerts_page_by_page(as_admin, monkeypatch):
+    from server.console import alerts as alert_views
+
+    monkeypatch.setattr(alert_views, "PAGE", 2)
+    made = [_raise(str(n), f"城管暴力执法 第{n}次") for n in range(3)]
+    first = as_admin.get("/admin/alerts").get_data(as_text=True)
+    assert "第2次" in first and "第1次" in first and "第0次" not in first
+    older = as_admin.get(f"/admin/alerts?before={made[1].id}").get_data(as_text=True)
+    assert f"before={made[1].id}" in first and "第0次" in older and "第1次" not in older
+
+
 def test_feed_returns_only_newer_alerts(as_admin):
     first = _raise("1")
     second = _raise("2", "打人了")

@@ -55,6 +55,20 @@ def test_a_liaison_cannot_read_another_units_scheduled_titles(console, db_sessio
     assert res.status_code == 403 and "乙分局稿件" not in res.get_data(as_text=True)
 
 
+def test_the_article_list_pages_through_every_article_newest_first(console, db_session, monkeypatch):
+    from server.console import articles as article_views
+
+    monkeypatch.setattr(article_views, "ARTICLES_PER_PAGE", 2)
+    people = factories.newsroom()
+    for title in ("第一篇", "第二篇", "第三篇"):
+        articles.save_article(people["editor"], title=title, body_html="<p>正文</p>", author="城管")
+    assert console.login("ed1").status_code == 302
+    first = console.get("/admin/articles/list").get_data(as_text=True)
+    assert "第三篇" in first and "第二篇" in first and "第一篇" not in first and "第 1 / 2 页" in first
+    last = console.get("/admin/articles/list?page=2").get_data(as_text=True)
+    assert "第一篇" in last and "第三篇" not in last and "← 上一页" in last
+
+
 RED = 'style="color:#b91c1c"'
 
 
