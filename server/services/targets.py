@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from models import AnnualPlan, PlanProject, PublicityRecord, RecordKind, ScoreWeight, Unit
 from server.extensions import db, dialect_insert
@@ -264,17 +265,29 @@ def delete_record(record: PublicityRecord) -> None:
     db.session.commit()
 
 
+RECORDS_PER_PAGE = 100
+
+
 def list_records(
-    year: int, kind: str | None = None, unit_ids: list[int] | None = None, limit: int = 500
-) -> list[PublicityRecord]:
-    query = sa.select(PublicityRecord).where(PublicityRecord.happened_on.between(date(year, 1, 1), date(year, 12, 31)))
+    year: int, kind: str | None = None, unit_ids: list[int] | None = None, *, page: int = 1
+) -> tuple[list[PublicityRecord], int]:
+    """One page of the year's records, newest first, and the number of pages (a year holds 500 reports and more)."""
+    where = [PublicityRecord.happened_on.between(date(year, 1, 1), date(year, 12, 31))]
     if kind:
-        query = query.where(PublicityRecord.kind == RecordKind(kind))
+        where.append(PublicityRecord.kind == RecordKind(kind))
     if unit_ids is not None:
-        query = query.where(PublicityRecord.unit_id.in_(unit_ids))
-    return list(
-        db.session.scalars(query.order_by(PublicityRecord.happened_on.desc(), PublicityRecord.id.desc()).limit(limit))
+        where.append(PublicityRecord.unit_id.in_(unit_ids))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(PublicityRecord).where(*where)) or 0
+    pages = max(1, -(-total // RECORDS_PER_PAGE))
+    query = (
+        sa.select(PublicityRecord)
+        .options(selectinload(PublicityRecord.unit))
+        .where(*where)
+        .order_by(PublicityRecord.happened_on.desc(), PublicityRecord.id.desc())
+        .offset((min(page, pages) - 1) * RECORDS_PER_PAGE)
+        .limit(RECORDS_PER_PAGE)
     )
+    return list(db.session.scalars(query)), pages
 
 
 # --- progress ------------------------------------------------------------------------------------------------------

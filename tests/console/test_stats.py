@@ -96,8 +96,24 @@ def test_liaison_records_only_for_own_unit(console, db_session, today):
     assert console.post("/admin/stats/records", {**data, "unit_id": str(other.id)}).status_code == 403
     assert console.post("/admin/stats/records", data).status_code == 302
     assert console.post("/admin/stats/records", data).status_code == 302  # a double submit
-    records = targets.list_records(2026)
+    records, _ = targets.list_records(2026)
     assert [(r.title, r.unit_id) for r in records] == [("进社区", mine.id)]
+
+
+def test_a_year_of_records_is_paged_not_cut_at_a_number(as_admin, db_session, today, monkeypatch):
+    from server.extensions import db
+
+    monkeypatch.setattr(targets, "RECORDS_PER_PAGE", 2)
+    for day in (1, 2, 3):
+        db.session.add(
+            PublicityRecord(
+                kind=RecordKind.MEDIA_REPORT, title=f"报道{day}", happened_on=date(2026, 3, day), submit_key=f"k{day}"
+            )
+        )
+    db.session.commit()
+    first = as_admin.get("/admin/stats/records?year=2026").get_data(as_text=True)
+    assert "报道3" in first and "报道2" in first and "报道1" not in first and "第 1 / 2 页" in first
+    assert "报道1" in as_admin.get("/admin/stats/records?year=2026&page=2").get_data(as_text=True)
 
 
 def test_reports_generate_list_download_print(as_admin, figures):
