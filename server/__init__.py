@@ -34,6 +34,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    elif app.config["PRODUCTION"]:
+        app.wsgi_app = warn_on_proxy_headers(app.wsgi_app)  # type: ignore[method-assign]
     app.session_interface = SessionInterface()
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in JSON and |tojson
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -92,6 +94,24 @@ def mount_emulator(app: Flask) -> None:
     emulator = create_emulator(app.config["WECHAT_APPID"], app.config["WECHAT_SECRET"])
     app.extensions["wechat_emulator_app"] = emulator
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/wechat-emulator": emulator})  # type: ignore[method-assign]
+
+
+def warn_on_proxy_headers(wsgi_app: Any) -> Any:
+    """TRUSTED_PROXIES=0 while a proxy forwards: every citizen then has the proxy's address, so one IP's tip limit and
+    login lockout apply to the whole city. Said in the log once per process, at the first forwarded request."""
+    warned = False
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        nonlocal warned
+        if not warned and "HTTP_X_FORWARDED_FOR" in environ:
+            warned = True
+            logging.getLogger(__name__).warning(
+                "X-Forwarded-For received but TRUSTED_PROXIES=0: all clients share the proxy's address for rate "
+                "limits and login lockout; set TRUSTED_PROXIES to the number of proxies in front"
+            )
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -139,3 +139,14 @@ def test_demo_data_is_refused_in_production(app, monkeypatch):
 def test_a_body_beyond_any_upload_is_refused_while_read(client, db_session):
     res = client.post("/admin/login", data=b"x" * (26 * 1024 * 1024), content_type="application/octet-stream")
     assert res.status_code == 413 and "上传内容过大" in res.get_data(as_text=True)
+
+
+def test_a_forwarded_request_without_trusted_proxies_is_said_once_in_the_log(caplog):
+    from server import warn_on_proxy_headers
+
+    app = warn_on_proxy_headers(lambda environ, start_response: [b"ok"])
+    app({"REMOTE_ADDR": "10.0.0.1"}, None)
+    assert "TRUSTED_PROXIES" not in caplog.text
+    for _ in range(3):
+        assert app({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "36.1.2.3"}, None) == [b"ok"]
+    assert caplog.text.count("TRUSTED_PROXIES=0") == 1
