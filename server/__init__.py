@@ -18,11 +18,12 @@ from server.extensions import csrf, db, init_celery, init_redis, login, migrate
 from server.filters import register_filters
 from server.inputs import init_inputs
 from server.sessions import SessionInterface
+from server.static_files import App, init_static
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build an app from the environment; `config` overrides it (tests, demo)."""
-    app = Flask(__name__, static_folder="../static", instance_relative_config=True)
+    app = App(__name__, static_folder="../static", instance_relative_config=True)
     app.config.from_mapping(load_settings(Path(app.instance_path)))
     app.config.update(config or {})
     if config and "SQLALCHEMY_DATABASE_URI" in config and "SQLALCHEMY_ENGINE_OPTIONS" not in config:
@@ -47,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     login.init_app(app)
     register_filters(app)
+    init_static(app)
     init_inputs(app)  # before any route is added: the id converter applies as rules are compiled
     init_redis(app)
     init_celery(app)
