@@ -52,7 +52,7 @@ def test_photos_location_and_text_become_one_tip(wechat, media, db_session):
     assert reply.startswith(f"线索已提交，编号 {tip.display_no}（2 张照片）")
     assert tip.source is TipSource.CHAT and tip.category == "乱设摊" and tip.address == "人民广场"
     assert (tip.latitude, tip.longitude) == (31.2304, 121.4737)
-    photos = db.session.scalars(sa.select(TipPhoto).filter_by(tip_id=tip.id)).all()
+    photos = db.session.scalars(sa.select(TipPhoto).filter_by(tip_id=tip.id).order_by(TipPhoto.id)).all()
     assert len(photos) == 2 and all(p.state is PhotoState.READY for p in photos)  # downloaded by the (eager) task
     assert not exif_of(images.media_path(photos[0].public_path).read_bytes()).get_ifd(0x8825)
     assert exif_of(images.media_path(photos[0].original_path).read_bytes()).get_ifd(0x8825)  # evidence kept

@@ -74,7 +74,7 @@ def test_an_editor_who_loaded_a_tip_before_another_acted_is_checked_against_what
     for t in threads:
         t.join(30)
     assert outcome == {0: "accepted", 1: "线索当前为「已受理」，不能受理"}
-    history = db.session.scalars(sa.select(TipStatusChange).filter_by(tip_id=tip_id)).all()
+    history = db.session.scalars(sa.select(TipStatusChange).filter_by(tip_id=tip_id).order_by(TipStatusChange.id)).all()
     assert [h.to_status for h in history] == [TipStatus.SUBMITTED, TipStatus.ACCEPTED]
 
 
