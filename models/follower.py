@@ -31,6 +31,7 @@ class Follower(db.Model):
 
     __table_args__ = (
         # The follower list's order (latest subscribers first), so a page reads 50 index entries, not a sort of all.
-        sa.Index("ix_follower_recent", subscribed_at.desc().nulls_last(), id.desc()),
+        # PostgreSQL only: SQLite (the demo) takes no NULLS LAST in an index
+        sa.Index("ix_follower_recent", subscribed_at.desc().nulls_last(), id.desc()).ddl_if(dialect="postgresql"),
         sa.Index("ix_follower_first_subscribed", "first_subscribed_at"),  # new followers per day (dashboard)
     )
