@@ -21,6 +21,8 @@ def _at(message: ImageMessage | LocationMessage) -> datetime:
 
 @router.on("image")  # writes (a draft row, a photo row) and enqueues the download: runs in the handler pool
 def image_sent(message: ImageMessage) -> Reply:
+    if not message.media_id:  # an old client's photo comes as a link only, which WeChat's media API cannot fetch
+        return "照片未能接收，请在微信中重新发送一次。"
     if (officer := materials.officer_by_openid(message.source)) is not None:
         return materials.receive_chat_image(officer, message.media_id, _at(message))
     return tips.receive_chat_image(message.source, message.media_id, _at(message))

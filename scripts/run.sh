@@ -18,6 +18,8 @@ cat <<MSG
     .venv/bin/flask --app wsgi wechat send --aes --event subscribe --key qrscene_open_day --url http://127.0.0.1:$PORT/wechat
     .venv/bin/flask --app wsgi wechat send --event CLICK --key CONTACT --url http://127.0.0.1:$PORT/wechat
     .venv/bin/flask --app wsgi wechat send --image photo.jpg --url http://127.0.0.1:$PORT/wechat
+  Signing requests yourself: Token, AppID and EncodingAESKey are the demo defaults in server/config.py
+  (WECHAT_TOKEN=demotoken, WECHAT_APPID=wxd000000000000000, DEMO_AES_KEY), or what WECHAT_* say.
 
 MSG
 exec .venv/bin/flask run --host 127.0.0.1 --port "$PORT"

@@ -24,7 +24,8 @@ def row_for(data: dict[str, Any], dedupe_key: str) -> dict[str, Any]:
         "msg_type": str(data["MsgType"]).lower()[:32],
         "event": str(event).lower()[:64] if event else None,
         "event_key": event_key[:256] if isinstance(event_key, str) else None,
-        "payload": {k: v for k, v in data.items() if k not in _ENVELOPE},
+        # an EventKey beyond its column (a long VIEW URL) is kept whole in the payload too
+        "payload": {k: v for k, v in data.items() if k not in _ENVELOPE or (k == "EventKey" and len(str(v)) > 256)},
         "sent_at": datetime.fromtimestamp(int(data["CreateTime"]), UTC),
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -12,7 +13,7 @@ from typing import Any
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import BaseMessage
-from wechatpy.replies import create_reply
+from wechatpy.replies import BaseReply, create_reply
 
 REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
 # Fields the handlers read as text: WeChat sends each once, as text; nested or repeated, the message is forged.
@@ -22,13 +23,14 @@ TEXT_FIELDS = (
     *("ThumbMediaId", "Location_X", "Location_Y", "Scale", "Label", "Latitude", "Longitude", "Precision", "Ticket"),
     *("Title", "Description", "Url", "MenuId", "Status"),
 )
-# Fields without which a message of that type cannot be handled; WeChat always sends them, never blank.
-TYPE_FIELDS = {
-    "image": ("MediaId",),
-    "voice": ("MediaId",),
-    "video": ("MediaId",),
-    "shortvideo": ("MediaId",),
-    "location": ("Location_X", "Location_Y"),
+# Fields without which a message of that type cannot be handled (one of each group); WeChat always sends them, never
+# blank. An image names its MediaId, or only a PicUrl from old clients: that one is recorded and asked for again.
+TYPE_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "image": (("MediaId", "PicUrl"),),
+    "voice": (("MediaId",),),
+    "video": (("MediaId",),),
+    "shortvideo": (("MediaId",),),
+    "location": (("Location_X",), ("Location_Y",)),
 }
 MAX_DEPTH = 6  # WeChat's deepest, SendPicsInfo/PicList/item/PicMd5Sum, is 4 below <xml>
 _DIGITS = re.compile(r"[0-9]+")
@@ -108,9 +110,9 @@ def check_message(data: dict[str, Any]) -> None:
     for name in TEXT_FIELDS:
         if data.get(name) is not None and not isinstance(data[name], str):
             raise ProtocolError(400, f"{name} is not text")
-    for name in (*REQUIRED_FIELDS, *TYPE_FIELDS.get(str(data.get("MsgType")).lower(), ())):
-        if not (data.get(name) or "").strip():
-            raise ProtocolError(400, f"missing {name}")
+    for group in (*((name,) for name in REQUIRED_FIELDS), *TYPE_FIELDS.get(str(data.get("MsgType")).lower(), ())):
+        if not any((data.get(name) or "").strip() for name in group):
+            raise ProtocolError(400, f"missing {' or '.join(group)}")
     if len(data["FromUserName"]) > 64 or len(data["ToUserName"]) > 64 or len(data["MsgType"]) > 32:
         raise ProtocolError(400, "field too long")
     if not _digits(data["CreateTime"], 10):  # seconds: ten digits last until the year 2286
@@ -120,32 +122,39 @@ def check_message(data: dict[str, Any]) -> None:
 
 
 def dedupe_key(data: dict[str, Any]) -> str:
-    """WeChat's own rule: messages by MsgId; events (no MsgId) by FromUserName + CreateTime (+ Event, EventKey).
-
-    Job events name their job instead of an EventKey: pushes submitted together finish in the same second, from the
-    same sender, and each PUBLISHJOBFINISH (publish_id) or TEMPLATESENDJOBFINISH (MsgID) must count on its own.
+    """A retry is the same delivery again, field for field. Messages are known by MsgId (WeChat's rule) with a digest
+    of the whole message, events (no MsgId) by a digest of every field: FromUserName, CreateTime, Event, EventKey and
+    the rest. So another message that reuses a MsgId (sample XML does) is not taken for a retry of the first, and two
+    events of a kind in one second (two cards received, two jobs finished, two subscription prompts) count apart.
     """
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha1(canonical.encode()).hexdigest()
     if data.get("MsgId"):
-        return f"m:{data['MsgId']}"
-    event_key = data.get("EventKey")
-    if not isinstance(event_key, str):
-        publish = data.get("PublishEventInfo")
-        job = publish.get("publish_id") if isinstance(publish, dict) else data.get("MsgID")
-        event_key = f"job:{job}" if isinstance(job, str) else ""
-    parts = (
-        data["FromUserName"],
-        data["CreateTime"],
-        str(data.get("Event") or ""),
-        event_key,
-    )
-    return "e:" + hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
+        return f"m:{data['MsgId']}:{digest[:16]}"  # at most 24 digits: 43 characters
+    return "e:" + digest
 
 
 def render_reply(reply: Any, message: BaseMessage) -> str:
     """Passive reply XML addressed back to the sender, or "success" for no reply."""
     if not reply:
         return EMPTY_REPLY
-    return create_reply(reply, message, render=True)
+    xml = create_reply(reply, message, render=True)
+    # wechatpy puts each value in one CDATA section; a "]]>" in it (a place name a citizen typed, echoed back) would
+    # end the section early and break the XML. Such values are re-rendered with the terminator split across two.
+    return xml if xml.count("]]>") == xml.count("<![CDATA[") else _split_cdata_terminators(reply, message)
+
+
+def _split_cdata_terminators(reply: Any, message: BaseMessage) -> str:
+    """The reply with each "]]>" in a value written as "]]]]><![CDATA[>": the same text, in two sections."""
+    marker = "\x00cdata-end\x00"  # cannot occur in XML text, so it cannot collide with a citizen's value
+    if isinstance(reply, str):
+        reply = reply.replace("]]>", marker)
+    elif isinstance(reply, BaseReply):
+        for name, value in list(reply._data.items()):
+            if isinstance(value, str):
+                reply._data[name] = value.replace("]]>", marker)
+    xml = create_reply(reply, message, render=True)
+    return xml.replace(marker, "]]]]><![CDATA[>")
 
 
 class Cipher:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
 import pytest
 import sqlalchemy as sa
+from wechatpy.messages import TextMessage
+from wechatpy.replies import TextReply
 
 from handlers import router
 from models import Follower, InboundMessage, MessageStatus
 from server.services import replies
 from server.wechat import simulator
-from server.wechat.protocol import dedupe_key, signature
+from server.wechat.protocol import dedupe_key, parse_xml, render_reply, signature
 from tests.factories import rule
 
 
@@ -143,7 +144,7 @@ HOSTILE = {
     "CreateTime after 2286": _ENVELOPE.format(t="text").replace("<CreateTime>1<", "<CreateTime>999999999999<")
     + "<Content>a</Content></xml>",
     "superscript MsgId": _ENVELOPE.format(t="text") + "<Content>a</Content><MsgId>²</MsgId></xml>",
-    "image without MediaId": _ENVELOPE.format(t="image") + "<PicUrl>http://x/y.jpg</PicUrl><MsgId>8</MsgId></xml>",
+    "image without MediaId or PicUrl": _ENVELOPE.format(t="image") + "<Format>jpg</Format><MsgId>8</MsgId></xml>",
     "image with a blank MediaId": _ENVELOPE.format(t="image") + "<MediaId> </MediaId><MsgId>9</MsgId></xml>",
     "5,000 nested elements": _ENVELOPE.format(t="text") + "<a>" * 5000 + "</a>" * 5000 + "</xml>",
 }
@@ -325,24 +326,53 @@ class TestFollowers:
         rows = db_session.scalars(sa.select(InboundMessage).order_by(InboundMessage.id)).all()
         assert [(r.msg_type, r.event) for r in rows] == [("location", None), ("event", "view")]
         assert rows[0].payload["Label"] == "人民广场"
-        assert rows[1].event_key == "https://example.org/m/tips/new"
+        assert rows[1].event_key == "https://example.org/m/tips/new" and "EventKey" not in rows[1].payload
+        long_url = "https://example.org/m/tips/new?" + "x=1&" * 100
+        wechat.event("o-fan", "VIEW", long_url)
+        row = db_session.scalars(sa.select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+        assert row.event_key == long_url[:256] and row.payload["EventKey"] == long_url  # kept whole
         assert all(r.openid == "o-fan" for r in rows)
 
 
-def test_job_events_are_deduplicated_per_job_and_other_events_as_before():
+def test_a_retry_has_the_key_of_its_first_copy_and_any_other_delivery_its_own():
     sent = {"ToUserName": "gh_test", "FromUserName": "o-sender", "CreateTime": "1767225600", "MsgType": "event"}
     template = sent | {"Event": "TEMPLATESENDJOBFINISH", "Status": "success"}
     assert dedupe_key(template | {"MsgID": "1"}) != dedupe_key(template | {"MsgID": "2"})
-    assert dedupe_key(template | {"MsgID": "1"}) == dedupe_key(template | {"MsgID": "1"})
+    assert dedupe_key(template | {"MsgID": "1"}) == dedupe_key(dict(reversed((template | {"MsgID": "1"}).items())))
     publish = sent | {"Event": "PUBLISHJOBFINISH"}
     first, second = (
         {"PublishEventInfo": {"publish_id": i, "publish_status": "0"}} for i in ("2247483700", "2247483701")
     )
     assert dedupe_key(publish | first) != dedupe_key(publish | second)
-    # Events with an EventKey, or none at all, keep their keys (rows stored before this rule still match).
-    click = sent | {"Event": "CLICK", "EventKey": "TIP_HOWTO"}
-    assert (
-        dedupe_key(click)
-        == "e:" + hashlib.sha1("\x1f".join(["o-sender", "1767225600", "CLICK", "TIP_HOWTO"]).encode()).hexdigest()
-    )
-    assert dedupe_key(sent | {"Event": "subscribe"}) == dedupe_key(sent | {"Event": "subscribe", "Status": "x"})
+    # Two cards received in the same second: one kind of event, no EventKey, two deliveries.
+    card = sent | {"Event": "user_get_card", "IsGiveByFriend": "0"}
+    assert dedupe_key(card | {"CardId": "pZI8a"}) != dedupe_key(card | {"CardId": "pZI8b"})
+    # Messages: the MsgId leads the key; another message reusing it (as WeChat's sample XML does) is not a retry.
+    text = sent | {"MsgType": "text", "Content": "你好", "MsgId": "1234567890123456"}
+    image = sent | {"MsgType": "image", "PicUrl": "http://x/p", "MediaId": "m1", "MsgId": "1234567890123456"}
+    assert dedupe_key(text).startswith("m:1234567890123456:") and dedupe_key(text) != dedupe_key(image)
+    assert dedupe_key(text) != dedupe_key(text | {"FromUserName": "o-other"})
+    assert len(dedupe_key(text | {"MsgId": "9" * 24})) <= 64  # the column's width
+
+
+def test_messages_reusing_a_msgid_are_each_answered_to_their_sender_and_logged(wechat, db_session):
+    first = wechat.send("o-first", "text", {"Content": "你好"}, msg_id=1234567890123456)
+    place = {"Location_X": 31.2, "Location_Y": 121.4, "Label": "某处"}
+    second = wechat.send("o-second", "location", place, msg_id=1234567890123456)
+    assert first["ToUserName"] == "o-first" and second["ToUserName"] == "o-second"
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(InboundMessage)) == 2
+
+
+def test_a_value_holding_a_cdata_terminator_is_echoed_in_well_formed_xml():
+    message = TextMessage({"ToUserName": "gh", "FromUserName": "o1", "CreateTime": "1", "MsgType": "text"})
+    for reply, text in (
+        ("已收到位置：SOHO ]]> 3号楼", "已收到位置：SOHO ]]> 3号楼"),
+        (TextReply(content="a]]>b<&"), "a]]>b<&"),
+    ):
+        assert parse_xml(render_reply(reply, message))["Content"] == text
+
+
+def test_an_image_without_media_id_from_an_old_client_is_logged_and_asked_again(wechat, db_session):
+    reply = wechat.send("o-old", "image", {"PicUrl": "http://mmsns.qpic.cn/mmsns/x/0"})
+    assert "重新发送" in reply["Content"]
+    assert db_session.scalar(sa.select(InboundMessage.msg_type).filter_by(openid="o-old")) == "image"
