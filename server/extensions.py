@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,6 +43,23 @@ def _reread_locked_rows(state: sa.orm.ORMExecuteState) -> None:
     tip at once would both pass the check."""
     if state.is_select and getattr(state.statement, "_for_update_arg", None) is not None:
         state.update_execution_options(populate_existing=True)
+
+
+@sa.event.listens_for(sa.pool.Pool, "checkout")
+def _drop_closed_connections(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection whose server went away (restart, failover, a terminated backend) is replaced before a
+    request gets it, instead of failing that request with a 500. An idle connection has nothing to read: a readable
+    socket means the server sent its goodbye and closed. A select() on the socket, not pool_pre_ping's round trip
+    (0.13 ms of CPU on every vote)."""
+    fileno = getattr(dbapi_connection, "fileno", None)  # psycopg; SQLite has no socket
+    if fileno is None:
+        return
+    try:
+        readable, _, _ = select.select([fileno()], [], [], 0)
+    except (OSError, ValueError):  # already closed
+        readable = [True]
+    if readable:
+        raise sa.exc.DisconnectionError("the database closed this connection")  # the pool tries another
 
 
 login = LoginManager()
