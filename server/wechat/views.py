@@ -66,11 +66,12 @@ def wechat_receive() -> Response:
             raise ProtocolError(413, "body too large")
         data = parse_xml(body)
     check_message(data)
+    key = dedupe_key(data)
     try:
-        reply = current_app.extensions["wechat_gateway"].handle(data, dedupe_key(data))
+        reply = current_app.extensions["wechat_gateway"].handle(data, key)
     except LogUnavailable:
         # Not recorded, so not acknowledged: WeChat retries, and nothing is lost if the database is back by then.
-        log.error("message log unavailable; asking WeChat to retry")
+        log.error("message log unavailable for %s; asking WeChat to retry", key)
         return _plain("temporarily unavailable", 503)
     if encrypted:
         reply = current_app.extensions["wechat_cipher"].encrypt(reply, nonce)
