@@ -6,6 +6,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from models.base import migration_filter
+
 config = context.config
 if config.config_file_name and not logging.getLogger().handlers:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
@@ -24,6 +26,7 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     conf_args = current_app.extensions["migrate"].configure_args
+    conf_args.setdefault("include_object", migration_filter(db.engine.dialect.name))
     conf_args.setdefault("compare_type", True)
     conf_args.setdefault("render_as_batch", True)  # SQLite cannot ALTER most things; batch mode copies the table
     with db.engine.connect() as connection:  # db.engine, not the deprecated db.get_engine()

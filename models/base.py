@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -27,3 +28,14 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+def migration_filter(dialect: str) -> Any:
+    """Alembic's include_object for a database: an index the models build on another database only (`ddl_if`, as
+    PostgreSQL's NULLS LAST) is not missing from this one."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        only = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+        return not (type_ == "index" and only and only != dialect)
+
+    return include

@@ -23,7 +23,7 @@ class InboundMessage(db.Model):
     __tablename__ = "inbound_message"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    # m:<MsgId> for messages; e:<sha1 of FromUserName, CreateTime, Event, EventKey> for events (they have no MsgId).
+    # m:<MsgId>:<digest of the message> for messages; e:<sha1 of every field> for events (protocol.dedupe_key).
     dedupe_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
     openid: Mapped[str] = mapped_column(sa.String(64))
     msg_type: Mapped[str] = mapped_column(sa.String(32))

@@ -70,8 +70,6 @@ def engine_options(database_url: str, env: Mapping[str, str]) -> dict[str, Any]:
         # in bursts. SQLAlchemy's default of 5 closed and reopened connections on every burst (a backend fork each).
         options["pool_size"] = _int_setting(env, "DB_POOL_SIZE", 10)
         options["max_overflow"] = 20
-        # JIT compiles the vote review's analysis queries for ~0.5 s each and gains nothing on short statements.
-        options["connect_args"] = {"options": "-c jit=off"}
     return options
 
 

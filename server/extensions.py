@@ -49,16 +49,18 @@ def _reread_locked_rows(state: sa.orm.ORMExecuteState) -> None:
 def _drop_closed_connections(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """A pooled connection whose server went away (restart, failover, a terminated backend) is replaced before a
     request gets it, instead of failing that request with a 500. An idle connection has nothing to read: a readable
-    socket means the server sent its goodbye and closed. A select() on the socket, not pool_pre_ping's round trip
+    socket means the server sent its goodbye and closed. A poll of the socket, not pool_pre_ping's round trip
     (0.13 ms of CPU on every vote)."""
     fileno = getattr(dbapi_connection, "fileno", None)  # psycopg; SQLite has no socket
     if fileno is None:
         return
     try:
-        readable, _, _ = select.select([fileno()], [], [], 0)
-    except (OSError, ValueError):  # already closed
-        readable = [True]
-    if readable:
+        poller = select.poll()  # not select(): it refuses descriptors above 1024, which a busy worker reaches
+        poller.register(fileno(), select.POLLIN)
+        closed = bool(poller.poll(0))
+    except Exception:  # psycopg raises its own error for a connection it has closed
+        closed = True
+    if closed:
         raise sa.exc.DisconnectionError("the database closed this connection")  # the pool tries another
 
 

@@ -16,9 +16,13 @@ YEAR = 365 * 24 * 3600
 
 class App(Flask):
     def get_send_file_max_age(self, filename: str | None) -> int | None:
-        if has_request_context() and request.endpoint == "static" and request.args.get("v"):
-            return YEAR
-        return super().get_send_file_max_age(filename)  # an unversioned URL: revalidated each time
+        # Only the version this process would link: in a rolling deploy an old instance may be asked for a new
+        # version's URL, and what it holds under that name must not be kept for a year.
+        if has_request_context() and request.endpoint == "static" and filename:
+            wanted = request.args.get("v")
+            if wanted and wanted == self.extensions["static_version"](filename):
+                return YEAR
+        return super().get_send_file_max_age(filename)  # revalidated each time
 
 
 def init_static(app: Flask) -> None:
@@ -30,6 +34,8 @@ def init_static(app: Flask) -> None:
         if path is None or not Path(path).is_file():
             return None
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+    app.extensions["static_version"] = version
 
     @app.url_defaults
     def add_version(endpoint: str, values: dict[str, Any]) -> None:

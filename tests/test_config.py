@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -83,12 +85,6 @@ def test_development_defaults_need_nothing(tmp_path):
     assert load_settings(tmp_path, {})["SECRET_KEY"] == settings["SECRET_KEY"]  # kept across restarts
 
 
-def test_postgresql_connections_run_without_jit(db_session):
-    if db_session.get_bind().dialect.name != "postgresql":
-        pytest.skip("PostgreSQL setting")
-    assert db_session.execute(sa.text("SHOW jit")).scalar() == "off"
-
-
 def test_a_pooled_connection_the_database_dropped_is_replaced_on_checkout(app):
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if not url.startswith("postgresql"):
@@ -99,6 +95,11 @@ def test_a_pooled_connection_the_database_dropped_is_replaced_on_checkout(app):
             with engine.connect() as conn:
                 pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
             other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))  # as a restart or failover would
+            for _ in range(100):  # it returns at once; the backend closes its socket when it has exited
+                gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)"
+                if other.exec_driver_sql(gone, (pid,)).scalar():
+                    break
+                time.sleep(0.05)
             with engine.connect() as conn:  # the pooled, now dead, connection is checked out again
                 assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
     finally:
@@ -106,6 +107,8 @@ def test_a_pooled_connection_the_database_dropped_is_replaced_on_checkout(app):
 
 
 def test_a_failed_statement_logs_no_parameters(app):
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("SQLite divides by zero without an error")
     engine = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"], **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
     try:
         with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError) as raised:

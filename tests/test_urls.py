@@ -30,3 +30,5 @@ def test_static_files_are_versioned_by_content_and_kept_a_year(client, db_sessio
         assert kept.status_code == 200 and kept.cache_control.max_age == 365 * 24 * 3600
     with client.get("/static/css/console.css") as unversioned:  # asked again each time
         assert unversioned.cache_control.max_age in (None, 0)
+    with client.get("/static/css/console.css?v=0123456789ab") as other:  # another release's URL (a rolling deploy)
+        assert other.cache_control.max_age in (None, 0)

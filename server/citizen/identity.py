@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import requests
 from flask import abort, g, redirect, render_template, request, session, url_for
 from wechatpy.exceptions import WeChatClientException
 
@@ -56,8 +57,8 @@ def oauth_callback():  # type: ignore[no-untyped-def]
         ), 400
     try:
         grant = get_client().oauth_exchange(code)
-    except WeChatClientException as exc:
-        log.info("oauth code refused: %s", exc.errcode)
+    except (WeChatClientException, requests.RequestException) as exc:
+        log.info("oauth code refused: %s", getattr(exc, "errcode", exc))
         return render_template(
             "citizen/message.html", title="授权失败", message="微信授权失败，请从公众号菜单重新进入。"
         ), 400

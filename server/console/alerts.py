@@ -37,7 +37,9 @@ def alert_list():  # type: ignore[no-untyped-def]
     if status not in ("", *(s.value for s in AlertStatus)):
         status = ""
     conf = alerts.settings()
-    items = alerts.list_alerts(status or None, before_id=to_int(request.args.get("before"), None, lo=1), limit=PAGE)
+    before = to_int(request.args.get("before"), None, lo=1)
+    items = alerts.list_alerts(status or None, before_id=before, limit=PAGE + 1)  # one more: is there an older page?
+    more, items = len(items) > PAGE, items[:PAGE]
     now = utcnow()
     counts = alerts.feed(2**31 - 1)  # no alerts newer than that: just the counts and the latest id
     return render_template(
@@ -52,7 +54,8 @@ def alert_list():  # type: ignore[no-untyped-def]
         counts=counts,
         poll_seconds=POLL_SECONDS,
         template_missing=not conf["template_id"],
-        next_before=items[-1].id if len(items) == PAGE else None,
+        next_before=items[-1].id if more else None,
+        paged=before is not None,
     )
 
 

@@ -14,6 +14,7 @@ from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
 from server.inputs import to_ids, to_int
+from server.paging import paginate
 from server.services import ServiceError, articles, columns, images, publishing
 from server.services import staff as staff_service
 
@@ -78,24 +79,18 @@ def article_list():  # type: ignore[no-untyped-def]
     status = request.args.get("status")
     if status in {s.value for s in ArticleStatus}:
         where.append(Article.status == ArticleStatus(status))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(Article).where(*where)) or 0
-    pages = max(1, -(-total // ARTICLES_PER_PAGE))
-    page = min(to_int(request.args.get("page"), 1, lo=1), pages)
-    query = (
+    stmt = (
         sa.select(Article)
         .options(selectinload(Article.column))
         .where(*where)
         .order_by(Article.updated_at.desc(), Article.id.desc())
-        .offset((page - 1) * ARTICLES_PER_PAGE)
-        .limit(ARTICLES_PER_PAGE)
     )
+    listing = paginate(stmt, to_int(request.args.get("page"), 1, lo=1), ARTICLES_PER_PAGE)
     return render_template(
         "console/article_list.html",
-        items=db.session.scalars(query).all(),
+        listing=listing,
         statuses=list(ArticleStatus),
         status=status,
-        page=page,
-        pages=pages,
     )
 
 

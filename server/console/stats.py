@@ -179,16 +179,12 @@ def stats_records():  # type: ignore[no-untyped-def]
         else:
             flash(f"已登记：{record.title}", "success")
             return redirect(url_for("console.stats_records", year=record.happened_on.year, kind=kind))
-    page = to_int(request.args.get("page"), 1, lo=1)
-    records, pages = targets.list_records(year, kind, visible_unit_ids(), page=page)
     return render_template(
         "console/stats_records.html",
         year=year,
         kind=kind,
         kinds=list(RecordKind),
-        records=records,
-        page=min(page, pages),
-        pages=pages,
+        listing=targets.list_records(year, kind, visible_unit_ids(), page=to_int(request.args.get("page"), 1, lo=1)),
         units=staff_service.units_tree(),
         form=request.form if error else {},
         error=error,

@@ -61,6 +61,7 @@ from models import (
 from models.event import FIELD_LABELS
 from server.extensions import autocommit_session, db, dialect_insert, get_redis
 from server.filters import LOCAL_TZ, local_dt
+from server.paging import Page, paginate
 from server.services import ServiceError, audit, pii, targets
 from server.urls import public_url
 
@@ -1448,39 +1449,21 @@ class Row:
 ROWS_PER_PAGE = 100
 
 
-@dataclass
-class RowsPage:
-    rows: list[Row]
-    page: int
-    pages: int
-    first: int  # the sign-up position of the page's first row
-
-
-def session_rows(session_id: int, *, page: int = 1) -> RowsPage:
-    """One page of a session's registrations in sign-up order, personal data masked (a livestream may have tens of
-    thousands: each page decrypts only its own rows)."""
-    total = db.session.scalar(
-        sa.select(sa.func.count()).select_from(Registration).where(Registration.session_id == session_id)
-    )
-    pages = max(1, -(-(total or 0) // ROWS_PER_PAGE))
-    page = min(max(page, 1), pages)
-    regs = db.session.scalars(
-        sa.select(Registration)
-        .where(Registration.session_id == session_id)
-        .order_by(Registration.id)
-        .offset((page - 1) * ROWS_PER_PAGE)
-        .limit(ROWS_PER_PAGE)
-    )
-    rows = [
+def session_rows(session_id: int, *, page: int = 1) -> Page:
+    """One page of a session's registrations (as Rows) in sign-up order, personal data masked: a livestream may have
+    tens of thousands, and each page decrypts only its own."""
+    stmt = sa.select(Registration).where(Registration.session_id == session_id).order_by(Registration.id)
+    listing = paginate(stmt, page, ROWS_PER_PAGE)
+    listing.items = [
         Row(
             reg,
             mask_name(pii.decrypt(reg.name_enc)),
             pii.mask_phone(pii.decrypt(reg.phone_enc)),
             mask_id_number(pii.decrypt(reg.id_number_enc)),
         )
-        for reg in regs
+        for reg in listing.items
     ]
-    return RowsPage(rows, page, pages, (page - 1) * ROWS_PER_PAGE + 1)
+    return listing
 
 
 def export_session(session_id: int) -> tuple[str, bytes]:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import selectinload
 from models import AnnualPlan, PlanProject, PublicityRecord, RecordKind, ScoreWeight, Unit
 from server.extensions import db, dialect_insert
 from server.inputs import DB_INT_MAX, to_int
+from server.paging import Page, paginate
 from server.services import ServiceError, audit, datacube
 
 log = logging.getLogger(__name__)
@@ -268,26 +269,17 @@ def delete_record(record: PublicityRecord) -> None:
 RECORDS_PER_PAGE = 100
 
 
-def list_records(
-    year: int, kind: str | None = None, unit_ids: list[int] | None = None, *, page: int = 1
-) -> tuple[list[PublicityRecord], int]:
-    """One page of the year's records, newest first, and the number of pages (a year holds 500 reports and more)."""
-    where = [PublicityRecord.happened_on.between(date(year, 1, 1), date(year, 12, 31))]
+def list_records(year: int, kind: str | None = None, unit_ids: list[int] | None = None, *, page: int = 1) -> Page:
+    """One page of the year's records, newest first (a year holds 500 reports and more)."""
+    stmt = sa.select(PublicityRecord).where(PublicityRecord.happened_on.between(date(year, 1, 1), date(year, 12, 31)))
     if kind:
-        where.append(PublicityRecord.kind == RecordKind(kind))
+        stmt = stmt.where(PublicityRecord.kind == RecordKind(kind))
     if unit_ids is not None:
-        where.append(PublicityRecord.unit_id.in_(unit_ids))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(PublicityRecord).where(*where)) or 0
-    pages = max(1, -(-total // RECORDS_PER_PAGE))
-    query = (
-        sa.select(PublicityRecord)
-        .options(selectinload(PublicityRecord.unit))
-        .where(*where)
-        .order_by(PublicityRecord.happened_on.desc(), PublicityRecord.id.desc())
-        .offset((min(page, pages) - 1) * RECORDS_PER_PAGE)
-        .limit(RECORDS_PER_PAGE)
+        stmt = stmt.where(PublicityRecord.unit_id.in_(unit_ids))
+    stmt = stmt.options(selectinload(PublicityRecord.unit))
+    return paginate(
+        stmt.order_by(PublicityRecord.happened_on.desc(), PublicityRecord.id.desc()), page, RECORDS_PER_PAGE
     )
-    return list(db.session.scalars(query)), pages
 
 
 # --- progress ------------------------------------------------------------------------------------------------------

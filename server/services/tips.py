@@ -1325,14 +1325,6 @@ def export_xlsx(f: TipFilter, visible_units: list[int] | None, *, reveal_phone: 
     from openpyxl import Workbook
 
     where = _where(f, visible_units)
-    rows = db.session.scalar(sa.select(sa.func.count()).select_from(Tip).where(*where)) or 0
-    audit.record(
-        "tip.export",
-        kind=AuditKind.EXPORT,
-        target_type="tip",
-        after={"filter": f.as_dict(), "rows": rows, "phones": "明文" if reveal_phone else "脱敏"},
-    )
-    db.session.commit()
     photos = sa.select(sa.func.count()).where(TipPhoto.tip_id == Tip.id).scalar_subquery()
     stmt = (
         sa.select(Tip, photos)
@@ -1344,7 +1336,9 @@ def export_xlsx(f: TipFilter, visible_units: list[int] | None, *, reveal_phone: 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("线索")
     sheet.append(EXPORT_HEADER)
+    rows = 0
     for t, photo_count in db.session.execute(stmt):
+        rows += 1
         phone = pii.decrypt(t.phone_enc) if reveal_phone else mask_phone(t)
         sheet.append(
             [
@@ -1364,6 +1358,13 @@ def export_xlsx(f: TipFilter, visible_units: list[int] | None, *, reveal_phone: 
                 t.support_count,
             ]
         )
+    audit.record(  # the rows written, as the file holds them
+        "tip.export",
+        kind=AuditKind.EXPORT,
+        target_type="tip",
+        after={"filter": f.as_dict(), "rows": rows, "phones": "明文" if reveal_phone else "脱敏"},
+    )
+    db.session.commit()
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

@@ -52,8 +52,11 @@ class RedirectingSession(requests.Session):
         try:
             return super().request(method, url, *args, **kwargs)
         except requests.RequestException as exc:
-            # Its text names the URL, access_token included, and every log line and Celery retry prints it.
-            raise type(exc)(redact(str(exc)), response=exc.response) from None
+            # Its text names the URL, access_token included, and every log line and Celery retry prints it; so would
+            # the urllib3 errors chained behind it.
+            exc.args = (redact(str(exc)),)
+            exc.__cause__, exc.__suppress_context__ = None, True
+            raise
 
     def route(self, url: str) -> str:
         if not self.rewrite:
@@ -128,8 +131,12 @@ class SharedTokenClient(WeChatClient):
             "force_refresh": force_refresh,
         }
         res = self._http.post(self.api_base + "cgi-bin/stable_token", json=body, timeout=self.timeout)
-        res.raise_for_status()
-        result = res.json()
+        try:
+            result = res.json() if res.ok else None
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):  # a proxy's error page: raise_for_status() would name the secret in its URL
+            raise WeChatClientException(-1, f"OAuth answered HTTP {res.status_code}", client=self, response=res)
         if result.get("errcode"):
             raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self, response=res)
         return result
@@ -192,8 +199,12 @@ class SharedTokenClient(WeChatClient):
             timeout=self.timeout,
             params={"appid": self.appid, "secret": self.secret, "code": code, "grant_type": "authorization_code"},
         )
-        res.raise_for_status()
-        result = res.json()
+        try:
+            result = res.json() if res.ok else None
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):  # a proxy's error page: raise_for_status() would name the secret in its URL
+            raise WeChatClientException(-1, f"OAuth answered HTTP {res.status_code}", client=self, response=res)
         if result.get("errcode"):
             raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self, response=res)
         return result

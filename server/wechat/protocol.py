@@ -138,23 +138,25 @@ def render_reply(reply: Any, message: BaseMessage) -> str:
     """Passive reply XML addressed back to the sender, or "success" for no reply."""
     if not reply:
         return EMPTY_REPLY
-    xml = create_reply(reply, message, render=True)
-    # wechatpy puts each value in one CDATA section; a "]]>" in it (a place name a citizen typed, echoed back) would
-    # end the section early and break the XML. Such values are re-rendered with the terminator split across two.
-    return xml if xml.count("]]>") == xml.count("<![CDATA[") else _split_cdata_terminators(reply, message)
+    # wechatpy puts each value in one CDATA section: a "]]>" in it (a place name a citizen typed, echoed back; an
+    # article title) would end the section early. Each is written as "]]]]><![CDATA[>", the same text in two sections.
+    return create_reply(_mark_cdata_ends(reply), message, render=True).replace(_CDATA_END, "]]]]><![CDATA[>")
 
 
-def _split_cdata_terminators(reply: Any, message: BaseMessage) -> str:
-    """The reply with each "]]>" in a value written as "]]]]><![CDATA[>": the same text, in two sections."""
-    marker = "\x00cdata-end\x00"  # cannot occur in XML text, so it cannot collide with a citizen's value
-    if isinstance(reply, str):
-        reply = reply.replace("]]>", marker)
-    elif isinstance(reply, BaseReply):
-        for name, value in list(reply._data.items()):
-            if isinstance(value, str):
-                reply._data[name] = value.replace("]]>", marker)
-    xml = create_reply(reply, message, render=True)
-    return xml.replace(marker, "]]]]><![CDATA[>")
+_CDATA_END = "\x00cdata-end\x00"  # no XML text holds a NUL, so no value can contain the marker
+
+
+def _mark_cdata_ends(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("]]>", _CDATA_END)
+    if isinstance(value, list):
+        return [_mark_cdata_ends(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _mark_cdata_ends(v) for k, v in value.items()}
+    if isinstance(value, BaseReply):
+        for name, item in list(value._data.items()):
+            value._data[name] = _mark_cdata_ends(item)
+    return value
 
 
 class Cipher:

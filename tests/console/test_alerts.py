@@ -53,6 +53,7 @@ def test_the_list_reaches_older_alerts_page_by_page(as_admin, monkeypatch):
     assert "第2次" in first and "第1次" in first and "第0次" not in first
     older = as_admin.get(f"/admin/alerts?before={made[1].id}").get_data(as_text=True)
     assert f"before={made[1].id}" in first and "第0次" in older and "第1次" not in older
+    assert "更早的舆情" not in older and "最新的舆情" in older  # the oldest page: no link to an empty one
 
 
 def test_feed_returns_only_newer_alerts(as_admin):

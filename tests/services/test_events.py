@@ -268,7 +268,7 @@ def test_required_fields_are_validated_and_encrypted_at_rest(db_session):
     phone_enc, id_enc = raw.one()
     assert "13800000000" not in phone_enc and VALID_ID not in id_enc
     assert pii.decrypt(id_enc) == VALID_ID
-    (row,) = events.session_rows(session.id).rows
+    (row,) = events.session_rows(session.id).items
     assert (row.name, row.phone, row.id_number) == ("张*", "138****0000", "110***********002X")
 
 

@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 
 from models import AuditLog, Follower, Vote, VoteCampaign, VoteCandidate
 from models.vote import VoteQuota
-from server.extensions import db
+from server.extensions import db, get_redis
 from server.services import ServiceError, votes
 
 NOW = datetime(2026, 5, 10, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -340,4 +340,6 @@ def test_the_review_is_stored_until_a_void_or_a_fresh_analysis(db_session, monke
     assert votes.review(campaign.id).totals == first.totals  # read from the store, not recomputed
     assert votes.review(campaign.id, fresh=True).totals["valid"] == first.totals["valid"] + 5
     votes.void_votes(campaign, "同一 IP 批量新粉丝刷票", kind="ip", key="222.85.10.7")
-    assert votes.review(campaign.id).totals["voided"] == 300  # the void dropped the stored analysis
+    assert votes.review(campaign.id).totals["voided"] == 300  # the void started a new generation
+    get_redis().set(votes._review_key(campaign.id), '{"stored by": "an older release"}')
+    assert votes.review(campaign.id).totals["voided"] == 300  # a shape it cannot read is computed afresh

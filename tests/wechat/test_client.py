@@ -177,3 +177,22 @@ def test_a_failed_call_names_no_credentials_in_its_error_or_the_logs(redis_clien
     assert redact("/sns/oauth2/access_token?appid=wx1&secret=S&code=C&grant_type=x") == (
         "/sns/oauth2/access_token?appid=wx1&secret=***&code=***&grant_type=x"
     )
+
+
+def test_an_oauth_error_page_names_neither_secret_nor_code(redis_client, caplog):
+    from tests.conftest import serve_in_thread
+
+    def bad_gateway(environ, start_response):
+        start_response("502 Bad Gateway", [("Content-Type", "text/html")])
+        return [b"<html>502 Bad Gateway</html>"]
+
+    url, server = serve_in_thread(bad_gateway)
+    try:
+        client = SharedTokenClient(APPID, "APPSECRET-123", base=url, redis=redis_client)
+        with pytest.raises(WeChatClientException) as raised:
+            client.oauth_exchange("CODE-XYZ")
+    finally:
+        server.shutdown()
+    assert raised.value.errcode == -1 and "502" in str(raised.value)
+    ours = str(raised.value) + "".join(r.getMessage() for r in caplog.records if r.name != "werkzeug")  # not the stub's
+    assert "APPSECRET-123" not in ours and "CODE-XYZ" not in ours

@@ -368,8 +368,11 @@ def test_a_value_holding_a_cdata_terminator_is_echoed_in_well_formed_xml():
     for reply, text in (
         ("已收到位置：SOHO ]]> 3号楼", "已收到位置：SOHO ]]> 3号楼"),
         (TextReply(content="a]]>b<&"), "a]]>b<&"),
+        ("<![CDATA[x]]>", "<![CDATA[x]]>"),  # as many openings as ends: no count can tell it is safe
     ):
         assert parse_xml(render_reply(reply, message))["Content"] == text
+    news = [{"title": "t]]>x", "description": "d", "url": "https://example.org/a", "image": "https://example.org/i"}]
+    assert parse_xml(render_reply(news, message))["Articles"]["item"]["Title"] == "t]]>x"
 
 
 def test_an_image_without_media_id_from_an_old_client_is_logged_and_asked_again(wechat, db_session):
