@@ -755,8 +755,9 @@ REVIEW_TTL = 600
 
 
 def _review_key(campaign_id: int) -> str | None:
-    """The stored analysis's key for the campaign's current generation (None: Redis is down). A void or a change of
-    candidates starts a new generation: an analysis that began before it is stored under the old one, never read."""
+    """The stored analysis's key for the campaign's current generation (None: Redis is down). A void starts a new
+    generation: an analysis that began before it is stored under the old one, never read. (Candidates with votes
+    cannot be removed, and a new one has none: the analysis does not change with them.)"""
     try:
         generation = get_redis().get(f"vote:review-gen:{campaign_id}") or b"0"
     except Exception:
