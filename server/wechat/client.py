@@ -131,15 +131,7 @@ class SharedTokenClient(WeChatClient):
             "force_refresh": force_refresh,
         }
         res = self._http.post(self.api_base + "cgi-bin/stable_token", json=body, timeout=self.timeout)
-        try:
-            result = res.json() if res.ok else None
-        except ValueError:
-            result = None
-        if not isinstance(result, dict):  # a proxy's error page: raise_for_status() would name the secret in its URL
-            raise WeChatClientException(-1, f"OAuth answered HTTP {res.status_code}", client=self, response=res)
-        if result.get("errcode"):
-            raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self, response=res)
-        return result
+        return self._json_answer(res)
 
     def _request(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
         retry_kwargs = dict(kwargs)
@@ -167,6 +159,20 @@ class SharedTokenClient(WeChatClient):
                 path = urlsplit(res.url).path
                 log.warning("wechat answered %s with a body that is not JSON (%s)", path, kind or "no type")
                 raise WeChatClientException(-1, "微信返回了无法解析的应答", client=self, response=res)
+        return result
+
+    def _json_answer(self, res: requests.Response) -> dict[str, Any]:
+        """A token or OAuth answer: its JSON, or WeChatClientException with WeChat's code, or -1 ("system busy",
+        which callers retry) for a proxy's error page. Not raise_for_status(): its text names the URL, secret and
+        all."""
+        try:
+            result = res.json() if res.ok else None
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):
+            raise WeChatClientException(-1, f"WeChat answered HTTP {res.status_code}", client=self, response=res)
+        if result.get("errcode"):
+            raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self, response=res)
         return result
 
     @staticmethod
@@ -199,15 +205,7 @@ class SharedTokenClient(WeChatClient):
             timeout=self.timeout,
             params={"appid": self.appid, "secret": self.secret, "code": code, "grant_type": "authorization_code"},
         )
-        try:
-            result = res.json() if res.ok else None
-        except ValueError:
-            result = None
-        if not isinstance(result, dict):  # a proxy's error page: raise_for_status() would name the secret in its URL
-            raise WeChatClientException(-1, f"OAuth answered HTTP {res.status_code}", client=self, response=res)
-        if result.get("errcode"):
-            raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self, response=res)
-        return result
+        return self._json_answer(res)
 
 
 def init_client(app: Flask) -> None:
