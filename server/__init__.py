@@ -17,6 +17,7 @@ from server.config import check_settings, engine_options, load_settings
 from server.extensions import csrf, db, init_celery, init_redis, login, migrate
 from server.filters import register_filters
 from server.inputs import init_inputs
+from server.logs import init_logging
 from server.sessions import SessionInterface
 from server.static_files import App, init_static
 
@@ -39,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = warn_on_proxy_headers(app.wsgi_app)  # type: ignore[method-assign]
     app.session_interface = SessionInterface()
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in JSON and |tojson
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    init_logging(app)
 
     import models  # noqa: F401  (every table registered before migrations look)
 

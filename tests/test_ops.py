@@ -20,3 +20,19 @@ def test_readyz_is_503_when_redis_is_unreachable(client, app, monkeypatch):
     res = client.get("/readyz")
     assert res.status_code == 503
     assert res.json["checks"]["redis"].startswith("error")
+
+
+def test_every_answer_and_its_log_lines_name_the_request(app, client, caplog):
+    import logging
+    import re
+
+    from server.logs import RequestIdFilter
+
+    assert re.fullmatch(r"[0-9a-f]{16}", client.get("/healthz").headers["X-Request-ID"])
+    assert client.get("/healthz", headers={"X-Request-ID": "nginx-7f.1"}).headers["X-Request-ID"] == "nginx-7f.1"
+    assert client.get("/healthz", headers={"X-Request-ID": "x y"}).headers["X-Request-ID"] != "x y"  # not an id
+    caplog.handler.addFilter(RequestIdFilter())
+    with app.test_request_context("/m/", headers={"X-Request-ID": "req-42"}):
+        app.preprocess_request()
+        logging.getLogger("server.test").warning("something happened")
+    assert [r.request_id for r in caplog.records if r.name == "server.test"] == ["req-42"]
