@@ -544,9 +544,7 @@ def _claim_notice(notice_id: int, now: datetime) -> bool:
 def notify(alert_id: int, round_name: str, now: datetime | None = None) -> int:
     """Send this round's template messages not yet sent and due; returns how many went out. A failure waits for its
     backoff and the sweep's next look; a permanent one (the person unfollowed, say) is given up at once."""
-    from wechatpy.exceptions import WeChatClientException
-
-    from server.wechat.client import PERMANENT_TEMPLATE_ERRORS, get_client
+    from server.wechat.client import send_template
 
     now = now or utcnow()
     round_ = NoticeRound(round_name)
@@ -576,13 +574,7 @@ def notify(alert_id: int, round_name: str, now: datetime | None = None) -> int:
             # call whose answer was lost is dropped there.
             "client_msg_id": f"alert-{alert.id}-{round_.value}-{person.id}",
         }
-        error, permanent = None, False
-        try:
-            get_client().raw_post("cgi-bin/message/template/send", body)
-        except WeChatClientException as exc:
-            error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_TEMPLATE_ERRORS
-        except Exception as exc:  # the network, Redis for the token: transient
-            error = f"{type(exc).__name__}: {exc}"
+        error, permanent = send_template(body)
         notice = db.session.get(AlertNotice, notice.id, populate_existing=True)
         if error is None:
             notice.sent_at, notice.error, notice.next_attempt_at = utcnow(), None, None

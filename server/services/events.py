@@ -35,7 +35,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import redis
-import requests
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -44,7 +43,6 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import load_only, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
-from wechatpy.exceptions import WeChatClientException
 
 from models import (
     AuditKind,
@@ -1325,18 +1323,9 @@ def _send(notice_id: int, attempt: int, now: datetime) -> bool:
     url = session.stream_url if notice.kind is EventNoticeKind.LIVE_START and session.stream_url else notice.url
     if url:
         body["url"] = url
-    from server.wechat.client import PERMANENT_TEMPLATE_ERRORS, get_client
+    from server.wechat.client import send_template
 
-    error, permanent = None, False
-    try:
-        get_client().raw_post("cgi-bin/message/template/send", body)
-    except WeChatClientException as exc:
-        error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_TEMPLATE_ERRORS
-    except (requests.RequestException, OSError) as exc:
-        error = f"网络错误：{type(exc).__name__}"
-    except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
-        log.exception("event notice %s: unexpected error", notice_id)
-        error = f"意外错误：{type(exc).__name__}"
+    error, permanent = send_template(body)
     if error is None:
         _finish(notice_id, attempt, EventNoticeState.SENT, error=None, sent_at=utcnow())
         return True

@@ -53,7 +53,7 @@ from server.services.articles import display_title, locked_push
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.urls import public_url
-from server.wechat.client import get_client
+from server.wechat.client import get_client, send_template
 
 log = logging.getLogger(__name__)
 
@@ -862,13 +862,14 @@ def send_failure_notices(limit: int = 50) -> int:
             }
             if link := public_url("console.article_push_detail", push_id=push.id):
                 body["url"] = link
-            try:
-                get_client().raw_post("cgi-bin/message/template/send", body)
-            except (WeChatClientException, requests.RequestException) as exc:
-                notice.error = str(exc)[:200]
-                log.warning("notice %s for push %s failed: %s", notice.id, push.id, exc)
-            else:
+            error, permanent = send_template(body)
+            if error is None:
                 notice.sent_at, notice.error = datetime.now(UTC), None
                 sent += 1
+            else:
+                notice.error = error[:200]
+                if permanent:
+                    notice.attempts = NOTICE_MAX_ATTEMPTS
+                log.warning("notice %s for push %s failed: %s", notice.id, push.id, error)
         db.session.commit()  # per notice: its row lock goes, and a crash resends at most this one
     return sent

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-import requests
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -52,7 +51,7 @@ from server.inputs import to_int
 from server.services import ServiceError, alerts, audit, images, pii, targets
 from server.services import staff as staff_service
 from server.urls import public_url
-from server.wechat.client import PERMANENT_TEMPLATE_ERRORS, get_client
+from server.wechat.client import get_client, send_template
 
 log = logging.getLogger(__name__)
 
@@ -1106,16 +1105,7 @@ def _send(notice_id: int) -> None:
     }
     if payload.get("url"):
         body["url"] = payload["url"]
-    error, permanent = None, False
-    try:
-        get_client().raw_post("cgi-bin/message/template/send", body)
-    except WeChatClientException as exc:
-        error, permanent = f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_TEMPLATE_ERRORS
-    except (requests.RequestException, OSError) as exc:
-        error = f"网络错误：{type(exc).__name__}"
-    except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
-        log.exception("tip notice %s: unexpected error", notice_id)
-        error = f"意外错误：{type(exc).__name__}"
+    error, permanent = send_template(body)
     notice = db.session.get(TipNotice, notice_id)
     notice.recipient = to
     if error is None:

@@ -224,3 +224,18 @@ def get_client() -> SharedTokenClient:
         )
         app.extensions["wechat_client"] = client
     return client
+
+
+def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
+    """Send one template message. Returns (None, False) when WeChat took it, else the error's text and whether
+    retrying is futile. Never raises: every caller keeps a row per attempt and must record the failure."""
+    try:
+        get_client().raw_post("cgi-bin/message/template/send", body)
+    except WeChatClientException as exc:
+        return f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_TEMPLATE_ERRORS
+    except (requests.RequestException, OSError) as exc:
+        return f"网络错误：{type(exc).__name__}", False
+    except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
+        log.exception("template message %s: unexpected error", body.get("client_msg_id"))
+        return f"意外错误：{type(exc).__name__}", False
+    return None, False

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from celery.schedules import crontab
 from PIL import Image
 
-from models import AlertDuty, Article, ArticlePush, ArticleStatus, AuditLog, PublishOrphan, PushStatus
+from models import AlertDuty, Article, ArticlePush, ArticleStatus, AuditLog, PublishOrphan, PushNotice, PushStatus
 from server.extensions import db
 from server.services import ServiceError, articles, columns, images, publishing
 from server.wechat import client as client_module
@@ -688,6 +688,24 @@ def test_the_duty_roster_decides_and_a_second_failure_is_a_second_notice(emulato
     sent = [(t["touser"], t["data"]["character_string5"]["value"]) for t in emulator.state()["templates_sent"]]
     # ...the admin's still goes out in that run, and the editor's on the next
     assert sent == [("o-ed", f"P{push.id}"), ("o-ad", f"P{again.id}"), ("o-ed", f"P{again.id}")]
+
+
+def test_a_notice_wechat_refuses_for_good_is_not_sent_again(emulator, db_session, people):
+    emulator.hook("users", {"users": [{"openid": "o-ed", "subscribe": 1}]})
+    bind(people["editor"], "o-ed")
+    db.session.add(AlertDuty(staff_id=people["editor"].id))
+    db.session.commit()
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    week_of_daily_cases(people, start, 1)
+    emulator.hook("fail", {"path": "cgi-bin/draft/add", "errcode": 45009})
+    # 43004: the editor unfollowed; only the first send is refused, so a retry would go through
+    emulator.hook("fail", {"path": "cgi-bin/message/template/send", "errcode": 43004, "times": 1})
+    for minutes in (1, 2, 3):
+        publishing.run_due(start + timedelta(minutes=minutes))
+    assert emulator.state()["templates_sent"] == []
+    (notice,) = db.session.scalars(sa.select(PushNotice)).all()
+    assert notice.sent_at is None and notice.attempts == publishing.NOTICE_MAX_ATTEMPTS
+    assert notice.error.startswith("43004")
 
 
 def test_a_deliberate_retry_of_a_published_push_is_refused_by_wechat(emulator, db_session, people, monkeypatch):
