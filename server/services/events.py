@@ -60,7 +60,7 @@ from models.event import FIELD_LABELS
 from server.extensions import autocommit_session, db, dialect_insert, get_redis
 from server.filters import LOCAL_TZ, local_dt
 from server.paging import Page, paginate
-from server.services import ServiceError, audit, pii, targets
+from server.services import ServiceError, audit, pii, sheets, targets
 from server.urls import public_url
 
 log = logging.getLogger(__name__)
@@ -1468,9 +1468,8 @@ def export_session(session_id: int) -> tuple[str, bytes]:
     for column, width in zip("ABCDEFGHI", (6, 10, 14, 22, 9, 14, 20, 9, 20), strict=True):
         ws.column_dimensions[column].width = width  # before the first row, as write-only sheets need
     questions = list(event.questions or [])
-    ws.append(
-        ["序号", "姓名", "手机号", "身份证号", "同行人数", "状态", "签到时间", "现场登记", "报名时间", *questions]
-    )
+    header = ["序号", "姓名", "手机号", "身份证号", "同行人数", "状态", "签到时间", "现场登记", "报名时间"]
+    ws.append(header + [sheets.text(q) for q in questions])
     regs = db.session.scalars(
         sa.select(Registration)
         .where(Registration.session_id == session_id)
@@ -1479,10 +1478,11 @@ def export_session(session_id: int) -> tuple[str, bytes]:
     )
     count = 0
     for count, reg in enumerate(regs, 1):
+        answers = reg.answers or []
         ws.append(
             [
                 count,
-                pii.decrypt(reg.name_enc) or "",
+                sheets.text(pii.decrypt(reg.name_enc)),
                 pii.decrypt(reg.phone_enc) or "",
                 pii.decrypt(reg.id_number_enc) or "",
                 reg.companions,
@@ -1490,7 +1490,7 @@ def export_session(session_id: int) -> tuple[str, bytes]:
                 local_dt(reg.checked_in_at, "%Y-%m-%d %H:%M:%S") if reg.checked_in_at else "未签到",
                 "是" if reg.walk_in else "",
                 local_dt(reg.created_at, "%Y-%m-%d %H:%M:%S"),
-                *[(reg.answers or [])[j] if j < len(reg.answers or []) else "" for j in range(len(questions))],
+                *[sheets.text(answers[j] if j < len(answers) else "") for j in range(len(questions))],
             ]
         )
     out = io.BytesIO()

@@ -18,7 +18,7 @@ from wechatpy.exceptions import WeChatClientException
 from models import AuditKind, Follower, InboundMessage
 from server.extensions import db
 from server.filters import LOCAL_TZ, local_dt
-from server.services import ServiceError, audit
+from server.services import ServiceError, audit, sheets
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -308,9 +308,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, datetime):
         return local_dt(value, "%Y-%m-%d %H:%M:%S")
-    text = str(value)
-    # A cell starting like a formula would run in Excel (CSV injection): make it plain text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return sheets.text(str(value))
 
 
 def export_csv(f: FollowerFilter) -> Iterator[str]:

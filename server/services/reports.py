@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import StatReport, utcnow
 from server.extensions import db
-from server.services import ServiceError, datacube, targets
+from server.services import ServiceError, datacube, sheets, targets
 
 KINDS = {"monthly": "月报", "yearly": "年报"}
 
@@ -190,7 +190,7 @@ def workbook(data: ReportData) -> bytes:
         1,
         ["排名", "标题", "发布日期", "阅读人数", "分享人数", "点赞", "在看"],
         [
-            [i, a.title or a.msgid, a.publish_date, a.read_user, a.share_user, a.like_user, a.zaikan_user]
+            [i, sheets.text(a.title or a.msgid), a.publish_date, a.read_user, a.share_user, a.like_user, a.zaikan_user]
             for i, a in enumerate(data.top, 1)
         ],
     )
@@ -201,7 +201,7 @@ def workbook(data: ReportData) -> bytes:
         aw,
         end + 1,
         ["标题", "发布日期", "阅读人数"],
-        [[a.title or a.msgid, a.publish_date, a.read_user] for a in data.ten_w],
+        [[sheets.text(a.title or a.msgid), a.publish_date, a.read_user] for a in data.ten_w],
     )
 
     sw = wb.create_sheet("新增来源")
@@ -219,7 +219,7 @@ def workbook(data: ReportData) -> bytes:
         uw,
         1,
         headers,
-        [[r.rank, r.unit_name, *(r.values[m] for m in targets.METRICS), r.score] for r in data.scoreboard],
+        [[r.rank, sheets.text(r.unit_name), *(r.values[m] for m in targets.METRICS), r.score] for r in data.scoreboard],
     )
     uw.column_dimensions["B"].width = 18
     if data.scoreboard:

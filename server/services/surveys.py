@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import AuditKind, QuestionKind, Survey, SurveyAnswer, SurveyQuestion, SurveyResponse, utcnow
 from server.extensions import db
-from server.services import ServiceError, audit
+from server.services import ServiceError, audit, sheets
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 KIND_NAMES = {
@@ -351,21 +351,21 @@ def export_xlsx(survey: Survey) -> bytes:
     for qr in res.questions:
         q = qr.question
         if q.kind is QuestionKind.TEXT:
-            ws.append([q.position, _plain(q.text), q.kind.label, "（填空）", qr.answered])
+            ws.append([q.position, sheets.text(q.text), q.kind.label, "（填空）", qr.answered])
             continue
         for i, (label, n) in enumerate(qr.counts):
             ws.append(
-                [q.position, _plain(q.text), q.kind.label, _plain(label), n]
+                [q.position, sheets.text(q.text), q.kind.label, sheets.text(label), n]
                 + ([qr.mean, qr.satisfied_pct] if i == 0 and q.kind is QuestionKind.SCALE else [])
             )
     scale_qs = [q for q in survey.questions if q.kind is QuestionKind.SCALE]
     wd = wb.create_sheet("按区")
-    wd.append(["区", "答卷数", "满意度(%)"] + [f"{q.position}. {_plain(q.text)}（平均分）" for q in scale_qs])
+    wd.append(["区", "答卷数", "满意度(%)"] + [f"{q.position}. {sheets.text(q.text)}（平均分）" for q in scale_qs])
     for d in res.districts:
-        wd.append([_plain(d.district), d.responses, d.satisfied_pct] + [d.means.get(q.id) for q in scale_qs])
+        wd.append([sheets.text(d.district), d.responses, d.satisfied_pct] + [d.means.get(q.id) for q in scale_qs])
     wr = wb.create_sheet("答卷明细")
     wr.append(
-        ["答卷编号", "提交时间（北京时间）", "区"] + [f"{q.position}. {_plain(q.text)}" for q in survey.questions]
+        ["答卷编号", "提交时间（北京时间）", "区"] + [f"{q.position}. {sheets.text(q.text)}" for q in survey.questions]
     )
     rows = db.session.scalars(
         sa.select(SurveyResponse)
@@ -386,22 +386,18 @@ def export_xlsx(survey: Survey) -> bytes:
         for q in survey.questions:
             got = by_q.get(q.id, [])
             if q.kind is QuestionKind.TEXT:
-                cells.append(_plain(got[0].text or "") if got else None)
+                cells.append(sheets.text(got[0].text or "") if got else None)
             elif q.kind is QuestionKind.SCALE:
                 cells.append(got[0].value if got else None)
             else:
-                cells.append("；".join(_plain(q.options[a.value]) for a in sorted(got, key=lambda a: a.value or 0)))
+                chosen = sorted(got, key=lambda a: a.value or 0)
+                cells.append(sheets.text("；".join(q.options[a.value] for a in chosen)))
         wr.append(cells)
     audit.record("survey.export", kind=AuditKind.EXPORT, target=survey, after={"responses": res.responses})
     db.session.commit()
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
-
-
-def _plain(text: str | None) -> str:
-    text = text or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 # --- dashboard ------------------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from models import (
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ, local_dt
 from server.inputs import to_int
-from server.services import ServiceError, alerts, audit, images, pii, targets
+from server.services import ServiceError, alerts, audit, images, pii, sheets, targets
 from server.services import staff as staff_service
 from server.urls import public_url
 from server.wechat.client import get_client, send_template
@@ -1335,15 +1335,15 @@ def export_xlsx(f: TipFilter, visible_units: list[int] | None, *, reveal_phone: 
                 t.display_no,
                 local_dt(t.created_at),
                 t.source.label,
-                _cell(t.category),
+                sheets.text(t.category),
                 t.status.label,
                 local_dt(t.status_changed_at),
                 units.get(t.unit_id or 0, ""),
-                _cell(t.address),
+                sheets.text(t.address),
                 t.latitude,
                 t.longitude,
-                _cell(t.description),
-                _cell(phone or ""),
+                sheets.text(t.description),
+                sheets.text(phone or ""),
                 photo_count,
                 t.support_count,
             ]
@@ -1358,12 +1358,6 @@ def export_xlsx(f: TipFilter, visible_units: list[int] | None, *, reveal_phone: 
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
-
-
-def _cell(value: str | None) -> str:
-    # A cell starting with = + - @ would be a formula in Excel: citizens' text must stay text.
-    value = value or ""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
 def photo_for_console(photo_id: int) -> TipPhoto | None:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from models import AuditKind, Follower, ResultsPolicy, Vote, VoteCampaign, VoteCandidate, utcnow
 from models.vote import VoteCandidateQuota, VoteQuota
 from server.extensions import db, get_redis
-from server.services import ServiceError, audit, images
+from server.services import ServiceError, audit, images, sheets
 
 log = logging.getLogger(__name__)
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -934,8 +934,8 @@ def export_results(campaign: VoteCampaign) -> bytes:
         ws.append(
             [
                 s.rank,
-                _plain(s.candidate.name),
-                _plain(s.candidate.unit_name),
+                sheets.text(s.candidate.name),
+                sheets.text(s.candidate.unit_name),
                 s.votes,
                 voters.get(s.candidate.id, 0),
                 voided.get(s.candidate.id, 0),
@@ -955,11 +955,6 @@ def export_results(campaign: VoteCampaign) -> bytes:
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
-
-
-def _plain(text: str) -> str:
-    # A cell starting like a formula would run in Excel: keep it text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def campaigns() -> list[VoteCampaign]:

