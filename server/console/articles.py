@@ -17,6 +17,7 @@ from server.inputs import to_ids, to_int
 from server.paging import paginate
 from server.services import ServiceError, articles, columns, images, publishing
 from server.services import staff as staff_service
+from server.services.htmlclean import clean_html
 
 EDITORS = (Role.ADMIN, Role.EDITOR)
 WRITERS = (Role.ADMIN, Role.EDITOR, Role.LIAISON)
@@ -102,10 +103,9 @@ def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
     form = request.form if request.method == "POST" else None
     if form is not None:
         try:
-            article = articles.save_article(_me(), article_id, **form.to_dict())
-            if cover := request.files.get("cover"):
-                if cover.filename:
-                    articles.set_cover(_me(), article.id, cover.read())
+            upload = request.files.get("cover")
+            cover = upload.read() if upload and upload.filename else None
+            article = articles.save_article(_me(), article_id, cover=cover, **form.to_dict())
         except ServiceError as exc:
             return _edit_page(article, form, str(exc)), 400
         flash("已保存", "success")
@@ -114,10 +114,15 @@ def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
 
 
 def _edit_page(article: Article | None, form, error: str | None) -> str:  # type: ignore[no-untyped-def]
+    if form is not None:  # a refused save shows what was typed, as the save would have cleaned it
+        body_html = clean_html(form.get("body_html", ""))
+    else:
+        body_html = article.body_html if article else ""
     return render_template(
         "console/article_form.html",
         article=article,
         form=form,
+        body_html=body_html,
         error=error,
         columns=columns.list_columns(active_only=True),
         units=staff_service.units_tree(),
@@ -165,10 +170,8 @@ def article_media_upload():  # type: ignore[no-untyped-def]
 @bp.get("/articles/media/<path:relative>")
 @require_roles(*CONSOLE_ROLES)
 def article_media(relative: str):  # type: ignore[no-untyped-def]
-    if not relative.startswith("articles/"):
-        abort(404)
     try:
-        path = images.media_path(relative)
+        path = images.media_path(relative, under="articles")  # not the tips' or the materials' files
     except ValueError:
         abort(404)
     if not path.is_file():

@@ -91,16 +91,21 @@ def _snapshot_version(article: Article, by: Staff | None) -> None:
     )
 
 
-def save_article(by: Staff, article_id: int | None = None, **fields: Any) -> Article:
-    """Create or edit; each save that changes content is a new version; approval is lost on change."""
+def save_article(by: Staff, article_id: int | None = None, *, cover: bytes | None = None, **fields: Any) -> Article:
+    """Create or edit, with a new cover image if one is given. Each save that changes something is a new version,
+    and approval is lost on change."""
     if by.role not in WRITERS:
         raise ServiceError("无权编辑推文")
     data = _check_fields(fields)
+    jpeg = cover_jpeg(cover) if cover else None  # a bad image refuses the whole save
     if by.role is Role.LIAISON:
         data["unit_id"] = by.unit_id  # a liaison writes for their own unit
     if article_id is None:
         article = Article(created_by_id=by.id, status=ArticleStatus.DRAFT, version=1, wechat_images={}, **data)
         db.session.add(article)
+        if jpeg:
+            db.session.flush()  # the id names the file
+            _store_cover(article, jpeg)
         _snapshot_version(article, by)
         audit.record("article.create", target=article)
         db.session.commit()
@@ -109,18 +114,25 @@ def save_article(by: Staff, article_id: int | None = None, **fields: Any) -> Art
     if article.status not in EDITABLE:
         raise ServiceError("发布中或已发布的推文不能修改")
     changed = any(getattr(article, k) != v for k, v in data.items())
-    if not changed:
+    if not changed and not jpeg:
         return article
     for key, value in data.items():
         setattr(article, key, value)
+    if jpeg:
+        _store_cover(article, jpeg)
+    _revise(article, by)
+    audit.record("article.update", target=article, after={"version": article.version, "cover": bool(jpeg)})
+    db.session.commit()
+    return article
+
+
+def _revise(article: Article, by: Staff) -> None:
+    """A change to an article: a new version, and one approved or scheduled must be approved again."""
     article.version += 1
     _snapshot_version(article, by)
     if article.status in (ArticleStatus.APPROVED, ArticleStatus.SCHEDULED):
         _leave_push(article)
-        article.status = ArticleStatus.DRAFT  # changed after approval: it must be approved again
-    audit.record("article.update", target=article, after={"version": article.version})
-    db.session.commit()
-    return article
+        article.status = ArticleStatus.DRAFT
 
 
 def _leave_push(article: Article) -> None:
@@ -231,15 +243,21 @@ def cover_jpeg(data: bytes) -> bytes:
 
 
 def set_cover(by: Staff, article_id: int, data: bytes) -> Article:
+    """A new cover alone: a change like any other (a new version; approval lost)."""
     article = _get(article_id)
     if by.role not in WRITERS or article.status not in EDITABLE:
         raise ServiceError("当前不能更换封面")
-    jpeg = cover_jpeg(data)
+    _store_cover(article, cover_jpeg(data))
+    _revise(article, by)
+    audit.record("article.update", target=article, after={"version": article.version, "cover": True})
+    db.session.commit()
+    return article
+
+
+def _store_cover(article: Article, jpeg: bytes) -> None:
     relative = f"articles/covers/{article.id}-{secrets.token_hex(6)}.jpg"
     images.write_media(relative, jpeg)
     article.cover_path, article.cover_media_id = relative, None  # uploaded to WeChat when it publishes
-    db.session.commit()
-    return article
 
 
 def store_body_image(data: bytes) -> str:

@@ -56,7 +56,8 @@ ALLOWED_STYLES = {
 _SAFE_VALUE = re.compile(r"^[#(),.%\w\s-]{1,64}$")
 _BAD_VALUE = re.compile(r"expression|javascript|url\s*\(|behavior|@import|\\", re.I)
 _SAFE_URL = re.compile(r"^https?://", re.I)
-_LOCAL_SRC = re.compile(r"^/admin/articles/media/[\w./-]+$")  # images uploaded in the console, replaced at publish
+# Images uploaded in the console (replaced at publish): our own file names, no dot-segments.
+_LOCAL_SRC = re.compile(r"^/admin/articles/media/articles/(?:[\w-]+/)*[\w-]+\.jpg$")
 
 
 def _clean_style(value: str) -> str:

@@ -158,10 +158,10 @@ def media_root() -> Path:
     return Path(current_app.config["MEDIA_ROOT"]).resolve()
 
 
-def media_path(relative: str) -> Path:
-    """The absolute path of a stored file; refuses anything that would leave MEDIA_ROOT."""
-    root = media_root()
-    path = (root / relative).resolve()
+def media_path(relative: str, under: str = "") -> Path:
+    """The absolute path of a stored file; refuses anything that would leave MEDIA_ROOT (or its folder `under`)."""
+    root = (media_root() / under).resolve()
+    path = (media_root() / relative).resolve()
     if root not in path.parents:
         raise ValueError("path outside MEDIA_ROOT")
     return path

@@ -274,7 +274,7 @@ def _shrink(data: bytes, limit: int) -> bytes:
 
 def _read_media(article: Article, relative: str, what: str) -> bytes:
     try:
-        return images.media_path(relative).read_bytes()
+        return images.media_path(relative, under="articles").read_bytes()
     except (OSError, ValueError):  # a lost file is a plain failure to fix, not a worker crash retried forever
         raise ServiceError(f"《{article.title}》的{what}文件丢失，请重新上传后再排期") from None
 

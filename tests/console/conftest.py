@@ -22,7 +22,7 @@ class Console:
 
     def get(self, path: str, **kwargs):
         res = self.client.get(path, **kwargs)
-        if 'name="csrf_token"' in res.get_data(as_text=True):
+        if res.mimetype == "text/html" and 'name="csrf_token"' in res.get_data(as_text=True):
             self.token = csrf_from(res.get_data(as_text=True))
         return res
 

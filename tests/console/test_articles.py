@@ -174,3 +174,25 @@ def test_cancelling_a_schedule_asks_first(console, emulator):
     page = console.get(f"/admin/articles/pushes/{push.id}").get_data(as_text=True)
     form = page.split(f'action="/admin/articles/pushes/{push.id}/cancel"')[1].split(">")[0]
     assert "return confirm('取消这次排期？" in form  # as every other destructive button does
+
+
+def test_article_media_serves_only_the_articles_folder(console, db_session):
+    from server.services import images
+
+    factories.staff("li1", "liaison", unit=factories.unit("浦东分局"))
+    body = images.write_media("articles/body/abc.jpg", jpeg())
+    images.write_media("originals/a0/secret.jpg", jpeg())  # a tip's original, with its GPS: not for every role
+    assert body.is_file() and console.login("li1").status_code == 302
+    res = console.get("/admin/articles/media/articles/body/abc.jpg")
+    assert res.status_code == 200 and res.get_data() == body.read_bytes()
+    res.close()
+    for sneaky in ("articles/%2e%2e/originals/a0/secret.jpg", "articles/../originals/a0/secret.jpg"):
+        assert console.get(f"/admin/articles/media/{sneaky}").status_code == 404
+
+
+def test_a_refused_save_shows_the_body_cleaned(console, db_session):
+    factories.staff("ed1", "editor")
+    assert console.login("ed1").status_code == 302
+    res = console.post("/admin/articles/new", {"title": "", "body_html": "<p>正文<img src=x onerror=alert(1)></p>"})
+    page = res.get_data(as_text=True)
+    assert res.status_code == 400 and "正文" in page and "onerror" not in page

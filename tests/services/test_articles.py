@@ -60,6 +60,28 @@ def test_editing_after_approval_needs_approval_again_and_leaves_the_push(people)
     assert "改了" in "".join(d.text for d in articles.review_diff(a) if d.kind == "add")
 
 
+@pytest.mark.parametrize("how", ["set_cover", "save_article"])
+def test_a_new_cover_after_approval_needs_approval_again(people, how):
+    a = approved(people, "已通过")
+    push = articles.schedule_push(people["editor"], [a.id], datetime.now(UTC) + timedelta(hours=1), None)
+    before = a.cover_path
+    if how == "set_cover":
+        articles.set_cover(people["liaison"], a.id, jpeg())
+    else:  # the edit form: the same text, a new cover
+        fields = {"title": a.title, "author": a.author, "body_html": a.body_html}
+        articles.save_article(people["liaison"], a.id, cover=jpeg(), **fields)
+    assert a.cover_path != before and a.cover_media_id is None
+    assert a.status is ArticleStatus.DRAFT and a.push_id is None and push.status is PushStatus.CANCELLED
+    assert a.version == a.approved_version + 1
+
+
+def test_a_bad_cover_saves_nothing(people):
+    a = approved(people, "已通过")
+    with pytest.raises(ServiceError):
+        articles.save_article(people["liaison"], a.id, title="改了标题", body_html=a.body_html, cover=b"not an image")
+    assert a.title == "已通过" and a.status is ArticleStatus.APPROVED
+
+
 def test_push_holds_at_most_eight(people):
     ids = [approved(people, f"第{i}篇").id for i in range(9)]
     with pytest.raises(ServiceError, match="8"):

@@ -64,3 +64,10 @@ def test_escapes_text_and_closes_tags():
 
 def test_text_for_diff():
     assert html_to_text("<h3>案情</h3><p>一</p><p>二<br>三</p>") == "案情\n一\n二\n三"
+
+
+def test_console_images_only_by_their_own_names():
+    kept = '<img src="/admin/articles/media/articles/body/ab12.jpg">'
+    assert clean_html(kept) == kept
+    for src in ("/admin/articles/media/articles/../originals/a0/x.jpg", "/admin/articles/media/tips/public/x.jpg"):
+        assert "src" not in clean_html(f'<img src="{src}">')
