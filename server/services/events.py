@@ -230,7 +230,8 @@ def save_session(
     venue, stream_url = (venue or "").strip()[:128], (stream_url or "").strip()[:512]
     if event.kind is EventKind.OFFLINE and not venue:
         raise ServiceError("线下活动请填写地点")
-    if event.kind is EventKind.LIVESTREAM and not stream_url.startswith(("https://", "http://")):
+    # Checked whatever the kind: the event may be switched to a livestream later, and the link goes to citizens.
+    if (stream_url or event.kind is EventKind.LIVESTREAM) and not stream_url.startswith(("https://", "http://")):
         raise ServiceError("直播请填写以 http(s):// 开头的直播地址")
     fields = ("starts_at", "ends_at", "quota", "venue", "stream_url")
     if session is not None and session.cancelled_at is not None:

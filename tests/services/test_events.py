@@ -229,6 +229,15 @@ def test_a_registration_commits_alone_and_leaves_pooled_connections_transactiona
 # -- the rules, one transaction per test -----------------------------------------------------------------------------
 
 
+def test_a_stream_link_is_a_web_address_even_on_an_offline_event(db_session):
+    event, (session,) = make_event()
+    times = {"starts_at": session.starts_at, "ends_at": session.ends_at}
+    with pytest.raises(ServiceError, match="http"):  # the event could be made a livestream afterwards
+        events.save_session(event, **times, quota=5, venue="市民中心", stream_url="javascript:alert(1)", session=session)
+    events.save_session(event, **times, quota=5, venue="市民中心", stream_url="https://live.example.cn/2", session=session)
+    assert session.stream_url == "https://live.example.cn/2"
+
+
 def test_companions_count_against_the_quota_and_a_full_session_offers_the_waiting_list(db_session):
     event, (session,) = make_event(quota=4, companions=2)
     a, created = events.register("oA", event.id, session.id, Applicant(companions=2))
