@@ -111,7 +111,7 @@ def event_register(event_id: int):  # type: ignore[no-untyped-def]
         RegistrationStatus.CONFIRMED: "报名成功！入场时请出示二维码。"
         if reg.event.kind is EventKind.OFFLINE
         else "预约成功，直播开始时会通知您。",
-        RegistrationStatus.WAITING: "名额已满，您已进入候补名单；有名额空出时会通知您。",
+        RegistrationStatus.WAITING: "名额不足，您已进入候补名单；有足够名额空出时会按顺序通知您。",
     }.get(reg.status, reg.status.label)
     if not created:
         verb = "预约" if reg.event.kind is EventKind.LIVESTREAM else "报名"

@@ -577,6 +577,8 @@ def register(
         raise ServiceError("报名已截止")
     applicant = _check_applicant(event, applicant or Applicant())
     n = 1 + applicant.companions
+    if n > session.quota:  # no cancellation could ever make room: a waiting-list entry would be a false promise
+        raise ServiceError(f"本场共 {session.quota} 个名额，{n} 人无法一同报名，请减少同行人数")
 
     row: dict[str, Any] = {  # every column, so that the instance built after the insert needs no reload
         "event_id": event.id,

@@ -7,6 +7,8 @@
   var countdown = document.getElementById("ev-countdown");
   var remaining = document.getElementById("ev-remaining");
   var fullHint = document.getElementById("ev-full-hint");
+  var shortHint = document.getElementById("ev-short-hint");
+  var companions = document.getElementById("companions");
   var opensAt = Number(form.dataset.opensAt);
   var closesAt = Number(form.dataset.closesAt);
   // offset = server - phone, measured when the page was rendered and refined by each poll (half the round trip).
@@ -48,11 +50,19 @@
       return;
     }
     var left = selectedLeft();
+    var party = 1 + (companions ? Number(companions.value) : 0);
     var full = left === 0;
+    var short = left !== null && left > 0 && left < party;  // places left, but not for the whole party
     fullHint.hidden = !full;
+    shortHint.hidden = !short;
+    if (short) {
+      var figures = shortHint.querySelectorAll("b");
+      figures[0].textContent = left;
+      figures[1].textContent = party;
+    }
     if (!form.dataset.sending) {
       submit.disabled = false;
-      submit.textContent = full ? "加入候补" : label;
+      submit.textContent = full || short ? "加入候补" : label;
     }
   }
 

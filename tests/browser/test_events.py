@@ -206,3 +206,18 @@ def test_a_session_called_off_reaches_the_citizen(phone_page, page, live_server,
     register(alice, "张三", "13800001111")  # the registration was cancelled: she may take the other session
     assert registration_count() == 2
     assert events.active_registration(ALICE, event.id).session_id == second.id
+
+
+def test_a_party_bigger_than_the_places_left_is_told_before_sending(phone_page, live_server, emulator):
+    event, (session,) = make_event(quota=2, companions=1)
+    events.register("o-someone", event.id, session.id)  # one place left
+    open_as(phone_page, emulator, ALICE, f"/m/events/{event.id}")
+    assert phone_page.inner_text(f'li[data-session="{session.id}"] .left') == "剩余 1"
+    assert phone_page.inner_text("#ev-submit") == "立即报名" and not phone_page.is_visible("#ev-short-hint")
+    phone_page.select_option("#companions", "1")
+    phone_page.wait_for_selector("#ev-short-hint", state="visible")
+    assert "仅剩 1 个名额，不够 2 人同行" in phone_page.inner_text("#ev-short-hint")
+    assert phone_page.inner_text("#ev-submit") == "加入候补"
+    phone_page.select_option("#companions", "0")
+    phone_page.wait_for_selector("#ev-short-hint", state="hidden")
+    assert phone_page.inner_text("#ev-submit") == "立即报名"

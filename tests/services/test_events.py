@@ -254,6 +254,13 @@ def test_companions_count_against_the_quota_and_a_full_session_offers_the_waitin
     assert events.waiting_position(b) == 1
 
 
+def test_a_party_bigger_than_the_session_is_refused_not_put_on_a_waiting_list_it_can_never_leave(db_session):
+    event, (session,) = make_event(quota=2, companions=2)
+    with pytest.raises(ServiceError, match="共 2 个名额，3 人"):
+        events.register("oA", event.id, session.id, Applicant(companions=2))
+    assert counts(session.id) == {"people_confirmed": 0} and events.places_left(event) == {session.id: 2}
+
+
 def test_snapshot_visitors_and_closed_windows_are_refused(db_session):
     event, (session,) = make_event(opens_in=timedelta(hours=1))
     with pytest.raises(ServiceError, match="朋友圈"):
