@@ -8,15 +8,11 @@ from flask import Response, abort, flash, g, get_flashed_messages, jsonify, redi
 
 from models import Event, EventKind, Registration, RegistrationStatus, utcnow
 from models.event import FIELD_LABELS
-from server.citizen import bp
+from server.citizen import bp, wants_json
 from server.citizen.identity import citizen_required
 from server.inputs import to_int
 from server.services import ServiceError, events
 from server.services.events import Applicant
-
-
-def _wants_json() -> bool:
-    return request.accept_mimetypes.best == "application/json" or request.headers.get("X-Requested-With") == "fetch"
 
 
 def _status_label(reg: Registration) -> str:
@@ -102,7 +98,7 @@ def event_register(event_id: int):  # type: ignore[no-untyped-def]
             snapshot=g.snapshot,
         )
     except ServiceError as exc:
-        if _wants_json():
+        if wants_json():
             return jsonify(error=str(exc)), 400
         event = events.visible_event(event_id) or abort(404)
         # Rendered, not redirected: the answers survive, and the phone and ID number stay out of URLs and logs.
@@ -116,7 +112,7 @@ def event_register(event_id: int):  # type: ignore[no-untyped-def]
     if not created:
         verb = "预约" if reg.event.kind is EventKind.LIVESTREAM else "报名"
         message = f"您已{verb}过本活动：{_status_label(reg)}"
-    if _wants_json():
+    if wants_json():
         return jsonify(status=reg.status.value, registration_id=reg.id, created=created, message=message)
     flash(message, "success")
     return redirect(url_for("citizen.event_mine"))

@@ -9,16 +9,19 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms.validators import ValidationError
 
-from server.citizen import bp
+from server.citizen import bp, wants_json
 from server.citizen.identity import citizen_required
 from server.extensions import csrf
 from server.services import ServiceError, images, tips
 
 MAX_REQUEST = 100 * 1024 * 1024  # nine phone photos fit; each one is held to images.MAX_BYTES below
-TOO_LARGE = f"上传内容过大：每张照片不超过 {images.MAX_BYTES // (1024 * 1024)} MB，总共不超过 100 MB"
+MB = 1024 * 1024
+TOO_LARGE = f"上传内容过大：每张照片不超过 {images.MAX_BYTES // MB} MB，总共不超过 {MAX_REQUEST // MB} MB"
 
 
 def _form_page(form: dict[str, str] | None = None, error: str | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+    if error and wants_json():  # the page's script keeps everything picked and typed, photos included
+        return jsonify(error=error), status
     form = dict(form or {})
     if error is None or not form.get("submit_key"):
         form.setdefault("submit_key", secrets.token_urlsafe(24))  # made by the page, resent on a double tap
@@ -28,7 +31,8 @@ def _form_page(form: dict[str, str] | None = None, error: str | None = None, sta
         error=error,
         categories=tips.category_names(),
         max_photos=tips.MAX_PHOTOS,
-        max_mb=images.MAX_BYTES // (1024 * 1024),
+        max_mb=images.MAX_BYTES // MB,
+        max_total_mb=MAX_REQUEST // MB,
         description_min=tips.DESCRIPTION_MIN,
         description_max=tips.DESCRIPTION_MAX,
     )
@@ -88,7 +92,8 @@ def tip_create():  # type: ignore[no-untyped-def]
         return _form_page(form, str(exc), 422)
     except ServiceError as exc:
         return _form_page(form, str(exc), 400)
-    return redirect(url_for("citizen.tip_detail", tracking_no=tip.tracking_no, filed=1))
+    done = url_for("citizen.tip_detail", tracking_no=tip.tracking_no, filed=1)
+    return jsonify(url=done) if wants_json() else redirect(done)
 
 
 @bp.get("/tips")

@@ -18,7 +18,7 @@ from flask import (
 )
 
 from models import Survey, VoteCampaign, VoteCandidate, utcnow
-from server.citizen import bp
+from server.citizen import bp, wants_json
 from server.citizen.identity import citizen_required
 from server.extensions import db
 from server.redirects import local_path
@@ -34,10 +34,6 @@ def _candidate_or_404(campaign: VoteCampaign, candidate_id: int) -> VoteCandidat
     if candidate is None or candidate.campaign_id != campaign.id:
         abort(404)
     return candidate
-
-
-def _wants_json() -> bool:
-    return request.accept_mimetypes.best == "application/json" or request.headers.get("X-Requested-With") == "fetch"
 
 
 @bp.get("/vote/")
@@ -112,14 +108,14 @@ def vote_cast(campaign_id: int):  # type: ignore[no-untyped-def]
         )
     except ServiceError as exc:
         status = 429 if isinstance(exc, votes.RateLimited) else 400
-        if _wants_json():
+        if wants_json():
             return {"ok": False, "error": str(exc)}, status
         flash(str(exc), "error")
         return redirect(_back(campaign_id))
     message = "投票成功！" + (
         f"今天还可以投 {result.remaining_today} 票" if result.remaining_today else "今天的票已投完"
     )
-    if _wants_json():
+    if wants_json():
         body = {"ok": True, "message": message, "count": result.count, "remaining": result.remaining_today}
         if result.counts is not None:  # shown by the results policy: every candidate's, for the page's ranking
             body["counts"] = {str(cid): n for cid, n in result.counts.items()}

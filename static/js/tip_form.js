@@ -6,6 +6,7 @@
   if (!form) return;
   var maxPhotos = parseInt(form.dataset.maxPhotos, 10) || 9;
   var maxBytes = (parseInt(form.dataset.maxMb, 10) || 20) * 1024 * 1024;
+  var maxTotal = (parseInt(form.dataset.maxTotalMb, 10) || 100) * 1024 * 1024;
   var csrf = form.querySelector("input[name=csrf_token]").value;
   var input = document.getElementById("photos");
   var previews = document.getElementById("photo-previews");
@@ -21,6 +22,9 @@
   var nearby = document.getElementById("nearby");
   var nearbyList = document.getElementById("nearby-list");
   var submit = document.getElementById("submit");
+  var label = submit.textContent;
+  var progress = document.getElementById("upload-progress");
+  var progressText = document.getElementById("upload-text");
   var chosen = []; // File objects, in the order picked
   var canMerge = typeof DataTransfer === "function";
 
@@ -69,15 +73,22 @@
     var picked = Array.prototype.slice.call(input.files || []);
     if (!canMerge) { chosen = picked; render(); return; }
     var problems = [];
+    var total = totalBytes();
     picked.forEach(function (f) {
       if (f.size > maxBytes) problems.push("「" + f.name + "」超过 " + (maxBytes / 1048576) + " MB");
-      else if (chosen.length < maxPhotos) chosen.push(f);
-      else problems.push("最多 " + maxPhotos + " 张照片");
+      else if (chosen.length >= maxPhotos) problems.push("最多 " + maxPhotos + " 张照片");
+      else if (total + f.size > maxTotal) problems.push("照片总共不超过 " + (maxTotal / 1048576) + " MB，「" + f.name + "」未加入");
+      else { chosen.push(f); total += f.size; }
     });
     syncInput();
     render();
     if (problems.length) showError(problems.filter(function (p, i, a) { return a.indexOf(p) === i; }).join("；"));
   });
+
+  function totalBytes() {
+    var files = canMerge ? chosen : Array.prototype.slice.call(input.files || []);
+    return files.reduce(function (sum, f) { return sum + f.size; }, 0);
+  }
 
   // -- description --
   function countText() { count.textContent = desc.value.trim().length; }
@@ -165,7 +176,53 @@
     r.addEventListener("change", loadNearby);
   });
 
-  // -- submit: the same checks as the server, then one submission (the submit_key dedupes a second anyway) --
+  // -- submit: the same checks as the server, then one upload with its progress shown; a refusal is shown in place,
+  // with every photo and field kept (the submit_key dedupes a second submission anyway) --
+  function mb(bytes) { return (bytes / 1048576).toFixed(1); }
+
+  function failed(message) {
+    delete form.dataset.sent;
+    submit.disabled = false;
+    submit.textContent = label;
+    progress.hidden = true;
+    progressText.textContent = "";
+    showError(message);
+  }
+
+  function send() {
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = function (ev) {
+      if (!ev.lengthComputable) return;
+      progress.hidden = false;
+      progress.max = ev.total;
+      progress.value = ev.loaded;
+      progressText.textContent = ev.loaded < ev.total
+        ? "正在上传 " + Math.floor(ev.loaded * 100 / ev.total) + "%（" + mb(ev.loaded) + " / " + mb(ev.total) + " MB）"
+        : "上传完成，正在保存…";
+    };
+    xhr.onload = function () {
+      var body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
+      if (body && body.url && xhr.status < 300) { window.location.assign(body.url); return; }
+      if (body && body.error) { failed(body.error); return; }
+      // Not our answer (a sign-in that expired, a proxy's page): send it the plain way and let the browser show it.
+      HTMLFormElement.prototype.submit.call(form);
+    };
+    xhr.onerror = function () {
+      failed("网络中断，线索未提交。已选的照片和填写的内容都还在，请在信号较好时重新提交。");
+    };
+    xhr.send(new FormData(form));
+  }
+
+  window.addEventListener("pageshow", function () {
+    // Back from the next page: the browser puts the typed values back after this script first ran.
+    countText();
+    if (lat.value && locStatus.textContent === "未定位") locStatus.textContent = "已定位";
+    if (form.dataset.sent) { delete form.dataset.sent; submit.disabled = false; submit.textContent = label; }
+  });
+
   form.addEventListener("submit", function (e) {
     var message = "";
     var n = canMerge ? chosen.length : (input.files || []).length;
@@ -173,6 +230,7 @@
     if (!category()) message = "请选择线索类别";
     else if (text.length < 5 || text.length > 1000) message = "请用 5 到 1000 个字描述情况";
     else if (n < 1 || n > maxPhotos) message = "请上传 1 到 " + maxPhotos + " 张照片";
+    else if (totalBytes() > maxTotal) message = "照片总共不超过 " + (maxTotal / 1048576) + " MB，请删去几张";
     else if (!lat.value && address.value.trim().length < 2) message = "请获取当前位置，或填写事发地址";
     else if (!anonymous.checked && phone.value && !/^1\d{10}$/.test(phone.value.replace(/[\s-]/g, ""))) {
       message = "请填写 11 位手机号码，或留空匿名提交";
@@ -182,5 +240,6 @@
     form.dataset.sent = "1";
     submit.disabled = true;
     submit.textContent = "正在提交…";
+    if (typeof FormData === "function") { e.preventDefault(); send(); }
   });
 })();

@@ -110,3 +110,26 @@ def test_file_on_a_phone_and_follow_it_to_resolved(located_phone, page, live_ser
         assert label in history
     assert "摊位已劝离" in history and "浦东分局" in history
     shoot(phone, "17-tip-citizen-history")
+
+
+def test_a_refused_photo_is_shown_in_place_and_nothing_typed_or_picked_is_lost(located_phone, live_server, emulator):
+    phone = located_phone
+    emulator.hook("oauth", {"auto_openid": CITIZEN})
+    phone.goto("/m/tips/new")
+    phone.click(".chips >> text=占道经营")
+    phone.fill("#description", "店外堆放杂物占用人行道已经一周")
+    phone.fill("#address", "世纪大道 100 号")
+    good = {"name": "IMG_1.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(colour="red")}
+    fake = {"name": "IMG_2.jpg", "mimeType": "image/jpeg", "buffer": b"this is no photo" * 100}
+    phone.set_input_files("#photos", [good, fake])
+    phone.click("#submit")
+    phone.wait_for_selector("#form-error")  # the server's refusal, on the same page
+    assert "第 2 张照片" in phone.inner_text("#form-error") and "/m/tips/new" in phone.url
+    assert phone.locator("#photo-previews img").count() == 2
+    assert phone.input_value("#description") == "店外堆放杂物占用人行道已经一周"
+    assert phone.inner_text("#submit") == "提交线索" and phone.is_enabled("#submit")
+    phone.click('button[aria-label="删除照片 2"]')
+    phone.click("#submit")
+    phone.wait_for_url(re.compile(r"/m/tips/[A-Z2-9]{8}\?filed=1$"))
+    tip = db.session.scalars(sa.select(Tip)).one()
+    assert len(tip.photos) == 1 and tip.address == "世纪大道 100 号"
