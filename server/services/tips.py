@@ -1399,7 +1399,10 @@ def _handling_hours(start: date, end: date) -> dict[int | None, float]:
         .group_by(TipStatusChange.tip_id)
         .subquery()
     )
-    seconds = sa.func.avg(sa.extract("epoch", resolved.c.at - Tip.created_at))
+    if db.session.get_bind().dialect.name == "sqlite":  # the demo's database has no interval arithmetic
+        seconds = sa.func.avg((sa.func.julianday(resolved.c.at) - sa.func.julianday(Tip.created_at)) * 86400)
+    else:
+        seconds = sa.func.avg(sa.extract("epoch", resolved.c.at - Tip.created_at))
     rows = db.session.execute(
         sa.select(Tip.unit_id, seconds).join(resolved, resolved.c.tip_id == Tip.id).group_by(Tip.unit_id)
     ).all()
