@@ -21,7 +21,7 @@ from server.redirects import local_path
 from server.services import ServiceError
 from server.services import followers as follower_service
 
-REMARK_ROLES = (Role.ADMIN, Role.EDITOR)
+MANAGERS = (Role.ADMIN, Role.EDITOR)  # set remarks; take the whole list away as a file (openids of every follower)
 
 
 def _page_number() -> int:
@@ -48,11 +48,12 @@ def follower_list():  # type: ignore[no-untyped-def]
         new_total=sum(n for _, n, _ in daily),
         left_total=sum(n for _, _, n in daily),
         filtered=bool(search.as_dict()),
+        can_export=current_user.role in MANAGERS,
     )
 
 
 @bp.get("/followers/export.csv")
-@require_roles(*CONSOLE_ROLES)
+@require_roles(*MANAGERS)
 def follower_export():  # type: ignore[no-untyped-def]
     search, _ = follower_service.parse_filter(request.args)
     chunks = follower_service.export_csv(search)  # audited here, before the first row leaves
@@ -75,7 +76,7 @@ def _detail(follower: Follower, *, error: str | None = None, remark: str | None 
         last_active=follower_service.last_active(follower.openid),
         error=error,
         remark=follower.remark or "" if remark is None else remark,
-        can_edit=current_user.role in REMARK_ROLES,
+        can_edit=current_user.role in MANAGERS,
         max_bytes=follower_service.REMARK_MAX_BYTES,
         back=_safe_back(request.args.get("back")),
     )
@@ -93,7 +94,7 @@ def follower_detail(follower_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/followers/<int:follower_id>/remark")
-@require_roles(*REMARK_ROLES)
+@require_roles(*MANAGERS)
 def follower_remark(follower_id: int):  # type: ignore[no-untyped-def]
     follower = _follower_or_404(follower_id)
     remark = request.form.get("remark", "")

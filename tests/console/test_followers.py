@@ -274,7 +274,7 @@ def test_the_list_links_the_export_with_its_filter(as_editor):
 
 
 @pytest.mark.parametrize("role", ["reviewer", "liaison"])
-def test_every_console_role_sees_followers_but_only_editors_set_remarks(console, db_session, emulator, role):
+def test_every_console_role_sees_followers_but_only_editors_set_remarks_and_export(console, db_session, emulator, role):
     row = follower("o-seen")
     emulator.hook("users", {"openids": ["o-seen"]})
     factories.staff("someone", role, unit=factories.unit() if role == "liaison" else None)
@@ -283,7 +283,8 @@ def test_every_console_role_sees_followers_but_only_editors_set_remarks(console,
     detail = console.get(f"/admin/followers/{row.id}").get_data(as_text=True)
     assert "o-seen" in detail and "保存备注" not in detail
     assert console.post(f"/admin/followers/{row.id}/remark", {"remark": "x"}).status_code == 403
-    assert console.get("/admin/followers/export.csv").status_code == 200
+    assert console.get("/admin/followers/export.csv").status_code == 403
+    assert "导出 CSV" not in console.get("/admin/followers").get_data(as_text=True)
 
 
 def test_officers_get_403(console, db_session):

@@ -231,10 +231,10 @@ def test_a_registration_commits_alone_and_leaves_pooled_connections_transactiona
 
 def test_a_stream_link_is_a_web_address_even_on_an_offline_event(db_session):
     event, (session,) = make_event()
-    times = {"starts_at": session.starts_at, "ends_at": session.ends_at}
+    same = {"starts_at": session.starts_at, "ends_at": session.ends_at, "quota": 5, "venue": "市民中心"}
     with pytest.raises(ServiceError, match="http"):  # the event could be made a livestream afterwards
-        events.save_session(event, **times, quota=5, venue="市民中心", stream_url="javascript:alert(1)", session=session)
-    events.save_session(event, **times, quota=5, venue="市民中心", stream_url="https://live.example.cn/2", session=session)
+        events.save_session(event, **same, stream_url="javascript:alert(1)", session=session)
+    events.save_session(event, **same, stream_url="https://live.example.cn/2", session=session)
     assert session.stream_url == "https://live.example.cn/2"
 
 
