@@ -53,6 +53,7 @@ def stats_dashboard():  # type: ignore[no-untyped-def]
     grain = request.args.get("grain", "week")
     grain = grain if grain in datacube.GRAINS else "week"
     as_of = _as_of(year)
+    through = min(datacube.beijing_today(), date(year, 12, 31))  # the office's own records count through today
     start = max(date(year, 1, 1), as_of - timedelta(days=59)) if grain == "day" else date(year, 1, 1)
     rows = datacube.series(start, as_of, grain)
     year_start = date(year, 1, 1)
@@ -61,8 +62,8 @@ def stats_dashboard():  # type: ignore[no-untyped-def]
         year=year,
         grain=grain,
         as_of=as_of,
-        progress=targets.progress(year, as_of),
-        frac=targets.year_fraction(year, as_of)[0],
+        progress=targets.progress(year, through),
+        frac=targets.year_fraction(year, through)[0],
         rows=rows,
         charts=charts_for(rows, grain),
         ten_w=datacube.top_articles(year_start, as_of, 50, min_reads=targets.TEN_W),

@@ -35,6 +35,7 @@ class ReportData:
     sources: list[dict[str, Any]]
     scoreboard: list[targets.ScoreRow]
     records: dict[str, int] = field(default_factory=dict)
+    through: date | None = None  # the last day the targets' progress counts (today, for the month under way)
 
 
 def period(kind: str, start: date) -> tuple[date, date]:
@@ -64,7 +65,8 @@ def _filled(rows: list[dict[str, Any]], start: date, end: date, grain: str) -> l
 def build(kind: str, start: date) -> ReportData:
     """Everything a report shows, each figure aggregated in SQL."""
     start, end = period(kind, start)
-    last = min(end, datacube.beijing_today() - timedelta(days=1))
+    today = datacube.beijing_today()
+    last = min(end, today - timedelta(days=1))
     grain = "day" if kind == "monthly" else "month"
     daily = _filled(datacube.series(start, end, grain), start, end, grain)
     before = datacube.followers_on(start - timedelta(days=1))
@@ -87,7 +89,8 @@ def build(kind: str, start: date) -> ReportData:
         title=title,
         totals=totals,
         daily=daily,
-        progress=targets.progress(start.year, as_of=end),
+        progress=targets.progress(start.year, as_of=min(end, today)),
+        through=min(end, today),
         top=datacube.top_articles(start, end, 20),
         ten_w=datacube.top_articles(start, end, 100, min_reads=targets.TEN_W),
         sources=datacube.new_by_source(start, end),

@@ -360,22 +360,25 @@ def baselines(year: int, plan: AnnualPlan | None) -> tuple[int | None, int | Non
 
 
 def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = None) -> list[Progress]:
-    """Each target against the straight line from 1 January to 31 December, with a linear projection."""
+    """Each target against the straight line from 1 January to 31 December, with a linear projection. The office's
+    own records count through `as_of` (today by default); WeChat's figures stop at the day before today."""
     plan = plan or get_plan(year) or AnnualPlan(year=year)  # unsaved: the defaults show until a plan is entered
     for name, column in AnnualPlan.__table__.columns.items():  # an unsaved plan has no defaults applied yet
         if getattr(plan, name) is None and column.default is not None and not callable(column.default.arg):
             setattr(plan, name, column.default.arg)
-    as_of = as_of or datacube.beijing_today() - timedelta(days=1)
+    today = datacube.beijing_today()
+    as_of = as_of or today
     frac, day = year_fraction(year, as_of)
+    data_frac, data_day = year_fraction(year, min(as_of, today - timedelta(days=1)))
     start = date(year, 1, 1)
     base_followers, base_reads = baselines(year, plan)
     items: list[Progress] = []
 
-    def linear(actual: float | None) -> float | None:
+    def linear(actual: float | None, frac: float = frac) -> float | None:
         return None if actual is None or frac <= 0 else actual / frac
 
     # Followers: growth in % of the 1 January figure.
-    now = datacube.followers_on(day) if frac > 0 else None
+    now = datacube.followers_on(data_day) if data_frac > 0 else None
     growth = (now - base_followers) / base_followers * 100 if now is not None and base_followers else None
     items.append(
         Progress(
@@ -384,45 +387,49 @@ def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = Non
             "%",
             plan.follower_growth_pct,
             growth,
-            plan.follower_growth_pct * frac,
-            linear(growth),
+            plan.follower_growth_pct * data_frac,
+            linear(growth, data_frac),
             base_followers,
             "" if base_followers else "缺少 1 月 1 日粉丝量基线",
         )
     )
     # Reads: this year's total against last year's raised by the target; the summary speaks in growth %.
-    reads = datacube.reads_between(start, day) if frac > 0 else 0
+    reads = datacube.reads_between(start, data_day) if data_frac > 0 else 0
     target_reads = base_reads * (1 + plan.read_growth_pct / 100) if base_reads else 0.0
+    known = bool(base_reads and reads)  # no figure yet this year (WeChat's not synced): no forecast of -100 %
     items.append(
         Progress(
             "reads",
             "阅读量",
             "次",
             target_reads,
-            float(reads) if base_reads else None,
-            target_reads * frac,
-            linear(float(reads)) if base_reads else None,
+            float(reads) if known else None,
+            target_reads * data_frac,
+            linear(float(reads), data_frac) if known else None,
             base_reads,
-            "" if base_reads else "缺少上年阅读量基线",
+            "" if known else "缺少上年阅读量基线" if not base_reads else "本年尚无阅读数据（同步微信统计后显示）",
             growth_target=plan.read_growth_pct,
         )
     )
-    ten_w = datacube.count_articles(start, day, min_reads=TEN_W)
+    ten_w = datacube.count_articles(start, data_day, min_reads=TEN_W)
     counts = [
-        ("articles_100k", "10W+ 文章", "篇", plan.articles_100k, ten_w),
+        ("articles_100k", "10W+ 文章", "篇", plan.articles_100k, ten_w, data_frac),
         (
             "positive_reports",
             "正面报道",
             "篇",
             plan.positive_reports,
             count("media_reports", start, day) + count("positive_reports", start, day),
+            frac,
         ),
-        ("activities", "活动", "场", plan.activities, count("activities", start, day)),
-        ("livestreams", "直播", "场", plan.livestreams, count("livestreams", start, day)),
-        ("products", "新媒体产品", "个", plan.products, count("products", start, day)),
+        ("activities", "活动", "场", plan.activities, count("activities", start, day), frac),
+        ("livestreams", "直播", "场", plan.livestreams, count("livestreams", start, day), frac),
+        ("products", "新媒体产品", "个", plan.products, count("products", start, day), frac),
     ]
-    for key, label, word, target, actual in counts:
-        items.append(Progress(key, label, word, float(target), float(actual), target * frac, linear(float(actual))))
+    for key, label, word, target, actual, share in counts:
+        items.append(
+            Progress(key, label, word, float(target), float(actual), target * share, linear(float(actual), share))
+        )
     return items
 
 

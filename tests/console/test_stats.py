@@ -52,7 +52,7 @@ def test_dashboard_shows_hand_computed_percentages(as_admin, figures):
     assert "按当前进度：年底 +15.0 % — 落后" in html  # followers +3 % by 20 % of the year
     assert 'data-testid="pct-followers">完成 15.0 % · 应完成 20.0 %' in html
     assert 'data-testid="pct-reads">完成 25.0 % · 应完成 20.0 %' in html
-    assert 'data-testid="pct-positive_reports">完成 20.0 % · 应完成 20.0 %' in html
+    assert 'data-testid="pct-positive_reports">完成 20.0 % · 应完成 20.3 %' in html  # own records: through today
     assert "按当前进度：年底 +50.0 %（目标 +20 %）— 领先" in html
     assert html.count("<svg") >= 3
     for grain in ("day", "month"):

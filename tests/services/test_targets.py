@@ -102,6 +102,23 @@ def test_progress_matches_the_hand_computed_scenario(scenario):
     assert p["articles_100k"].projected == pytest.approx(5)
 
 
+def test_todays_records_count_today_while_wechats_figures_stop_at_yesterday(scenario, monkeypatch):
+    from server.services import datacube
+
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 3, 15))
+    p = {item.key: item for item in targets.progress(2026)}
+    assert p["positive_reports"].actual == 101  # the report filed today counts at once
+    assert p["positive_reports"].expected == pytest.approx(500 * 74 / 365)
+    assert p["followers"].actual == pytest.approx(3.0)  # 14 March's figure, the last WeChat has
+    assert p["followers"].expected == pytest.approx(20 * 73 / 365)
+
+
+def test_no_reads_yet_is_no_forecast(db_session):
+    targets.save_plan(2026, {"baseline_reads": "1000000"})
+    reads = {item.key: item for item in targets.progress(2026, AS_OF)}["reads"]
+    assert reads.projected is None and reads.summary == "本年尚无阅读数据（同步微信统计后显示）"
+
+
 def test_missing_baseline_says_so(db_session):
     p = {item.key: item for item in targets.progress(2026, AS_OF)}
     assert p["followers"].actual is None and p["followers"].summary == "缺少 1 月 1 日粉丝量基线"
