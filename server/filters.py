@@ -14,6 +14,14 @@ def local_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return "" if value is None else value.astimezone(LOCAL_TZ).strftime(fmt)
 
 
+def figure(value: float | None) -> str:
+    """A figure for a table: thousands separated, at most two decimals, never in scientific notation; — for none."""
+    if value is None:
+        return "—"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
 def register_filters(app: Flask) -> None:
     app.add_template_filter(local_dt)
+    app.add_template_filter(figure)
     app.add_template_global(lambda endpoint: endpoint in app.view_functions, "has_endpoint")

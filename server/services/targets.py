@@ -447,6 +447,9 @@ METRICS: dict[str, tuple[str, float]] = {
 }
 
 
+AVERAGED = "tip_handling_hours"
+
+
 def get_weights() -> dict[str, float]:
     stored = dict(db.session.execute(sa.select(ScoreWeight.metric, ScoreWeight.weight)).all())
     return {metric: float(stored.get(metric, default)) for metric, (_, default) in METRICS.items()}
@@ -483,7 +486,7 @@ def period_bounds(year: int, month: int | None) -> tuple[date, date]:
 class ScoreRow:
     unit_id: int
     unit_name: str
-    values: dict[str, float]
+    values: dict[str, float | None]  # None: an average with nothing to average (no tip closed)
     score: float
     rank: int = 0
 
@@ -494,10 +497,16 @@ def scoreboard(year: int, month: int | None = None) -> list[ScoreRow]:
     weights = get_weights()
     metrics = {metric: count_by_unit(metric, start, end) for metric in METRICS}
     units = db.session.execute(sa.select(Unit.id, Unit.name).order_by(Unit.sort, Unit.id)).all()
+    # A unit with no closed tip has no handling time: it is scored at the units' mean, neither rewarded as fastest
+    # (0 hours) nor punished.
+    hours = [v for u, v in metrics[AVERAGED].items() if u is not None]
+    mean_hours = sum(hours) / len(hours) if hours else 0.0
     rows = []
     for unit_id, name in units:
-        values = {metric: float(metrics[metric].get(unit_id, 0)) for metric in METRICS}
-        score = sum(weights[m] * v for m, v in values.items())
+        values: dict[str, float | None] = {metric: float(metrics[metric].get(unit_id, 0)) for metric in METRICS}
+        if unit_id not in metrics[AVERAGED]:
+            values[AVERAGED] = None
+        score = sum(weights[m] * (mean_hours if v is None else v) for m, v in values.items())
         rows.append(ScoreRow(unit_id, name, values, round(score, 2)))
     rows.sort(key=lambda r: (-r.score, r.unit_name))
     for i, row in enumerate(rows):

@@ -148,3 +148,16 @@ def test_sync_page_and_backfill(as_admin, db_session, emulator, today):
     page = as_admin.get("/admin/stats/sync").get_data(as_text=True)
     assert "getusercumulate" in page
     assert datacube.followers_on(date(2026, 3, 14)) is not None
+
+
+def test_table_figures_are_never_in_scientific_notation():
+    from server.filters import figure
+
+    assert [figure(v) for v in (58_574_200.0, -5.85, 2.5, 3.0, 0.0, None)] == [
+        "58,574,200",
+        "-5.85",
+        "2.5",
+        "3",
+        "0",
+        "—",
+    ]

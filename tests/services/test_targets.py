@@ -192,6 +192,7 @@ def test_scoreboard_weights_and_ranks(db_session):
         assert [r.rank for r in march] == [1, 2, 2]  # ties share a rank
         year = {r.unit_name: r.values["activities"] for r in targets.scoreboard(2026)}
         assert year["三分局"] == 1
+        assert {r.values["tip_handling_hours"] for r in march} == {None}  # no tip closed: no average
         with pytest.raises(ServiceError):
             targets.save_weights({"activities": "abc"})
     finally:
@@ -230,6 +231,21 @@ def test_events_and_tips_feed_the_plan_and_the_scoreboard(db_session):
     db_session.add(tip)
     db_session.flush()
     assert targets.count_by_unit("tip_handling_hours", *window) == {district.id: 12.0}
+
+
+def test_a_unit_with_no_closed_tip_is_scored_at_the_mean_handling_time(db_session):
+    slow, fast, idle = factories.unit("慢分局"), factories.unit("快分局"), factories.unit("闲分局")
+
+    def hours(start, end):
+        return {slow.id: 30.0, fast.id: 10.0}
+
+    targets.register_counter("tip_handling_hours", hours)
+    try:
+        rows = {r.unit_name: r for r in targets.scoreboard(2026, 3)}
+    finally:
+        targets.unregister_counter("tip_handling_hours", hours)
+    assert rows["闲分局"].values["tip_handling_hours"] is None
+    assert (rows["快分局"].score, rows["闲分局"].score, rows["慢分局"].score) == (-1.0, -2.0, -3.0)
 
 
 def test_material_photos_feed_the_scoreboard(db_session):
