@@ -234,7 +234,8 @@ def test_events_and_tips_feed_the_plan_and_the_scoreboard(db_session):
 
 
 def test_a_unit_with_no_closed_tip_is_scored_at_the_mean_handling_time(db_session):
-    slow, fast, idle = factories.unit("慢分局"), factories.unit("快分局"), factories.unit("闲分局")
+    slow, fast = factories.unit("慢分局"), factories.unit("快分局")
+    factories.unit("闲分局")  # nothing closed
 
     def hours(start, end):
         return {slow.id: 30.0, fast.id: 10.0}
