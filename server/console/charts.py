@@ -15,6 +15,11 @@ def _text_width(text: str, size: float = LABEL_SIZE) -> float:
     return sum(size if unicodedata.east_asian_width(ch) in "WFA" else size * 0.6 for ch in text)
 
 
+def _axis_room(*labels: str) -> int:
+    """The left margin that fits the y-axis figures (a fixed one cut the first digit off large ones)."""
+    return max(36, round(max(_text_width(label) for label in labels)) + 12)
+
+
 def _axis_label(x: float, y: float, label: str, max_width: float) -> str:
     """An x-axis label centred on `x` and cut with an ellipsis to `max_width`; a cut label keeps the full text as its
     tooltip."""
@@ -37,15 +42,16 @@ def bar_chart(points: Sequence[tuple[str, int]], *, width: int = 720, height: in
     """Bars with a label under every few bars and the maximum on the axis."""
     if not points:
         return Markup('<p class="hint">暂无数据</p>')
-    pad_l, pad_b, pad_t = 36, 24, 12
-    inner_w, inner_h = width - pad_l - 8, height - pad_b - pad_t
     top = max(max(v for _, v in points), 1)
+    pad_b, pad_t = 24, 12
+    pad_l = _axis_room(f"{top:,}")
+    inner_w, inner_h = width - pad_l - 8, height - pad_b - pad_t
     step = inner_w / len(points)
     every = max(1, len(points) // 8)
     parts = [
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f'<line x1="{pad_l}" y1="{pad_t + inner_h}" x2="{width - 8}" y2="{pad_t + inner_h}" stroke="#d1d5db"/>',
-        f'<text x="{pad_l - 6}" y="{pad_t + 8}" text-anchor="end" font-size="11" fill="#6b7280">{top}</text>',
+        f'<text x="{pad_l - 6}" y="{pad_t + 8}" text-anchor="end" font-size="11" fill="#6b7280">{top:,}</text>',
         f'<text x="{pad_l - 6}" y="{pad_t + inner_h}" text-anchor="end" font-size="11" fill="#6b7280">0</text>',
     ]
     for i, (label, value) in enumerate(points):
@@ -73,9 +79,10 @@ def line_chart(
     values = [v for _, v in points if v is not None]
     if not values:
         return Markup('<p class="hint">暂无数据</p>')
-    pad_l, pad_b, pad_t = 64, 24, 12
-    inner_w, inner_h = width - pad_l - 8, height - pad_b - pad_t
     low, top = min(values), max(values)
+    pad_b, pad_t = 24, 12
+    pad_l = _axis_room(f"{top:,.0f}", f"{low:,.0f}")
+    inner_w, inner_h = width - pad_l - 8, height - pad_b - pad_t
     span = (top - low) or 1
     step = inner_w / max(len(points) - 1, 1)
     every = max(1, len(points) // 8)

@@ -40,8 +40,11 @@ def charts_for(rows: list[dict], grain: str) -> dict[str, object]:
     """The dashboard's and the printable report's SVG charts from one series."""
     labels = [_bucket_label(r["bucket"], grain) for r in rows]
     return {
-        "followers": line_chart(list(zip(labels, [r["followers"] for r in rows], strict=True)), title="粉丝总数"),
-        "net": bar_chart(list(zip(labels, [max(r["net"], 0) for r in rows], strict=True)), title="净增粉丝"),
+        # Side by side: a narrower drawing, so its text is not scaled down to nothing.
+        "followers": line_chart(
+            list(zip(labels, [r["followers"] for r in rows], strict=True)), width=480, title="粉丝总数"
+        ),
+        "net": bar_chart(list(zip(labels, [max(r["net"], 0) for r in rows], strict=True)), width=480, title="净增粉丝"),
         "reads": bar_chart(list(zip(labels, [r["reads"] for r in rows], strict=True)), title="阅读人数"),
     }
 

@@ -53,3 +53,13 @@ def test_short_labels_are_unchanged():
     assert "<title>12-01</title>" not in str(bar_chart(days))
     months = axis_labels(str(line_chart([(f"{m}月", m * 10.0) for m in range(1, 13)])))
     assert [shown for _, shown, _ in months] == [f"{m}月" for m in range(1, 13)]
+
+
+def test_the_y_axis_figures_fit_left_of_the_plot():
+    for chart in (bar_chart([("一月", 57_415), ("二月", 3)]), line_chart([("一月", 1_016_686.0), ("二月", 986_000.0)])):
+        root = ET.fromstring(re.sub(r"<svg ", f'<svg xmlns="{SVG[1:-1]}" ', str(chart), count=1))
+        height = float(root.get("viewBox").split()[3])
+        for el in root.iter(f"{SVG}text"):
+            if float(el.get("y")) != height - 6:  # a y-axis figure, right-aligned at x
+                assert float(el.get("x")) - _text_width(el.text) >= 0, el.text
+        assert "57,415" in str(chart) or "1,016,686" in str(chart)
