@@ -15,11 +15,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import requests
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from wechatpy.exceptions import WeChatClientException
 
 from models import (
+    Article,
     DatacubeDay,
     DatacubeSyncState,
     InboundMessage,
@@ -405,6 +409,55 @@ def sync_endpoint(name: str, *, start: date | None = None, today: date | None = 
             lock.release()
         except Exception:  # expired and maybe taken over: nothing of ours to release
             pass
+
+
+TITLE_PAGES = 50  # freepublish/batchget pages of 20 looked through per run, newest first
+
+
+def _msgid_of(url: str | None) -> str | None:
+    """WeChat's statistics key of a published article ('<mid>_<idx>'), read off its URL."""
+    query = parse_qs(urlsplit(url or "").query)
+    mid, idx = query.get("mid", [""])[0], query.get("idx", [""])[0]
+    return f"{mid}_{idx}" if mid.isdigit() and idx.isdigit() else None
+
+
+def fill_titles() -> int:
+    """getarticletotaldetail carries no titles (the older getarticletotal did): name the statistics' articles from
+    ours (their URLs carry WeChat's mid and idx), then from WeChat's list of published ones. Returns how many."""
+    untitled = set(
+        db.session.scalars(
+            sa.select(StatArticle.msgid).where(sa.or_(StatArticle.title.is_(None), StatArticle.title == ""))
+        )
+    )
+    if not untitled:
+        return 0
+    found = {}
+    for url, title in db.session.execute(sa.select(Article.url, Article.title).where(Article.url.is_not(None))):
+        if (key := _msgid_of(url)) in untitled:
+            found[key] = title
+    rest, offset, client = untitled - set(found), 0, get_client()
+    try:
+        for _ in range(TITLE_PAGES):
+            if not rest:
+                break
+            page = client.post(
+                client.api_base + "cgi-bin/freepublish/batchget", data={"offset": offset, "count": 20, "no_content": 1}
+            )
+            items = page.get("item") or []
+            for item in items:
+                for news in (item.get("content") or {}).get("news_item") or []:
+                    if (key := _msgid_of(news.get("url"))) in rest and news.get("title"):
+                        found[key] = news["title"]
+                        rest.discard(key)
+            offset += len(items)
+            if not items or offset >= int(page.get("total_count") or 0):
+                break
+    except (WeChatClientException, requests.RequestException) as exc:  # the titles wait for the next run
+        log.warning("article titles from freepublish/batchget: %s", exc)
+    for msgid, title in found.items():
+        db.session.execute(sa.update(StatArticle).where(StatArticle.msgid == msgid).values(title=title[:256]))
+    db.session.commit()
+    return len(found)
 
 
 def backfill(start: date, *, today: date | None = None) -> list[SyncResult]:

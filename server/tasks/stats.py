@@ -41,6 +41,8 @@ def sync_datacube_endpoint(name: str, start: str | None = None) -> None:
     # Idempotent: the days already stored are skipped; a second worker finds the lock taken and returns.
     try:
         datacube.sync_endpoint(name, start=date.fromisoformat(start) if start else None)
+        if name == "getarticletotaldetail":
+            datacube.fill_titles()
     except WeChatClientException as exc:
         if exc.errcode not in PERMANENT:
             raise

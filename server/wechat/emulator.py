@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -1847,12 +1848,48 @@ def _publish_getarticle(st: EmulatorState) -> dict[str, Any]:
     return {"news_item": _article(st, _json_body().get("article_id"))["news_item"]}
 
 
+@cache
+def _history_day(day: date) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """The synthetic articles of `day` (those the datacube reports) as (msg_data_id, titles), one publish each."""
+    titles = tuple(a["title"] for a in datacube_articles(day))
+    return ((2247400000 + (day - DATACUBE_EPOCH).days, titles),) if titles else ()
+
+
+def _history(st: EmulatorState, skip: int, take: int) -> tuple[int, list[dict[str, Any]]]:
+    """The account's published history before the tests' own publishes, newest first: (how many, the page)."""
+    days = [st.today() - timedelta(days=n) for n in range(1, (st.today() - DATACUBE_EPOCH).days + 1)]
+    jobs = [job for day in days for job in _history_day(day)]
+    page = []
+    for msg_data_id, titles in jobs[skip : skip + take]:
+        day = DATACUBE_EPOCH + timedelta(days=msg_data_id - 2247400000)
+        at = int(datetime(day.year, day.month, day.day, 12, tzinfo=CHINA_TZ).timestamp())
+        article_id = f"history{msg_data_id}"
+        news = [
+            {
+                "title": title,
+                "author": "",
+                "digest": "",
+                "content": f"<p>{html.escape(title)}</p>",
+                "url": _article_url(st, msg_data_id, i, article_id),
+                "thumb_media_id": "",
+                "is_deleted": False,
+            }
+            for i, title in enumerate(titles, 1)
+        ]
+        page.append({"article_id": article_id, "msg_data_id": msg_data_id, "news_item": news, "create_time": at})
+        page[-1]["update_time"] = at
+    return len(jobs), page
+
+
 @_api("cgi-bin/freepublish/batchget", "POST")
 def _publish_batchget(st: EmulatorState) -> dict[str, Any]:
     offset, count, no_content = _paging(_json_body())
+    # What was published through the API comes first (newer msg_data_ids), then the synthetic history the datacube
+    # reports on, so that statistics rows and this list name the same articles.
     articles = sorted(st.articles.values(), key=lambda a: a["msg_data_id"], reverse=True)
+    older, history = _history(st, max(offset - len(articles), 0), count)
     items = []
-    for a in articles[offset : offset + count]:
+    for a in (articles[offset : offset + count] + history)[:count]:
         news = [{k: v for k, v in n.items() if not (no_content and k == "content")} for n in a["news_item"]]
         items.append(
             {
@@ -1861,7 +1898,7 @@ def _publish_batchget(st: EmulatorState) -> dict[str, Any]:
                 "update_time": a["update_time"],
             }
         )
-    return {"total_count": len(articles), "item_count": len(items), "item": items}
+    return {"total_count": len(articles) + older, "item_count": len(items), "item": items}
 
 
 @_api("cgi-bin/freepublish/delete", "POST")

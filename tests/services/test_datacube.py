@@ -264,3 +264,25 @@ def test_a_refusal_no_retry_can_change_is_kept_not_retried(cube, db_session):
     assert len([c for c in _calls(cube) if c["path"] == "datacube/getusercumulate"]) == 1
     state = db_session.get(DatacubeSyncState, "getusercumulate", populate_existing=True)
     assert "48001" in state.last_error
+
+
+def test_articles_without_a_title_are_named_from_ours_then_from_wechats_list(cube, db_session):
+    from server.services import articles
+    from tests import factories
+
+    datacube.backfill(date(2025, 12, 1), today=TODAY)  # the newer endpoint only: no titles
+    december = [a for d in range(31) for a in emu.datacube_articles(date(2025, 12, 1) + timedelta(days=d))]
+    stored = {a.msgid: a for a in db_session.scalars(sa.select(StatArticle))}
+    assert {a["msgid"] for a in december} <= set(stored) and not any(stored[a["msgid"]].title for a in december)
+    ours = december[-1]
+    mid, idx = ours["msgid"].split("_")
+    article = articles.save_article(factories.staff("ed1", "editor"), title="本系统发布的标题", body_html="<p>x</p>")
+    article.url = f"https://mp.weixin.qq.com/s?__biz=MzA&mid={mid}&idx={idx}&sn=abc"
+    db_session.commit()
+
+    assert datacube.fill_titles() == len(december)
+    db_session.expire_all()
+    titles = {a.msgid: a.title for a in db_session.scalars(sa.select(StatArticle))}
+    assert titles[ours["msgid"]] == "本系统发布的标题"
+    assert all(titles[a["msgid"]] == a["title"] for a in december if a is not ours)
+    assert datacube.fill_titles() == 0  # nothing left to name: no call

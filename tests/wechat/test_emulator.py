@@ -475,7 +475,11 @@ def test_draft_publish_flow(wx: Wx) -> None:
     page = wx.http.get(urlsplit(urls[0]).path, query_string=urlsplit(urls[0]).query)
     assert "市容环境整治月启动" in page.get_data(as_text=True)
     listed = wx.post("cgi-bin/freepublish/batchget", {"offset": 0, "count": 20, "no_content": 1})
-    assert listed["total_count"] == 1 and "content" not in listed["item"][0]["content"]["news_item"][0]
+    assert listed["item"][0]["article_id"] == job["article_id"]  # newest first: then the history the datacube knows
+    assert listed["total_count"] > listed["item_count"] == 20
+    assert all("content" not in n for item in listed["item"] for n in item["content"]["news_item"])
+    after = wx.post("cgi-bin/freepublish/batchget", {"offset": 1, "count": 20, "no_content": 1})["item"]
+    assert after[:19] == listed["item"][1:]  # pages follow on
     assert wx.post("cgi-bin/freepublish/getarticle", {"article_id": "nope"})["errcode"] == 53600
 
 
