@@ -22,4 +22,5 @@ cat <<MSG
   (WECHAT_TOKEN=demotoken, WECHAT_APPID=wxd000000000000000, DEMO_AES_KEY), or what WECHAT_* say.
 
 MSG
-exec .venv/bin/flask run --host 127.0.0.1 --port "$PORT"
+# DEMO_BEAT: this process alone runs the periodic jobs (server/demo.py), not the commands above.
+DEMO_BEAT=1 exec .venv/bin/flask run --host 127.0.0.1 --port "$PORT"

@@ -85,6 +85,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     if app.config["DEMO"]:
         mount_emulator(app)
+        from server import demo
+
+        demo.start(app)  # the demo server only: periodic jobs with no celery beat
     return app
 
 

@@ -111,6 +111,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "WECHAT_MAX_CLOCK_SKEW": 300,
         "MEDIA_ROOT": env.get("MEDIA_ROOT", str(instance_path / "media")),
         "DEMO": env.get("DEMO", "") == "1",
+        # The demo server runs the beat schedule in-process (server/demo.py); scripts/run.sh sets it on `flask run`.
+        "DEMO_BEAT": env.get("DEMO_BEAT", "") == "1",
         # Tips: template ids from the WeChat console (status notices to citizens, dispatch requests to units).
         "WECHAT_TEMPLATE_TIP_STATUS": env.get("WECHAT_TEMPLATE_TIP_STATUS", "demo-tip-status-template"),
         "WECHAT_TEMPLATE_TIP_DISPATCH": env.get("WECHAT_TEMPLATE_TIP_DISPATCH", "demo-tip-dispatch-template"),
