@@ -152,6 +152,7 @@ def wechat_send(text, event, key, image, location, openid, aes, url) -> None:  #
         msg_type, fields = "text", {"Content": text}
     else:
         raise click.UsageError("give TEXT, --event, --image or --location")
+    _follow_in_emulator(openid, event, url)
     xml = simulator.message_xml(openid, msg_type, fields, to=account.original_id)
     params, body = simulator.signed_request(account, xml, aes=aes)
     if url:
@@ -170,6 +171,24 @@ def wechat_send(text, event, key, image, location, openid, aes, url) -> None:  #
         click.echo(f"← {reply.get('Content')}")
     else:
         click.echo(f"← {reply.get('MsgType')}: {json.dumps(reply, ensure_ascii=False)}")
+
+
+def _follow_in_emulator(openid: str, event: str | None, server_url: str | None) -> None:
+    """The demo's WeChat learns who subscribed, as WeChat would: template messages to the sender then reach them.
+    Only followers can chat, so any other message makes an unknown sender a follower too. Nothing happens
+    without a demo emulator (tests keep theirs as strict as WeChat: unknown openids are 40003)."""
+    spec: dict[str, object] = {"openid": openid}
+    if event and event.lower() in ("subscribe", "unsubscribe"):
+        spec["subscribe"] = int(event.lower() == "subscribe")
+    emulator = current_app.extensions.get("wechat_emulator_app")
+    try:
+        if server_url:  # a running demo server mounts its emulator beside /wechat; another server answers 404
+            base = server_url.rsplit("/wechat", 1)[0] + "/wechat-emulator/"
+            requests.post(base + "_emulator/users", json=spec, timeout=5)
+        elif emulator is not None:  # DEMO=1 in this process: the in-process app sends to its own emulator
+            emulator.test_client().post("/_emulator/users", json=spec)
+    except requests.RequestException:
+        pass  # the message itself says whether the server is there
 
 
 def _image_fields(path: Path, server_url: str | None) -> dict[str, str]:

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from models import Follower, InboundMessage, ReplyRule
 from server.cli import DEMO_PASSWORD
 from server.services import staff as staff_service
+from server.wechat.emulator import create_emulator
+from tests.conftest import APPID, SECRET
 
 
 @pytest.mark.smoke
@@ -34,6 +36,25 @@ def test_seed_demo_then_simulated_conversation(app, db_session):
     result = runner.invoke(args=["wechat", "send", "--location", "31.2304,121.4737", "--from", "o-newcomer"])
     assert result.exit_code == 0 and "←" in result.output
     assert db_session.scalar(sa.select(sa.func.count()).select_from(InboundMessage)) == 3
+
+
+def test_simulated_senders_become_followers_of_the_demo_emulator_only(app, db_session, emulator, monkeypatch):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["wechat", "send", "你好", "--from", "o-stranger"]).exit_code == 0
+    assert "o-stranger" not in {u["openid"] for u in emulator.state()["users"]}  # the tests' emulator stays strict
+
+    demo_emulator = create_emulator(APPID, SECRET)  # what DEMO=1 mounts at /wechat-emulator
+    monkeypatch.setitem(app.extensions, "wechat_emulator_app", demo_emulator)
+
+    def known() -> dict[str, int]:
+        return {u["openid"]: u["subscribe"] for u in demo_emulator.extensions["wechat_emulator"].snapshot()["users"]}
+
+    assert runner.invoke(args=["wechat", "send", "你好"]).exit_code == 0
+    assert known() == {"o-simulator-0001": 1}  # only followers can chat: the default sender works from the start
+    runner.invoke(args=["wechat", "send", "--event", "unsubscribe", "--from", "o-demo-b"])
+    assert known()["o-demo-b"] == 0
+    runner.invoke(args=["wechat", "send", "--event", "subscribe", "--from", "o-demo-b"])
+    assert known()["o-demo-b"] == 1
 
 
 def test_simulator_refuses_a_bad_location(app, db_session):
