@@ -22,6 +22,19 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
 # Template messages that no retry will deliver: bad openid or template, the user unfollowed or refused, data invalid.
 PERMANENT_TEMPLATE_ERRORS = {40003, 40037, 43004, 43101, 47001, 47003}
+# What editors read where a template message failed (notice lists, logs): the code stays for support tickets.
+TEMPLATE_ERROR_TEXT = {
+    -1: "微信系统繁忙",
+    40001: "access_token 无效或已过期",
+    42001: "access_token 无效或已过期",
+    40003: "openid 无效：不是本公众号的粉丝",
+    40037: "模板 ID 无效：请核对公众平台里的模板",
+    43004: "用户未关注公众号",
+    43101: "用户拒收：未订阅此类消息",
+    45009: "接口调用超过今日限额",
+    47003: "模板参数不正确",
+}
+_ERRMSG_NOISE = re.compile(r"\s*(?:rid:\s*\S+|hint:\s*\[[^\]]*\])")  # WeChat's per-request ids, no use to a reader
 TOKEN_MARGIN = 300  # refresh this long before WeChat's expiry, so no call carries a dying token
 MEDIA_TYPES = ("image/", "audio/", "video/", "application/octet-stream")  # what media downloads answer with
 TICKET_KEY = "jsapi_ticket_shared"  # not wechatpy's own key: its get_jsapi_ticket caches without a lock
@@ -232,10 +245,21 @@ def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
     try:
         get_client().raw_post("cgi-bin/message/template/send", body)
     except WeChatClientException as exc:
-        return f"{exc.errcode} {exc.errmsg}", exc.errcode in PERMANENT_TEMPLATE_ERRORS
+        return template_error_text(exc.errcode, exc.errmsg), exc.errcode in PERMANENT_TEMPLATE_ERRORS
     except (requests.RequestException, OSError) as exc:
         return f"网络错误：{type(exc).__name__}", False
     except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
         log.exception("template message %s: unexpected error", body.get("client_msg_id"))
         return f"意外错误：{type(exc).__name__}", False
     return None, False
+
+
+def template_error_text(errcode: int, errmsg: str | None) -> str:
+    """`40003 openid 无效：…`: the code, then what it means in Chinese, or WeChat's text without its request id."""
+    detail = _ERRMSG_NOISE.sub("", str(errmsg or "")).strip()
+    text = TEMPLATE_ERROR_TEXT.get(errcode)
+    if text is None:
+        return f"{errcode} {detail or '未知错误'}"
+    if errcode == -1 and detail and detail != "system error":  # ours (a proxy's page, an HTTP status): keep it
+        text += f"（{detail}）"
+    return f"{errcode} {text}"

@@ -46,7 +46,7 @@ def test_an_offer_wechat_refuses_is_retried_with_backoff_until_it_goes_once(db_s
     _, b = _offer(emulator)
     assert b.status is RegistrationStatus.OFFERED
     notice = _notice(b)
-    assert (notice.state, notice.attempts, notice.error) == (EventNoticeState.PENDING, 1, "-1 system error")
+    assert (notice.state, notice.attempts, notice.error) == (EventNoticeState.PENDING, 1, "-1 微信系统繁忙")
     first_retry = notice.next_attempt_at
     assert timedelta(seconds=50) < first_retry - utcnow() <= timedelta(minutes=1)
     assert _sent(emulator) == []
@@ -101,7 +101,7 @@ def test_a_permanent_refusal_is_not_retried(db_session, emulator):
     emulator.hook("fail", {"path": SEND, "errcode": 43004, "errmsg": "require subscribe", "times": 1})
     _, b = _offer(emulator)
     notice = _notice(b)
-    assert (notice.state, notice.attempts, notice.error) == (EventNoticeState.FAILED, 1, "43004 require subscribe")
+    assert (notice.state, notice.attempts, notice.error) == (EventNoticeState.FAILED, 1, "43004 用户未关注公众号")
     assert events.deliver_due_notices(utcnow() + timedelta(hours=2)) == 0
     assert _sent(emulator) == []
 

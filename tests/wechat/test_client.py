@@ -9,7 +9,15 @@ import pytest
 import requests
 from wechatpy.exceptions import WeChatClientException
 
-from server.wechat.client import ForeignHostError, RedirectingSession, SharedTokenClient, get_client, redact
+from server.wechat.client import (
+    ForeignHostError,
+    RedirectingSession,
+    SharedTokenClient,
+    get_client,
+    redact,
+    send_template,
+    template_error_text,
+)
 from tests.conftest import APPID, SECRET, foreign_lookups
 
 
@@ -196,3 +204,29 @@ def test_an_oauth_error_page_names_neither_secret_nor_code(redis_client, caplog)
     assert raised.value.errcode == -1 and "502" in str(raised.value)
     ours = str(raised.value) + "".join(r.getMessage() for r in caplog.records if r.name != "werkzeug")  # not the stub's
     assert "APPSECRET-123" not in ours and "CODE-XYZ" not in ours
+
+
+def test_a_template_refusal_reads_in_chinese_with_its_code_and_no_request_id(app, emulator, redis_client):
+    body = {"touser": "o-stranger", "template_id": "TPL", "data": {"thing1": {"value": "x"}}}
+    with app.app_context():
+        error, permanent = send_template(body)  # the emulator knows no such follower, as WeChat would not
+    assert (error, permanent) == ("40003 openid 无效：不是本公众号的粉丝", True)
+    assert "rid" not in error
+
+
+@pytest.mark.parametrize(
+    ("errcode", "errmsg", "text"),
+    [
+        (43004, "require subscribe rid: 6752e0b1-1a2b3c4d-5e6f7a8b", "43004 用户未关注公众号"),
+        (43101, "user refuse to accept the msg rid: 1-2-3", "43101 用户拒收：未订阅此类消息"),
+        (40037, "invalid template_id", "40037 模板 ID 无效：请核对公众平台里的模板"),
+        (47003, "argument invalid! data.thing1.value invalid", "47003 模板参数不正确"),
+        (45009, "reach max api daily quota limit", "45009 接口调用超过今日限额"),
+        (42001, "access_token expired", "42001 access_token 无效或已过期"),
+        (-1, "system error rid: 1-2-3", "-1 微信系统繁忙"),
+        (-1, "微信返回了无法解析的应答", "-1 微信系统繁忙（微信返回了无法解析的应答）"),
+        (40033, "invalid charset hint: [abc] rid: 1-2-3", "40033 invalid charset"),  # not ours to explain: as sent
+    ],
+)
+def test_template_error_texts(errcode, errmsg, text):
+    assert template_error_text(errcode, errmsg) == text
