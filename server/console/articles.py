@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
-from models import Article, ArticlePush, ArticleStatus, Cadence, NewsColumn, PublishMode, Role, Unit
+from models import Article, ArticlePush, ArticleStatus, Cadence, MaterialItem, NewsColumn, PublishMode, Role, Unit
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
+from server.filters import LOCAL_TZ
 from server.inputs import to_ids, to_int
 from server.paging import paginate
-from server.services import ServiceError, articles, columns, images, publishing
+from server.services import ServiceError, articles, columns, images, materials, publishing
 from server.services import staff as staff_service
 from server.services.htmlclean import clean_html
 
@@ -105,7 +106,9 @@ def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
         try:
             upload = request.files.get("cover")
             cover = upload.read() if upload and upload.filename else None
-            article = articles.save_article(_me(), article_id, cover=cover, **form.to_dict())
+            fields = form.to_dict()
+            cover_item_id = to_int(fields.pop("cover_item", None), lo=1)  # a library photo picked as the cover
+            article = articles.save_article(_me(), article_id, cover=cover, cover_item_id=cover_item_id, **fields)
         except ServiceError as exc:
             return _edit_page(article, form, str(exc)), 400
         flash("已保存", "success")
@@ -126,6 +129,7 @@ def _edit_page(article: Article | None, form, error: str | None) -> str:  # type
         error=error,
         columns=columns.list_columns(active_only=True),
         units=staff_service.units_tree(),
+        cover_item_id=to_int(form.get("cover_item"), lo=1) if form is not None else None,
     )
 
 
@@ -163,6 +167,42 @@ def article_media_upload():  # type: ignore[no-untyped-def]
         return {"error": "请选择图片"}, 400
     try:
         return {"url": articles.store_body_image(upload.read())}
+    except ServiceError as exc:
+        return {"error": str(exc)}, 400
+
+
+@bp.get("/articles/library")
+@require_roles(*WRITERS)
+def article_library():  # type: ignore[no-untyped-def]
+    """The editor's picker: processed library photos this writer may use, newest first, a page at a time."""
+    f = materials.parse_filter(request.args)  # the library's own filters: tag, starred, unused, unit, dates
+    rows, next_before = materials.pickable_page(
+        f, visible_unit_ids(), before_id=to_int(request.args.get("before"), lo=1)
+    )
+    items = [
+        {
+            "id": item.id,
+            "thumb": url_for("console.material_file", item_id=item.id, which="thumb"),
+            "caption": item.caption or "",
+            "unit": item.unit.name if item.unit else "",
+            "date": item.received_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M"),
+            "tags": item.tags or [],
+            "starred": item.starred,
+            "used": item.used_in_article,
+        }
+        for item in rows
+    ]
+    return jsonify({"items": items, "next_before": next_before})
+
+
+@bp.post("/articles/library/<int:item_id>/body")
+@require_roles(*WRITERS)
+def article_library_body(item_id: int):  # type: ignore[no-untyped-def]
+    """A library photo's in-article rendition, copied among the articles' files for the body."""
+    item = db.session.get(MaterialItem, item_id) or abort(404)
+    require_unit(item.unit_id)
+    try:
+        return {"url": articles.store_library_image(_me(), item.id)}
     except ServiceError as exc:
         return {"error": str(exc)}, 400
 

@@ -7,7 +7,9 @@ published / failed. Editing an approved or scheduled article sends it back to dr
 from __future__ import annotations
 
 import difflib
+import hashlib
 import io
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +21,8 @@ from PIL import Image
 from models import Article, ArticlePush, ArticleStatus, ArticleVersion, NewsColumn, PushStatus, Role, Staff, Unit
 from server.extensions import db
 from server.inputs import to_int
-from server.services import ServiceError, audit, images
-from server.services.htmlclean import clean_html, html_to_text
+from server.services import ServiceError, audit, images, materials
+from server.services.htmlclean import clean_html, html_to_text, image_sources
 
 TITLE_MAX, AUTHOR_MAX, DIGEST_MAX = 32, 16, 128  # WeChat's draft/add limits
 PUSH_MAX = 8
@@ -33,6 +35,10 @@ EDITABLE = {ArticleStatus.DRAFT, ArticleStatus.SUBMITTED, ArticleStatus.APPROVED
 WRITERS = {Role.ADMIN, Role.EDITOR, Role.LIAISON}
 REVIEWERS = {Role.ADMIN, Role.REVIEWER}
 SCHEDULERS = {Role.ADMIN, Role.EDITOR}
+# Library photos are copied under articles/library/<item id>/: the file name says which photo an article uses, so
+# what is marked used at publishing is what the published body and cover hold (an image deleted in the editor is not).
+LIBRARY_FOLDER = "articles/library"
+_LIBRARY_ITEM = re.compile(r"^(?:/admin/articles/media/)?articles/library/(\d+)/[\w-]+\.jpg$")
 
 
 def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -91,12 +97,23 @@ def _snapshot_version(article: Article, by: Staff | None) -> None:
     )
 
 
-def save_article(by: Staff, article_id: int | None = None, *, cover: bytes | None = None, **fields: Any) -> Article:
-    """Create or edit, with a new cover image if one is given. Each save that changes something is a new version,
-    and approval is lost on change."""
+def save_article(
+    by: Staff,
+    article_id: int | None = None,
+    *,
+    cover: bytes | None = None,
+    cover_item_id: int | None = None,
+    **fields: Any,
+) -> Article:
+    """Create or edit, with a new cover image if one is given: uploaded bytes, else a library photo's cover
+    rendition (`cover_item_id`). Each save that changes something is a new version, and approval is lost on change."""
     if by.role not in WRITERS:
         raise ServiceError("无权编辑推文")
     data = _check_fields(fields)
+    if not cover and cover_item_id:
+        cover = _library_bytes(by, cover_item_id, "cover")
+    else:
+        cover_item_id = None
     jpeg = cover_jpeg(cover) if cover else None  # a bad image refuses the whole save
     if by.role is Role.LIAISON:
         data["unit_id"] = by.unit_id  # a liaison writes for their own unit
@@ -105,7 +122,7 @@ def save_article(by: Staff, article_id: int | None = None, *, cover: bytes | Non
         db.session.add(article)
         if jpeg:
             db.session.flush()  # the id names the file
-            _store_cover(article, jpeg)
+            _store_cover(article, jpeg, cover_item_id)
         _snapshot_version(article, by)
         audit.record("article.create", target=article)
         db.session.commit()
@@ -119,7 +136,7 @@ def save_article(by: Staff, article_id: int | None = None, *, cover: bytes | Non
     for key, value in data.items():
         setattr(article, key, value)
     if jpeg:
-        _store_cover(article, jpeg)
+        _store_cover(article, jpeg, cover_item_id)
     _revise(article, by)
     audit.record("article.update", target=article, after={"version": article.version, "cover": bool(jpeg)})
     db.session.commit()
@@ -254,8 +271,9 @@ def set_cover(by: Staff, article_id: int, data: bytes) -> Article:
     return article
 
 
-def _store_cover(article: Article, jpeg: bytes) -> None:
-    relative = f"articles/covers/{article.id}-{secrets.token_hex(6)}.jpg"
+def _store_cover(article: Article, jpeg: bytes, item_id: int | None = None) -> None:
+    name = f"{article.id}-{secrets.token_hex(6)}.jpg"
+    relative = f"{LIBRARY_FOLDER}/{item_id}/cover-{name}" if item_id else f"articles/covers/{name}"
     images.write_media(relative, jpeg)
     article.cover_path, article.cover_media_id = relative, None  # uploaded to WeChat when it publishes
 
@@ -266,6 +284,31 @@ def store_body_image(data: bytes) -> str:
     relative = f"articles/body/{processed.sha256[:32]}.jpg"
     images.write_media(relative, processed.public_jpeg)
     return f"/admin/articles/media/{relative}"
+
+
+def _library_bytes(by: Staff, item_id: int, purpose: str) -> bytes:
+    rendition = materials.rendition_for_article(by, item_id, purpose)  # refused for a photo `by` may not see
+    try:
+        return images.media_path(rendition.path).read_bytes()
+    except (OSError, ValueError):
+        raise ServiceError("素材文件丢失，请在素材库重新加工后再试") from None
+
+
+def store_library_image(by: Staff, item_id: int) -> str:
+    """A library photo's in-article rendition copied among the articles' files; returns its console URL (the cleaner
+    and the media route accept only those; WeChat gets it at publish time)."""
+    if by.role not in WRITERS:
+        raise ServiceError("无权编辑推文")
+    data = _library_bytes(by, item_id, "article")
+    relative = f"{LIBRARY_FOLDER}/{item_id}/{hashlib.sha256(data).hexdigest()[:32]}.jpg"
+    images.write_media(relative, data)
+    return f"/admin/articles/media/{relative}"
+
+
+def library_item_ids(article: Article) -> list[int]:
+    """The library photos in an article's body and cover, each once."""
+    paths = [*image_sources(article.body_html or ""), article.cover_path or ""]
+    return sorted({int(m.group(1)) for p in paths if (m := _LIBRARY_ITEM.match(p))})
 
 
 # -- pushes -----------------------------------------------------------------------------------------------------

@@ -453,9 +453,12 @@ def request_processing(item: MaterialItem, recipe: Recipe, *, upload: bool) -> N
     (tasks.upload_to_wechat if upload else tasks.render_item).delay(item.id, recipe.as_dict())
 
 
-def mark_used(item_ids: Iterable[int], article_id: int) -> int:
-    """Publishing calls this when an article that uses these photos goes out; the first article is kept."""
+def mark_used(item_ids: Iterable[int], article_id: int, *, commit: bool = True) -> int:
+    """Publishing calls this when an article that uses these photos goes out; the first article is kept.
+    `commit=False`: part of the caller's transaction (publishing marks them in the commit that publishes)."""
     ids = list(item_ids)
+    if not ids:
+        return 0
     now = utcnow()
     db.session.execute(
         sa.update(MaterialItem)
@@ -465,7 +468,8 @@ def mark_used(item_ids: Iterable[int], article_id: int) -> int:
     count = db.session.execute(
         sa.update(MaterialItem).where(MaterialItem.id.in_(ids)).values(used_in_article=True)
     ).rowcount
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return count
 
 
@@ -618,6 +622,54 @@ def weekly_counts(visible_units: list[int] | None, weeks: int = 8) -> list[dict[
         row["photos"] += 1
         row["used"] += int(item.used_in_article)
     return sorted(table.values(), key=lambda r: (r["week"], r["unit"], r["officer"]), reverse=True)
+
+
+# -- use in articles -------------------------------------------------------------------------------------------------
+
+PICK_PAGE = 24  # photos per page of the article editor's picker
+
+
+def visible_units_for(staff: Staff) -> list[int] | None:
+    """The units whose photos `staff` may see and use (as the console's visible_unit_ids): None is every unit."""
+    if staff.role is Role.LIAISON:
+        from server.services import staff as staff_service
+
+        return staff_service.unit_and_descendants(staff.unit_id) if staff.unit_id else []
+    return None
+
+
+def pickable_page(
+    f: MaterialFilter, visible_units: list[int] | None, *, before_id: int | None = None, limit: int = PICK_PAGE
+) -> tuple[list[MaterialItem], int | None]:
+    """Processed photos for the article editor, newest first, one by one (a near-duplicate may be the better shot);
+    keyset paging as search_page."""
+    stmt = (
+        sa.select(MaterialItem)
+        .options(selectinload(MaterialItem.unit))
+        .where(*_where(f, visible_units), MaterialItem.state == MaterialState.READY)
+    )
+    if before_id:
+        stmt = stmt.where(MaterialItem.id < before_id)
+    rows = list(db.session.scalars(stmt.order_by(MaterialItem.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more else None)
+
+
+def rendition_for_article(by: Staff, item_id: int, purpose: str) -> MaterialRendition:
+    """The rendition of a photo to put in an article: the newest one an editor made for `purpose` (it may blur a
+    face or a plate), else the default (watermarked). Refused for a photo `by` may not see."""
+    item = db.session.get(MaterialItem, item_id)
+    visible = visible_units_for(by)
+    if item is None or (visible is not None and item.unit_id not in visible):
+        raise ServiceError("素材不存在或无权使用")
+    if item.state is not MaterialState.READY:
+        raise ServiceError("素材尚未处理完成")
+    made = [r for r in item.renditions if r.purpose == purpose]
+    if made:
+        return max(made, key=lambda r: r.id)
+    [rendition] = render(item.id, [default_recipe(purpose)])
+    return rendition
 
 
 # -- processing ------------------------------------------------------------------------------------------------------

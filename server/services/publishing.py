@@ -48,8 +48,8 @@ from models import (
     Staff,
 )
 from server.extensions import db, dialect_insert, get_redis
-from server.services import ServiceError, audit, images
-from server.services.articles import display_title, locked_push
+from server.services import ServiceError, audit, images, materials
+from server.services.articles import display_title, library_item_ids, locked_push
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.urls import public_url
@@ -494,9 +494,16 @@ def _published(push: ArticlePush, article_id: str | None, urls: list[str], now: 
         article.status, article.published_at = ArticleStatus.PUBLISHED, now
         article.wechat_article_id = article_id
         article.url = urls[i] if i < len(urls) else None
+    _mark_photos_used(push)
     db.session.commit()
     log.info("push %s published as %s", push.id, article_id)
     return push
+
+
+def _mark_photos_used(push: ArticlePush) -> None:
+    """Library photos count as used (图片采用) when their article goes out, in the same commit."""
+    for article in push.articles:
+        materials.mark_used(library_item_ids(article), article.id, commit=False)
 
 
 # -- results nobody was waiting for -------------------------------------------------------------------------------
@@ -706,6 +713,7 @@ def mark_published_manually(by: Staff, push_id: int, urls: list[str]) -> Article
     push.error_code = push.error_message = None
     for article, url in zip(push.articles, urls, strict=True):
         article.status, article.url, article.published_at = ArticleStatus.PUBLISHED, url, now
+    _mark_photos_used(push)
     audit.record("push.manual_publish", target=push, after={"urls": urls})
     db.session.commit()
     return push

@@ -1,4 +1,5 @@
-// A small contenteditable editor: toolbar commands, column template, image upload; the server cleans the HTML.
+// A small contenteditable editor: toolbar commands, column template, image upload, photos from the material
+// library; the server cleans the HTML.
 (function () {
   "use strict";
   var form = document.getElementById("article-form");
@@ -43,4 +44,164 @@
     });
   }
   form.addEventListener("submit", function () { hidden.value = editor.innerHTML; });
+
+  // -- the material library picker: a photo into the body at the cursor, or as the cover ---------------------------
+  var dialog = document.getElementById("library-dialog");
+  if (!dialog) return;
+  var grid = document.getElementById("library-grid");
+  var filter = document.getElementById("library-filter");
+  var more = document.getElementById("library-more");
+  var empty = document.getElementById("library-empty");
+  var error = document.getElementById("library-error");
+  var coverItem = document.getElementById("cover-item");
+  var coverFile = document.getElementById("cover-file");
+  var picked = document.getElementById("cover-picked");
+  var saved = null;  // the editor's last selection: opening the dialog moves the focus away from it
+  var next = null;
+
+  function remember() {
+    var sel = window.getSelection();
+    if (sel.rangeCount && editor.contains(sel.getRangeAt(0).commonAncestorContainer)) {
+      saved = sel.getRangeAt(0).cloneRange();
+    }
+  }
+  document.addEventListener("selectionchange", remember);
+
+  function insertAtCursor(node) {
+    if (saved && editor.contains(saved.commonAncestorContainer)) {
+      saved.deleteContents();
+      saved.insertNode(node);
+      saved.setStartAfter(node);
+      saved.collapse(true);
+      var sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(saved);
+    } else {
+      editor.appendChild(node);
+    }
+  }
+
+  function showError(text) {
+    error.textContent = text || "";
+    error.hidden = !text;
+  }
+
+  function card(item) {
+    var box = document.createElement("div");
+    box.className = "library-card";
+    box.dataset.id = item.id;
+    var img = document.createElement("img");
+    img.src = item.thumb;
+    img.alt = item.caption || "现场照片";
+    img.loading = "lazy";
+    var meta = document.createElement("div");
+    meta.textContent = [item.unit, item.date].filter(Boolean).join(" · ") + (item.starred ? " ★" : "") +
+      (item.used ? " · 已用于文章" : "");
+    var caption = document.createElement("div");
+    caption.className = "caption";
+    caption.textContent = item.caption || "（无说明）";
+    caption.title = item.caption || "";
+    var actions = document.createElement("div");
+    actions.className = "actions";
+    [["插入正文", "body"], ["设为封面", "cover"]].forEach(function (pair) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "btn small" + (pair[1] === "cover" ? " secondary" : "");
+      button.textContent = pair[0];
+      button.dataset.action = pair[1];
+      actions.appendChild(button);
+    });
+    box.append(img, meta, caption, actions);
+    return box;
+  }
+
+  function load(before) {
+    var params = new URLSearchParams(new FormData(filter));
+    if (before) params.set("before", before);
+    more.hidden = true;
+    showError("");
+    return fetch(dialog.dataset.url + "?" + params.toString(), { credentials: "same-origin" })
+      .then(function (res) {
+        if (!res.ok) throw new Error("素材库加载失败（" + res.status + "）");
+        return res.json();
+      })
+      .then(function (json) {
+        if (!before) grid.replaceChildren();
+        json.items.forEach(function (item) { grid.appendChild(card(item)); });
+        next = json.next_before;
+        more.hidden = !next;
+        empty.hidden = grid.children.length > 0;
+      })
+      .catch(function (err) { showError(err.message); });
+  }
+
+  function open() {
+    remember();
+    dialog.showModal();
+    load(null);
+  }
+  document.getElementById("library-open").addEventListener("click", open);
+  document.getElementById("cover-library").addEventListener("click", open);
+  document.getElementById("library-close").addEventListener("click", function () { dialog.close(); });
+  filter.addEventListener("submit", function (event) {
+    event.preventDefault();
+    load(null);
+  });
+  more.addEventListener("click", function () { load(next); });
+
+  function setCover(id, thumb) {
+    coverItem.value = id;
+    coverFile.value = "";  // one cover: the library photo replaces a file chosen before
+    document.getElementById("cover-picked-img").src = thumb;
+    document.getElementById("cover-picked-text").textContent = "封面：素材 #" + id + "（使用封面版本，保存后生效）";
+    picked.hidden = false;
+  }
+  document.getElementById("cover-picked-clear").addEventListener("click", function () {
+    coverItem.value = "";
+    picked.hidden = true;
+  });
+  coverFile.addEventListener("change", function () {
+    if (coverFile.files.length) {
+      coverItem.value = "";
+      picked.hidden = true;
+    }
+  });
+
+  grid.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-action]");
+    if (!button) return;
+    var box = button.closest(".library-card");
+    if (button.dataset.action === "cover") {
+      setCover(box.dataset.id, box.querySelector("img").src);
+      dialog.close();
+      return;
+    }
+    var data = new FormData();
+    data.append("csrf_token", form.querySelector("[name=csrf_token]").value);
+    button.disabled = true;
+    showError("");
+    fetch(dialog.dataset.bodyUrl.replace("/0/body", "/" + box.dataset.id + "/body"), {
+      method: "POST", body: data, credentials: "same-origin"
+    })
+      .then(function (res) {
+        return res.json().catch(function () { return { error: "插入失败（" + res.status + "）" }; });
+      })
+      .then(function (json) {
+        button.disabled = false;
+        if (!json.url) {
+          showError(json.error || "插入失败");
+          return;
+        }
+        var img = document.createElement("img");
+        img.src = json.url;
+        img.alt = box.querySelector(".caption").title;
+        dialog.close();
+        insertAtCursor(img);
+        editor.focus();  // after: the selection set inside the editor is kept
+      })
+      .catch(function () {
+        button.disabled = false;
+        showError("网络错误，请重试");
+      });
+  });
 })();
