@@ -72,6 +72,11 @@ class Router:
 
         return register
 
+    def keys(self, msg_type: str, event: str | None = None) -> set[str]:
+        """The exact keys with a handler of their own (a menu key answered in code, say)."""
+        event = event.lower() if event else None
+        return {k for (t, e, k) in self._routes if (t, e) == (msg_type.lower(), event) and k and not k.endswith("*")}
+
     def parser(self, msg_type: str, event: str | None = None) -> Callable[[type[BaseMessage]], type[BaseMessage]]:
         """Register a message class for a type wechatpy does not know (or parses wrongly)."""
 

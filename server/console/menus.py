@@ -121,6 +121,7 @@ def menu_save(publish: bool):  # type: ignore[no-untyped-def]
         return _render_editor(kind, payload=payload or {"buttons": []}, error=str(exc))
     if publish:
         flash(f"{KIND_LABELS[kind]}已发布到微信（版本 #{version.id}），用户重新进入公众号后可见", "success")
+        _warn_silent(version)
     else:
         flash("草稿已保存，尚未发布", "success")
     return redirect(url_for("console.menu_edit", kind=kind.value))
@@ -188,6 +189,12 @@ def menu_version(version_id: int):  # type: ignore[no-untyped-def]
     )
 
 
+def _warn_silent(version: MenuVersion) -> None:
+    if silent := menu_service.silent_clicks(version.buttons):
+        names = "、".join(f"「{n}」" for n in silent)
+        flash(f"注意：菜单{names}点击后没有设置回复，用户只会收到默认回复。请在编辑器中填写「点击后回复」。", "warning")
+
+
 @bp.post("/menu/versions/<int:version_id>/restore")
 @require_roles(*EDITORS)
 def menu_restore(version_id: int):  # type: ignore[no-untyped-def]
@@ -198,4 +205,5 @@ def menu_restore(version_id: int):  # type: ignore[no-untyped-def]
         flash(str(exc), "error")
         return redirect(url_for("console.menu_history"))
     flash(f"已恢复版本 #{version_id} 并发布到微信（新版本 #{version.id}）", "success")
+    _warn_silent(version)
     return redirect(url_for("console.menu_history", kind=version.kind.value))

@@ -550,6 +550,18 @@ def _publish(version: MenuVersion, action: str) -> MenuVersion:
     return version
 
 
+def silent_clicks(buttons: list[dict[str, Any]]) -> list[str]:
+    """The names of click buttons with nothing behind them (no enabled reply rule, no handler of their own): a
+    follower who taps one gets only the general default reply. WeChat takes such a menu; the editor is warned."""
+    from handlers import router
+
+    clicks = [b for b in leaves(buttons) if b.get("type") == "click"]
+    answered = router.keys("event", "click") | {
+        k for k, rule in _click_rules([b["key"] for b in clicks]).items() if rule.enabled
+    }
+    return [b["name"] for b in clicks if b["key"] not in answered]
+
+
 def publish_draft(kind: MenuKind | str) -> MenuVersion:
     """Push the draft through menu/create (or addconditional) and record it as published."""
     kind = _kind(kind)

@@ -92,6 +92,15 @@ def test_publish_from_the_page(as_admin, emulator, db_session):
     assert entry.staff_name == "管理员甲"
 
 
+def test_publishing_a_click_with_nothing_behind_it_warns(as_admin, emulator, db_session):
+    warning = "注意：菜单「随手拍」点击后没有设置回复"
+    as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(MENU)})
+    assert warning in as_admin.get("/admin/menu").get_data(as_text=True)
+    as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(MENU, {"TIP_HOWTO": "拍照发来"})})
+    assert warning not in as_admin.get("/admin/menu").get_data(as_text=True)
+    assert menus.silent_clicks([{"type": "click", "name": "活动", "key": "EVENTS_LIST"}]) == []  # answered in code
+
+
 def test_a_validation_error_is_shown_on_the_page_with_400(as_admin, emulator):
     bad = [{"type": "click", "name": "随手拍"}, {"type": "click", "name": "办事服务中心", "key": "X"}]
     res = as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(bad)})
