@@ -126,6 +126,16 @@ class NewsColumn(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
+    @property
+    def schedule_label(self) -> str:
+        """每天 08:00, 每周五 18:00, 不定期."""
+        at = f"{self.publish_time:%H:%M}"
+        if self.cadence is Cadence.DAILY:
+            return f"每天 {at}"
+        if self.cadence is Cadence.WEEKLY:
+            return f"每周{'一二三四五六日'[self.weekday] if self.weekday is not None else ''} {at}"
+        return self.cadence.label
+
 
 class ArticlePush(db.Model):
     """One 推送: up to 8 articles sent to WeChat as one draft and one freepublish job, at a time slot."""

@@ -64,7 +64,7 @@ TYPE_LABELS = {
     "article_view_limited": "打开已发布文章",
 }
 FIELD_LABELS = {
-    "key": "key",
+    "key": "按钮标识 key",
     "url": "网页链接 url",
     "appid": "小程序 appid",
     "pagepath": "小程序页面路径 pagepath",
@@ -186,9 +186,9 @@ def _check_leaf(label: str, button: dict[str, Any], keys: dict[str, str], domain
     if "key" in TYPE_FIELDS[kind]:
         key = button["key"]
         if (size := _bytes(key)) > MAX_KEY:
-            raise MenuError(f"{label}：key 超过 {MAX_KEY} 字节（当前 {size} 字节）")
+            raise MenuError(f"{label}：按钮标识 key 超过 {MAX_KEY} 字节（当前 {size} 字节）")
         if key in keys:  # one key, one CLICK reply
-            raise MenuError(f"{label}：key「{key}」与{keys[key]}重复")
+            raise MenuError(f"{label}：按钮标识「{key}」与{keys[key]}重复")
         keys[key] = label
     if "url" in TYPE_FIELDS[kind]:
         url = button["url"]

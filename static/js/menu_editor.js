@@ -107,8 +107,8 @@
         if (!value) {
           add(node, f, lab + '：缺少' + FIELD_LABELS[f] + '（「' + TYPE_LABELS[node.type] + '」类型必填）');
         } else if (f === 'key') {
-          if (bytes(value) > L.key) add(node, f, lab + '：key 超过 ' + L.key + ' 字节（当前 ' + bytes(value) + ' 字节）');
-          else if (keys[value]) add(node, f, lab + '：key「' + value + '」与' + keys[value] + '重复');
+          if (bytes(value) > L.key) add(node, f, lab + '：按钮标识 key 超过 ' + L.key + ' 字节（当前 ' + bytes(value) + ' 字节）');
+          else if (keys[value]) add(node, f, lab + '：按钮标识「' + value + '」与' + keys[value] + '重复');
           else keys[value] = lab;
         } else if (f === 'url') {
           var host = null;
@@ -239,7 +239,7 @@
     var select = el('select', {'data-uid': node.uid, 'data-field': 'type'});
     if (!node.type) select.appendChild(el('option', {value: '', text: '请选择'}));
     if (node.type && !TYPE_LABELS[node.type]) select.appendChild(el('option', {value: node.type, text: '不支持：' + node.type}));
-    cfg.types.forEach(function (t) { select.appendChild(el('option', {value: t.value, text: t.label + '（' + t.value + '）'})); });
+    cfg.types.forEach(function (t) { select.appendChild(el('option', {value: t.value, text: t.label})); });
     select.value = node.type;
     select.addEventListener('change', function () {
       node.type = select.value;

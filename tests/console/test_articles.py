@@ -196,3 +196,11 @@ def test_a_refused_save_shows_the_body_cleaned(console, db_session):
     res = console.post("/admin/articles/new", {"title": "", "body_html": "<p>正文<img src=x onerror=alert(1)></p>"})
     page = res.get_data(as_text=True)
     assert res.status_code == 400 and "正文" in page and "onerror" not in page
+
+
+def test_the_push_form_names_each_columns_day_and_time(console, db_session):
+    factories.staff("ed1", "editor")
+    columns.ensure_default_columns()
+    assert console.login("ed1").status_code == 302
+    page = console.get("/admin/articles/pushes/new").get_data(as_text=True)
+    assert "每日一案（每天 " in page and re.search(r"强转树（每周[一二三四五六日] \d\d:\d\d）", page)

@@ -106,7 +106,7 @@ def test_a_validation_error_is_shown_on_the_page_with_400(as_admin, emulator):
     res = as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(bad)})
     html = res.get_data(as_text=True)
     assert res.status_code == 400
-    assert "第 1 个一级菜单「随手拍」：缺少key" in html
+    assert "第 1 个一级菜单「随手拍」：缺少按钮标识 key" in html
     assert editor_data(html)["buttons"] == bad  # what was sent comes back for correction
     assert emulator.state()["menu"] is None and menus.draft(MenuKind.DEFAULT) is None
 

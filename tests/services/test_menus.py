@@ -131,13 +131,13 @@ def test_click_without_key():
     refused(
         [{"name": "办事", "sub_button": [{"type": "click", "name": "指南"}]}],
         "「办事」的第 1 个子菜单「指南」",
-        "缺少key",
+        "缺少按钮标识 key",
     )
 
 
 def test_every_key_type_needs_a_key():
     for kind in menus.KEY_TYPES:
-        refused([{"type": kind, "name": "上传"}], "「上传」", "缺少key")
+        refused([{"type": kind, "name": "上传"}], "「上传」", "缺少按钮标识 key")
 
 
 def test_unknown_type():
@@ -173,7 +173,7 @@ def test_duplicate_keys_name_both_buttons():
             {"name": "办事", "sub_button": [{"type": "scancode_push", "name": "乙", "key": "SAME"}]},
         ],
         "第 2 个一级菜单「办事」的第 1 个子菜单「乙」",
-        "key「SAME」",
+        "按钮标识「SAME」",
         "第 1 个一级菜单「甲」重复",
     )
 
