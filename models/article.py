@@ -225,6 +225,12 @@ class Article(db.Model):
         back_populates="article", order_by="ArticleVersion.version", cascade="all, delete-orphan"
     )
 
+    @property
+    def status_label(self) -> str:
+        """As the status, but a draft the reviewer sent back says so until it is submitted again."""
+        returned = self.reviewed_version is not None and self.approved_version != self.reviewed_version
+        return "退回修改" if self.status is ArticleStatus.DRAFT and returned else self.status.label
+
 
 class ArticleVersion(db.Model):
     """Every saved state of an article, kept: the reviewer's diff compares these."""

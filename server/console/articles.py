@@ -156,6 +156,13 @@ def article_action(article_id: int, action: str):  # type: ignore[no-untyped-def
             articles.review(_me(), article_id, approve=action == "approve", comment=request.form.get("comment", ""))
     except ServiceError as exc:
         flash(str(exc), "error")
+    else:
+        done = {
+            "submit": "已提交审核，等待审核人员处理",
+            "approve": "已审核通过，可以排期发布",
+            "reject": "已退回修改，作者会在推文页看到修改意见",
+        }
+        flash(done[action], "success")
     return redirect(url_for("console.article_detail", article_id=article_id))
 
 

@@ -204,3 +204,17 @@ def test_the_push_form_names_each_columns_day_and_time(console, db_session):
     assert console.login("ed1").status_code == 302
     page = console.get("/admin/articles/pushes/new").get_data(as_text=True)
     assert "每日一案（每天 " in page and re.search(r"强转树（每周[一二三四五六日] \d\d:\d\d）", page)
+
+
+def test_review_actions_say_what_happened_and_a_returned_draft_says_so(console, db_session):
+    people = factories.newsroom()  # li1, rv1 and ed1
+    a = articles.save_article(people["liaison"], title="占道经营", body_html="<p>正文</p>")
+    assert console.login("li1").status_code == 302
+    res = console.post(f"/admin/articles/{a.id}/submit", follow_redirects=True)
+    assert "已提交审核，等待审核人员处理" in res.get_data(as_text=True)
+    console.post("/admin/logout")
+    assert console.login("rv1").status_code == 302
+    res = console.post(f"/admin/articles/{a.id}/reject", {"comment": "补充法条"}, follow_redirects=True)
+    page = res.get_data(as_text=True)
+    assert "已退回修改" in page and "退回修改" in page.split("状态：")[1][:80]
+    assert "退回修改" in console.get("/admin/articles/list").get_data(as_text=True)
