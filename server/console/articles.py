@@ -158,7 +158,7 @@ def article_action(article_id: int, action: str):  # type: ignore[no-untyped-def
         flash(str(exc), "error")
     else:
         done = {
-            "submit": "已提交审核，等待审核人员处理",
+            "submit": "已提交审核，审核人员会在「待审核」中看到",
             "approve": "已审核通过，可以排期发布",
             "reject": "已退回修改，作者会在推文页看到修改意见",
         }

@@ -90,7 +90,8 @@ def test_write_review_schedule_publish(browser, page, live_server, emulator, acc
     reviewer.click("text=占道经营劝离记")
     reviewer.fill("input[placeholder='退回意见（必填）']", "请写明处理依据和结果")
     reviewer.click("button:has-text('退回修改')")
-    assert "草稿" in reviewer.inner_text("p:has-text('状态：')")
+    assert "退回修改" in reviewer.inner_text("p:has-text('状态：')")
+    assert "已退回修改，作者会在推文页看到修改意见" in reviewer.inner_text(".flash.success")
 
     # -- the liaison sees the comment, edits and resubmits -----------------------------------------------------------
     liaison.reload()

@@ -211,7 +211,7 @@ def test_review_actions_say_what_happened_and_a_returned_draft_says_so(console, 
     a = articles.save_article(people["liaison"], title="占道经营", body_html="<p>正文</p>")
     assert console.login("li1").status_code == 302
     res = console.post(f"/admin/articles/{a.id}/submit", follow_redirects=True)
-    assert "已提交审核，等待审核人员处理" in res.get_data(as_text=True)
+    assert "已提交审核，审核人员会在「待审核」中看到" in res.get_data(as_text=True)
     console.post("/admin/logout")
     assert console.login("rv1").status_code == 302
     res = console.post(f"/admin/articles/{a.id}/reject", {"comment": "补充法条"}, follow_redirects=True)
