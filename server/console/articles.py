@@ -62,7 +62,9 @@ def article_calendar():  # type: ignore[no-untyped-def]
         today=today,
         prev=prev,
         nxt=nxt,
-        reminders=columns.upcoming_gaps(today) if current_user.role in EDITORS else [],
+        # Every one of the next three days: the units are asked 3 and 1 days ahead, but a banner that skipped a
+        # day read like a day without a gap.
+        reminders=columns.upcoming_gaps(today, ahead=(1, 2, 3)) if current_user.role in EDITORS else [],
         can_schedule=current_user.role in EDITORS,
         requests=columns.requests_for(_me(), today),
         failures=publishing.recent_failures(),

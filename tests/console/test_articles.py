@@ -218,3 +218,12 @@ def test_review_actions_say_what_happened_and_a_returned_draft_says_so(console, 
     page = res.get_data(as_text=True)
     assert "已退回修改" in page and "退回修改" in page.split("状态：")[1][:80]
     assert "退回修改" in console.get("/admin/articles/list").get_data(as_text=True)
+
+
+def test_the_calendar_reminds_of_each_of_the_next_three_days(console, db_session):
+    factories.staff("ed1", "editor")
+    columns.ensure_default_columns()
+    assert console.login("ed1").status_code == 302
+    page = console.get("/admin/articles").get_data(as_text=True)
+    days = re.findall(r"提醒：\S+「每日一案」还没有排期（(\d) 天后）", page)
+    assert days == ["1", "2", "3"]
