@@ -66,6 +66,7 @@ def vote_campaign(campaign_id: int):  # type: ignore[no-untyped-def]
         is_open=campaign.is_open(now),
         now=now,
         remaining=votes.remaining_today(campaign, g.openid, now),
+        done=votes.done_today(campaign, g.openid, now),
         snapshot=g.snapshot,
         messages=get_flashed_messages(with_categories=True),
     )
@@ -85,6 +86,7 @@ def vote_candidate(campaign_id: int, candidate_id: int):  # type: ignore[no-unty
         count=votes.counts(campaign.id).get(candidate.id, 0) if visible else None,
         is_open=campaign.is_open(now),
         remaining=votes.remaining_today(campaign, g.openid, now),
+        done=votes.done_today(campaign, g.openid, now),
         snapshot=g.snapshot,
         messages=get_flashed_messages(with_categories=True),
     )
@@ -116,7 +118,13 @@ def vote_cast(campaign_id: int):  # type: ignore[no-untyped-def]
         f"今天还可以投 {result.remaining_today} 票" if result.remaining_today else "今天的票已投完"
     )
     if wants_json():
-        body = {"ok": True, "message": message, "count": result.count, "remaining": result.remaining_today}
+        body = {
+            "ok": True,
+            "message": message,
+            "count": result.count,
+            "remaining": result.remaining_today,
+            "candidate_done": result.candidate_done,
+        }
         if result.counts is not None:  # shown by the results policy: every candidate's, for the page's ranking
             body["counts"] = {str(cid): n for cid, n in result.counts.items()}
         return body

@@ -195,6 +195,7 @@ class CastResult:
     count: int | None  # the candidate's valid votes, None when the results policy hides them
     counts: dict[int, int] | None  # every candidate's, likewise: the voter's page redraws its ranking
     remaining_today: int
+    candidate_done: bool = False  # this candidate has had all the votes this citizen may give it today
 
 
 def subnet_of(ip: str) -> str:
@@ -421,6 +422,7 @@ def cast_vote(
         count=ranking.get(candidate_id, 0) if shown else None,
         counts=ranking if shown else None,
         remaining_today=out.votes_per_day - out.seq,
+        candidate_done=out.candidate_seq is not None and out.candidate_seq >= out.per_candidate_per_day,
     )
 
 
@@ -591,6 +593,22 @@ def remaining_today(campaign: VoteCampaign, openid: str, now: datetime | None = 
         sa.select(VoteQuota.used).filter_by(campaign_id=campaign.id, openid=openid, day=local_day(now or utcnow()))
     )
     return max(0, campaign.votes_per_day - (used or 0))
+
+
+def done_today(campaign: VoteCampaign, openid: str, now: datetime | None = None) -> set[int]:
+    """The candidates this citizen has given all the votes they may today: their buttons say so before a tap."""
+    return set(
+        db.session.scalars(
+            sa.select(VoteCandidateQuota.candidate_id)
+            .join(VoteCandidate, VoteCandidate.id == VoteCandidateQuota.candidate_id)
+            .where(
+                VoteCandidate.campaign_id == campaign.id,
+                VoteCandidateQuota.openid == openid,
+                VoteCandidateQuota.day == local_day(now or utcnow()),
+                VoteCandidateQuota.used >= campaign.per_candidate_per_day,
+            )
+        )
+    )
 
 
 # --- brushing analysis ----------------------------------------------------------------------------------------------

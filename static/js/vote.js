@@ -43,6 +43,13 @@
     });
   }
 
+  // A button that can no longer vote says why, instead of refusing after a tap.
+  function close(button, text) {
+    button.disabled = true;
+    button.type = 'button';
+    button.textContent = text;
+  }
+
   function setCount(id, n) {
     document.querySelectorAll('[data-count="' + id + '"]').forEach(function (el) { el.textContent = n; });
   }
@@ -52,12 +59,15 @@
       event.preventDefault();
       var button = form.querySelector('button');
       if (button.disabled) { return; }
+      var label = button.textContent;
+      var closed = false;
       button.disabled = true; // a double tap sends one request; the server counts once anyway
+      button.textContent = '投票中…';
       fetch(form.action, {
         method: 'POST', body: new FormData(form), credentials: 'same-origin',
         headers: {'Accept': 'application/json', 'X-Requested-With': 'fetch'}
       }).then(function (res) {
-        return res.json().catch(function () { return {ok: false, error: '网络繁忙，请稍后再试'}; });
+        return res.json().catch(function () { return {ok: false, error: '服务繁忙，请稍后再试'}; });
       }).then(function (data) {
         answer(form, data.ok ? data.message : data.error, data.ok);
         if (data.ok) {
@@ -70,10 +80,21 @@
             setCount(id, data.count);
           }
           document.querySelectorAll('.remaining').forEach(function (el) { el.textContent = data.remaining; });
+          if (data.remaining === 0) {
+            document.querySelectorAll('form.vote-form button[type=submit]').forEach(function (b) {
+              close(b, '今日票已投完');
+            });
+            closed = true;
+          } else if (data.candidate_done) {
+            close(button, '今天已投过 TA');
+            closed = true;
+          }
         }
       }).catch(function () {
-        answer(form, '网络繁忙，请稍后再试', false);
+        answer(form, navigator.onLine === false ? '手机没有连上网络，请检查网络后再投' : '网络不稳定，投票未送达，请稍后再试', false);
       }).then(function () {
+        if (closed) { return; }
+        button.textContent = label;
         setTimeout(function () { button.disabled = false; }, 800);
       });
     });

@@ -41,17 +41,21 @@ def test_a_vote_redraws_the_ranking_and_answers_beside_the_button(phone_page, li
     assert phone.inner_text(".ranking li:first-child") == "郑伟 1 票"  # no reload needed
     assert phone.inner_text(".ranking li:nth-child(2)") == "王芳 0 票"  # ties keep the page's order
 
+    # One vote a candidate a day: the button says so at once, not after another tap (and after a reload too).
     again = card.locator("button")
-    phone.wait_for_function(f"!document.querySelector('#c{last.id} button').disabled")
-    again.click()
-    phone.wait_for_function(f"document.querySelector('#c{last.id} .vote-note').textContent.includes('已为 TA 投过')")
-    assert note.locator(".error").count() == 1
+    assert again.inner_text() == "今天已投过 TA" and again.is_disabled()
     first = phone.locator(f"#c{campaign.candidates[0].id}")
     first.locator("button").click()
     first.locator(".vote-note").wait_for(state="visible")
     assert note.is_hidden()  # one answer on screen at a time
     ranking = phone.locator(".ranking li").all_inner_texts()[:2]
     assert ranking == ["王芳 1 票", "郑伟 1 票"]  # a tie: the campaign's order, as the server ranks
+    phone.reload()
+    assert phone.locator(f"#c{last.id} button").inner_text() == "今天已投过 TA"
+    phone.locator(f"#c{campaign.candidates[1].id} button").click()  # the third and last vote of the day
+    phone.wait_for_function("document.querySelector('.remaining').textContent === '0'")
+    buttons = phone.locator(".vote-btn").all_inner_texts()
+    assert set(buttons) == {"今天已投过 TA", "今日票已投完"} and phone.locator(".vote-btn:enabled").count() == 0
 
 
 def test_hidden_results_stay_hidden_after_a_vote(phone_page, live_server, emulator):

@@ -69,6 +69,7 @@ def test_vote_page_button_and_count(client, citizen_login):
         "message": "投票成功！今天还可以投 1 票",
         "count": 1,
         "remaining": 1,
+        "candidate_done": True,  # one vote a candidate a day: the page closes the button
         "counts": {str(first.id): 1, str(second.id): 0},  # the page redraws its ranking from these
     }
     again = vote_json(client, campaign, first, csrf(html))
@@ -77,6 +78,7 @@ def test_vote_page_button_and_count(client, citizen_login):
     assert "票已经投完" in vote_json(client, campaign, second, csrf(html)).json["error"]
     detail = client.get(f"/m/vote/{campaign.id}/c/{first.id}").get_data(as_text=True)
     assert "守护街巷" in detail and f'data-count="{first.id}">1<' in detail
+    assert "今日票已投完" in detail and "投 TA 一票" not in detail  # said before a tap
 
 
 def test_form_fallback_without_javascript(client, citizen_login):
