@@ -155,7 +155,7 @@ def vote_photo(name: str):  # type: ignore[no-untyped-def]
 def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
     survey = db.session.get(Survey, survey_id) or abort(404)
     now = utcnow()
-    error = None
+    error, missing = None, []
     if request.method == "POST":
         answers = {q.id: request.form.getlist(f"q{q.id}") for q in survey.questions}
         try:
@@ -165,6 +165,7 @@ def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
             if surveys.has_answered(survey.id, g.openid):
                 return render_template("citizen/survey_done.html", survey=survey)
             error = str(exc)
+            missing = getattr(exc, "question_ids", [])
         else:
             return render_template("citizen/survey_done.html", survey=survey)
     return render_template(
@@ -174,6 +175,7 @@ def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
         answered=surveys.has_answered(survey.id, g.openid),
         snapshot=g.snapshot,
         error=error,
+        missing=missing,
         form=request.form,
         scale_labels=surveys.SCALE_LABELS,
     ), 400 if error else 200

@@ -167,6 +167,15 @@ def _spec_lines(specs: Sequence[QuestionSpec]) -> list[str]:
 # --- answering ------------------------------------------------------------------------------------------------------
 
 
+class Unanswered(ServiceError):
+    """Required questions left blank: all of them at once, so the page can mark each."""
+
+    def __init__(self, questions: list[SurveyQuestion]) -> None:
+        self.question_ids = [q.id for q in questions]
+        numbers = "、".join(str(q.position) for q in questions)
+        super().__init__(f"还有 {len(questions)} 道题未回答：第 {numbers} 题，请补充后再提交")
+
+
 def has_answered(survey_id: int, openid: str) -> bool:
     return bool(db.session.scalar(sa.select(SurveyResponse.id).filter_by(survey_id=survey_id, openid=openid)))
 
@@ -188,11 +197,12 @@ def submit_response(
     if now >= survey.ends_at:
         raise ServiceError("测评已结束，感谢关注")
     response = SurveyResponse(survey_id=survey.id, openid=openid, submitted_at=now)
+    blank = [q for q in survey.questions if q.required and not any(v and v.strip() for v in answers.get(q.id, ()))]
+    if blank:
+        raise Unanswered(blank)
     for q in survey.questions:
         values = [v.strip() for v in answers.get(q.id, ()) if v and v.strip()]
         if not values:
-            if q.required:
-                raise ServiceError(f"请回答：{q.text}")
             continue
         if q.kind is QuestionKind.TEXT:
             if len(values[0]) > TEXT_MAX:

@@ -5,6 +5,7 @@
     var button = form.querySelector("button[type=submit]");
     var label = button ? button.textContent : "";
     form.addEventListener("submit", function (e) {
+      if (e.defaultPrevented) return;  // an earlier check on the page refused it: nothing is sent
       if (form.dataset.sending) { e.preventDefault(); return; }  // the server copes too; this spares the request
       form.dataset.sending = "1";
       if (button) { button.disabled = true; button.textContent = "提交中…"; }

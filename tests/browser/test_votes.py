@@ -79,7 +79,12 @@ def test_the_survey_button_sends_once(phone_page, live_server, emulator, committ
         questions="[单选] 您对市容环境是否满意\n满意\n不满意\n[填空 选填] 您的建议",
     )
     open_as(phone, emulator, "o-phone-survey", f"/m/survey/{survey.id}")
+    phone.click("button[type=submit]")  # nothing answered: marked on the page, nothing sent
+    assert phone.inner_text("#survey-error") == "还有 1 道题未回答：第 1 题，请补充后再提交"
+    assert phone.locator("fieldset.missing .missing-note").is_visible()
+    assert phone.inner_text("button[type=submit]") == "提交" and phone.is_enabled("button[type=submit]")
     phone.get_by_label("满意", exact=True).check()
+    assert phone.locator("fieldset.missing").count() == 0
     phone.get_by_label("2. 您的建议").fill("多设几个垃圾桶")  # the free text is named by its question
     # a double tap: the first tap disables the button at once, the second sends nothing
     state = phone.evaluate(

@@ -149,7 +149,10 @@ def test_survey_answered_once(client, citizen_login, db_session):
     html = client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
     assert "您所在的区" in html and "很满意" in html
     missing = client.post(f"/m/survey/{survey.id}", data={"csrf_token": csrf(html), f"q{district.id}": "1"})
-    assert missing.status_code == 400 and "请回答：总体评价" in missing.get_data(as_text=True)
+    assert missing.status_code == 400 and "还有 1 道题未回答：第 2 题" in missing.get_data(as_text=True)
+    assert f'class="card question missing" id="q{score.id}"' in missing.get_data(as_text=True)
+    both = client.post(f"/m/survey/{survey.id}", data={"csrf_token": csrf(html)}).get_data(as_text=True)
+    assert "还有 2 道题未回答：第 1、2 题" in both and both.count("card question missing") == 2  # all at once
     data = {"csrf_token": csrf(html), f"q{district.id}": "1", f"q{score.id}": "5", f"q{text.id}": "多些巡查"}
     assert "提交成功" in client.post(f"/m/survey/{survey.id}", data=data).get_data(as_text=True)
     again = client.post(f"/m/survey/{survey.id}", data=data)  # a double tap: the first one was saved
@@ -190,7 +193,7 @@ def test_a_refused_survey_still_shows_its_error_to_a_new_citizen(client, citizen
     citizen_login("o-first-time", path=f"/m/survey/{survey.id}")
     html = client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
     res = client.post(f"/m/survey/{survey.id}", data={"csrf_token": csrf(html)})
-    assert res.status_code == 400 and "请回答：您对市容环境是否满意" in res.get_data(as_text=True)
+    assert res.status_code == 400 and "还有 1 道题未回答：第 1 题" in res.get_data(as_text=True)
 
 
 def test_every_survey_field_has_a_label(client, citizen_login, db_session):
