@@ -90,6 +90,16 @@
       .catch(function () { /* keep the last figures; the next poll retries */ });
   }
 
+  // The browser's own bubbles for a blank or malformed field, in Chinese whatever the phone's language.
+  Array.prototype.forEach.call(form.querySelectorAll("input[required], input[pattern]"), function (input) {
+    input.addEventListener("invalid", function () {
+      var label = form.querySelector('label[for="' + input.id + '"]');
+      if (input.validity.valueMissing) input.setCustomValidity("请填写" + (label ? label.textContent.trim() : "此项"));
+      else if (input.validity.patternMismatch) input.setCustomValidity(input.title || "格式不正确");
+    });
+    input.addEventListener("input", function () { input.setCustomValidity(""); });
+  });
+
   form.addEventListener("change", render);
   form.addEventListener("submit", function (e) {
     if (form.dataset.sending) { e.preventDefault(); return; }  // the server dedupes too; this spares the request

@@ -63,6 +63,10 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     assert alice.inner_text(f'li[data-session="{session.id}"] .left') == "剩余 1"
     alice.click("#ev-submit")  # the browser refuses an empty required field: nothing is sent
     assert alice.locator("#f-name:invalid").count() == 1 and registration_count() == 0
+    assert alice.eval_on_selector("#f-name", "el => el.validationMessage") == "请填写姓名"  # not the phone's English
+    alice.fill("#f-phone", "12345")
+    alice.click("#ev-submit")
+    assert alice.eval_on_selector("#f-phone", "el => el.validationMessage") == "请填写 11 位手机号"
     alice.fill("#f-name", "张三")
     alice.fill("#f-phone", "13800001111")
     shoot(alice, "40-event-detail")

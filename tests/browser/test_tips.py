@@ -63,7 +63,8 @@ def test_file_on_a_phone_and_follow_it_to_resolved(located_phone, page, live_ser
     phone.wait_for_url(re.compile(r"/m/tips/[A-Z2-9]{8}\?filed=1$"))
     number = phone.locator("#tracking-no").inner_text()
     assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}", number)
-    assert "提交成功" in phone.inner_text("body")
+    body = phone.inner_text("body")
+    assert "提交成功" in body and "已定位（北纬 31.2304，东经 121.4737）" in body
     assert phone.locator(".gallery img").count() == 3
     tip = db.session.scalars(sa.select(Tip)).one()
     assert tip.display_no == number and len(tip.photos) == 3

@@ -204,3 +204,13 @@ def _card(page: str, registration_id: int) -> str:
     start = page.index(f'<div class="card" id="reg-{registration_id}">')
     end = page.find('<div class="card"', start + 1)
     return page[start : end if end != -1 else None]
+
+
+def test_a_booked_livestream_speaks_of_预约_and_offers_no_picker(client, citizen_login, db_session):
+    event, (session,) = make_event(kind="livestream", quota=100)
+    citizen_login("oViewer", path=f"/m/events/{event.id}")
+    events.register("oViewer", event.id, session.id)
+    detail = client.get(f"/m/events/{event.id}").get_data(as_text=True)
+    head = detail.split("</h1>")[1].split("<form")[0]
+    assert "预约时间" in detail and "查看我的预约" in detail and "报名" not in head
+    assert re.search(rf'value="{session.id}" id="s{session.id}"[^>]* disabled', detail) and "ev-submit" not in detail
