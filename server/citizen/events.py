@@ -112,9 +112,13 @@ def event_register(event_id: int):  # type: ignore[no-untyped-def]
     if not created:
         verb = "预约" if reg.event.kind is EventKind.LIVESTREAM else "报名"
         message = f"您已{verb}过本活动：{_status_label(reg)}"
-    if wants_json():
+    if wants_json() and not form.get("from_page"):
         return jsonify(status=reg.status.value, registration_id=reg.id, created=created, message=message)
     flash(message, "success")
+    if wants_json():  # the page's script: it goes to 我的报名 itself, so a refusal never leaves a POST in history
+        return jsonify(
+            status=reg.status.value, registration_id=reg.id, created=created, url=url_for("citizen.event_mine")
+        )
     return redirect(url_for("citizen.event_mine"))
 
 

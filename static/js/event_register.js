@@ -101,11 +101,40 @@
   });
 
   form.addEventListener("change", render);
+  var errorBox = document.getElementById("ev-error");
+
+  function refused(message) {
+    delete form.dataset.sending;
+    errorBox.textContent = message;
+    errorBox.hidden = false;
+    errorBox.scrollIntoView({ block: "center" });
+    render();
+  }
+
   form.addEventListener("submit", function (e) {
-    if (form.dataset.sending) { e.preventDefault(); return; }  // the server dedupes too; this spares the request
-    if (serverNow() < opensAt) { e.preventDefault(); return; }
+    e.preventDefault();
+    if (form.dataset.sending) return;  // the server dedupes too; this spares the request
+    if (serverNow() < opensAt) return;
     form.dataset.sending = "1";
     if (submit) { submit.disabled = true; submit.textContent = "提交中…"; }
+    errorBox.hidden = true;
+    // Sent in the background: a refusal is shown here with everything typed kept, and no POST page is left in the
+    // history for the back button to resend.
+    var body = new FormData(form);
+    body.append("from_page", "1");
+    fetch(form.action, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-Requested-With": "fetch" }
+    })
+      .then(function (r) { return r.json().catch(function () { return { error: "服务繁忙，请稍后再试" }; }); })
+      .then(function (data) {
+        if (data.url) { window.location.assign(data.url); return; }
+        refused(data.error || "提交未成功，请稍后再试");
+      })
+      .catch(function () { refused("网络不稳定，报名未送达，请检查网络后重试"); });
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) { delete form.dataset.sending; render(); }  // back from 我的报名: the form is usable again
   });
   render();
   setInterval(render, 250);

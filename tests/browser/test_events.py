@@ -225,3 +225,21 @@ def test_a_party_bigger_than_the_places_left_is_told_before_sending(phone_page, 
     phone_page.select_option("#companions", "0")
     phone_page.wait_for_selector("#ev-short-hint", state="hidden")
     assert phone_page.inner_text("#ev-submit") == "立即报名"
+
+
+def test_a_refusal_is_shown_in_place_and_success_leaves_no_form_post_behind(phone_page, live_server, emulator):
+    event, (session,) = make_event(quota=1, companions=1)
+    detail = f"/m/events/{event.id}"
+    open_as(phone_page, emulator, ALICE, detail)
+    phone_page.select_option("#companions", "1")
+    phone_page.click("#ev-submit")
+    phone_page.wait_for_selector("#ev-error", state="visible")
+    assert "本场共 1 个名额，2 人无法一同报名" in phone_page.inner_text("#ev-error")
+    assert phone_page.url.split("#")[0].endswith(detail) and phone_page.input_value("#companions") == "1"
+    assert phone_page.is_enabled("#ev-submit") and registration_count() == 0
+    phone_page.select_option("#companions", "0")
+    phone_page.click("#ev-submit")
+    phone_page.wait_for_url("**/m/events/mine")
+    assert "报名成功！入场时请出示二维码。" in phone_page.inner_text("body")
+    phone_page.go_back()  # the page before is the event page, not a form submission to send again
+    assert phone_page.url.split("#")[0].endswith(detail)
