@@ -21,6 +21,7 @@ from werkzeug.serving import is_running_from_reloader
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 30.0  # seconds between looks at the schedule at most, as beat's own max loop interval
+PUSH_EVERY = 2.0  # seconds between looks at the events the emulated WeChat has to push
 
 _started = False
 _start_lock = threading.Lock()
@@ -48,13 +49,14 @@ def start(app: Flask) -> threading.Thread | None:
             return None
         _started = True
     beat = DemoBeat(app.extensions["celery"], app.config["CELERY"]["beat_schedule"])
+    push = PushForwarder(app)
 
     def run() -> None:
         try:
             register_known_users(app)
         except Exception:  # the schedule matters more than the emulator's user list
             log.exception("demo: could not register known followers with the WeChat emulator")
-        beat.run_forever(threading.Event())
+        beat.run_forever(threading.Event(), also=push)
 
     thread = threading.Thread(target=run, name="demo-beat", daemon=True)
     thread.start()
@@ -126,14 +128,53 @@ class DemoBeat:
         else:
             log.debug("demo beat: ran %s", entry.name)
 
-    def run_forever(self, stop: threading.Event) -> None:
+    def run_forever(self, stop: threading.Event, also: Callable[[], object] | None = None) -> None:
+        """Tick until `stop`; `also` (the push forwarder) runs every PUSH_EVERY seconds in between."""
         while not stop.is_set():
             try:
                 wait = self.tick()
             except Exception:  # a bad schedule entry, say: keep the others going
                 log.exception("demo beat: tick failed")
                 wait = MAX_SLEEP
+            if also is not None:
+                try:
+                    also()
+                except Exception:
+                    log.exception("demo: push forwarding failed")
+                wait = min(wait, PUSH_EVERY)
             stop.wait(wait)
+
+
+class PushForwarder:
+    """WeChat pushes some events to the server by itself (PUBLISHJOBFINISH when a publish settles,
+    TEMPLATESENDJOBFINISH); the emulator only records them. Deliver each once to /wechat, signed (and encrypted in
+    safe mode) as WeChat would, so that a scheduled article reads 已发布 within seconds, not at the status poll."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.delivered = 0
+
+    def __call__(self) -> int:
+        from server.wechat import simulator
+
+        emulator = self.app.extensions.get("wechat_emulator_app")
+        if emulator is None:
+            return 0
+        state = emulator.extensions["wechat_emulator"]
+        with state.lock:
+            if self.delivered > len(state.push_events):  # the emulator was reset
+                self.delivered = 0
+            pending = [p["xml"] for p in state.push_events[self.delivered :]]
+        config = self.app.config
+        account = simulator.Account(config["WECHAT_TOKEN"], config["WECHAT_APPID"], config["WECHAT_AES_KEY"])
+        client = self.app.test_client()
+        for xml in pending:
+            params, body = simulator.signed_request(account, xml, aes=bool(account.aes_key))
+            res = client.post("/wechat", query_string=params, data=body)
+            self.delivered += 1  # once, as WeChat retries only on a missing answer: a 5xx is logged, not resent
+            if res.status_code != 200:
+                log.warning("demo: /wechat answered %s to a pushed event", res.status_code)
+        return len(pending)
 
 
 def register_known_users(app: Flask) -> int:

@@ -144,3 +144,26 @@ def test_known_followers_are_registered_with_the_demo_emulator(app, db_session, 
     assert demo.register_known_users(app) == 2
     users = {u["openid"]: u["subscribe"] for u in emulator.extensions["wechat_emulator"].snapshot()["users"]}
     assert users == {"o-demo-a": 1, "o-demo-gone": 0}
+
+
+def test_events_the_emulated_wechat_pushes_reach_wechat_once(app, db_session, monkeypatch):
+    import sqlalchemy as sa
+
+    from models import InboundMessage
+
+    emulator = create_emulator(APPID, SECRET)
+    monkeypatch.setitem(app.extensions, "wechat_emulator_app", emulator)
+    state = emulator.extensions["wechat_emulator"]
+    event = {
+        "ToUserName": state.gh_id,
+        "FromUserName": "o-publisher",
+        "CreateTime": int(datetime.now(UTC).timestamp()),
+        "MsgType": "event",
+        "Event": "PUBLISHJOBFINISH",
+        "PublishEventInfo": {"publish_id": "100000001", "publish_status": 0},
+    }
+    state._push(event)
+    forward = demo.PushForwarder(app)
+    assert forward() == 1 and forward() == 0  # each event once
+    logged = db_session.scalars(sa.select(InboundMessage.event).where(InboundMessage.openid == "o-publisher")).all()
+    assert [e.lower() for e in logged] == ["publishjobfinish"]
