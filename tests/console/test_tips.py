@@ -175,7 +175,7 @@ def test_the_redaction_box_fields_are_labelled(console, staff):
     login(console, "editor1")
     page = console.get(f"/admin/tips/{photo.tip_id}").get_data(as_text=True)
     form = page.split(f'action="/admin/tips/photos/{photo.id}/redact"')[1].split("</form>")[0]
-    assert "<legend>遮挡区域（占图片的百分比）</legend>" in form
+    assert "<legend>遮挡区域（在图上拖动框选，或填写占图片的百分比）</legend>" in form
     for label, name in (("左", "x"), ("上", "y"), ("宽", "w"), ("高", "h")):  # visible, not a clipped placeholder
         assert f'<label>{label} <input type="number" name="{name}"' in form
     assert "placeholder" not in form
