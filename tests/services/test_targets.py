@@ -199,12 +199,11 @@ def test_scoreboard_weights_and_ranks(db_session):
         targets.unregister_counter("photos_used", photos)
 
 
-def test_events_and_tips_feed_the_plan_and_the_scoreboard(db_session):
+def test_events_feed_the_plan(db_session):  # tips' handling hours: tests/test_datetimes.py, on both backends
     from datetime import timedelta
 
-    from models import Tip, TipSource, TipStatus, TipStatusChange, utcnow
+    from models import utcnow
     from server.services import targets
-    from tests.factories import unit as make_unit
     from tests.services.test_events import make_event
 
     make_event(starts_in=timedelta(days=2))
@@ -214,23 +213,6 @@ def test_events_and_tips_feed_the_plan_and_the_scoreboard(db_session):
     window = (today - timedelta(days=1), today + timedelta(days=10))
     assert targets.count("activities", *window) == 1
     assert targets.count("livestreams", *window) == 2
-
-    district = make_unit("浦东分局")
-    made = utcnow() - timedelta(hours=30)
-    tip = Tip(
-        tracking_no="ABCD2345",
-        submit_key="k-1",
-        openid="o-1",
-        category="其他",
-        description="占道经营五天了",
-        source=TipSource.H5,
-        unit_id=district.id,
-        created_at=made,
-    )
-    tip.history.append(TipStatusChange(to_status=TipStatus.RESOLVED, at=made + timedelta(hours=12)))
-    db_session.add(tip)
-    db_session.flush()
-    assert targets.count_by_unit("tip_handling_hours", *window) == {district.id: 12.0}
 
 
 def test_a_unit_with_no_closed_tip_is_scored_at_the_mean_handling_time(db_session):
