@@ -34,9 +34,7 @@ def require_roles(*roles: Role) -> Callable[[F], F]:
 
 def visible_unit_ids() -> list[int] | None:
     """None: every unit; otherwise the liaison's unit and those below it."""
-    if current_user.role is Role.LIAISON:
-        return staff_service.unit_and_descendants(current_user.unit_id) if current_user.unit_id else []
-    return None
+    return staff_service.visible_units(current_user)
 
 
 def require_unit(unit_id: int | None) -> None:

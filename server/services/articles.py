@@ -259,18 +259,6 @@ def cover_jpeg(data: bytes) -> bytes:
     raise images.ImageRejected("封面图片无法压缩到 64 KB 以内，请换一张")
 
 
-def set_cover(by: Staff, article_id: int, data: bytes) -> Article:
-    """A new cover alone: a change like any other (a new version; approval lost)."""
-    article = _get(article_id)
-    if by.role not in WRITERS or article.status not in EDITABLE:
-        raise ServiceError("当前不能更换封面")
-    _store_cover(article, cover_jpeg(data))
-    _revise(article, by)
-    audit.record("article.update", target=article, after={"version": article.version, "cover": True})
-    db.session.commit()
-    return article
-
-
 def _store_cover(article: Article, jpeg: bytes, item_id: int | None = None) -> None:
     name = f"{article.id}-{secrets.token_hex(6)}.jpg"
     relative = f"{LIBRARY_FOLDER}/{item_id}/cover-{name}" if item_id else f"articles/covers/{name}"

@@ -629,15 +629,6 @@ def weekly_counts(visible_units: list[int] | None, weeks: int = 8) -> list[dict[
 PICK_PAGE = 24  # photos per page of the article editor's picker
 
 
-def visible_units_for(staff: Staff) -> list[int] | None:
-    """The units whose photos `staff` may see and use (as the console's visible_unit_ids): None is every unit."""
-    if staff.role is Role.LIAISON:
-        from server.services import staff as staff_service
-
-        return staff_service.unit_and_descendants(staff.unit_id) if staff.unit_id else []
-    return None
-
-
 def pickable_page(
     f: MaterialFilter, visible_units: list[int] | None, *, before_id: int | None = None, limit: int = PICK_PAGE
 ) -> tuple[list[MaterialItem], int | None]:
@@ -660,7 +651,9 @@ def rendition_for_article(by: Staff, item_id: int, purpose: str) -> MaterialRend
     """The rendition of a photo to put in an article: the newest one an editor made for `purpose` (it may blur a
     face or a plate), else the default (watermarked). Refused for a photo `by` may not see."""
     item = db.session.get(MaterialItem, item_id)
-    visible = visible_units_for(by)
+    from server.services import staff as staff_service
+
+    visible = staff_service.visible_units(by)
     if item is None or (visible is not None and item.unit_id not in visible):
         raise ServiceError("素材不存在或无权使用")
     if item.state is not MaterialState.READY:

@@ -225,6 +225,13 @@ def unit_and_descendants(unit_id: int) -> list[int]:
     return list(db.session.scalars(sa.select(tree.c.id)))
 
 
+def visible_units(staff: Staff) -> list[int] | None:
+    """The units whose records `staff` may see: None is every unit; a liaison, their unit and those below it."""
+    if staff.role is Role.LIAISON:
+        return unit_and_descendants(staff.unit_id) if staff.unit_id else []
+    return None
+
+
 def _unit_and_ancestors(unit_id: int) -> set[int]:
     chain = sa.select(Unit.id, Unit.parent_id).where(Unit.id == unit_id).cte(recursive=True)
     chain = chain.union(sa.select(Unit.id, Unit.parent_id).join(chain, Unit.id == chain.c.parent_id))

@@ -1399,7 +1399,7 @@ def _handling_hours(start: date, end: date) -> dict[int | None, float]:
         .group_by(TipStatusChange.tip_id)
         .subquery()
     )
-    if db.session.get_bind().dialect.name == "sqlite":  # the demo's database has no interval arithmetic
+    if db.engine.dialect.name == "sqlite":  # the demo's database has no interval arithmetic
         seconds = sa.func.avg((sa.func.julianday(resolved.c.at) - sa.func.julianday(Tip.created_at)) * 86400)
     else:
         seconds = sa.func.avg(sa.extract("epoch", resolved.c.at - Tip.created_at))

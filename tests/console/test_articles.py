@@ -45,8 +45,7 @@ def test_liaison_cannot_approve_or_schedule(console, db_session):
 def test_a_liaison_cannot_read_another_units_scheduled_titles(console, db_session):
     people = factories.newsroom()  # li1 of 浦东分局
     other = factories.staff("li2", "liaison", unit=factories.unit("杨浦分局"))
-    theirs = articles.save_article(other, title="乙分局稿件", body_html="<p>正文</p>", author="城管")
-    articles.set_cover(other, theirs.id, jpeg())
+    theirs = articles.save_article(other, title="乙分局稿件", body_html="<p>正文</p>", author="城管", cover=jpeg())
     articles.submit(other, theirs.id)
     articles.review(people["reviewer"], theirs.id, approve=True)
     push = articles.schedule_push(people["editor"], [theirs.id], datetime.now(UTC) + timedelta(days=1), None)

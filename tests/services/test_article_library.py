@@ -12,6 +12,7 @@ from PIL import Image
 from models import ArticleStatus, MaterialItem, PushStatus
 from server.extensions import db
 from server.services import ServiceError, articles, images, materials, publishing, targets
+from server.services import staff as staff_service
 from server.services.htmlclean import clean_html
 from tests import factories
 from tests.services.test_materials import noisy_jpeg
@@ -79,9 +80,9 @@ def test_a_cover_from_the_library_needs_approval_again(people):
 def test_a_liaison_uses_only_their_units_photos(people):
     mine, theirs = photo(people["officer"], 5), photo(people["other_officer"], 6)
     liaison = people["liaison"]
-    rows, _ = materials.pickable_page(materials.MaterialFilter(), materials.visible_units_for(liaison))
+    rows, _ = materials.pickable_page(materials.MaterialFilter(), staff_service.visible_units(liaison))
     assert [r.id for r in rows] == [mine.id]
-    rows, _ = materials.pickable_page(materials.MaterialFilter(), materials.visible_units_for(people["editor"]))
+    rows, _ = materials.pickable_page(materials.MaterialFilter(), staff_service.visible_units(people["editor"]))
     assert [r.id for r in rows] == [theirs.id, mine.id]  # newest first
     with pytest.raises(ServiceError, match="无权使用"):
         articles.store_library_image(liaison, theirs.id)
@@ -99,7 +100,7 @@ def test_the_picker_pages_newest_first_and_skips_unprocessed_photos(people):
     )
     db.session.add(pending)
     db.session.commit()
-    f, units = materials.MaterialFilter(), materials.visible_units_for(people["liaison"])
+    f, units = materials.MaterialFilter(), staff_service.visible_units(people["liaison"])
     first, cursor = materials.pickable_page(f, units, limit=3)
     assert [r.id for r in first] == [r.id for r in ready[::-1][:3]]
     rest, end = materials.pickable_page(f, units, before_id=cursor, limit=3)

@@ -60,16 +60,12 @@ def test_editing_after_approval_needs_approval_again_and_leaves_the_push(people)
     assert "改了" in "".join(d.text for d in articles.review_diff(a) if d.kind == "add")
 
 
-@pytest.mark.parametrize("how", ["set_cover", "save_article"])
-def test_a_new_cover_after_approval_needs_approval_again(people, how):
+def test_a_new_cover_after_approval_needs_approval_again(people):
     a = approved(people, "已通过")
     push = articles.schedule_push(people["editor"], [a.id], datetime.now(UTC) + timedelta(hours=1), None)
     before = a.cover_path
-    if how == "set_cover":
-        articles.set_cover(people["liaison"], a.id, jpeg())
-    else:  # the edit form: the same text, a new cover
-        fields = {"title": a.title, "author": a.author, "body_html": a.body_html}
-        articles.save_article(people["liaison"], a.id, cover=jpeg(), **fields)
+    fields = {"title": a.title, "author": a.author, "body_html": a.body_html}  # the same text, a new cover
+    articles.save_article(people["liaison"], a.id, cover=jpeg(), **fields)
     assert a.cover_path != before and a.cover_media_id is None
     assert a.status is ArticleStatus.DRAFT and a.push_id is None and push.status is PushStatus.CANCELLED
     assert a.version == a.approved_version + 1
@@ -151,8 +147,7 @@ def test_published_articles_feed_the_scoreboard_and_the_positive_reports_target(
     at = datetime.now(UTC) + timedelta(minutes=2)
     _publish(emulator, people, "第一篇", at, None)
     _publish(emulator, people, "第二篇", at + timedelta(minutes=1), None)
-    own = articles.save_article(people["editor"], title="编辑部稿", body_html="<p>无单位</p>")
-    articles.set_cover(people["editor"], own.id, jpeg())
+    own = articles.save_article(people["editor"], title="编辑部稿", body_html="<p>无单位</p>", cover=jpeg())
     articles.submit(people["editor"], own.id)
     articles.review(people["reviewer"], own.id, approve=True)
     push = articles.schedule_push(people["editor"], [own.id], at + timedelta(minutes=2), None)

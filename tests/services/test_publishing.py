@@ -36,10 +36,10 @@ def people():
 
 
 def approved(people, title: str, column_id: int | None = None) -> Article:
+    body = f"<p>{title}的案情</p>"
     a = articles.save_article(
-        people["liaison"], title=title, body_html=f"<p>{title}的案情</p>", column_id=column_id, author="城管"
+        people["liaison"], title=title, body_html=body, column_id=column_id, author="城管", cover=jpeg()
     )
-    articles.set_cover(people["liaison"], a.id, jpeg())
     articles.submit(people["liaison"], a.id)
     return articles.review(people["reviewer"], a.id, approve=True)
 
