@@ -424,13 +424,17 @@ def _msgid_of(url: str | None) -> str | None:
 def fill_titles() -> int:
     """getarticletotaldetail carries no titles (the older getarticletotal did): name the statistics' articles from
     ours (their URLs carry WeChat's mid and idx), then from WeChat's list of published ones. Returns how many."""
-    untitled = set(
-        db.session.scalars(
-            sa.select(StatArticle.msgid).where(sa.or_(StatArticle.title.is_(None), StatArticle.title == ""))
+    rows = db.session.execute(
+        sa.select(StatArticle.msgid, StatArticle.publish_date).where(
+            sa.or_(StatArticle.title.is_(None), StatArticle.title == "")
         )
-    )
-    if not untitled:
+    ).all()
+    if not rows:
         return 0
+    untitled = {msgid for msgid, _ in rows}
+    # The list runs newest first: past the oldest untitled article's day, nothing more can be found (an article
+    # missing from it, a 群发 one say, would otherwise cost every run every page).
+    oldest = min(day for _, day in rows) - timedelta(days=1)
     found = {}
     for url, title in db.session.execute(sa.select(Article.url, Article.title).where(Article.url.is_not(None))):
         if (key := _msgid_of(url)) in untitled:
@@ -451,6 +455,9 @@ def fill_titles() -> int:
                         rest.discard(key)
             offset += len(items)
             if not items or offset >= int(page.get("total_count") or 0):
+                break
+            last = int((items[-1].get("content") or {}).get("create_time") or items[-1].get("update_time") or 0)
+            if datetime.fromtimestamp(last, LOCAL_TZ).date() < oldest:
                 break
     except (WeChatClientException, requests.RequestException) as exc:  # the titles wait for the next run
         log.warning("article titles from freepublish/batchget: %s", exc)

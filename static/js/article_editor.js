@@ -115,7 +115,10 @@
     return box;
   }
 
+  var latest = 0;  // only the newest request's answer is shown: a filter applied while 「更早」 loads wins
+
   function load(before) {
+    var ticket = ++latest;
     var params = new URLSearchParams(new FormData(filter));
     if (before) params.set("before", before);
     more.hidden = true;
@@ -126,13 +129,14 @@
         return res.json();
       })
       .then(function (json) {
-        if (!before) grid.replaceChildren();
+        if (ticket !== latest) return;
+        if (!before) grid.innerHTML = "";  // not replaceChildren(): older Chromium builds on office desktops
         json.items.forEach(function (item) { grid.appendChild(card(item)); });
         next = json.next_before;
         more.hidden = !next;
         empty.hidden = grid.children.length > 0;
       })
-      .catch(function (err) { showError(err.message); });
+      .catch(function (err) { if (ticket === latest) showError(err.message); });
   }
 
   function open() {

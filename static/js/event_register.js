@@ -67,6 +67,7 @@
   }
 
   function poll() {
+    if (typeof window.fetch !== "function") return;  // an old WebView: the figures of the page as rendered
     var sent = Date.now();
     fetch(form.dataset.placesUrl, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
@@ -112,26 +113,42 @@
   }
 
   form.addEventListener("submit", function (e) {
-    e.preventDefault();
-    if (form.dataset.sending) return;  // the server dedupes too; this spares the request
-    if (serverNow() < opensAt) return;
+    if (form.dataset.sending || serverNow() < opensAt) { e.preventDefault(); return; }  // the server dedupes too
     form.dataset.sending = "1";
     if (submit) { submit.disabled = true; submit.textContent = "提交中…"; }
+    if (typeof window.fetch !== "function" || typeof FormData !== "function") return;  // old WebView: a plain post
+    e.preventDefault();
     errorBox.hidden = true;
     // Sent in the background: a refusal is shown here with everything typed kept, and no POST page is left in the
     // history for the back button to resend.
     var body = new FormData(form);
     body.append("from_page", "1");
+    var settled = false;
+    // A request that hangs must not leave the button at 「提交中…」: after 30 s the page says so and can be sent
+    // again (a registration that did reach the server is found again, not doubled).
+    var timer = setTimeout(function () {
+      if (settled) return;
+      settled = true;
+      refused("网络不稳定，暂未收到结果。请稍后再试，或到「我的报名」查看是否已报名成功");
+    }, 30000);
     fetch(form.action, {
       method: "POST", body: body, credentials: "same-origin",
       headers: { "Accept": "application/json", "X-Requested-With": "fetch" }
     })
       .then(function (r) { return r.json().catch(function () { return { error: "服务繁忙，请稍后再试" }; }); })
       .then(function (data) {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
         if (data.url) { window.location.assign(data.url); return; }
         refused(data.error || "提交未成功，请稍后再试");
       })
-      .catch(function () { refused("网络不稳定，报名未送达，请检查网络后重试"); });
+      .catch(function () {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        refused("网络不稳定，报名未送达，请检查网络后重试");
+      });
   });
   window.addEventListener("pageshow", function (e) {
     if (e.persisted) { delete form.dataset.sending; render(); }  // back from 我的报名: the form is usable again

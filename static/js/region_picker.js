@@ -49,12 +49,18 @@
       }
     }
 
+    var typed = percent ? ["x", "y", "w", "h"].map(function (name) { return form.querySelector("[name=" + name + "]"); }) : [];
+
     function read() {  // what was typed by hand, drawn
       try { regions.crop = crop && crop.value.trim() ? [JSON.parse(crop.value)] : []; } catch (e) { regions.crop = []; }
       try { regions.blur = blur && blur.value.trim() ? JSON.parse(blur.value) : []; } catch (e) { regions.blur = []; }
+      if (percent) {
+        var q = typed.map(function (input) { return parseFloat(input.value) / 100; });
+        regions.mask = q.every(function (v) { return v >= 0; }) ? [q] : [];  // NaN (a blank field) is not >= 0
+      }
       draw();
     }
-    [crop, blur].forEach(function (input) { if (input) input.addEventListener("change", read); });
+    [crop, blur].concat(typed).forEach(function (input) { if (input) input.addEventListener("change", read); });
 
     function at(e) {
       var r = img.getBoundingClientRect();

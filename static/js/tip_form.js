@@ -191,10 +191,14 @@
 
   function send() {
     var xhr = new XMLHttpRequest();
+    var stalled = null;
+    // No progress for a minute (a minute more once all is sent and the server saves): stop, and say so.
+    function watch(ms) { clearTimeout(stalled); stalled = setTimeout(function () { xhr.abort(); }, ms); }
     xhr.open("POST", form.action);
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.onprogress = function (ev) {
       if (!ev.lengthComputable) return;
+      watch(ev.loaded < ev.total ? 60000 : 120000);
       progress.hidden = false;
       progress.max = ev.total;
       progress.value = ev.loaded;
@@ -203,16 +207,24 @@
         : "上传完成，正在保存…";
     };
     xhr.onload = function () {
+      clearTimeout(stalled);
       var body = null;
       try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
       if (body && body.url && xhr.status < 300) { window.location.assign(body.url); return; }
       if (body && body.error) { failed(body.error); return; }
-      // Not our answer (a sign-in that expired, a proxy's page): send it the plain way and let the browser show it.
-      HTMLFormElement.prototype.submit.call(form);
+      // Not our answer (a proxy's page, a sign-in that expired): no second upload of the same photos.
+      failed(xhr.status === 413
+        ? "照片总量超过了服务器允许的大小，请删去几张后重新提交"
+        : "提交未成功（" + xhr.status + "），请刷新页面后重试。已选的照片和填写的内容都还在。");
     };
     xhr.onerror = function () {
+      clearTimeout(stalled);
       failed("网络中断，线索未提交。已选的照片和填写的内容都还在，请在信号较好时重新提交。");
     };
+    xhr.onabort = function () {
+      failed("上传长时间没有进展，已停止。已选的照片和填写的内容都还在，请在信号较好时重新提交。");
+    };
+    watch(60000);
     xhr.send(new FormData(form));
   }
 

@@ -243,3 +243,12 @@ def test_a_refusal_is_shown_in_place_and_success_leaves_no_form_post_behind(phon
     assert "报名成功！入场时请出示二维码。" in phone_page.inner_text("body")
     phone_page.go_back()  # the page before is the event page, not a form submission to send again
     assert phone_page.url.split("#")[0].endswith(detail)
+
+
+def test_an_old_webview_without_fetch_still_signs_up(phone_page, live_server, emulator):
+    event, (session,) = make_event(quota=5)
+    phone_page.add_init_script("delete window.fetch")  # as an old X5 WebView
+    open_as(phone_page, emulator, BOB, f"/m/events/{event.id}")
+    phone_page.click("#ev-submit")
+    phone_page.wait_for_url("**/m/events/mine")
+    assert "报名成功！入场时请出示二维码。" in phone_page.inner_text("body") and registration_count() == 1

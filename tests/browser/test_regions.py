@@ -67,6 +67,11 @@ def test_a_tip_photos_masked_area_is_dragged(page, live_server):
     page.wait_for_url("**/admin/")
     page.goto(f"/admin/tips/{tip.id}")
     img = page.locator(".redact [data-region-picker] img").first
+    for name, value in zip("xywh", ("10", "20", "30", "40"), strict=True):  # typed by hand: drawn too
+        page.fill(f".redact input[name={name}]", value)
+        page.dispatch_event(f".redact input[name={name}]", "change")
+    typed = page.locator(".redact .region.mask")
+    assert typed.count() == 1 and typed.evaluate("d => [d.style.left, d.style.width]") == ["10%", "30%"]
     drag(page, img, (0.25, 0.25), (0.75, 0.5))
     assert close([float(page.input_value(f".redact input[name={n}]")) for n in "xywh"], [25, 25, 50, 25], 2)
     page.click(".redact button:has-text('遮挡')")

@@ -134,3 +134,24 @@ def test_a_refused_photo_is_shown_in_place_and_nothing_typed_or_picked_is_lost(l
     phone.wait_for_url(re.compile(r"/m/tips/[A-Z2-9]{8}\?filed=1$"))
     tip = db.session.scalars(sa.select(Tip)).one()
     assert len(tip.photos) == 1 and tip.address == "世纪大道 100 号"
+
+
+def test_a_proxys_refusal_is_shown_without_a_second_upload(located_phone, live_server, emulator):
+    phone = located_phone
+    emulator.hook("oauth", {"auto_openid": CITIZEN})
+    phone.goto("/m/tips/new")
+    posts = []
+
+    def proxy(route):  # nginx's own 413 page, before the app
+        posts.append(route.request.method)
+        route.fulfill(status=413, content_type="text/html", body="<html>413 Request Entity Too Large</html>")
+
+    phone.route("**/m/tips", proxy)
+    phone.click(".chips >> text=占道经营")
+    phone.fill("#description", "店外堆放杂物占用人行道已经一周")
+    phone.fill("#address", "世纪大道 100 号")
+    phone.set_input_files("#photos", [{"name": "a.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(colour="red")}])
+    phone.click("#submit")
+    phone.wait_for_selector("#form-error")
+    assert "照片总量超过了服务器允许的大小" in phone.inner_text("#form-error") and posts == ["POST"]
+    assert phone.locator("#photo-previews img").count() == 1 and phone.is_enabled("#submit")

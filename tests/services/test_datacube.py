@@ -286,3 +286,11 @@ def test_articles_without_a_title_are_named_from_ours_then_from_wechats_list(cub
     assert titles[ours["msgid"]] == "本系统发布的标题"
     assert all(titles[a["msgid"]] == a["title"] for a in december if a is not ours)
     assert datacube.fill_titles() == 0  # nothing left to name: no call
+
+    # One WeChat never lists (a 群发 article, say): the pages stop at its day, not after all of history.
+    db_session.add(StatArticle(msgid="999_1", publish_date=date(2025, 12, 20), stat_date=date(2025, 12, 21)))
+    db_session.commit()
+    cube.hook("clear-calls")
+    assert datacube.fill_titles() == 0
+    calls = cube._http.get(cube.url + "_emulator/calls", timeout=5).json()
+    assert 1 <= len([c for c in calls if c["path"] == "cgi-bin/freepublish/batchget"]) <= 2
