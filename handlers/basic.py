@@ -18,6 +18,9 @@ def _spec_reply(spec: replies.ReplySpec | None) -> Reply:
 @router.on("text", inline=True, peek=lambda m: chat.flow_keys(m.source))  # cached rules; a binding code: one update
 def answer_text(message: TextMessage) -> Reply:
     alerts.scan_text(message.source, message.content, source="message", ref=str(message.id))
+    # One's own tracking number before a binding code: the same shape, and asking costs no binding attempt.
+    if (reply := tips.reply_to_tracking_number(message.source, message.content)) is not None:
+        return reply
     if (reply := binding.reply_to_text(message.source, message.content)) is not None:
         return reply
     flows = chat.open_flows(message.source, peeked(message))  # both checks below, with no round trip of their own

@@ -1360,6 +1360,21 @@ def export_xlsx(f: TipFilter, visible_units: list[int] | None, *, reveal_phone: 
     return out.getvalue()
 
 
+def reply_to_tracking_number(openid: str, text: str) -> str | None:
+    """A citizen's own tracking number sent in chat ("84W3-9EZ5", any case): the tip's status and its page. None for
+    anything else, someone else's number included (the same silence: numbers are not a way to find others' tips)."""
+    candidate = re.sub(r"[\s\-－_]", "", text or "").upper()
+    if len(candidate) != TRACKING_LENGTH or any(c not in TRACKING_ALPHABET for c in candidate):
+        return None
+    tip = db.session.scalar(sa.select(Tip).where(Tip.tracking_no == candidate, Tip.openid == openid))
+    if tip is None:
+        return None
+    reply = f"线索 {tip.display_no}（{tip.category}）当前状态：{tip.status.label}。"
+    if link := _tip_url(tip):
+        reply += f"\n查看详情：{link}"
+    return reply
+
+
 def photo_for_console(photo_id: int) -> TipPhoto | None:
     photo = db.session.get(TipPhoto, photo_id)
     return photo if photo is not None and photo.tip_id is not None else None

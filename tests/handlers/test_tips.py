@@ -199,3 +199,18 @@ def test_no_draft_costs_one_redis_get_and_no_sql(app, db_session, monkeypatch):
 def test_the_text_handler_still_answers_normally_without_a_draft(wechat, db_session):
     factories.rule("开放日", "开放日每月第一个周六。")
     assert wechat.text(CITIZEN, "开放日")["Content"] == "开放日每月第一个周六。"
+
+
+def test_ones_own_tracking_number_in_chat_answers_its_status_and_spends_no_binding_attempt(wechat, media, db_session):
+    from server.services import binding
+
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    send_location(wechat, CITIZEN)
+    wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")
+    [tip] = _tips()
+    for typed in (tip.tracking_no, tip.display_no.lower(), f" {tip.tracking_no[:4]} {tip.tracking_no[4:]} "):
+        reply = wechat.text(CITIZEN, typed)["Content"]
+        assert reply.startswith(f"线索 {tip.display_no}（乱设摊）当前状态：{tip.status.label}") and "/m/tips/" in reply
+    assert binding._attempts(CITIZEN) == 0
+    other = wechat.text("o-someone-else", tip.tracking_no)  # another citizen's number: not theirs to read
+    assert other is None or tip.display_no not in other.get("Content", "")
