@@ -164,3 +164,13 @@ def test_the_duty_roster_links_an_unbound_editor_to_a_code_for_admins_only(conso
     assert console.post("/admin/logout").status_code == 302
     assert console.login("zhou").status_code == 302
     assert link not in console.get("/admin/alerts/terms").get_data(as_text=True)  # the binding page is admin-only
+
+
+def test_a_name_with_a_quote_keeps_the_unbind_confirmation_intact(as_admin, emulator):
+    person = factories.staff("obrien", "editor", name="O'Brien")
+    emulator.hook("users", {"openids": ["o-obrien"]})
+    person.openid = "o-obrien"
+    db.session.commit()
+    page = as_admin.get("/admin/binding").get_data(as_text=True)
+    handler = re.search(r"onsubmit='(return confirm\([^']*\);)'", page)
+    assert handler and r"O\u0027Brien" in handler.group(1)  # the quote cannot end the string or the attribute

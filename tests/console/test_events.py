@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import sqlalchemy as sa
 
@@ -247,3 +248,13 @@ def test_numbers_are_stat_cards_with_the_people_apart(as_admin):
         assert stat_card(page, label).startswith('<div class="value">0</div>')
     listing = as_admin.get("/admin/events").get_data(as_text=True)
     assert stat_card(listing, "报名 / 签到 / 未到").startswith('<div class="value">2 / 0 / 0</div>')
+
+
+def test_the_list_counts_no_places_of_a_called_off_session(as_admin):
+    event, (kept, off) = make_event(quota=3, sessions=2)
+    events.register("oA", event.id, kept.id)
+    events.cancel_session(off, "暴雨预警")
+    db.session.expire_all()  # the test's session saw the sessions before the place was taken
+    page = as_admin.get("/admin/events").get_data(as_text=True)
+    row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*{event.title}(?:(?!</tr>).)*</tr>", page, re.S)
+    assert row and "1 / 3" in row.group(0)
