@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from models import Role, Staff, Unit, UnitKind
@@ -53,6 +54,7 @@ def staff_edit(staff_id: int | None):  # type: ignore[no-untyped-def]
                 active=form.get("active") == "on",
                 away=form.get("away") == "on",
                 staff=person,
+                by=current_user,
             )
         except ServiceError as exc:
             error = str(exc)

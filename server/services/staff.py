@@ -107,8 +107,10 @@ def save_staff(
     active: bool = True,
     away: bool = False,
     staff: Staff | None = None,
+    by: Staff | None = None,
 ) -> Staff:
-    """Create or update an account; a new password given by an admin must be changed at first login."""
+    """Create or update an account; a new password given by an admin must be changed at first login. `by`: who
+    saves, who may not lock themselves out; nobody may leave the console without an active admin."""
     username = (username or "").strip().lower()
     if not re.fullmatch(r"[a-z0-9_.-]{3,32}", username):
         raise ServiceError("用户名须为 3–32 位小写字母、数字、下划线、点或连字符")
@@ -126,6 +128,12 @@ def save_staff(
     phone = (phone or "").strip()
     if phone and not pii.valid_phone(phone):
         raise ServiceError("手机号应为 11 位数字")
+    if staff is not None and staff.role is Role.ADMIN and staff.active and (not active or role_enum is not Role.ADMIN):
+        if by is not None and by.id == staff.id:
+            raise ServiceError("不能停用自己的账号或取消自己的管理员角色，请由另一位管理员操作")
+        others = sa.select(sa.func.count()).where(Staff.role == Role.ADMIN, Staff.active, Staff.id != staff.id)
+        if not db.session.scalar(others):
+            raise ServiceError("这是唯一启用的管理员账号，不能停用或改为其他角色")
     creating = staff is None
     staff = staff or Staff(must_change_password=True)
     before = None if creating else audit.snapshot(staff, STAFF_FIELDS)

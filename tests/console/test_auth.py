@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import AuditKind, AuditLog
+from server.services import ServiceError
 from server.services import staff as staff_service
 from tests import factories
 from tests.console.conftest import Console
@@ -173,6 +174,19 @@ def test_bad_staff_input_gets_a_chinese_message(as_admin, db_session):
     assert res.status_code == 400 and "用户名须为" in res.get_data(as_text=True)
     res = as_admin.post("/admin/staff/new", {"username": "officer9", "name": "某人", "role": "officer"})
     assert res.status_code == 400 and "必须属于一个单位" in res.get_data(as_text=True)
+
+
+def test_an_admin_cannot_lock_themselves_or_everyone_out(as_admin, admin, db_session):
+    me = {"username": "admin1", "name": "管理员甲", "role": "admin"}  # no "active": the box unticked
+    res = as_admin.post(f"/admin/staff/{admin.id}", me)
+    assert res.status_code == 400 and "不能停用自己的账号" in res.get_data(as_text=True)
+    assert 'name="active" checked' not in res.get_data(as_text=True)  # shown as sent: unticked
+    other = factories.staff("admin2", "admin", name="管理员乙")
+    staff_service.save_staff(username="admin1", name="管理员甲", role="admin", unit_id=None, staff=admin, active=False)
+    with pytest.raises(ServiceError, match="唯一启用的管理员"):  # admin2 is now the only one left
+        staff_service.save_staff(username="admin2", name="管理员乙", role="editor", unit_id=None, staff=other)
+    db_session.refresh(other)
+    assert other.role.value == "admin" and other.active
 
 
 def test_open_redirect_after_login_is_refused(console, admin):
