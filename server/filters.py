@@ -24,4 +24,3 @@ def figure(value: float | None) -> str:
 def register_filters(app: Flask) -> None:
     app.add_template_filter(local_dt)
     app.add_template_filter(figure)
-    app.add_template_global(lambda endpoint: endpoint in app.view_functions, "has_endpoint")

@@ -14,6 +14,13 @@ bp = Blueprint("console", __name__)
 OPEN_ENDPOINTS = {"console.login", "console.logout", "console.password_change", "console.logout_everywhere"}
 
 
+@bp.app_context_processor
+def _menu_helpers() -> dict[str, object]:
+    from server.console.access import may_open
+
+    return {"may_open": may_open}
+
+
 @login.user_loader
 def _load_user(user_id: str):  # type: ignore[no-untyped-def]
     return staff.load_session_user(user_id)

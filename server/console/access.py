@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import abort
+from flask import abort, current_app
 from flask_login import current_user
 
 from models import Role
@@ -27,9 +27,17 @@ def require_roles(*roles: Role) -> Callable[[F], F]:
                 abort(403)
             return view(*args, **kwargs)
 
+        wrapper.allowed_roles = allowed  # type: ignore[attr-defined]  (read by may_open for the menu)
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def may_open(endpoint: str) -> bool:
+    """Whether the signed-in person's role may open a view: the menu offers no link that answers 403."""
+    view = current_app.view_functions.get(endpoint)
+    allowed = getattr(view, "allowed_roles", None)
+    return view is not None and (allowed is None or current_user.role in allowed)
 
 
 def visible_unit_ids() -> list[int] | None:

@@ -150,3 +150,13 @@ def test_a_list_runs_as_many_statements_for_many_rows_as_for_few(as_admin, db_se
             sa.event.remove(engine, "before_cursor_execute", count)
         sizes.append(len(statements))
     assert sizes[0] == sizes[1], statements  # one query per row would add 4 or more
+
+
+@pytest.mark.parametrize("role", ["admin", "editor", "reviewer", "liaison"])
+def test_the_menu_offers_only_pages_the_role_may_open(console, db_session, role):
+    factories.staff("someone", role, unit=factories.unit() if role == "liaison" else None)
+    assert console.login("someone").status_code == 302
+    home = console.get("/admin/").get_data(as_text=True)
+    links = set(re.findall(r"<nav>.*?</nav>", home, re.S)[0].split('href="')[1:])
+    paths = {link.split('"')[0] for link in links}
+    assert paths and all(console.get(path).status_code == 200 for path in paths), paths
