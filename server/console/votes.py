@@ -191,6 +191,7 @@ def vote_review(campaign_id: int):  # type: ignore[no-untyped-def]
         flag_score=votes.FLAG_SCORE,
         new_minutes=votes.NEW_FOLLOWER_MINUTES,
         review_minutes=votes.REVIEW_TTL // 60,
+        analysable=db.engine.dialect.name == "postgresql",  # the analysis is PostgreSQL SQL: the demo says so
     )
 
 

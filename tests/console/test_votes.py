@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 from PIL import Image
 
 from models import AuditLog, VoteCampaign
+from server.extensions import db
 from server.services import surveys, votes
 from tests import factories
 from tests.services.test_votes import brush, honest, make_campaign
@@ -203,3 +204,12 @@ def test_voiding_ticked_votes_asks_first(as_admin, db_session):
     page = as_admin.get(f"/admin/votes/{campaign.id}/review/ip?key=222.85.10.7").get_data(as_text=True)
     form = page.split(f'<form method="post" action="/admin/votes/{campaign.id}/void"')[1].split(">")[0]
     assert "return confirm('作废所选的票？" in form  # as every other destructive button does
+
+
+@pytest.mark.smoke  # on SQLite too, where the analysis is not made and the page must not say "nothing found"
+def test_the_review_says_when_this_database_makes_no_analysis(as_admin, db_session):
+    from tests.citizen.test_votes import campaign_now
+
+    campaign = campaign_now()
+    page = as_admin.get(f"/admin/votes/{campaign.id}/review").get_data(as_text=True)
+    assert ('id="no-analysis"' in page) == (db.engine.dialect.name != "postgresql")
