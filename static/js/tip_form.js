@@ -210,7 +210,11 @@
       clearTimeout(stalled);
       var body = null;
       try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
-      if (body && body.url && xhr.status < 300) { window.location.assign(body.url); return; }
+      if (body && body.url && xhr.status < 300) {
+        try { sessionStorage.setItem("tip-filed", body.url); } catch (err) { /* private mode: no reminder */ }
+        window.location.assign(body.url);
+        return;
+      }
       if (body && body.error) { failed(body.error); return; }
       // Not our answer (a proxy's page, a sign-in that expired): no second upload of the same photos.
       failed(xhr.status === 413
@@ -229,6 +233,32 @@
   }
 
   window.addEventListener("pageshow", function () {
+    var filed = null;
+    try { filed = sessionStorage.getItem("tip-filed"); sessionStorage.removeItem("tip-filed"); } catch (err) { filed = null; }
+    if (filed) {
+      // Back to the form of a tip just filed: an empty form, and the way to the one sent, not a second copy of it.
+      form.reset();
+      chosen = [];
+      syncInput();
+      render();
+      lat.value = lng.value = "";
+      locStatus.textContent = "未定位";
+      // A new key: the old one would hand back the tip just filed instead of filing the next one.
+      var key = form.querySelector("input[name=submit_key]");
+      var bytes = new Uint8Array(18);
+      (window.crypto || window.msCrypto).getRandomValues(bytes);
+      key.value = Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+      var note = document.createElement("div");
+      note.className = "success";
+      note.id = "filed-note";
+      note.appendChild(document.createTextNode("刚才的线索已提交成功，"));
+      var link = document.createElement("a");
+      link.href = filed;
+      link.textContent = "查看进展";
+      note.appendChild(link);
+      note.appendChild(document.createTextNode("。如需举报另一件事，请重新填写。"));
+      form.parentNode.insertBefore(note, form);
+    }
     // Back from the next page: the browser puts the typed values back after this script first ran.
     countText();
     if (lat.value && locStatus.textContent === "未定位") locStatus.textContent = "已定位";

@@ -155,3 +155,22 @@ def test_a_proxys_refusal_is_shown_without_a_second_upload(located_phone, live_s
     phone.wait_for_selector("#form-error")
     assert "照片总量超过了服务器允许的大小" in phone.inner_text("#form-error") and posts == ["POST"]
     assert phone.locator("#photo-previews img").count() == 1 and phone.is_enabled("#submit")
+
+
+def test_back_after_filing_gives_an_empty_form_and_the_way_to_the_tip(located_phone, live_server, emulator):
+    phone = located_phone
+    emulator.hook("oauth", {"auto_openid": CITIZEN})
+    phone.goto("/m/tips/new")
+    phone.click(".chips >> text=占道经营")
+    phone.fill("#description", "店外堆放杂物占用人行道已经一周")
+    phone.fill("#address", "世纪大道 100 号")
+    phone.set_input_files("#photos", [{"name": "a.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(colour="red")}])
+    first_key = phone.input_value("input[name=submit_key]")
+    phone.click("#submit")
+    phone.wait_for_url(re.compile(r"/m/tips/[A-Z2-9]{8}\?filed=1$"))
+    filed = phone.url
+    phone.go_back()
+    phone.wait_for_selector("#filed-note")
+    assert phone.input_value("#description") == "" and phone.locator("#photo-previews img").count() == 0
+    assert phone.get_attribute("#filed-note a", "href") in filed
+    assert phone.input_value("input[name=submit_key]") != first_key
