@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -26,12 +27,20 @@ def _same_site(target: str | None) -> str:
     return url_for("citizen.home")
 
 
+SNAPSHOT_RECHECK = 60  # seconds a Moments snapshot identity is kept before WeChat is asked again
+
+
 def citizen_required(view: F) -> F:
     """Sets g.openid (and g.snapshot for Moments snapshot visitors); without one, goes through WeChat OAuth."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         openid = session.get("openid")
+        if openid and session.get("snapshot") and request.method == "GET":
+            # A Moments snapshot identity is asked again after a minute: the same phone may since have opened the
+            # full page from the account (a minute, so that the answer itself cannot send the page round again).
+            if time.time() - session.get("snapshot_at", 0) > SNAPSHOT_RECHECK:
+                openid = None
         if not openid:
             if request.method != "GET":
                 abort(401)  # a form posted without an identity: the page must be reopened from WeChat
@@ -67,5 +76,7 @@ def oauth_callback():  # type: ignore[no-untyped-def]
     session["openid"] = grant["openid"]
     # Moments "snapshot" pages give a virtual openid: fine for reading, not for voting or registering.
     session["snapshot"] = bool(grant.get("is_snapshotuser"))
+    if session["snapshot"]:
+        session["snapshot_at"] = int(time.time())
     session.permanent = True
     return redirect(_same_site(target))

@@ -51,3 +51,16 @@ def test_posting_without_an_identity_is_401_not_a_redirect(client, app):
 
         with pytest.raises(Unauthorized):
             view()
+
+
+def test_a_snapshot_identity_is_asked_again_after_a_minute(client, citizen_login, emulator):
+    citizen_login("o-virtual", snapshot=True)
+    assert client.get("/m/").status_code == 200  # within the minute: kept, no loop through OAuth
+    with client.session_transaction() as session:
+        session["snapshot_at"] -= 61
+    res = client.get("/m/")  # opened later, perhaps from the full page: WeChat is asked again
+    assert res.status_code == 302 and "oauth2/authorize" in res.headers["Location"]
+    emulator.hook("users", {"users": [{"openid": "o-real", "is_snapshotuser": 0}]})
+    citizen_login("o-real")
+    with client.session_transaction() as session:
+        assert session["openid"] == "o-real" and session["snapshot"] is False
