@@ -8,6 +8,7 @@
   var remaining = document.getElementById("ev-remaining");
   var fullHint = document.getElementById("ev-full-hint");
   var shortHint = document.getElementById("ev-short-hint");
+  var overHint = document.getElementById("ev-over-hint");
   var companions = document.getElementById("companions");
   var opensAt = Number(form.dataset.opensAt);
   var closesAt = Number(form.dataset.closesAt);
@@ -24,6 +25,12 @@
     if (!checked) return null;
     var cell = form.querySelector('li[data-session="' + checked.value + '"] .left');
     return cell ? Number(cell.dataset.left) : null;
+  }
+
+  function selectedQuota() {
+    var checked = form.querySelector("input[name=session_id]:checked");
+    var li = checked && form.querySelector('li[data-session="' + checked.value + '"]');
+    return li ? Number(li.dataset.quota) : null;
   }
 
   function render() {
@@ -51,10 +58,20 @@
     }
     var left = selectedLeft();
     var party = 1 + (companions ? Number(companions.value) : 0);
-    var full = left === 0;
-    var short = left !== null && left > 0 && left < party;  // places left, but not for the whole party
+    var quota = selectedQuota();
+    var over = quota !== null && party > quota;  // no cancellation could ever make room: no waiting list either
+    var full = !over && left === 0;
+    var short = !over && left !== null && left > 0 && left < party;  // places left, but not for the whole party
     fullHint.hidden = !full;
     shortHint.hidden = !short;
+    overHint.hidden = !over;
+    if (over) {
+      var counts = overHint.querySelectorAll("b");
+      counts[0].textContent = quota;
+      counts[1].textContent = party;
+      if (!form.dataset.sending) { submit.disabled = true; submit.textContent = "请减少同行人数"; }
+      return;
+    }
     if (short) {
       var figures = shortHint.querySelectorAll("b");
       figures[0].textContent = left;

@@ -228,16 +228,17 @@ def test_a_party_bigger_than_the_places_left_is_told_before_sending(phone_page, 
 
 
 def test_a_refusal_is_shown_in_place_and_success_leaves_no_form_post_behind(phone_page, live_server, emulator):
-    event, (session,) = make_event(quota=1, companions=1)
+    event, (session,) = make_event(quota=1, fields=("id_number",))
     detail = f"/m/events/{event.id}"
     open_as(phone_page, emulator, ALICE, detail)
-    phone_page.select_option("#companions", "1")
+    phone_page.fill("#f-id_number", "110101199003070000")  # the right shape, a wrong check digit: the server says so
     phone_page.click("#ev-submit")
     phone_page.wait_for_selector("#ev-error", state="visible")
-    assert "本场共 1 个名额，2 人无法一同报名" in phone_page.inner_text("#ev-error")
-    assert phone_page.url.split("#")[0].endswith(detail) and phone_page.input_value("#companions") == "1"
+    assert "身份证号不正确" in phone_page.inner_text("#ev-error")
+    assert phone_page.url.split("#")[0].endswith(detail)
+    assert phone_page.input_value("#f-id_number") == "110101199003070000"  # kept
     assert phone_page.is_enabled("#ev-submit") and registration_count() == 0
-    phone_page.select_option("#companions", "0")
+    phone_page.fill("#f-id_number", "11010519491231002X")
     phone_page.click("#ev-submit")
     phone_page.wait_for_url("**/m/events/mine")
     assert "报名成功！入场时请出示二维码。" in phone_page.inner_text("body")
@@ -252,3 +253,15 @@ def test_an_old_webview_without_fetch_still_signs_up(phone_page, live_server, em
     phone_page.click("#ev-submit")
     phone_page.wait_for_url("**/m/events/mine")
     assert "报名成功！入场时请出示二维码。" in phone_page.inner_text("body") and registration_count() == 1
+
+
+def test_a_party_bigger_than_the_session_is_told_to_shrink_not_to_wait(phone_page, live_server, emulator):
+    event, (session,) = make_event(quota=2, companions=3)
+    open_as(phone_page, emulator, ALICE, f"/m/events/{event.id}")
+    phone_page.select_option("#companions", "2")  # a party of 3 for 2 places
+    phone_page.wait_for_selector("#ev-over-hint", state="visible")
+    assert "本场共 2 个名额，3 人无法一同报名" in phone_page.inner_text("#ev-over-hint")
+    assert phone_page.is_disabled("#ev-submit") and not phone_page.is_visible("#ev-short-hint")
+    phone_page.select_option("#companions", "1")
+    phone_page.wait_for_selector("#ev-over-hint", state="hidden")
+    assert phone_page.is_enabled("#ev-submit")
