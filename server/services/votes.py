@@ -387,7 +387,7 @@ def cast_vote(
 ) -> CastResult:
     """Record one vote, or refuse with a reason the citizen can read. Counted once under any concurrency."""
     if snapshot:
-        raise ServiceError("朋友圈快照页面不能投票，请点击页面下方「前往公众号」后在完整页面中投票")
+        raise ServiceError("朋友圈快照页面不能投票，请点击屏幕下方微信提供的按钮，在完整页面中投票")
     now = now or utcnow()
     ip = (ip or "0.0.0.0")[:45]
     subnet = subnet_of(ip)

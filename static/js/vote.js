@@ -19,7 +19,11 @@
     if (!box && !note) { alert(text); return; }
     if (box) { show(box, text, ok); }
     document.querySelectorAll('.vote-note').forEach(function (el) { el.hidden = true; });
-    if (note) { show(note, text, ok); note.hidden = false; }
+    if (note) {
+      show(note, text, ok);
+      note.hidden = false;
+      if (box) { box.classList.add('sr-only'); }  // shown beside the button: the top box is only read out
+    }
   }
 
   // The same order as the server's ranking: most votes first, ties in the page's (the campaign's) order.

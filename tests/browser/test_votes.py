@@ -37,6 +37,7 @@ def test_a_vote_redraws_the_ranking_and_answers_beside_the_button(phone_page, li
     assert note.inner_text() == "投票成功！今天还可以投 2 票" and in_viewport(note)
     assert phone.inner_text(".vote-message") == "投票成功！今天还可以投 2 票"  # the live region, read out once
     assert not in_viewport(phone.locator(".vote-message"))
+    assert phone.locator(".vote-message").evaluate("el => el.getBoundingClientRect().height") <= 1  # shown once
     assert card.locator(f'[data-count="{last.id}"]').inner_text() == "1"
     assert phone.inner_text(".ranking li:first-child") == "郑伟 1 票"  # no reload needed
     assert phone.inner_text(".ranking li:nth-child(2)") == "王芳 0 票"  # ties keep the page's order
