@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import sqlalchemy as sa
 from flask import Response, abort, flash, g, get_flashed_messages, jsonify, redirect, render_template, request, url_for
 
-from models import Event, EventKind, Registration, RegistrationStatus, utcnow
+from models import Event, EventKind, Follower, Registration, RegistrationStatus, utcnow
 from models.event import FIELD_LABELS
 from server.citizen import bp, wants_json
 from server.citizen.identity import citizen_required
+from server.extensions import db
 from server.inputs import to_int
 from server.services import ServiceError, events
 from server.services.events import Applicant
@@ -126,9 +128,12 @@ def event_register(event_id: int):  # type: ignore[no-untyped-def]
 @citizen_required
 def event_mine():  # type: ignore[no-untyped-def]
     regs = events.own_registrations(g.openid)
+    # Reminders and waiting-list offers are template messages: WeChat delivers them to followers only.
+    following = bool(db.session.scalar(sa.select(Follower.subscribed).where(Follower.openid == g.openid)))
     return render_template(
         "citizen/event_mine.html",
         registrations=regs,
+        following=following,
         positions={r.id: events.waiting_position(r) for r in regs if r.status is RegistrationStatus.WAITING},
         now=utcnow(),
         messages=get_flashed_messages(with_categories=True),

@@ -214,3 +214,18 @@ def test_a_booked_livestream_speaks_of_预约_and_offers_no_picker(client, citiz
     head = detail.split("</h1>")[1].split("<form")[0]
     assert "预约时间" in detail and "查看我的预约" in detail and "报名" not in head
     assert re.search(rf'value="{session.id}" id="s{session.id}"[^>]* disabled', detail) and "ev-submit" not in detail
+
+
+def test_my_registrations_tell_a_non_follower_that_notices_need_a_follow(client, citizen_login, db_session):
+    from datetime import UTC, datetime
+
+    from models import Follower
+
+    event, (session,) = make_event()
+    citizen_login("oNotFollowing", path="/m/events/mine")
+    events.register("oNotFollowing", event.id, session.id)
+    assert 'id="follow-note"' in client.get("/m/events/mine").get_data(as_text=True)
+    now = datetime.now(UTC)
+    db.session.add(Follower(openid="oNotFollowing", subscribed=True, subscribed_at=now, first_subscribed_at=now))
+    db.session.commit()
+    assert 'id="follow-note"' not in client.get("/m/events/mine").get_data(as_text=True)
