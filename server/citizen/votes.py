@@ -16,11 +16,13 @@ from flask import (
     send_from_directory,
     url_for,
 )
+from flask_wtf.csrf import validate_csrf
+from wtforms.validators import ValidationError
 
 from models import Survey, VoteCampaign, VoteCandidate, utcnow
 from server.citizen import bp, wants_json
 from server.citizen.identity import citizen_required
-from server.extensions import db
+from server.extensions import csrf, db
 from server.redirects import local_path
 from server.services import ServiceError, surveys, votes
 
@@ -151,12 +153,20 @@ def vote_photo(name: str):  # type: ignore[no-untyped-def]
 
 
 @bp.route("/survey/<int:survey_id>", methods=["GET", "POST"])
+@csrf.exempt  # checked below: an expired page keeps the answers given, instead of a bare error page
 @citizen_required
 def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
     survey = db.session.get(Survey, survey_id) or abort(404)
     now = utcnow()
     error, missing = None, []
+    expired = False
     if request.method == "POST":
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except ValidationError:
+            expired = True
+            error = "页面停留太久已过期，您的答案都已保留，请再点一次「提交」"
+    if request.method == "POST" and not expired:
         answers = {q.id: request.form.getlist(f"q{q.id}") for q in survey.questions}
         try:
             surveys.submit_response(survey, g.openid, answers, snapshot=g.snapshot, now=now)
