@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 PORT=${PORT:-5000}
 export FLASK_APP=wsgi DEMO=1
 export WECHAT_API_BASE=${WECHAT_API_BASE:-http://127.0.0.1:$PORT/wechat-emulator/}
+# Where the menu's page buttons and the notices' links point: this demo server.
+export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PORT/}
 .venv/bin/flask db upgrade
 .venv/bin/flask seed-demo
 cat <<MSG

@@ -27,20 +27,51 @@ DEMO_RULES = [
         "您好！这里是城管执法局官方公众号。发送「随手拍」了解如何举报违法线索，发送「开放日」了解 7·15 公众开放日。",
         10,
     ),
-    ("随手拍", "exact", "随手拍", "点击菜单「随手拍」，拍照并发送位置即可举报违法线索，受理后我们会回复编号。", 20),
-    ("开放日", "contains", "开放日", "7·15 公众开放日报名将在公众号菜单「开放日」开放，名额有限，敬请关注。", 20),
-    ("线索编号", "regex", r"^[A-Z0-9]{4}-?[A-Z0-9]{4}$", "请在菜单「我的线索」中查看线索进度。", 5),
+    (
+        "随手拍",
+        "exact",
+        "随手拍",
+        "直接发送现场照片，再发送位置和文字说明，即可举报违法线索；也可点菜单「随手拍」→「拍照举报」填写。",
+        20,
+    ),
+    ("开放日", "contains", "开放日", "7·15 公众开放日正在报名：点菜单「活动报名」查看场次和剩余名额。", 20),
+    (
+        "线索编号",
+        "regex",
+        r"^[A-Za-z0-9]{4}[- ]?[A-Za-z0-9]{4}$",
+        "请发送您本人提交的线索编号查询进度，或点菜单「随手拍」→「我的线索」查看。",
+        5,
+    ),
 ]
 DEMO_CLICKS = [
     ("联系我们", "CONTACT", "城管服务热线：12345（24 小时）。工作时间：周一至周五 9:00–17:30。"),
-    ("随手拍说明", "TIP_HOWTO", "点击菜单「随手拍」上传照片和位置，受理后会回复编号。"),
+    ("随手拍说明", "TIP_HOWTO", "直接发送现场照片，再发送位置和文字说明即可；受理后我们会回复编号，进展也会通知您。"),
 ]
-# A draft for the console's menu editor (publishing it needs WeChat); EVENTS_LIST is answered by handlers.activities.
-DEMO_MENU = [
-    {"type": "click", "name": "随手拍", "key": "TIP_HOWTO"},
-    {"type": "click", "name": "活动报名", "key": "EVENTS_LIST"},
-    {"type": "click", "name": "联系我们", "key": "CONTACT"},
-]
+
+
+def demo_menu(base: str) -> list[dict[str, object]]:
+    """The demo's menu: its page buttons open this server's citizen pages. EVENTS_LIST is answered by
+    handlers.activities, CONTACT_NEAREST by handlers.alerts, the other clicks by the rules above."""
+    page = base.rstrip("/") + "/m/"
+    return [
+        {
+            "name": "随手拍",
+            "sub_button": [
+                {"type": "view", "name": "拍照举报", "url": page + "tips/new"},
+                {"type": "view", "name": "我的线索", "url": page + "tips"},
+                {"type": "click", "name": "使用说明", "key": "TIP_HOWTO"},
+            ],
+        },
+        {"type": "click", "name": "活动报名", "key": "EVENTS_LIST"},
+        {
+            "name": "联系我们",
+            "sub_button": [
+                {"type": "view", "name": "社区联络点", "url": page + "contacts"},
+                {"type": "location_select", "name": "离我最近", "key": "CONTACT_NEAREST"},
+                {"type": "click", "name": "服务热线", "key": "CONTACT"},
+            ],
+        },
+    ]
 
 
 @click.command("seed-demo")
@@ -60,7 +91,7 @@ def seed_demo() -> None:
         replies.WELCOME_KEY, "欢迎关注城管执法局！发送照片和位置即可举报违法线索；发送「开放日」了解 7·15 公众开放日。"
     )
     replies.set_text_setting(replies.DEFAULT_KEY, "您的消息已收到，工作人员会尽快处理。紧急情况请拨打 12345。")
-    menus.save_draft("default", DEMO_MENU)
+    menus.save_draft("default", demo_menu(current_app.config["PUBLIC_BASE_URL"] or "http://127.0.0.1:5000/"))
     rng = random.Random(715)
     now = datetime.now(UTC)
     for i in range(12):

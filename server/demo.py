@@ -56,6 +56,10 @@ def start(app: Flask) -> threading.Thread | None:
             register_known_users(app)
         except Exception:  # the schedule matters more than the emulator's user list
             log.exception("demo: could not register known followers with the WeChat emulator")
+        try:
+            publish_menu(app)
+        except Exception:
+            log.exception("demo: could not publish the seeded menu to the WeChat emulator")
         beat.run_forever(threading.Event(), also=push)
 
     thread = threading.Thread(target=run, name="demo-beat", daemon=True)
@@ -175,6 +179,31 @@ class PushForwarder:
             if res.status_code != 200:
                 log.warning("demo: /wechat answered %s to a pushed event", res.status_code)
         return len(pending)
+
+
+def publish_menu(app: Flask) -> bool:
+    """The seeded menu draft, published to the emulated WeChat when nothing is live yet (the seed runs before the
+    server, so it cannot reach the emulator); the emulator forgets it on restart, as the database does not."""
+    from server.services import menus
+
+    if app.extensions.get("wechat_emulator_app") is None:
+        return False
+    with app.app_context():
+        try:
+            emulated = app.extensions["wechat_emulator_app"].extensions["wechat_emulator"].snapshot().get("menu")
+            draft = menus.draft("default")
+            version = menus.live("default")
+            if emulated is None and (draft is not None or version is not None):
+                if draft is not None:
+                    menus.publish_draft("default")
+                else:
+                    menus.restore_version(version.id)
+                return True
+            return False
+        finally:
+            from server.extensions import db
+
+            db.session.remove()
 
 
 def register_known_users(app: Flask) -> int:

@@ -167,3 +167,15 @@ def test_events_the_emulated_wechat_pushes_reach_wechat_once(app, db_session, mo
     assert forward() == 1 and forward() == 0  # each event once
     logged = db_session.scalars(sa.select(InboundMessage.event).where(InboundMessage.openid == "o-publisher")).all()
     assert [e.lower() for e in logged] == ["publishjobfinish"]
+
+
+def test_the_seeded_menu_is_published_to_the_demo_emulator_once(app, db_session, emulator, monkeypatch):
+    from server.cli import demo_menu
+    from server.services import menus
+
+    monkeypatch.setitem(app.extensions, "wechat_emulator_app", emulator.app)  # the one the client calls over HTTP
+    menus.save_draft("default", demo_menu("http://127.0.0.1:5000/"))
+    assert demo.publish_menu(app) is True
+    live = emulator.state()["menu"]
+    assert [b["name"] for b in live["button"]] == ["随手拍", "活动报名", "联系我们"]
+    assert demo.publish_menu(app) is False  # already live: once

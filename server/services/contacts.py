@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from models import ContactPoint, Unit
 from server.extensions import db
 from server.services import ServiceError, audit
+from server.urls import public_url
 
 EARTH_RADIUS_M = 6_371_008.8
 FIELDS = ("name", "address", "latitude", "longitude", "hours", "phone", "unit_id", "published")
@@ -82,7 +83,8 @@ def nearest_reply(latitude: float, longitude: float) -> str | None:
         if point.phone:
             lines.append(f"电话：{point.phone}")
         parts.append("\n".join(lines))
-    parts.append("点击菜单「社区联络点」可查看全部地点。")
+    if link := public_url("citizen.contact_list"):
+        parts.append(f"全部联络点：{link}")
     text = "\n\n".join(parts)
     while len(text.encode()) > MAX_REPLY_BYTES:  # long addresses: drop whole points rather than cut one in half
         parts.pop(-2)

@@ -708,10 +708,13 @@ def _submit_draft(draft: TipDraft) -> str:
     draft.state, draft.tip_id = TipDraftState.SUBMITTED, tip.id
     db.session.commit()
     get_redis().delete(DRAFT_KEY.format(draft.openid))
-    return (
+    reply = (
         f"线索已提交，编号 {tip.display_no}（{len(photos)} 张照片）。\n"
-        "我们会尽快受理，处理进展会通过消息通知您，也可在菜单「我的线索」中查看。"
+        "我们会尽快受理，处理进展会通过消息通知您；发送编号也可查询。"
     )
+    if link := _tip_url(tip):
+        reply += f"\n查看详情：{link}"
+    return reply
 
 
 def receive_chat_image(openid: str, media_id: str, at: datetime) -> str:
