@@ -1078,7 +1078,7 @@ class CheckinResult:
         return {
             "status": self.status,
             "message": self.message,
-            "at": local_dt(self.at, "%H:%M:%S") if self.at else None,
+            "at": local_dt(self.at, "%m月%d日 %H:%M:%S") if self.at else None,  # with the day: a ticket may be days old
             "name": mask_name(pii.decrypt(reg.name_enc)) if reg else None,
             "party": reg.party_size if reg else None,
             "session": local_dt(reg.session.starts_at, "%m-%d %H:%M") if reg else None,

@@ -139,7 +139,7 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     assert checked_at is not None
     status, detail_text = scan(token)  # the same code again, at once
     assert status == "已签到"
-    assert re.search(r"签到时间 \d\d:\d\d:\d\d", detail_text)
+    assert re.search(r"签到时间 \d\d月\d\d日 \d\d:\d\d:\d\d", detail_text)
     assert events.local_dt(checked_at, "%H:%M:%S") in detail_text
     shoot(page, "47-event-scan-used")
     prefix, body, signature = token.split(".")

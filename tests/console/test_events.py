@@ -101,6 +101,7 @@ def test_scan_page_and_check_in_with_nonces(console, db_session):
     )
     second = console.client.post(url, json={"token": token, "nonce": "b"}, headers=headers).get_json()
     assert second["status"] == "used" and second["at"] == first["at"]
+    assert re.fullmatch(r"\d\d月\d\d日 \d\d:\d\d:\d\d", second["at"])  # with its day: a reused ticket may be old
     bad = console.client.post(url, json={"token": "E1.xx.yy", "nonce": "c"}, headers=headers).get_json()
     assert bad["status"] == "invalid"
     # liaisons scan but do not manage
