@@ -130,3 +130,11 @@ def test_reviewers_see_and_acknowledge_but_do_not_edit_terms(console, db_session
     assert console.post(f"/admin/alerts/{alert.id}/ack").status_code == 302
     assert console.get("/admin/alerts/terms").status_code == 403
     assert console.post("/admin/alerts/terms", {"term": "x", "weight": "1"}).status_code == 403
+
+
+def test_an_escalation_no_one_received_says_so(as_admin):
+    alert = _raise("9")
+    alert.escalated_at = utcnow()  # past the SLA; no B post or admin has WeChat bound: no notice went out
+    db.session.commit()
+    page = as_admin.get(f"/admin/alerts/{alert.id}").get_data(as_text=True)
+    assert 'id="escalation-unsent"' in page and "没有人收到通知" in page and "已通知" not in page
