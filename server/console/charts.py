@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from markupsafe import Markup, escape
 
 LABEL_SIZE = 11  # axis text, in viewBox units
+LABELLED_BARS = 12  # up to this many bars carry their value
 
 
 def _text_width(text: str, size: float = LABEL_SIZE) -> float:
@@ -61,6 +62,11 @@ def bar_chart(points: Sequence[tuple[str, int]], *, width: int = 720, height: in
             f'<rect x="{x:.1f}" y="{pad_t + inner_h - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" '
             f'fill="#0b5cad"><title>{escape(label)}：{value}</title></rect>'
         )
+        if len(points) <= LABELLED_BARS:  # few bars: each says its value (a 0 is then a 0, not a missing bar)
+            parts.append(
+                f'<text class="value" x="{x + step * 0.35:.1f}" y="{max(pad_t + inner_h - h - 3, 10):.1f}" '
+                f'text-anchor="middle" font-size="10" fill="#374151">{value:,}</text>'
+            )
         if i % every == 0:
             centre = x + step * 0.35
             # The width of `every` bars, and no further than the chart's edges: neighbours don't overlap and the

@@ -337,8 +337,14 @@ def by_district(survey: Survey) -> list[DistrictResult]:
             .group_by(district, SurveyAnswer.question_id)
         ):
             stats.setdefault(name, {})[qid] = (total, int(score_sum or 0), sat)
+    # Every district of the questionnaire in its order (one nobody answered from is a finding too), then any other
+    # recorded (an option renamed later), then 未填写.
+    listed = next((list(q.options) for q in survey.questions if q.is_district), [])
+    names = listed + sorted(n for n in responses if n not in listed and n != "未填写")
+    names += ["未填写"] if "未填写" in responses else []
     out = []
-    for name, n in sorted(responses.items(), key=lambda kv: (kv[0] == "未填写", -kv[1], kv[0])):
+    for name in names:
+        n = responses.get(name, 0)
         per_q = stats.get(name, {})
         total = sum(t for t, _, _ in per_q.values())
         sat = sum(s for _, _, s in per_q.values())

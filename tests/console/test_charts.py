@@ -63,3 +63,10 @@ def test_the_y_axis_figures_fit_left_of_the_plot():
             if float(el.get("y")) != height - 6:  # a y-axis figure, right-aligned at x
                 assert float(el.get("x")) - _text_width(el.text) >= 0, el.text
         assert "57,415" in str(chart) or "1,016,686" in str(chart)
+
+
+def test_a_few_bars_say_their_values_zero_included_and_many_do_not():
+    few = str(bar_chart([("浦东", 67), ("静安", 0), ("黄浦", 1_250)]))
+    assert re.findall(r'<text class="value"[^>]*>([^<]*)</text>', few) == ["67", "0", "1,250"]
+    many = str(bar_chart([(f"{d:02d}", d) for d in range(30)]))
+    assert 'class="value"' not in many

@@ -122,3 +122,18 @@ def test_one_response_per_citizen_under_concurrency(app, committed_db):
         t.join()
     assert sorted(outcomes) == ["ok"] + ["refused"] * 11
     assert committed_db.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 1
+
+
+def test_districts_come_in_the_questionnaire_order_those_nobody_answered_from_included(db_session):
+    survey = surveys.save_survey(
+        title="测评",
+        intro="",
+        starts_at=AT - timedelta(days=1),
+        ends_at=AT + timedelta(days=30),
+        questions="[单选 区] 您所在的区\n浦东新区\n黄浦区\n徐汇区\n[打分] 总体评价",
+    )
+    district, score = survey.questions
+    for openid, where, value in (("o-1", 1, 5), ("o-2", 1, 2), ("o-3", 0, 4)):
+        surveys.submit_response(survey, openid, {district.id: [str(where)], score.id: [str(value)]}, now=AT)
+    rows = [(d.district, d.responses, d.satisfied_pct) for d in surveys.results(survey).districts]
+    assert rows == [("浦东新区", 1, 100.0), ("黄浦区", 2, 50.0), ("徐汇区", 0, None)]
