@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import requests
 import sqlalchemy as sa
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import session as flask_session
 from flask_login import current_user
 from redis.exceptions import RedisError
 from sqlalchemy.orm import selectinload
@@ -28,6 +29,7 @@ from server.wechat import jssdk
 log = logging.getLogger(__name__)
 
 MANAGERS = (Role.ADMIN, Role.EDITOR)
+SESSION_FIELDS = ("starts_at", "ends_at", "quota", "venue", "stream_url")
 SCANNERS = (Role.ADMIN, Role.EDITOR, Role.LIAISON)
 
 
@@ -114,15 +116,16 @@ def event_detail(event_id: int):  # type: ignore[no-untyped-def]
     session_id = to_int(request.args.get("session"), event.sessions[0].id if event.sessions else 0)
     current = next((s for s in event.sessions if s.id == session_id), None)
     now = utcnow()
-    numbers = next(
-        (e for e in events.year_numbers(now.astimezone(LOCAL_TZ).year, now)["per_event"] if e["id"] == event.id), None
-    )
+    held = min((s.starts_at for s in event.sessions), default=event.registration_opens_at)
+    year = held.astimezone(LOCAL_TZ).year  # the event's year, not this one: next July's open day has figures now
+    numbers = next((e for e in events.year_numbers(year, now)["per_event"] if e["id"] == event.id), None)
     return render_template(
         "console/event_detail.html",
         event=event,
         current=current,
         listing=events.session_rows(current.id, page=to_int(request.args.get("page"), 1, lo=1)) if current else None,
         numbers=numbers,
+        sent=flask_session.pop("session_form", None),
         can_manage=current_user.role in MANAGERS,
         can_scan=current_user.role in SCANNERS,
         now=now,
@@ -149,7 +152,10 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
         )
     except ServiceError as exc:
         flash(str(exc), "error")
-        return redirect(url_for("console.event_detail", event_id=event.id))
+        # What was typed comes back in the form after the redirect, not an empty form to fill again.
+        flask_session["session_form"] = {"for": session_id} | {k: form.get(k, "") for k in SESSION_FIELDS}
+        back = {"session": session_id} if session_id else {}
+        return redirect(url_for("console.event_detail", event_id=event.id, **back))
     if revision is not None and session.revision != revision:
         told = events.change_notices(session)
         flash(f"场次已保存。时间或地点有变更，将向 {told} 位报名者（含候补）发送通知", "success")

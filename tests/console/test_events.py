@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -259,3 +260,21 @@ def test_the_list_counts_no_places_of_a_called_off_session(as_admin):
     page = as_admin.get("/admin/events").get_data(as_text=True)
     row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*{event.title}(?:(?!</tr>).)*</tr>", page, re.S)
     assert row and "1 / 3" in row.group(0)
+
+
+def test_a_refused_session_comes_back_with_what_was_typed(as_admin):
+    event, _ = make_event()
+    typed = {"starts_at": "2030-07-15T14:00", "ends_at": "2030-07-15T13:00", "quota": "120", "venue": "市民中心二楼"}
+    res = as_admin.post(f"/admin/events/{event.id}/sessions", typed, follow_redirects=True)
+    page = res.get_data(as_text=True)
+    assert "结束须晚于开始" in page
+    assert 'value="2030-07-15T14:00"' in page and 'value="120"' in page and 'value="市民中心二楼"' in page
+    assert 'value="市民中心二楼"' not in as_admin.get(f"/admin/events/{event.id}").get_data(as_text=True)  # once
+
+
+def test_an_event_next_year_shows_its_figures_now(as_admin):
+    event, (session,) = make_event(starts_in=timedelta(days=400), opens_in=timedelta(hours=-1))
+    events.register("oEarly", event.id, session.id)
+    db.session.expire_all()
+    page = as_admin.get(f"/admin/events/{event.id}").get_data(as_text=True)
+    assert re.search(r'<div class="label">报名</div><div class="value">1</div>', page)
