@@ -76,6 +76,7 @@ EARTH_RADIUS_M = 6_371_000.0
 TRACKING_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud and typed without mix-ups
 TRACKING_LENGTH = 8  # 31^8 ≈ 8.5e11: numbers cannot be guessed to peek at other people's tips
 CHAT_WINDOW = timedelta(minutes=10)
+EXPIRY_TOLD_WITHIN = timedelta(hours=1)  # a text this soon after a draft lapsed is told so, once
 DRAFT_KEY = "tips:draft:{}"
 QUOTA_KEY = "tips:quota:{}:{}:{}"  # kind, who, local date
 DEFAULT_DAILY_LIMIT_OPENID, DEFAULT_DAILY_LIMIT_IP = 10, 30
@@ -642,15 +643,21 @@ def _open_draft(openid: str) -> TipDraft | None:
     return draft
 
 
-def _draft_from_cache(openid: str) -> TipDraft | None:
-    """The hot path: one Redis GET when no draft is open. Redis only points at the row; the row is the truth."""
+def _draft_from_cache(openid: str, lapsed: list[TipDraft] | None = None) -> TipDraft | None:
+    """The hot path: one Redis GET when no draft is open. Redis only points at the row; the row is the truth.
+    `lapsed` receives the draft the pointer led to if its window has just run out."""
     raw = get_redis().get(DRAFT_KEY.format(openid))
     if raw is None:
         return None
     draft = db.session.get(TipDraft, int(raw))
     if draft is None or draft.state is not TipDraftState.OPEN or draft.expires_at <= utcnow():
         get_redis().delete(DRAFT_KEY.format(openid))
-        return _open_draft(openid) if draft is not None and draft.state is TipDraftState.OPEN else None
+        if draft is not None and draft.state is TipDraftState.OPEN:
+            if (still_open := _open_draft(openid)) is not None:
+                return still_open
+            if lapsed is not None and draft.state is TipDraftState.EXPIRED:
+                lapsed.append(draft)
+        return None
     return draft
 
 
@@ -658,7 +665,10 @@ def _touch(draft: TipDraft) -> None:
     """The window slides: each message gives the citizen another 10 minutes."""
     draft.expires_at = utcnow() + CHAT_WINDOW
     db.session.commit()
-    get_redis().set(DRAFT_KEY.format(draft.openid), draft.id, ex=int(CHAT_WINDOW.total_seconds()))
+    # The pointer outlives the window: the first text after it lapses finds the draft and is told (once).
+    get_redis().set(
+        DRAFT_KEY.format(draft.openid), draft.id, ex=int((CHAT_WINDOW + EXPIRY_TOLD_WITHIN).total_seconds())
+    )
 
 
 def _live_photos(draft: TipDraft) -> list[TipPhoto]:
@@ -769,9 +779,10 @@ def reply_to_chat_text(openid: str, text: str, at: datetime) -> str | None:
 
     Runs on every text message: with no draft open it costs one Redis GET and nothing else.
     """
-    draft = _draft_from_cache(openid)
+    lapsed: list[TipDraft] = []
+    draft = _draft_from_cache(openid, lapsed)
     if draft is None:
-        return None
+        return _lapsed_notice(lapsed[0]) if lapsed else None
     text = _clean_text(text)
     if text in ("取消", "取消举报"):
         draft.state = TipDraftState.CANCELLED
@@ -795,6 +806,16 @@ def reply_to_chat_text(openid: str, text: str, at: datetime) -> str | None:
         return _submit_draft(draft)
     _touch(draft)
     return _progress(draft, "已记录文字说明。")
+
+
+def _lapsed_notice(draft: TipDraft) -> str:
+    """The draft this text was meant for has just lapsed (its pointer is cleared, so this is said once): say so,
+    rather than answer with the general default reply while the photos are silently set aside."""
+    minutes = int(CHAT_WINDOW.total_seconds() // 60)
+    return (
+        f"您之前发送的 {len(draft.photos)} 张照片超过 {minutes} 分钟没有补全位置和文字说明，这次随手拍没有提交。"
+        "如需举报，请重新发送现场照片，再发送位置和文字说明。"
+    )
 
 
 STALLED_AFTER = timedelta(minutes=10)  # longer than a download task's own retries take

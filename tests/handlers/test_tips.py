@@ -151,8 +151,9 @@ def test_an_expired_draft_is_kept_but_closed(wechat, media, db_session, redis_cl
     draft = db.session.scalars(sa.select(TipDraft)).one()
     draft.expires_at = utcnow() - timedelta(seconds=1)
     db.session.commit()
-    assert tips.reply_to_chat_text(CITIZEN, "有人摆摊卖东西", utcnow()) is None
+    assert "没有提交" in tips.reply_to_chat_text(CITIZEN, "有人摆摊卖东西", utcnow())  # told, once
     assert db.session.get(TipDraft, draft.id, populate_existing=True).state is TipDraftState.EXPIRED
+    assert tips.reply_to_chat_text(CITIZEN, "有人摆摊卖东西", utcnow()) is None
     assert "已收到照片" in send_image(wechat, CITIZEN, media(jpeg_bytes()))  # a new draft opens
     assert db.session.scalar(sa.select(sa.func.count()).select_from(TipDraft)) == 2
 
@@ -214,3 +215,16 @@ def test_ones_own_tracking_number_in_chat_answers_its_status_and_spends_no_bindi
     assert binding._attempts(CITIZEN) == 0
     other = wechat.text("o-someone-else", tip.tracking_no)  # another citizen's number: not theirs to read
     assert other is None or tip.display_no not in other.get("Content", "")
+
+
+def test_a_text_after_the_draft_lapsed_is_told_so_once(wechat, media, db_session):
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    draft = db.session.scalars(sa.select(TipDraft)).one()
+    draft.expires_at = utcnow() - timedelta(minutes=1)  # ten quiet minutes went by
+    db.session.commit()
+    reply = wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")["Content"]
+    assert "您之前发送的 1 张照片超过 10 分钟没有补全" in reply and _tips() == []
+    again = wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")
+    assert again is None or "没有补全" not in again.get("Content", "")  # said once; then an ordinary message
+    db.session.expire_all()
+    assert db.session.get(TipDraft, draft.id).state is TipDraftState.EXPIRED  # kept, photos and all
