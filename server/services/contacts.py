@@ -64,6 +64,9 @@ def nearest(latitude: float, longitude: float, limit: int = 3) -> list[tuple[Con
     return ranked[:limit]
 
 
+NEAR_ENOUGH_M = 50_000  # farther than this, the "nearest" point is not near
+
+
 def nearest_reply(latitude: float, longitude: float) -> str | None:
     """The chat answer listing the three nearest contact points with distances; None when there are none."""
     try:
@@ -75,6 +78,10 @@ def nearest_reply(latitude: float, longitude: float) -> str | None:
     found = nearest(lat, lng)
     if not found:
         return None
+    if found[0][1] > NEAR_ENOUGH_M:  # the nearest is in another city: a list of it helps no one
+        link = public_url("citizen.contact_list")
+        reply = f"您附近 {NEAR_ENOUGH_M // 1000} 公里内没有城管执法社区联络点。"
+        return reply + (f"全部联络点：{link}" if link else "") + "\n服务热线：12345"
     parts = ["离您最近的城管执法社区联络点："]
     for i, (point, metres) in enumerate(found, start=1):
         lines = [f"{i}. {point.name}（约 {format_distance(metres)}）", f"地址：{point.address}"]

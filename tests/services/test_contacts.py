@@ -53,6 +53,12 @@ def test_reply_lists_names_distances_addresses_hours_phones(points):
     assert "电话：021-12345678" in reply and "徐家汇" not in reply and "未发布" not in reply
 
 
+def test_a_citizen_far_from_every_point_is_told_so_not_given_a_list_from_another_city(points):
+    reply = contacts.nearest_reply(22.5431, 114.0579)  # Shenzhen, some 1,200 km away
+    assert reply.startswith("您附近 50 公里内没有城管执法社区联络点。") and "服务热线：12345" in reply
+    assert "人民广场联络点" not in reply
+
+
 def test_no_points_no_reply(db_session):
     assert contacts.nearest_reply(*PEOPLE_SQUARE) is None
 
