@@ -23,8 +23,16 @@ def audit_list():  # type: ignore[no-untyped-def]
     query = sa.select(AuditLog).order_by(AuditLog.id.desc()).limit(PAGE + 1)
     if kind in {k.value for k in AuditKind}:
         query = query.where(AuditLog.kind == AuditKind(kind))
-    if action:
-        query = query.where(AuditLog.action.startswith(action))
+    if action:  # an action code, its Chinese name, a person or a note
+        like = f"%{action}%"
+        query = query.where(
+            sa.or_(
+                AuditLog.action.startswith(action),
+                AuditLog.action.in_(audit.actions_labelled(action)),
+                AuditLog.staff_name.ilike(like),
+                AuditLog.note.ilike(like),
+            )
+        )
     if before_id:
         query = query.where(AuditLog.id < before_id)  # keyset paging: the log only grows
     rows = db.session.scalars(query).all()
@@ -38,4 +46,5 @@ def audit_list():  # type: ignore[no-untyped-def]
         action=action,
         next_before=rows[-1].id if more else None,
         action_label=audit.action_label,
+        readable=audit.readable,
     )

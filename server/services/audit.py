@@ -7,6 +7,7 @@ services need no request object; entries join the caller's transaction and commi
 from __future__ import annotations
 
 import contextvars
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +42,53 @@ ACTION_LABELS = {
 }
 
 
+# The fields that recur in before/after snapshots, named as the console's forms name them.
+FIELD_LABELS = {
+    "active": "启用",
+    "away": "外出",
+    "role": "角色",
+    "unit_id": "单位",
+    "username": "用户名",
+    "name": "姓名",
+    "phone": "手机号",
+    "title": "标题",
+    "status": "状态",
+    "caption": "说明",
+    "tags": "标签",
+    "address": "地址",
+    "reason": "原因",
+    "note": "备注",
+    "quota": "名额",
+    "venue": "地点",
+    "starts_at": "开始",
+    "ends_at": "结束",
+    "enabled": "启用",
+    "priority": "优先级",
+    "pattern": "关键词",
+    "reply_text": "回复内容",
+    "version": "版本",
+    "cover": "封面",
+    "crop": "裁剪",
+    "blur": "遮挡",
+    "watermark": "水印",
+    "purpose": "用途",
+}
+
+
 def action_label(action: str) -> str:
     return ACTION_LABELS.get(action, action)
+
+
+def actions_labelled(text: str) -> list[str]:
+    """The action codes whose Chinese name contains `text`: the log is searched as it is read."""
+    return [code for code, label in ACTION_LABELS.items() if text in label]
+
+
+def readable(value: object) -> str:
+    """A before/after snapshot for people: fields by their Chinese names, Chinese as itself (not \\u escapes)."""
+    if isinstance(value, dict):
+        value = {f"{FIELD_LABELS[k]}（{k}）" if k in FIELD_LABELS else k: v for k, v in value.items()}
+    return json.dumps(value, ensure_ascii=False, indent=1, default=str)
 
 
 @dataclass(frozen=True)

@@ -160,3 +160,16 @@ def test_the_menu_offers_only_pages_the_role_may_open(console, db_session, role)
     links = set(re.findall(r"<nav>.*?</nav>", home, re.S)[0].split('href="')[1:])
     paths = {link.split('"')[0] for link in links}
     assert paths and all(console.get(path).status_code == 200 for path in paths), paths
+
+
+def test_the_audit_log_is_searched_and_read_in_chinese(as_admin, admin, db_session):
+    from server.services import staff as staff_service
+
+    person = {"username": "obrien", "name": "O'Brien 王", "role": "editor", "unit_id": None}
+    staff_service.save_staff(**person, password="Welcome-2026a")
+    for query, found in (("新增人员", "新增人员"), ("staff.create", "新增人员"), ("管理员甲", "登录")):
+        page = as_admin.get("/admin/audit", query_string={"action": query}).get_data(as_text=True)
+        assert found in page, query  # by the action's name, its code, or the person who did it
+    page = as_admin.get("/admin/audit", query_string={"action": "新增人员"}).get_data(as_text=True)
+    assert "姓名（name）" in page and "O&#39;Brien 王" in page and "\\u" not in page
+    assert "新增人员" not in as_admin.get("/admin/audit", query_string={"action": "删除"}).get_data(as_text=True)
