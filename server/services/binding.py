@@ -254,6 +254,8 @@ def bind_by_scene(openid: str, scene: str) -> BindResult:
 
 def bind_by_text(openid: str, text: str) -> BindResult | None:
     """A binding code typed in chat: "绑定 ABCD2345" or the bare code. None: not a binding message at all."""
+    if (text or "").strip() in ("绑定", "绑定微信"):
+        raise ServiceError(HOWTO)  # asked how: no code, nothing looked up, no attempt spent
     explicit = _EXPLICIT.match(text or "")
     candidate = _SEPARATORS.sub("", explicit.group(1) if explicit else (text or "")).upper()
     if not explicit and not _looks_like_code(candidate):

@@ -1491,7 +1491,7 @@ def export_session(session_id: int) -> tuple[str, bytes]:
                 reg.companions,
                 reg.status.label,
                 local_dt(reg.checked_in_at, "%Y-%m-%d %H:%M:%S") if reg.checked_in_at else "未签到",
-                "是" if reg.walk_in else "",
+                "是" if reg.walk_in else "否",
                 local_dt(reg.created_at, "%Y-%m-%d %H:%M:%S"),
                 *[sheets.text(answers[j] if j < len(answers) else "") for j in range(len(questions))],
             ]

@@ -76,6 +76,8 @@ EARTH_RADIUS_M = 6_371_000.0
 TRACKING_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud and typed without mix-ups
 TRACKING_LENGTH = 8  # 31^8 ≈ 8.5e11: numbers cannot be guessed to peek at other people's tips
 CHAT_WINDOW = timedelta(minutes=10)
+CANCEL_WORDS = ("取消", "取消举报")
+NOTHING_TO_CANCEL = "当前没有正在填写的随手拍举报，无需取消。发送现场照片即可开始举报。"
 EXPIRY_TOLD_WITHIN = timedelta(hours=1)  # a text this soon after a draft lapsed is told so, once
 DRAFT_KEY = "tips:draft:{}"
 QUOTA_KEY = "tips:quota:{}:{}:{}"  # kind, who, local date
@@ -784,7 +786,7 @@ def reply_to_chat_text(openid: str, text: str, at: datetime) -> str | None:
     if draft is None:
         return _lapsed_notice(lapsed[0]) if lapsed else None
     text = _clean_text(text)
-    if text in ("取消", "取消举报"):
+    if text in CANCEL_WORDS:
         draft.state = TipDraftState.CANCELLED
         db.session.commit()
         get_redis().delete(DRAFT_KEY.format(openid))

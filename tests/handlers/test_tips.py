@@ -228,3 +228,8 @@ def test_a_text_after_the_draft_lapsed_is_told_so_once(wechat, media, db_session
     assert again is None or "没有补全" not in again.get("Content", "")  # said once; then an ordinary message
     db.session.expire_all()
     assert db.session.get(TipDraft, draft.id).state is TipDraftState.EXPIRED  # kept, photos and all
+
+
+def test_cancel_or_bind_without_anything_open_is_answered_for_what_it_is(wechat, db_session):
+    assert wechat.text(CITIZEN, "取消")["Content"] == tips.NOTHING_TO_CANCEL
+    assert "绑定码为 8 位字母和数字" in wechat.text(CITIZEN, "绑定")["Content"]
