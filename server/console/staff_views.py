@@ -25,7 +25,17 @@ def staff_list():  # type: ignore[no-untyped-def]
         query = query.where(sa.or_(Staff.name.contains(q), Staff.username.contains(q.lower())))
     people = db.session.scalars(query).all()
     phones = {s.id: staff_service.staff_phone(s) for s in people}
-    return render_template("console/staff_list.html", people=people, phones=phones, q=q)
+    locked = staff_service.locked([s.username for s in people])
+    return render_template("console/staff_list.html", people=people, phones=phones, q=q, locked=locked)
+
+
+@bp.post("/staff/<int:staff_id>/unlock")
+@require_roles(Role.ADMIN)
+def staff_unlock(staff_id: int):  # type: ignore[no-untyped-def]
+    person = db.session.get(Staff, staff_id) or abort(404)
+    staff_service.unlock(person)
+    flash(f"已解除 {person.name} 的登录锁定", "success")
+    return redirect(url_for("console.staff_list"))
 
 
 @bp.post("/staff/<int:staff_id>/phone")

@@ -34,6 +34,7 @@ ACTION_LABELS = {
     "staff.create": "新增人员",
     "staff.update": "修改人员",
     "staff.login": "登录",
+    "staff.unlock": "解除登录锁定",
     "staff.password_change": "修改密码",
     "staff.logout_everywhere": "退出所有设备",
     "staff.phone_view": "查看手机号",

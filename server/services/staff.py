@@ -60,6 +60,24 @@ def authenticate(username: str, password: str, ip: str | None) -> Staff:
     return staff
 
 
+def locked(usernames: list[str]) -> set[str]:
+    """The accounts a run of failed logins has locked for now (the list shows them; an admin can unlock)."""
+    if not usernames:
+        return set()
+    try:
+        counts = get_redis().mget([f"login:fail:user:{u}" for u in usernames])
+    except Exception:
+        return set()  # Redis down: nobody is locked either
+    return {u for u, n in zip(usernames, counts, strict=True) if int(n or 0) >= MAX_FAILURES_PER_ACCOUNT}
+
+
+def unlock(staff: Staff) -> None:
+    """An admin lifts the lock-out of an account (its owner called: they have remembered the password)."""
+    get_redis().delete(f"login:fail:user:{staff.username}")
+    audit.record("staff.unlock", target=staff)
+    db.session.commit()
+
+
 def check_password_policy(password: str) -> None:
     if len(password) < 10 or not re.search(r"[A-Za-z]", password) or not re.search(r"\d", password):
         raise ServiceError("密码至少 10 位，且须同时包含字母和数字")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
-from models import AuditKind, AuditLog
+from models import AuditKind, AuditLog, Staff
 from server.services import ServiceError
 from server.services import staff as staff_service
 from tests import factories
@@ -200,3 +202,17 @@ def test_create_admin_cli(app, db_session):
     assert result.exit_code == 0, result.output
     person = staff_service.authenticate("boss", "Start-2026abc", "127.0.0.1")
     assert person.role.value == "admin" and person.must_change_password
+
+
+def test_an_admin_sees_a_locked_account_and_unlocks_it(console, as_admin, db_session):
+    factories.staff("locked1", "editor", name="被锁者")
+    for _ in range(5):
+        with pytest.raises(ServiceError):
+            staff_service.authenticate("locked1", "wrong-password-1", "10.0.0.9")
+    page = as_admin.get("/admin/staff").get_data(as_text=True)
+    row = re.search(r"<tr>(?:(?!</tr>).)*被锁者(?:(?!</tr>).)*</tr>", page, re.S)
+    assert row and "登录已锁定" in row.group(0)
+    person = db_session.scalar(sa.select(Staff).filter_by(username="locked1"))
+    assert as_admin.post(f"/admin/staff/{person.id}/unlock").status_code == 302
+    assert staff_service.authenticate("locked1", factories.PASSWORD, "10.0.0.9").id == person.id
+    assert db_session.scalar(sa.select(AuditLog).filter_by(action="staff.unlock")).target_id == str(person.id)
