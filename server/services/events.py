@@ -1123,7 +1123,10 @@ def check_in(
     db.session.commit()
     db.session.refresh(reg)
     if result.rowcount == 1 or reg.checkin_nonce == nonce:
-        return CheckinResult("valid", "有效，签到成功", at=reg.checked_in_at, registration=reg)
+        message = "有效，签到成功"
+        if local_dt(reg.session.starts_at, "%Y-%m-%d") != local_dt(now, "%Y-%m-%d"):  # valid, but is it today's?
+            message += f"（注意：该票为 {local_dt(reg.session.starts_at, '%m-%d %H:%M')} 场，不是今天）"
+        return CheckinResult("valid", message, at=reg.checked_in_at, registration=reg)
     return CheckinResult("used", "已签到", at=reg.checked_in_at, registration=reg)
 
 

@@ -376,7 +376,9 @@ def test_scan_valid_then_retry_same_nonce_then_reuse(db_session):
     reg, _ = events.register("oA", event.id, session.id)
     token = events.checkin_token(reg)
     first = events.check_in(event.id, token, "nonce-1", staff_id=None)
-    assert first.status == "valid"
+    assert first.status == "valid" and "不是今天" in first.message  # the session is in three days: staff are told
+    on_the_day = events.check_in(event.id, token, "nonce-1", staff_id=None, now=session.starts_at)
+    assert "不是今天" not in on_the_day.message
     retry = events.check_in(event.id, token, "nonce-1", staff_id=None)
     assert retry.status == "valid" and retry.at == first.at  # a network retry is not a reuse
     again = events.check_in(event.id, token, "nonce-2", staff_id=None)
