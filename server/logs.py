@@ -11,14 +11,22 @@ from contextvars import ContextVar
 
 from flask import Flask, Response, request
 
+from server.wechat.client import redact
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 _INCOMING = re.compile(r"[A-Za-z0-9._-]{1,64}")  # what a proxy's id looks like; anything else is replaced
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")  # "-": no request (start-up, a worker thread)
 
 
 class RequestIdFilter(logging.Filter):
+    """Names the request; and a line that would print a WeChat credential (the demo server's access lines show the
+    emulated WeChat's URLs, token and all) prints it redacted."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = _request_id.get()
+        message = record.getMessage()
+        if "=" in message and (cleaned := redact(message)) != message:
+            record.msg, record.args = cleaned, ()
         return True
 
 

@@ -36,3 +36,17 @@ def test_every_answer_and_its_log_lines_name_the_request(app, client, caplog):
         app.preprocess_request()
         logging.getLogger("server.test").warning("something happened")
     assert [r.request_id for r in caplog.records if r.name == "server.test"] == ["req-42"]
+
+
+@pytest.mark.smoke
+def test_a_log_line_with_a_wechat_credential_prints_it_redacted():
+    import logging
+
+    from server.logs import RequestIdFilter
+
+    line = ("127.0.0.1", "POST /wechat-emulator/cgi-bin/menu/create?access_token=abc123&x=1 HTTP/1.1")
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, "%s - %s", line, None)
+    assert RequestIdFilter().filter(record)
+    assert record.getMessage() == "127.0.0.1 - POST /wechat-emulator/cgi-bin/menu/create?access_token=***&x=1 HTTP/1.1"
+    plain = logging.LogRecord("app", logging.INFO, __file__, 1, "a=%s", ("1",), None)
+    assert RequestIdFilter().filter(plain) and (plain.msg, plain.args) == ("a=%s", ("1",))  # untouched
