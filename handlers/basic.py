@@ -29,7 +29,7 @@ def answer_text(message: TextMessage) -> Reply:
     if flows.tip_draft:
         if (reply := tips.reply_to_chat_text(message.source, message.content, _at(message))) is not None:
             return reply
-    if message.content.strip() in tips.CANCEL_WORDS:  # no draft open (it would have answered above)
+    if (message.content or "").strip() in tips.CANCEL_WORDS:  # no draft open (it would have answered above)
         return tips.NOTHING_TO_CANCEL
     return _spec_reply(replies.match_keyword(message.content)) or replies.default_reply() or None
 
