@@ -113,13 +113,18 @@ def test_file_on_a_phone_and_follow_it_to_resolved(located_phone, page, live_ser
     shoot(phone, "17-tip-citizen-history")
 
 
-def test_a_refused_photo_is_shown_in_place_and_nothing_typed_or_picked_is_lost(located_phone, live_server, emulator):
-    phone = located_phone
+def open_form_filled(phone, emulator) -> None:
+    """The 随手拍 form opened from WeChat, with a category, a description and an address (no photos yet)."""
     emulator.hook("oauth", {"auto_openid": CITIZEN})
     phone.goto("/m/tips/new")
     phone.click(".chips >> text=占道经营")
     phone.fill("#description", "店外堆放杂物占用人行道已经一周")
     phone.fill("#address", "世纪大道 100 号")
+
+
+def test_a_refused_photo_is_shown_in_place_and_nothing_typed_or_picked_is_lost(located_phone, live_server, emulator):
+    phone = located_phone
+    open_form_filled(phone, emulator)
     good = {"name": "IMG_1.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(colour="red")}
     fake = {"name": "IMG_2.jpg", "mimeType": "image/jpeg", "buffer": b"this is no photo" * 100}
     phone.set_input_files("#photos", [good, fake])
@@ -138,18 +143,14 @@ def test_a_refused_photo_is_shown_in_place_and_nothing_typed_or_picked_is_lost(l
 
 def test_a_proxys_refusal_is_shown_without_a_second_upload(located_phone, live_server, emulator):
     phone = located_phone
-    emulator.hook("oauth", {"auto_openid": CITIZEN})
-    phone.goto("/m/tips/new")
     posts = []
 
     def proxy(route):  # nginx's own 413 page, before the app
         posts.append(route.request.method)
         route.fulfill(status=413, content_type="text/html", body="<html>413 Request Entity Too Large</html>")
 
-    phone.route("**/m/tips", proxy)
-    phone.click(".chips >> text=占道经营")
-    phone.fill("#description", "店外堆放杂物占用人行道已经一周")
-    phone.fill("#address", "世纪大道 100 号")
+    phone.route("**/m/tips", proxy)  # the form's POST only, not /m/tips/new
+    open_form_filled(phone, emulator)
     phone.set_input_files("#photos", [{"name": "a.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(colour="red")}])
     phone.click("#submit")
     phone.wait_for_selector("#form-error")
@@ -159,11 +160,7 @@ def test_a_proxys_refusal_is_shown_without_a_second_upload(located_phone, live_s
 
 def test_back_after_filing_gives_an_empty_form_and_the_way_to_the_tip(located_phone, live_server, emulator):
     phone = located_phone
-    emulator.hook("oauth", {"auto_openid": CITIZEN})
-    phone.goto("/m/tips/new")
-    phone.click(".chips >> text=占道经营")
-    phone.fill("#description", "店外堆放杂物占用人行道已经一周")
-    phone.fill("#address", "世纪大道 100 号")
+    open_form_filled(phone, emulator)
     phone.set_input_files("#photos", [{"name": "a.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes(colour="red")}])
     first_key = phone.input_value("input[name=submit_key]")
     phone.click("#submit")
