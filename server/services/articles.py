@@ -137,19 +137,14 @@ def save_article(
         setattr(article, key, value)
     if jpeg:
         _store_cover(article, jpeg, cover_item_id)
-    _revise(article, by)
-    audit.record("article.update", target=article, after={"version": article.version, "cover": bool(jpeg)})
-    db.session.commit()
-    return article
-
-
-def _revise(article: Article, by: Staff) -> None:
-    """A change to an article: a new version, and one approved or scheduled must be approved again."""
     article.version += 1
     _snapshot_version(article, by)
     if article.status in (ArticleStatus.APPROVED, ArticleStatus.SCHEDULED):
         _leave_push(article)
-        article.status = ArticleStatus.DRAFT
+        article.status = ArticleStatus.DRAFT  # changed after approval (the cover too): it must be approved again
+    audit.record("article.update", target=article, after={"version": article.version, "cover": bool(jpeg)})
+    db.session.commit()
+    return article
 
 
 def _leave_push(article: Article) -> None:
