@@ -905,7 +905,7 @@ ACTIONS = {
         ),
     )
 }
-CITIZEN_NOTIFIED = {TipStatus.ACCEPTED, TipStatus.RESOLVED, TipStatus.REJECTED}
+CITIZEN_NOTIFIED = {TipStatus.ACCEPTED, TipStatus.RESOLVED, TipStatus.REJECTED, TipStatus.DUPLICATE}
 
 
 class NotAllowed(ServiceError):
@@ -968,9 +968,8 @@ def transition(
         if original is None or original.id == tip.id:
             raise ServiceError("请填写被重复的线索编号")
         tip.duplicate_of_id = original.id
-        _change(
-            tip, TipStatus.DUPLICATE, staff, note or f"与线索 {original.display_no} 重复，将一并处理", notify=notify
-        )
+        # The citizen reads the note: it does not name the other citizen's tip (the console links it).
+        _change(tip, TipStatus.DUPLICATE, staff, note or "已有市民反映同一问题，将与该线索一并处理", notify=notify)
     else:
         _change(tip, action.target, staff, note, notify=notify)
     audit.record(
@@ -1047,6 +1046,7 @@ def _citizen_payload(tip: Tip, change: TipStatusChange) -> dict[str, Any]:
         TipStatus.ACCEPTED: "您的线索已受理，我们会尽快处理",
         TipStatus.RESOLVED: "您反映的问题已处理完毕，感谢支持",
         TipStatus.REJECTED: "您的线索未予受理",
+        TipStatus.DUPLICATE: "已有市民反映同一问题，将一并处理",
     }.get(change.to_status, "")
     return {
         "template_id": current_app.config.get("WECHAT_TEMPLATE_TIP_STATUS") or DEMO_TEMPLATE_STATUS,

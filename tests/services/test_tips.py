@@ -304,14 +304,16 @@ def test_reject_needs_a_reason_and_tells_the_citizen(people, emulator):
     assert db.session.get(Tip, tip.id).history[-1].note == "不属于城管职责，请拨打 12345"
 
 
-def test_duplicate_points_at_the_original(people):
+def test_duplicate_points_at_the_original_and_the_citizen_is_told_without_its_number(people, emulator):
     original = file_tip("o-first")
     copy = file_tip()
     assert [t.id for t, _ in tips.duplicate_candidates(copy)] == [original.id]
     tips.transition(copy.id, "duplicate", people["editor"], duplicate_of=original.display_no)
     copy = db.session.get(Tip, copy.id)
     assert copy.status is TipStatus.DUPLICATE and copy.duplicate_of_id == original.id
-    assert original.display_no in copy.history[-1].note
+    assert original.display_no not in copy.history[-1].note  # another citizen's number: the console links it
+    (sent,) = _sent(emulator, copy.openid)
+    assert sent["data"]["phrase2"]["value"] == TipStatus.DUPLICATE.label
 
 
 def test_a_failed_notice_is_retried_with_backoff_and_sent_once(people, emulator):
