@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,10 +57,14 @@ def start(app: Flask) -> threading.Thread | None:
             register_known_users(app)
         except Exception:  # the schedule matters more than the emulator's user list
             log.exception("demo: could not register known followers with the WeChat emulator")
-        try:
-            publish_menu(app)
-        except Exception:
-            log.exception("demo: could not publish the seeded menu to the WeChat emulator")
+        for attempt in range(5):  # the server may not be listening yet: it calls itself over HTTP
+            try:
+                publish_menu(app)
+                break
+            except Exception:
+                if attempt == 4:
+                    log.exception("demo: could not publish the seeded menu to the WeChat emulator")
+                time.sleep(1 + attempt)
         beat.run_forever(threading.Event(), also=push)
 
     thread = threading.Thread(target=run, name="demo-beat", daemon=True)

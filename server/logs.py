@@ -24,7 +24,10 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = _request_id.get()
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call: let the handler report it as logging does, never raise here
+            return True
         if "=" in message and (cleaned := redact(message)) != message:
             record.msg, record.args = cleaned, ()
         return True

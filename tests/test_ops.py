@@ -50,3 +50,15 @@ def test_a_log_line_with_a_wechat_credential_prints_it_redacted():
     assert record.getMessage() == "127.0.0.1 - POST /wechat-emulator/cgi-bin/menu/create?access_token=***&x=1 HTTP/1.1"
     plain = logging.LogRecord("app", logging.INFO, __file__, 1, "a=%s", ("1",), None)
     assert RequestIdFilter().filter(plain) and (plain.msg, plain.args) == ("a=%s", ("1",))  # untouched
+
+
+@pytest.mark.smoke
+def test_the_log_filter_never_raises_and_leaves_errcode_alone():
+    import logging
+
+    from server.logs import RequestIdFilter
+
+    broken = logging.LogRecord("app", logging.WARNING, __file__, 1, "count %d", ("abc",), None)
+    assert RequestIdFilter().filter(broken)  # logging reports it its own way; the caller goes on
+    answer = logging.LogRecord("app", logging.INFO, __file__, 1, "errcode=%s qrcode=%s", (40001, "x"), None)
+    assert RequestIdFilter().filter(answer) and answer.getMessage() == "errcode=40001 qrcode=x"

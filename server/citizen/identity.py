@@ -14,7 +14,7 @@ import requests
 from flask import abort, g, redirect, render_template, request, session, url_for
 from wechatpy.exceptions import WeChatClientException
 
-from server.citizen import bp
+from server.citizen import bp, wants_json
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ def citizen_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         openid = session.get("openid")
-        if openid and session.get("snapshot") and request.method == "GET":
+        if openid and session.get("snapshot") and request.method == "GET" and not wants_json():
+            # Page loads only: a page's own background requests (the places poll) cannot follow a login redirect.
             # A Moments snapshot identity is asked again after a minute: the same phone may since have opened the
             # full page from the account (a minute, so that the answer itself cannot send the page round again).
             if time.time() - session.get("snapshot_at", 0) > SNAPSHOT_RECHECK:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import (
     abort,
@@ -16,7 +17,7 @@ from flask import (
     send_from_directory,
     url_for,
 )
-from flask_wtf.csrf import validate_csrf
+from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms.validators import ValidationError
 
 from models import Survey, VoteCampaign, VoteCandidate, utcnow
@@ -163,7 +164,11 @@ def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
     if request.method == "POST":
         try:
             validate_csrf(request.form.get("csrf_token"))
-        except ValidationError:
+        except ValidationError as exc:
+            # Only this site's own page gets its answers back with a fresh token; a post from elsewhere is refused.
+            source = request.headers.get("Origin") or request.headers.get("Referer") or ""
+            if urlsplit(source).netloc != request.host:
+                raise CSRFError(str(exc)) from None
             expired = True
             error = "页面停留太久已过期，您的答案都已保留，请再点一次「提交」"
     if request.method == "POST" and not expired:

@@ -116,7 +116,7 @@ def event_detail(event_id: int):  # type: ignore[no-untyped-def]
     session_id = to_int(request.args.get("session"), event.sessions[0].id if event.sessions else 0)
     current = next((s for s in event.sessions if s.id == session_id), None)
     now = utcnow()
-    held = min((s.starts_at for s in event.sessions), default=event.registration_opens_at)
+    held = min((s.starts_at for s in event.sessions if s.cancelled_at is None), default=event.registration_opens_at)
     year = held.astimezone(LOCAL_TZ).year  # the event's year, not this one: next July's open day has figures now
     numbers = next((e for e in events.year_numbers(year, now)["per_event"] if e["id"] == event.id), None)
     return render_template(
@@ -153,7 +153,7 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
     except ServiceError as exc:
         flash(str(exc), "error")
         # What was typed comes back in the form after the redirect, not an empty form to fill again.
-        flask_session["session_form"] = {"for": session_id} | {k: form.get(k, "") for k in SESSION_FIELDS}
+        flask_session["session_form"] = {"for": session_id} | {k: form.get(k, "")[:512] for k in SESSION_FIELDS}
         back = {"session": session_id} if session_id else {}
         return redirect(url_for("console.event_detail", event_id=event.id, **back))
     if revision is not None and session.revision != revision:

@@ -33,8 +33,12 @@ def staff_list():  # type: ignore[no-untyped-def]
 @require_roles(Role.ADMIN)
 def staff_unlock(staff_id: int):  # type: ignore[no-untyped-def]
     person = db.session.get(Staff, staff_id) or abort(404)
-    staff_service.unlock(person)
-    flash(f"已解除 {person.name} 的登录锁定", "success")
+    try:
+        staff_service.unlock(person)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"已解除 {person.name} 的登录锁定", "success")
     return redirect(url_for("console.staff_list"))
 
 

@@ -195,8 +195,9 @@ def attach_chat_text(openid: str, text: str) -> str | None:
     for item in found[1]:
         item.caption = _clean(f"{item.caption} {caption}" if item.caption else caption, CAPTION_MAX)
     db.session.commit()
-    # The whole caption as it now reads: every text of the burst adds to it, and the officer should see that.
-    return f"已为 {len(found[1])} 张照片添加说明，现为：「{found[1][-1].caption}」。如需修改，请在后台素材库中编辑。"
+    # Every text of the burst adds to the captions: the officer should know, and where to change them.
+    added = f"已为 {len(found[1])} 张照片添加说明：「{caption}」。"
+    return added + "5 分钟内再发的文字会接在后面；如需修改，请在后台素材库中编辑。"
 
 
 def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str | None) -> str | None:

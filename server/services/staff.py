@@ -73,7 +73,10 @@ def locked(usernames: list[str]) -> set[str]:
 
 def unlock(staff: Staff) -> None:
     """An admin lifts the lock-out of an account (its owner called: they have remembered the password)."""
-    get_redis().delete(f"login:fail:user:{staff.username}")
+    try:
+        get_redis().delete(f"login:fail:user:{staff.username}")
+    except Exception:
+        raise ServiceError("暂时无法解锁（缓存服务不可用），请稍后再试") from None
     audit.record("staff.unlock", target=staff)
     db.session.commit()
 

@@ -759,9 +759,10 @@ def receive_chat_image(openid: str, media_id: str, at: datetime) -> str:
 
 def attach_chat_location(openid: str, latitude: float, longitude: float, label: str | None, at: datetime) -> str | None:
     """A location sent while a tip is being assembled in chat; None when none is (other features answer then)."""
-    draft = _draft_from_cache(openid)
+    lapsed: list[TipDraft] = []
+    draft = _draft_from_cache(openid, lapsed)
     if draft is None:
-        return None
+        return _lapsed_notice(lapsed[0]) if lapsed else None
     try:  # wechatpy hands over the XML's text
         lat, lng = float(latitude), float(longitude)
     except (TypeError, ValueError):

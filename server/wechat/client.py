@@ -40,7 +40,7 @@ MEDIA_TYPES = ("image/", "audio/", "video/", "application/octet-stream")  # what
 TICKET_KEY = "jsapi_ticket_shared"  # not wechatpy's own key: its get_jsapi_ticket caches without a lock
 
 
-_SECRET_PARAMS = re.compile(r"((?:access_token|secret|code|ticket)=)[^&\s'\"]+")
+_SECRET_PARAMS = re.compile(r"(?<![A-Za-z_])((?:access_token|secret|code|ticket)=)[^&\s'\"]+")  # not errcode=
 
 
 def redact(text: str) -> str:

@@ -197,7 +197,7 @@
     xhr.open("POST", form.action);
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.onprogress = function (ev) {
-      if (!ev.lengthComputable) return;
+      if (!ev.lengthComputable) { watch(60000); return; }  // moving, though its size is unknown
       watch(ev.loaded < ev.total ? 60000 : 120000);
       progress.hidden = false;
       progress.max = ev.total;

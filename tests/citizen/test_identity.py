@@ -64,3 +64,11 @@ def test_a_snapshot_identity_is_asked_again_after_a_minute(client, citizen_login
     citizen_login("o-real")
     with client.session_transaction() as session:
         assert session["openid"] == "o-real" and session["snapshot"] is False
+
+
+def test_a_pages_background_request_keeps_the_snapshot_identity(client, citizen_login):
+    citizen_login("o-virtual", snapshot=True)
+    with client.session_transaction() as session:
+        session["snapshot_at"] -= 61
+    res = client.get("/m/", headers={"Accept": "application/json", "X-Requested-With": "fetch"})
+    assert res.status_code == 200  # no login redirect a fetch could not follow; the state of a pending login kept

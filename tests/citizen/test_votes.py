@@ -278,10 +278,21 @@ def test_an_expired_survey_page_keeps_the_answers(client, citizen_login, db_sess
     choice, text = survey.questions
     citizen_login("o-slow", path=f"/m/survey/{survey.id}")
     data = {"csrf_token": "expired", f"q{choice.id}": "0", f"q{text.id}": "路灯坏了"}
-    res = client.post(f"/m/survey/{survey.id}", data=data)
+    res = client.post(
+        f"/m/survey/{survey.id}", data=data, headers={"Referer": f"http://localhost/m/survey/{survey.id}"}
+    )
     page = res.get_data(as_text=True)
     assert res.status_code == 400 and "页面停留太久已过期，您的答案都已保留" in page
     assert f'name="q{choice.id}" value="0" checked' in page and "路灯坏了" in page
     assert db_session.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 0
     data["csrf_token"] = csrf(page)  # the page comes back with a fresh token: the next tap goes through
     assert "提交成功" in client.post(f"/m/survey/{survey.id}", data=data).get_data(as_text=True)
+
+
+def test_a_cross_site_post_to_the_survey_is_refused_not_given_a_fresh_token(client, citizen_login, db_session):
+    survey = _survey_with_text_question()
+    choice, _ = survey.questions
+    citizen_login("o-target", path=f"/m/survey/{survey.id}")
+    data = {"csrf_token": "expired", f"q{choice.id}": "0"}
+    res = client.post(f"/m/survey/{survey.id}", data=data, headers={"Origin": "https://evil.example"})
+    assert res.status_code == 400 and 'name="csrf_token"' not in res.get_data(as_text=True)

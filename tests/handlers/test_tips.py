@@ -233,3 +233,11 @@ def test_a_text_after_the_draft_lapsed_is_told_so_once(wechat, media, db_session
 def test_cancel_or_bind_without_anything_open_is_answered_for_what_it_is(wechat, db_session):
     assert wechat.text(CITIZEN, "取消")["Content"] == tips.NOTHING_TO_CANCEL
     assert "绑定码为 8 位字母和数字" in wechat.text(CITIZEN, "绑定")["Content"]
+
+
+def test_a_location_after_the_draft_lapsed_is_told_so_too(wechat, media, db_session):
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    draft = db.session.scalars(sa.select(TipDraft)).one()
+    draft.expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    assert "没有补全" in send_location(wechat, CITIZEN)
