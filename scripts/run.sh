@@ -19,7 +19,9 @@ cat <<MSG
     .venv/bin/flask --app wsgi wechat send 你好 --url http://127.0.0.1:$PORT/wechat
     .venv/bin/flask --app wsgi wechat send --aes --event subscribe --key qrscene_open_day --url http://127.0.0.1:$PORT/wechat
     .venv/bin/flask --app wsgi wechat send --event CLICK --key CONTACT --url http://127.0.0.1:$PORT/wechat
-    .venv/bin/flask --app wsgi wechat send --image photo.jpg --url http://127.0.0.1:$PORT/wechat
+    .venv/bin/flask --app wsgi wechat send --location 31.2304,121.4737 --url http://127.0.0.1:$PORT/wechat
+    .venv/bin/flask --app wsgi wechat send --image /path/to/photo.jpg --url http://127.0.0.1:$PORT/wechat
+  What the emulated WeChat was asked to send (template messages, menu): http://127.0.0.1:$PORT/wechat-emulator/_emulator/state
   Signing requests yourself: Token, AppID and EncodingAESKey are the demo defaults in server/config.py
   (WECHAT_TOKEN=demotoken, WECHAT_APPID=wxd000000000000000, DEMO_AES_KEY), or what WECHAT_* say.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import click
@@ -107,8 +107,10 @@ def seed_demo() -> None:
         )
     db.session.commit()
     _seed_demo_staff()
+    _seed_demo_activities()
     click.echo(
-        f"demo data seeded: 6 reply rules, menu draft, welcome message, 12 followers, staff (password {DEMO_PASSWORD})"
+        "demo data seeded: 6 reply rules, menu draft, welcome message, 12 followers, 3 contact points, the open day"
+        f" and a livestream, staff (password {DEMO_PASSWORD})"
     )
 
 
@@ -137,14 +139,65 @@ def _seed_demo_staff() -> None:
             username=username, name=name, role=role, unit_id=unit_id, password=DEMO_PASSWORD
         )
         made[username].must_change_password = False  # demo accounts: straight in
-    staff_service.save_unit(
-        name=pudong.name,
-        kind="district",
-        parent_id=None,
-        sort=1,
-        post_a_id=made["liaison"].id,
-        post_b_id=made["liaison.b"].id,
-        unit=pudong,
+    for unit, kind, sort, parent in ((pudong, "district", 1, None), (squad, "squad", 0, pudong.id)):
+        staff_service.save_unit(
+            name=unit.name,
+            kind=kind,
+            parent_id=parent,
+            sort=sort,
+            post_a_id=made["liaison"].id,
+            post_b_id=made["liaison.b"].id,
+            unit=unit,
+        )
+    # Bound to WeChat (as by a binding code): dispatch requests and duty notices reach them in the emulator.
+    made["liaison"].openid, made["liaison.b"].openid = "o-demo-liaison-a", "o-demo-liaison-b"
+    db.session.commit()
+
+
+def _seed_demo_activities() -> None:
+    """What the menu and the keyword replies speak of: contact points, the 7·15 open day and a livestream."""
+    from server.services import contacts, events
+
+    for name, address, lat, lng in (
+        ("人民广场城管执法社区工作室", "黄浦区人民大道 200 号", 31.2304, 121.4737),
+        ("陆家嘴城管执法社区联络点", "浦东新区陆家嘴环路 1000 号", 31.2397, 121.4998),
+        ("南京东路城管执法社区联络点", "黄浦区南京东路 300 号", 31.2365, 121.4835),
+    ):
+        contacts.save_point(name=name, address=address, latitude=lat, longitude=lng, hours="工作日 9:00–17:00")
+    now = datetime.now(UTC)
+    day = date(now.year if (now.month, now.day) < (7, 15) else now.year + 1, 7, 15)
+    at = datetime.combine(day, time(1, 30), UTC)  # 09:30 Beijing
+    open_day = events.save_event(
+        title="7·15 公众开放日",
+        kind="offline",
+        description="走进城管执法局：参观指挥中心、体验执法装备、与执法队员面对面。",
+        registration_opens_at=now - timedelta(hours=1),
+        registration_closes_at=at - timedelta(days=1),
+        max_companions=2,
+        required_fields=("name", "phone"),
+        published=True,
+    )
+    for hours in (0, 4):
+        events.save_session(
+            open_day,
+            starts_at=at + timedelta(hours=hours),
+            ends_at=at + timedelta(hours=hours + 2),
+            quota=60,
+            venue="市城管执法局指挥中心",
+        )
+    live = events.save_event(
+        title="局长接热线 · 直播",
+        kind="livestream",
+        registration_opens_at=now - timedelta(hours=1),
+        registration_closes_at=now + timedelta(days=6, hours=23),
+        published=True,
+    )
+    events.save_session(
+        live,
+        starts_at=now + timedelta(days=7),
+        ends_at=now + timedelta(days=7, hours=1),
+        quota=5000,
+        stream_url="https://live.example.gov.cn/hotline",
     )
 
 

@@ -48,3 +48,8 @@ def init_logging(app: Flask) -> None:
     def name_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = _request_id.get()
         return response
+
+    @app.teardown_request
+    def forget_request(exc: BaseException | None) -> None:
+        # A thread that also serves requests in-process (the demo's jobs post to /wechat) logs its own lines after.
+        _request_id.set("-")

@@ -34,8 +34,11 @@ def test_seed_demo_then_simulated_conversation(app, db_session):
     assert follower.source_scene == "poster"
 
     result = runner.invoke(args=["wechat", "send", "--location", "31.2304,121.4737", "--from", "o-newcomer"])
-    assert result.exit_code == 0 and "←" in result.output
-    assert db_session.scalar(sa.select(sa.func.count()).select_from(InboundMessage)) == 3
+    assert result.exit_code == 0 and "离您最近的城管执法社区联络点" in result.output  # the seeded points
+    assert "人民广场城管执法社区工作室" in result.output
+    result = runner.invoke(args=["wechat", "send", "--event", "CLICK", "--key", "EVENTS_LIST", "--from", "o-newcomer"])
+    assert "7·15 公众开放日" in result.output  # the menu's 活动报名 lists the seeded open day
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(InboundMessage)) == 4
 
 
 def test_simulated_senders_become_followers_of_the_demo_emulator_only(app, db_session, emulator, monkeypatch):

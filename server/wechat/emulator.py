@@ -1967,7 +1967,7 @@ PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <style>body{{font-family:sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem;color:#222}}
 button,input,select{{font-size:1rem;padding:.5rem;margin:.25rem 0;width:100%;box-sizing:border-box}}
 .primary{{background:#07c160;color:#fff;border:0;border-radius:4px}}.note{{color:#888;font-size:.85rem}}</style>
-</head><body>{body}<p class="note">本页由本地微信接口模拟器生成，并非真实的微信授权页。</p></body></html>"""
+</head><body>{body}<p class="note">本页由本地微信接口模拟器生成，并非真实的微信页面。</p></body></html>"""
 
 
 def _page_html(title: str, body: str, status: int = 200) -> Response:
