@@ -27,6 +27,15 @@ def answer_text(message: TextMessage) -> Reply:
     if flows.photo_burst and (reply := materials.attach_chat_text(message.source, message.content)) is not None:
         return reply
     if flows.tip_draft:
+        # A word too short to be a description that a keyword answers (开放日, 随手拍): the keyword's reply; the
+        # draft stays open for the description still to come.
+        text = (message.content or "").strip()
+        if (
+            len(text) < tips.DESCRIPTION_MIN
+            and text not in tips.CHAT_COMMANDS
+            and (spec := replies.match_keyword(text))
+        ):
+            return _spec_reply(spec)
         if (reply := tips.reply_to_chat_text(message.source, message.content, _at(message))) is not None:
             return reply
     if (message.content or "").strip() in tips.CANCEL_WORDS:  # no draft open (it would have answered above)

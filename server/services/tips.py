@@ -77,6 +77,8 @@ TRACKING_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read alo
 TRACKING_LENGTH = 8  # 31^8 ≈ 8.5e11: numbers cannot be guessed to peek at other people's tips
 CHAT_WINDOW = timedelta(minutes=10)
 CANCEL_WORDS = ("取消", "取消举报")
+SUBMIT_WORDS = ("提交", "提交举报")
+CHAT_COMMANDS = CANCEL_WORDS + SUBMIT_WORDS  # words the chat flow itself answers
 NOTHING_TO_CANCEL = "当前没有正在填写的随手拍举报，无需取消。发送现场照片即可开始举报。"
 EXPIRY_TOLD_WITHIN = timedelta(hours=1)  # a text this soon after a draft lapsed is told so, once
 DRAFT_KEY = "tips:draft:{}"
@@ -792,7 +794,7 @@ def reply_to_chat_text(openid: str, text: str, at: datetime) -> str | None:
         db.session.commit()
         get_redis().delete(DRAFT_KEY.format(openid))
         return "已取消本次随手拍举报，照片不会提交。"
-    if text in ("提交", "提交举报"):
+    if text in SUBMIT_WORDS:
         if not _live_photos(draft) or draft.latitude is None:
             _touch(draft)
             return _progress(draft, "至少需要一张照片和位置才能提交。")

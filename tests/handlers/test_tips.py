@@ -241,3 +241,13 @@ def test_a_location_after_the_draft_lapsed_is_told_so_too(wechat, media, db_sess
     draft.expires_at = utcnow() - timedelta(minutes=1)
     db.session.commit()
     assert "没有补全" in send_location(wechat, CITIZEN)
+
+
+def test_a_keyword_sent_while_a_tip_is_being_assembled_is_answered_and_the_draft_stays(wechat, media, db_session):
+    factories.rule("开放日", "开放日每月第一个周六。")
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    send_location(wechat, CITIZEN)
+    assert wechat.text(CITIZEN, "开放日")["Content"] == "开放日每月第一个周六。"  # not 「文字说明请至少 5 个字」
+    assert "文字说明请至少" in wechat.text(CITIZEN, "好的")["Content"]  # a short word no keyword answers
+    reply = wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")["Content"]
+    assert reply.startswith("线索已提交") and len(_tips()) == 1
