@@ -21,7 +21,8 @@ def follower_counts() -> dict[str, int]:
     row = db.session.execute(
         sa.select(
             sa.func.count().filter(Follower.subscribed),
-            sa.func.count().filter(Follower.subscribed_at >= week_start, Follower.subscribed),
+            # first follows, as the home chart counts them: the card is the sum of its last 7 bars
+            sa.func.count().filter(Follower.first_subscribed_at >= week_start),
             sa.func.count().filter(Follower.unsubscribed_at >= week_start),
         )
     ).one()
