@@ -5,6 +5,7 @@ from models.alert import *  # noqa: E402,F403
 from models.article import *  # noqa: E402,F403
 from models.audit import AuditKind, AuditLog
 from models.base import utcnow
+from models.channel import *  # noqa: E402,F403
 from models.contact import *  # noqa: E402,F403
 from models.event import *  # noqa: E402,F403
 from models.follower import Follower

@@ -16,6 +16,7 @@ class MatchType(enum.StrEnum):
     CONTAINS = "contains"
     REGEX = "regex"
     CLICK = "click"  # a menu CLICK event; pattern holds the button's key
+    SCENE = "scene"  # a channel QR's scene (SCAN, scan-to-subscribe); managed on the channel's page
 
 
 class ReplyType(enum.StrEnum):

@@ -42,4 +42,12 @@ class InboundMessage(db.Model):
         sa.Index("ix_inbound_message_type_received", "msg_type", "event", "received_at"),
         # A follower's messages by time: their latest activity is read from the index alone (follower lists, export).
         sa.Index("ix_inbound_message_openid_received", "openid", "received_at"),
+        # Scans per channel QR scene (SCAN: the scene; scan-to-subscribe: qrscene_<scene>), partial: other rows skip it
+        sa.Index(
+            "ix_inbound_message_scene",
+            "event_key",
+            "received_at",
+            postgresql_where=sa.text("event IN ('scan', 'subscribe')"),
+            sqlite_where=sa.text("event IN ('scan', 'subscribe')"),
+        ),
     )

@@ -13,14 +13,17 @@ from server.console.access import require_roles
 from server.extensions import db
 from server.services import ServiceError, replies
 
-MATCH_LABELS = {"exact": "精确", "contains": "包含", "regex": "正则", "click": "菜单点击"}
+MATCH_LABELS = {"exact": "精确", "contains": "包含", "regex": "正则", "click": "菜单点击", "scene": "渠道二维码"}
 REPLY_LABELS = {"text": "文本", "image": "图片", "news": "图文"}
 ARTICLE_FIELDS = ("title", "description", "image", "url")
 MAX_ARTICLES = 8  # WeChat's limit for a news reply
 
 
 def _rule_or_404(rule_id: int) -> ReplyRule:
-    return db.session.get(ReplyRule, rule_id) or abort(404)
+    rule = db.session.get(ReplyRule, rule_id)
+    if rule is None or rule.match_type is MatchType.SCENE:  # a channel's reply: edited on the channel's page
+        abort(404)
+    return rule
 
 
 def _page(**context: Any) -> str:
@@ -137,7 +140,7 @@ def reply_edit(rule_id: int | None):  # type: ignore[no-untyped-def]
         values=values,
         article_rows=article_rows,
         error=error,
-        match_types=list(MatchType),
+        match_types=[m for m in MatchType if m is not MatchType.SCENE],
         reply_types=list(ReplyType),
         match_labels=MATCH_LABELS,
         reply_labels=REPLY_LABELS,

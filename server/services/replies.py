@@ -1,4 +1,4 @@
-"""Auto-replies: keyword rules, menu-click replies, the welcome message and the default reply."""
+"""Auto-replies: keyword rules, menu-click and channel-scene replies, the welcome message and the default reply."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import re2
@@ -25,6 +25,7 @@ WELCOME_KEY, DEFAULT_KEY = "welcome_message", "default_reply"
 DEFAULT_WELCOME = "欢迎关注！发送照片和位置即可举报违法线索，点击菜单了解更多。"
 MAX_TEXT = 2048  # WeChat's own limit for a text message
 MAX_PRIORITY = 9999
+SCENE_ELSEWHERE = "渠道二维码的回复请在「渠道二维码」页面设置"
 RULE_FIELDS = (
     "name",
     "match_type",
@@ -91,6 +92,7 @@ class _RuleCache:
         self._version: bytes | None = None
         self._keywords: list[_Compiled] = []
         self._clicks: dict[str, ReplySpec] = {}
+        self._scenes: dict[str, ReplySpec] = {}
         self._settings: dict[str, Any] = {}
         self._loaded = False
 
@@ -98,10 +100,10 @@ class _RuleCache:
         with self._lock:
             self._loaded = False
 
-    def get(self) -> tuple[list[_Compiled], dict[str, ReplySpec], dict[str, Any]]:
+    def get(self) -> tuple[list[_Compiled], dict[str, ReplySpec], dict[str, Any], dict[str, ReplySpec]]:
         now = time.monotonic()
         if self._loaded and now - self._checked < CACHE_SECONDS:
-            return self._keywords, self._clicks, self._settings
+            return self._keywords, self._clicks, self._settings, self._scenes
         with self._lock:
             version = _read_version()
             if not self._loaded or version != self._version:
@@ -109,17 +111,19 @@ class _RuleCache:
                 self._version = version
                 self._loaded = True
             self._checked = now
-            return self._keywords, self._clicks, self._settings
+            return self._keywords, self._clicks, self._settings, self._scenes
 
     def _load(self) -> None:
         rules = db.session.scalars(
             sa.select(ReplyRule).where(ReplyRule.enabled).order_by(ReplyRule.priority.desc(), ReplyRule.id)
         ).all()
-        keywords, clicks = [], {}
+        keywords, clicks, scenes = [], {}, {}
         for rule in rules:
             spec = spec_for(rule)
             if rule.match_type is MatchType.CLICK:
                 clicks.setdefault(rule.pattern, spec)
+            elif rule.match_type is MatchType.SCENE:
+                scenes.setdefault(rule.pattern, spec)
             elif rule.match_type is not MatchType.REGEX:
                 keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec))
             else:
@@ -128,7 +132,7 @@ class _RuleCache:
                 except re2.error:  # saved before RE2 checked patterns: skipped, not fatal to every other rule
                     log.warning("reply rule %s: pattern not supported by RE2, skipped", rule.id)
         settings = {s.key: s.value for s in db.session.scalars(sa.select(SiteSetting))}
-        self._keywords, self._clicks, self._settings = keywords, clicks, settings
+        self._keywords, self._clicks, self._settings, self._scenes = keywords, clicks, settings, scenes
 
 
 _cache = _RuleCache()
@@ -165,7 +169,7 @@ def match_keyword(text: str) -> ReplySpec | None:
     text = (text or "").strip()[:MAX_TEXT]
     if not text:
         return None
-    keywords, _, _ = _cache.get()
+    keywords = _cache.get()[0]
     for rule in keywords:
         if rule.matches(text):
             return rule.spec
@@ -174,6 +178,24 @@ def match_keyword(text: str) -> ReplySpec | None:
 
 def click_reply(key: str) -> ReplySpec | None:
     return _cache.get()[1].get(key)
+
+
+def scene_reply(scene: str) -> ReplySpec | None:
+    """A channel QR's own reply (SCAN of a known scene); None: no reply configured."""
+    return _cache.get()[3].get(scene)
+
+
+def welcome_for_scene(scene: str) -> ReplySpec | None:
+    """The answer to a scan-to-subscribe. A passive reply carries one message: when both are text, the welcome then
+    the channel's text; the channel's image or news alone (it is what the poster promised); else the welcome."""
+    welcome, spec = welcome_message(), scene_reply(scene)
+    if spec is None:
+        return ReplySpec(ReplyType.TEXT, text=welcome) if welcome else None
+    if spec.reply_type is ReplyType.TEXT and welcome:
+        combined = f"{welcome}\n\n{spec.text or ''}"
+        if len(combined.encode()) <= MAX_TEXT:
+            return replace(spec, text=combined)
+    return spec  # together beyond WeChat's 2048 bytes: the channel's text is the more specific
 
 
 def _text_setting(key: str, fallback: str) -> str:
@@ -256,12 +278,48 @@ def save_rule(
     enabled: bool = True,
     rule: ReplyRule | None = None,
 ) -> ReplyRule:
-    """Create or update a rule, audited with before/after; every process answers with it within CACHE_SECONDS."""
+    """Create or update a rule, audited with before/after; every process answers with it within CACHE_SECONDS.
+
+    Not a channel's scene rule: that one lives and dies with its channel (server.services.channels)."""
+    if match_type == MatchType.SCENE or (rule is not None and rule.match_type is MatchType.SCENE):
+        raise ServiceError(SCENE_ELSEWHERE)
+    rule = stage_rule(
+        name=name,
+        match_type=match_type,
+        pattern=pattern,
+        reply_type=reply_type,
+        reply_text=reply_text,
+        media_id=media_id,
+        articles=articles,
+        priority=priority,
+        enabled=enabled,
+        rule=rule,
+    )
+    db.session.commit()
+    rules_changed()
+    return rule
+
+
+def stage_rule(
+    *,
+    name: str,
+    match_type: str,
+    pattern: str,
+    reply_type: str = "text",
+    reply_text: str | None = None,
+    media_id: str | None = None,
+    articles: list[dict[str, Any]] | None = None,
+    priority: int = 0,
+    enabled: bool = True,
+    rule: ReplyRule | None = None,
+) -> ReplyRule:
+    """save_rule's checks and change with its audit entry, left for the caller to commit (then `rules_changed`)."""
     validate_rule(match_type, pattern, reply_type, reply_text, media_id, articles)
     if not 0 <= priority <= MAX_PRIORITY:
         raise ServiceError(f"优先级须为 0 到 {MAX_PRIORITY} 之间的整数")
     creating = rule is None
-    if creating and _find_same_rule(match_type, pattern, reply_type, reply_text, media_id, articles):
+    same = creating and match_type != MatchType.SCENE  # a scene has one rule, its channel's: no copy to look for
+    if same and _find_same_rule(match_type, pattern, reply_type, reply_text, media_id, articles):
         raise ServiceError("已有一条完全相同的规则（可能是重复提交），请在列表中查看")
     before = None if creating else audit.snapshot(rule, RULE_FIELDS)
     rule = rule or ReplyRule()
@@ -276,8 +334,6 @@ def save_rule(
         before=before,
         after=audit.snapshot(rule, RULE_FIELDS),
     )
-    db.session.commit()
-    rules_changed()
     return rule
 
 
@@ -302,10 +358,12 @@ def _find_same_rule(
 
 
 def list_rules() -> list[ReplyRule]:
-    """Menu clicks first, then keywords in the order they are tried."""
+    """Menu clicks first, then keywords in the order they are tried (channels' scene rules are on their page)."""
     return list(
         db.session.scalars(
-            sa.select(ReplyRule).order_by(
+            sa.select(ReplyRule)
+            .where(ReplyRule.match_type != MatchType.SCENE)
+            .order_by(
                 (ReplyRule.match_type == MatchType.CLICK).desc(),
                 ReplyRule.enabled.desc(),
                 ReplyRule.priority.desc(),
@@ -332,10 +390,14 @@ def set_rule_enabled(rule: ReplyRule, enabled: bool) -> ReplyRule:
 
 
 def delete_rule(rule: ReplyRule) -> None:
-    audit.record("rule.delete", target=rule, before=audit.snapshot(rule, RULE_FIELDS))
-    db.session.delete(rule)
+    stage_delete_rule(rule)
     db.session.commit()
     rules_changed()
+
+
+def stage_delete_rule(rule: ReplyRule) -> None:
+    audit.record("rule.delete", target=rule, before=audit.snapshot(rule, RULE_FIELDS))
+    db.session.delete(rule)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ Test hooks, no token needed, JSON in and out:
        advance {seconds}, media (multipart media_id + media, or {media_id, content_base64}), oauth {auto_openid},
        templates {templates: [{template_id, ...}]}, publish-outcome {publish_status, fail_idx, times},
        finish-publish {publish_id, publish_status}, clear-calls,
+       qr-limit {permanent}: how many permanent QR codes the account may make (WeChat: 100000; 45029 beyond),
        delay {path, seconds, times}: the next `times` calls to `path` do their work, then answer `seconds` late
        (a slow WeChat; a client that dies waiting never learns the answer). The call record notes the delay and
        the client's port, so a test can tell which process is waiting.
@@ -50,6 +51,7 @@ OAUTH_REFRESH_TTL = 30 * 86400
 TEMP_MEDIA_TTL = 3 * 86400
 QR_DEFAULT_EXPIRE = 60
 QR_MAX_EXPIRE = 2592000
+QR_PERMANENT_LIMIT = 100000  # permanent codes per account, scene_id and scene_str together; 45029 beyond
 DATACUBE_EPOCH = date(2014, 12, 1)  # WeChat keeps no statistics before this day
 ARTICLE_DATA_EPOCH = date(2025, 11, 1)  # ...and the newer article endpoints nothing before this one
 STABLE_FORCE_KEY = "cgi-bin/stable_token#force_refresh"
@@ -111,6 +113,7 @@ ERRMSG: dict[int, str] = {
     45005: "url size out of limit",
     45008: "article size out of limit",
     45009: "reach max api daily quota limit",
+    45029: "qrcode count out of limit",
     45056: "too many tags",
     45058: "can't modify sys tag",
     45059: "too many tag now, no need to add new",
@@ -572,6 +575,7 @@ class EmulatorState:
         self.tags: dict[int, str] = dict(SYSTEM_TAGS)
         self.next_tag_id = 100
         self.qrcodes: dict[str, dict[str, Any]] = {}
+        self.permanent_qr_limit = QR_PERMANENT_LIMIT
         self.templates: dict[str, dict[str, Any]] = {}
         self.templates_sent: list[dict[str, Any]] = []
         self.next_msgid = 1000000001
@@ -1319,6 +1323,8 @@ def _qrcode_create(st: EmulatorState) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
             raise WxError(40053, hint=f"scene_id must be 1-{top}")
         stored = {"scene_id": value}
+    if permanent and sum("expire_at" not in r for r in st.qrcodes.values()) >= st.permanent_qr_limit:
+        raise WxError(45029)
     ticket, url = _ticket(), "http://weixin.qq.com/q/02" + _new_id(16)
     record = {"ticket": ticket, "url": url, "action_name": action, "scene": stored, "created_at": int(st.now())}
     answer: dict[str, Any] = {"ticket": ticket}
@@ -2217,6 +2223,8 @@ def _hook(st: EmulatorState, name: str) -> Response:
         st._set_delay(str(body["path"]), float(body["seconds"]), int(body.get("times", 1)))
     elif name == "clear-calls":
         st.calls.clear()
+    elif name == "qr-limit":
+        st.permanent_qr_limit = int(body["permanent"])
     else:
         return _json({"error": f"unknown hook POST {name}"}, 404)
     return _json({"ok": True})

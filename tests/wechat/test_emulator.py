@@ -339,6 +339,34 @@ def test_qrcode_create_and_showqrcode_png(wx: Wx) -> None:
     assert wx.http.get("/cgi-bin/showqrcode", query_string={"ticket": permanent["ticket"]}).status_code == 200
 
 
+def test_permanent_string_scene_codes_as_channel_qrs_make_them(wx: Wx) -> None:
+    def create(body: dict[str, Any]) -> dict[str, Any]:
+        return wx.post("cgi-bin/qrcode/create", body)
+
+    scene = {"scene": {"scene_str": "open_day-2026_poster"}}
+    code = create({"action_name": "QR_LIMIT_STR_SCENE", "action_info": scene})
+    assert set(code) == {"ticket", "url"} and code["url"].startswith("http://weixin.qq.com/q/")  # no expiry
+    assert wx.state.snapshot()["qrcodes"][-1]["scene"] == {"scene_str": "open_day-2026_poster"}
+    assert (
+        _errcode(create({"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": "x" * 64}}})) == 0
+    )
+    refused = [
+        {"action_name": "QR_LIMIT_STRING_SCENE", "action_info": scene},  # no such action
+        {"action_info": scene},  # no action at all
+        {"action_name": "QR_LIMIT_STR_SCENE"},  # no scene
+        {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {}}},
+        {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_id": 7}}},  # an id for a string scene
+        {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": ""}}},
+        {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": "x" * 65}}},
+    ]
+    assert [_errcode(create(body)) for body in refused] == [40053] * len(refused)
+
+    wx.hook("qr-limit", {"permanent": 2})  # an account's permanent codes are counted (WeChat allows 100000)
+    assert _errcode(create({"action_name": "QR_LIMIT_STR_SCENE", "action_info": scene})) == 45029
+    temporary = {"action_name": "QR_STR_SCENE", "expire_seconds": 60, "action_info": scene}
+    assert _errcode(create(temporary)) == 0  # temporary codes do not count
+
+
 # -- template messages ----------------------------------------------------------------------------------------
 
 
