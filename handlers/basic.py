@@ -52,7 +52,7 @@ def welcome(message: SubscribeEvent) -> Reply:
 @router.on("event", "subscribe_scan")
 def welcome_from_scene(message: SubscribeScanEvent) -> Reply:
     followers.subscribe(message.source, _at(message), scene=message.scene_id)
-    return replies.welcome_message()
+    return _spec_reply(replies.welcome_for_scene(message.scene_id or ""))  # with the channel QR's own reply
 
 
 @router.on("event", "unsubscribe")
@@ -64,7 +64,7 @@ def farewell(message: UnsubscribeEvent) -> Reply:
 @router.on("event", "scan")
 def scanned(message: ScanEvent) -> Reply:
     followers.scan(message.source, message.scene_id or "")  # a SCAN without a scene is still a scan
-    return None
+    return _spec_reply(replies.scene_reply(message.scene_id or ""))  # a channel QR's reply; none: no reply
 
 
 @router.on("event", "click", inline=True)
