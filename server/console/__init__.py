@@ -53,6 +53,7 @@ from server.console import (  # noqa: E402,F401  (views register on bp)
     audit_log,
     auth,
     binding,
+    channels,
     contacts,
     events,
     followers,

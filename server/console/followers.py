@@ -18,7 +18,7 @@ from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.inputs import to_int
 from server.redirects import local_path
-from server.services import ServiceError
+from server.services import ServiceError, channels
 from server.services import followers as follower_service
 
 MANAGERS = (Role.ADMIN, Role.EDITOR)  # set remarks; take the whole list away as a file (openids of every follower)
@@ -42,6 +42,7 @@ def follower_list():  # type: ignore[no-untyped-def]
         errors=errors,
         result=result,
         scenes=follower_service.source_scenes(),
+        scene_names=channels.scene_names(),  # a channel QR's scene shows as the channel's name
         scene_none=follower_service.SCENE_NONE,
         new_chart=bar_chart([(d.strftime("%m-%d"), n) for d, n, _ in daily], title="近 30 天每日新关注"),
         left_chart=bar_chart([(d.strftime("%m-%d"), n) for d, _, n in daily], title="近 30 天每日取消关注"),
@@ -74,6 +75,7 @@ def _detail(follower: Follower, *, error: str | None = None, remark: str | None 
         "console/follower_detail.html",
         follower=follower,
         last_active=follower_service.last_active(follower.openid),
+        scene_names=channels.scene_names(),
         error=error,
         remark=follower.remark or "" if remark is None else remark,
         can_edit=current_user.role in MANAGERS,
