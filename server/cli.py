@@ -107,10 +107,11 @@ def seed_demo() -> None:
         )
     db.session.commit()
     _seed_demo_staff()
-    _seed_demo_activities()
+    open_day_id = _seed_demo_activities()
+    _seed_demo_channel(open_day_id)
     click.echo(
         "demo data seeded: 6 reply rules, menu draft, welcome message, 12 followers, 3 contact points, the open day"
-        f" and a livestream, staff (password {DEMO_PASSWORD})"
+        f" and a livestream, a channel QR (scene open_day), staff (password {DEMO_PASSWORD})"
     )
 
 
@@ -154,8 +155,9 @@ def _seed_demo_staff() -> None:
     db.session.commit()
 
 
-def _seed_demo_activities() -> None:
-    """What the menu and the keyword replies speak of: contact points, the 7·15 open day and a livestream."""
+def _seed_demo_activities() -> int:
+    """What the menu and the keyword replies speak of: contact points, the 7·15 open day and a livestream.
+    Returns the open day's id."""
     from server.services import contacts, events
 
     for name, address, lat, lng in (
@@ -198,6 +200,27 @@ def _seed_demo_activities() -> None:
         ends_at=now + timedelta(days=7, hours=1),
         quota=5000,
         stream_url="https://live.example.gov.cn/hotline",
+    )
+    return open_day.id
+
+
+def _seed_demo_channel(open_day_id: int) -> None:
+    """The open-day poster's channel QR (the scene some demo followers came by), answering with the event's page:
+    `flask --app wsgi wechat send --event SCAN --key open_day`. Its QR is generated from the console's page (the
+    demo's WeChat answers only while the server runs)."""
+    from server.services import channels
+
+    base = current_app.config["PUBLIC_BASE_URL"] or "http://127.0.0.1:5000/"
+    page = f"{base.rstrip('/')}/m/events/{open_day_id}"
+    channels.create_channel(
+        name="7·15 开放日海报",
+        scene="open_day",
+        unit_id=None,
+        reply=channels.ReplyInput(
+            "text",
+            text="7·15 公众开放日正在报名：参观指挥中心、体验执法装备、与执法队员面对面。"
+            f'<a href="{page}">点此查看场次并报名</a>',
+        ),
     )
 
 

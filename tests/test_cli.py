@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from models import Follower, InboundMessage, ReplyRule
+from models import Event, Follower, InboundMessage, ReplyRule
 from server.cli import DEMO_PASSWORD
 from server.services import staff as staff_service
 from server.wechat.emulator import create_emulator
@@ -17,7 +17,7 @@ def test_seed_demo_then_simulated_conversation(app, db_session):
     runner = app.test_cli_runner()
     assert "seeded" in runner.invoke(args=["seed-demo"]).output
     assert "already" in runner.invoke(args=["seed-demo"]).output
-    assert db_session.scalar(sa.select(sa.func.count()).select_from(ReplyRule)) == 6
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(ReplyRule)) == 7  # 6 and the channel QR's
     demo_admin = staff_service.authenticate("admin", DEMO_PASSWORD, "127.0.0.1")
     assert demo_admin.role.value == "admin" and not demo_admin.must_change_password
 
@@ -39,6 +39,12 @@ def test_seed_demo_then_simulated_conversation(app, db_session):
     result = runner.invoke(args=["wechat", "send", "--event", "CLICK", "--key", "EVENTS_LIST", "--from", "o-newcomer"])
     assert "7·15 公众开放日" in result.output  # the menu's 活动报名 lists the seeded open day
     assert db_session.scalar(sa.select(sa.func.count()).select_from(InboundMessage)) == 4
+
+    # The open-day poster's channel QR, scanned by a follower: its reply leads to the seeded open day's page.
+    open_day = db_session.scalars(sa.select(Event).filter_by(title="7·15 公众开放日")).one()
+    result = runner.invoke(args=["wechat", "send", "--event", "SCAN", "--key", "open_day", "--from", "o-newcomer"])
+    assert result.exit_code == 0, result.output
+    assert "← 7·15 公众开放日正在报名" in result.output and f"/m/events/{open_day.id}" in result.output
 
 
 def test_simulated_senders_become_followers_of_the_demo_emulator_only(app, db_session, emulator, monkeypatch):
