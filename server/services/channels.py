@@ -20,6 +20,7 @@ import requests
 import sqlalchemy as sa
 from qrcode.constants import ERROR_CORRECT_M
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from wechatpy.exceptions import WeChatClientException
 
 from models import Channel, Follower, InboundMessage, MatchType, ReplyRule, ReplyType, Unit, utcnow
@@ -201,7 +202,13 @@ class ChannelRow:
 
 def list_channels() -> list[ChannelRow]:
     """Every channel, newest first, with its figures: three grouped queries, whatever the number of channels."""
-    channels = list(db.session.scalars(sa.select(Channel).order_by(Channel.created_at.desc(), Channel.id.desc())))
+    channels = list(
+        db.session.scalars(
+            sa.select(Channel)
+            .options(selectinload(Channel.unit), selectinload(Channel.reply_rule))
+            .order_by(Channel.created_at.desc(), Channel.id.desc())
+        )
+    )
     if not channels:
         return []
     scenes = [c.scene for c in channels]
