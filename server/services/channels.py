@@ -226,6 +226,7 @@ def list_channels() -> list[ChannelRow]:
         (InboundMessage.event == "subscribe", sa.func.substr(InboundMessage.event_key, len(SUBSCRIBE_PREFIX) + 1)),
         else_=InboundMessage.event_key,
     ).label("scene")
+    subscribed = [SUBSCRIBE_PREFIX + s for s in scenes]
     counts = {
         row.scene: (int(row.recent), int(row.total))
         for row in db.session.execute(
@@ -236,11 +237,12 @@ def list_channels() -> list[ChannelRow]:
             )
             .where(
                 InboundMessage.event.in_(("scan", "subscribe")),
+                InboundMessage.event_key.in_(scenes + subscribed),  # the index's key; the OR below pairs them
                 sa.or_(
                     sa.and_(InboundMessage.event == "scan", InboundMessage.event_key.in_(scenes)),
                     sa.and_(
                         InboundMessage.event == "subscribe",
-                        InboundMessage.event_key.in_([SUBSCRIBE_PREFIX + s for s in scenes]),
+                        InboundMessage.event_key.in_(subscribed),
                     ),
                 ),
             )
