@@ -120,7 +120,7 @@ def channel_new():  # type: ignore[no-untyped-def]
     try:
         channels.request_qr(channel)
     except ServiceError as exc:  # the channel is kept: the QR is retried from its page
-        flash(f"渠道「{channel.name}」已保存，但二维码暂未生成：{exc}。请稍后在本页点「生成二维码」重试。", "error")
+        flash(f"渠道「{channel.name}」已保存，但二维码暂未生成：{exc}。可稍后在本页点「生成二维码」重试。", "error")
     else:
         flash(f"已创建渠道「{channel.name}」，可下载二维码印制使用。", "success")
     return redirect(url_for("console.channel_edit", channel_id=channel.id))

@@ -144,7 +144,7 @@ def update_channel(channel: Channel, *, name: str, unit_id: int | None, reply: R
 def _qr_error(exc: WeChatClientException) -> str:
     known = {
         45029: "永久二维码数量已达微信上限（10 万个），无法再生成",
-        45009: "今天调用微信接口的次数已用完，请明天再点「生成二维码」",
+        45009: "今天调用微信接口的次数已用完（明天恢复）",
         40053: "微信不接受这个场景值",
     }
     return known.get(exc.errcode, f"微信拒绝生成二维码（错误码 {exc.errcode}）")
