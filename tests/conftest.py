@@ -128,6 +128,16 @@ def redis_client(app):
 
 
 @pytest.fixture
+def redis_down(app, monkeypatch):
+    """Redis stopped (or restarting): a client built as init_redis builds it, on a port that refuses connections."""
+    import redis
+
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=2, socket_connect_timeout=2)
+    monkeypatch.setitem(app.extensions, "redis", dead)
+    return dead
+
+
+@pytest.fixture
 def db_session(app, redis_client, monkeypatch):
     """One transaction per test, rolled back afterwards; the code under test may commit and roll back."""
     with app.app_context():

@@ -23,6 +23,7 @@ from typing import Any
 import imagehash
 import sqlalchemy as sa
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from redis.exceptions import RedisError
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -38,6 +39,7 @@ from server.wechat.client import get_client
 log = logging.getLogger(__name__)
 
 PAIR_WINDOW = timedelta(minutes=5)
+BURST_LOOKBACK = timedelta(hours=2)  # how far back the rows are read for a burst when Redis is down
 BURST_KEY = "materials:burst:{}"  # openid → burst start (epoch seconds); its TTL slides with each photo
 COUNT_KEY = "materials:count:{}"  # openid → photos in the current burst
 GROUP_DISTANCE = 6  # phash Hamming distance: at most this far apart is "the same shot"
@@ -140,14 +142,39 @@ def _insert(item: MaterialItem) -> tuple[MaterialItem, bool]:
     return item, True
 
 
-def _count_in_burst(openid: str, at: datetime) -> int:
-    redis, ttl = get_redis(), int(PAIR_WINDOW.total_seconds())
+def _count_in_burst(officer: Staff, at: datetime) -> int:
+    redis, ttl, openid = get_redis(), int(PAIR_WINDOW.total_seconds()), officer.openid or ""
     pipe = redis.pipeline()
     pipe.set(BURST_KEY.format(openid), int(at.timestamp()), nx=True)
     pipe.expire(BURST_KEY.format(openid), ttl)
     pipe.incr(COUNT_KEY.format(openid))
     pipe.expire(COUNT_KEY.format(openid), ttl)
-    return int(pipe.execute()[2])
+    try:
+        return int(pipe.execute()[2])
+    except RedisError:  # Redis down: the rows say the same, a query instead of a round trip
+        return len(_burst_from_rows(officer, at))
+
+
+def _burst_from_rows(officer: Staff, now: datetime) -> list[MaterialItem]:
+    """The burst as the rows tell it (Redis down): the officer's chat photos back from `now`, each within
+    PAIR_WINDOW of the next, as the burst key's TTL slides with each photo."""
+    stmt = (
+        sa.select(MaterialItem)
+        .where(
+            MaterialItem.uploader_id == officer.id,
+            MaterialItem.source == MaterialSource.CHAT,
+            MaterialItem.received_at > now - BURST_LOOKBACK,
+        )
+        .order_by(MaterialItem.received_at.desc(), MaterialItem.id.desc())
+        .limit(200)
+    )
+    burst, edge = [], now
+    for item in db.session.scalars(stmt):
+        if edge - item.received_at > PAIR_WINDOW:
+            break
+        burst.append(item)
+        edge = item.received_at
+    return sorted(burst, key=lambda i: i.id)
 
 
 def receive_chat_image(officer: Staff, media_id: str, at: datetime) -> str:
@@ -167,7 +194,7 @@ def receive_chat_image(officer: Staff, media_id: str, at: datetime) -> str:
         from server.tasks import materials as tasks
 
         _enqueue(tasks.fetch_chat_photo, item.id)
-    n = _count_in_burst(officer.openid or "", at)
+    n = _count_in_burst(officer, at)
     return (
         f"已收到 {n} 张现场照片，已存入素材库。\n"
         f"{int(PAIR_WINDOW.total_seconds() // 60)} 分钟内发送的文字和位置将作为这些照片的说明和地点。"
@@ -176,7 +203,11 @@ def receive_chat_image(officer: Staff, media_id: str, at: datetime) -> str:
 
 def _burst_items(openid: str) -> tuple[Staff, list[MaterialItem]] | None:
     """The officer's photos of the current burst; None (one Redis GET) when there is no burst."""
-    raw = get_redis().get(BURST_KEY.format(openid))
+    try:
+        raw = get_redis().get(BURST_KEY.format(openid))
+    except RedisError:  # Redis down: the rows decide (chat.open_flows sends every text here then)
+        officer = officer_by_openid(openid)
+        return (officer, burst) if officer and (burst := _burst_from_rows(officer, utcnow())) else None
     if raw is None:
         return None
     officer = officer_by_openid(openid)

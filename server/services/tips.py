@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from wechatpy.exceptions import WeChatClientException
 
@@ -267,10 +268,24 @@ def _quota_keys(openid: str, ip: str | None) -> tuple[list[str], list[int]]:
 
 def _take_quota(openid: str, ip: str | None) -> list[str]:
     keys, limits = _quota_keys(openid, ip)
-    over = int(get_redis().eval(_QUOTA_LUA, len(keys), *keys, *limits, 2 * 86400))
+    try:
+        over = int(get_redis().eval(_QUOTA_LUA, len(keys), *keys, *limits, 2 * 86400))
+    except RedisError:  # Redis down: today's tips in the database are the count (not atomic; nothing to give back)
+        over = _over_quota_in_rows(openid, ip, limits)
+        keys = []
     if over:
         raise ServiceError(LIMIT_REACHED.format(limits[over - 1]))
     return keys
+
+
+def _over_quota_in_rows(openid: str, ip: str | None, limits: list[int]) -> int:
+    """As _QUOTA_LUA answers: the 1-based index of the first limit reached by today's tips, else 0."""
+    midnight = datetime.now(LOCAL_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+    filed = sa.select(sa.func.count()).select_from(Tip).where(Tip.created_at >= midnight)
+    counts = [db.session.scalar(filed.where(Tip.openid == openid))]
+    if ip:
+        counts.append(db.session.scalar(filed.where(Tip.ip == ip)))
+    return next((i for i, (n, limit) in enumerate(zip(counts, limits, strict=True), 1) if n >= limit), 0)
 
 
 def _give_back_quota(keys: list[str]) -> None:
@@ -637,25 +652,43 @@ def _is_officer(openid: str) -> bool:
     return db.session.scalar(stmt) is not None
 
 
-def _open_draft(openid: str) -> TipDraft | None:
+def _open_draft(openid: str, lapsed: list[TipDraft] | None = None) -> TipDraft | None:
     now = utcnow()
     draft = db.session.scalar(sa.select(TipDraft).filter_by(openid=openid, state=TipDraftState.OPEN))
     if draft is not None and draft.expires_at <= now:
         draft.state = TipDraftState.EXPIRED  # kept, with its photos: nothing sent is deleted
         db.session.commit()
+        if lapsed is not None and now - draft.expires_at <= EXPIRY_TOLD_WITHIN:
+            lapsed.append(draft)
         return None
     return draft
+
+
+def _point_to(openid: str, draft_id: int | None) -> None:
+    """Redis's pointer to the open draft (the hot path's one GET); the row stays the truth when Redis is down."""
+    try:
+        if draft_id is None:
+            get_redis().delete(DRAFT_KEY.format(openid))
+        else:  # it outlives the window: the first text after it lapses finds the draft and is told (once)
+            get_redis().set(
+                DRAFT_KEY.format(openid), draft_id, ex=int((CHAT_WINDOW + EXPIRY_TOLD_WITHIN).total_seconds())
+            )
+    except RedisError:
+        log.warning("tip draft pointer for %s not updated: Redis unavailable", draft_id or "a closed draft")
 
 
 def _draft_from_cache(openid: str, lapsed: list[TipDraft] | None = None) -> TipDraft | None:
     """The hot path: one Redis GET when no draft is open. Redis only points at the row; the row is the truth.
     `lapsed` receives the draft the pointer led to if its window has just run out."""
-    raw = get_redis().get(DRAFT_KEY.format(openid))
+    try:
+        raw = get_redis().get(DRAFT_KEY.format(openid))
+    except RedisError:  # Redis down: the row is the truth (chat.open_flows sends every text here then)
+        return _open_draft(openid, lapsed)
     if raw is None:
         return None
     draft = db.session.get(TipDraft, int(raw))
     if draft is None or draft.state is not TipDraftState.OPEN or draft.expires_at <= utcnow():
-        get_redis().delete(DRAFT_KEY.format(openid))
+        _point_to(openid, None)
         if draft is not None and draft.state is TipDraftState.OPEN:
             if (still_open := _open_draft(openid)) is not None:
                 return still_open
@@ -669,10 +702,7 @@ def _touch(draft: TipDraft) -> None:
     """The window slides: each message gives the citizen another 10 minutes."""
     draft.expires_at = utcnow() + CHAT_WINDOW
     db.session.commit()
-    # The pointer outlives the window: the first text after it lapses finds the draft and is told (once).
-    get_redis().set(
-        DRAFT_KEY.format(draft.openid), draft.id, ex=int((CHAT_WINDOW + EXPIRY_TOLD_WITHIN).total_seconds())
-    )
+    _point_to(draft.openid, draft.id)
 
 
 def _live_photos(draft: TipDraft) -> list[TipPhoto]:
@@ -721,7 +751,7 @@ def _submit_draft(draft: TipDraft) -> str:
     draft = db.session.get(TipDraft, draft.id)  # the commit above may have rolled back and reloaded
     draft.state, draft.tip_id = TipDraftState.SUBMITTED, tip.id
     db.session.commit()
-    get_redis().delete(DRAFT_KEY.format(draft.openid))
+    _point_to(draft.openid, None)
     reply = (
         f"线索已提交，编号 {tip.display_no}（{len(photos)} 张照片）。\n"
         "我们会尽快受理，处理进展会通过消息通知您；发送编号也可查询。"
@@ -792,7 +822,7 @@ def reply_to_chat_text(openid: str, text: str, at: datetime) -> str | None:
     if text in CANCEL_WORDS:
         draft.state = TipDraftState.CANCELLED
         db.session.commit()
-        get_redis().delete(DRAFT_KEY.format(openid))
+        _point_to(openid, None)
         return "已取消本次随手拍举报，照片不会提交。"
     if text in SUBMIT_WORDS:
         if not _live_photos(draft) or draft.latitude is None:

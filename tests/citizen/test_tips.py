@@ -211,3 +211,12 @@ def test_nearby_and_support(client, citizen_login):
     assert res.json == {"support_count": 1, "added": False}
     again = client.get("/m/tips/nearby", query_string={"lat": 31.2310, "lng": 121.4737, "category": "违法建筑"}).json
     assert again["tips"][0]["supported"] is True
+
+
+def test_a_tip_is_filed_while_redis_is_down(app, logged_in, request):
+    form = page_form(logged_in)
+    request.getfixturevalue("redis_down")  # after the page: the citizen opened the form before Redis went away
+    res = post_tip(logged_in, form, [(jpeg_bytes(), "p.jpg")])
+    assert res.status_code == 302
+    tip = db.session.scalars(sa.select(Tip)).one()
+    assert res.headers["Location"] == f"/m/tips/{tip.tracking_no}?filed=1" and len(tip.photos) == 1

@@ -130,6 +130,18 @@ def test_the_ip_limit_counts_across_openids(db_session, app, monkeypatch):
         file_tip("o-4", ip="10.0.0.9")
 
 
+def test_with_redis_down_the_limits_count_todays_tips_in_the_database(db_session, app, redis_down, monkeypatch):
+    monkeypatch.setitem(app.config, "TIP_DAILY_LIMIT", 2)
+    monkeypatch.setitem(app.config, "TIP_DAILY_LIMIT_IP", 3)
+    file_tip("o-a", ip="10.0.0.9")
+    file_tip("o-a", ip="10.0.0.9")
+    with pytest.raises(ServiceError, match="每天 2 条"):
+        file_tip("o-a", ip="10.0.0.7")
+    file_tip("o-b", ip="10.0.0.9")
+    with pytest.raises(ServiceError, match="每天 3 条"):
+        file_tip("o-c", ip="10.0.0.9")
+
+
 def test_a_blocked_citizen_is_refused_politely(db_session):
     tips.block("o-spammer", "恶意重复提交")
     with pytest.raises(ServiceError, match="12345"):

@@ -1,0 +1,45 @@
+"""Chat through /wechat while Redis is down: PostgreSQL alone still decides, nothing answers with the default reply.
+
+Redis is a real client on a closed port (the `redis_down` fixture), as when the server stops or restarts.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from models import MaterialItem, Tip, TipSource
+from server.extensions import db
+from server.services import replies
+from tests.handlers.test_materials import OFFICER, _officer
+from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
+from tests.handlers.test_tips import send_image, send_location
+from tests.services.test_images import jpeg_bytes
+
+CITIZEN = "o-chat-citizen-no-redis"
+
+
+def test_a_keyword_is_answered_while_redis_is_down(wechat, db_session, redis_down):
+    replies.save_rule(
+        name="开放日", match_type="exact", pattern="开放日", reply_text="7·15 开放日报名请点菜单「活动报名」。"
+    )
+    assert wechat.text(CITIZEN, "开放日")["Content"] == "7·15 开放日报名请点菜单「活动报名」。"
+
+
+def test_a_tip_is_assembled_in_chat_while_redis_is_down(wechat, media, db_session, redis_down):
+    assert "已收到照片" in send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    assert "已收到第 2 张照片" in send_image(wechat, CITIZEN, media(jpeg_bytes(colour="blue")))
+    assert "已收到位置：人民广场" in send_location(wechat, CITIZEN)
+    reply = wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")["Content"]
+    [tip] = db.session.scalars(sa.select(Tip)).all()
+    assert reply.startswith(f"线索已提交，编号 {tip.display_no}（2 张照片）")
+    assert tip.source is TipSource.CHAT and tip.address == "人民广场"
+
+
+def test_an_officers_photos_get_their_caption_while_redis_is_down(wechat, media, db_session, redis_down):
+    _officer()
+    assert send_image(wechat, OFFICER, media(jpeg_bytes())).startswith("已收到 1 张现场照片")
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="blue"))).startswith("已收到 2 张现场照片")
+    assert "2 张照片记录位置：南京东路" in send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
+    assert "2 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营整治现场")["Content"]
+    items = db.session.scalars(sa.select(MaterialItem)).all()
+    assert [i.caption for i in items] == ["南京东路占道经营整治现场"] * 2
