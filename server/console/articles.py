@@ -108,8 +108,8 @@ def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
         try:
             upload = request.files.get("cover")
             cover = upload.read() if upload and upload.filename else None
-            fields = form.to_dict()
-            cover_item_id = to_int(fields.pop("cover_item", None), lo=1)  # a library photo picked as the cover
+            fields = {name: form[name] for name in articles.FORM_FIELDS if name in form}
+            cover_item_id = to_int(form.get("cover_item"), lo=1)  # a library photo picked as the cover
             article = articles.save_article(_me(), article_id, cover=cover, cover_item_id=cover_item_id, **fields)
         except ServiceError as exc:
             return _edit_page(article, form, str(exc)), 400

@@ -229,7 +229,9 @@ def event_scan(event_id: int):  # type: ignore[no-untyped-def]
 @require_roles(*SCANNERS)
 def event_scan_check(event_id: int):  # type: ignore[no-untyped-def]
     _event_or_404(event_id)
-    body = request.get_json(silent=True) or request.form
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):  # the scan page posts an object; any other JSON is read as an empty form
+        body = request.form
     result = events.check_in(
         event_id,
         str(body.get("token", "")),

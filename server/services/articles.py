@@ -41,6 +41,10 @@ LIBRARY_FOLDER = "articles/library"
 _LIBRARY_ITEM = re.compile(r"^(?:/admin/articles/media/)?articles/library/(\d+)/[\w-]+\.jpg$")
 
 
+# What an article form may set; anything else a request carries is not an argument of save_article.
+FORM_FIELDS = ("title", "author", "digest", "source_url", "body_html", "legal_refs", "column_id", "unit_id")
+
+
 def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
     title = str(fields.get("title") or "").strip()
     if not 1 <= len(title) <= TITLE_MAX:

@@ -110,6 +110,14 @@ def test_scan_page_and_check_in_with_nonces(console, db_session):
     assert console.client.get(f"/admin/events/{event.id}/sessions/{session.id}/export").status_code == 403
 
 
+def test_a_scan_body_that_is_not_an_object_is_an_invalid_ticket_not_a_500(as_admin):
+    event, _ = make_event()
+    url, headers = f"/admin/events/{event.id}/scan", {"X-CSRFToken": as_admin.token}
+    for body in ('"E1.xx.yy"', "1", "[]", "null"):
+        res = as_admin.client.post(url, data=body, content_type="application/json", headers=headers)
+        assert res.status_code == 200 and res.get_json()["status"] == "invalid", body
+
+
 def test_scan_page_for_one_session_refuses_other_sessions_tickets(console, db_session):
     factories.staff("liaison1", "liaison", unit=factories.unit())
     console.login("liaison1")
