@@ -46,9 +46,12 @@ class IdConverter(IntegerConverter):
 NUL_REFUSED = "输入包含无效字符（NUL），请检查后重试"
 
 
-def _refuse_nul_in_query() -> None:
-    # Browsers never send NUL; PostgreSQL refuses it in text columns and in queries alike.
-    if request.path != "/wechat" and any("\x00" in v for _, v in request.args.items(multi=True)):
+def _refuse_nul_in_url() -> None:
+    # Browsers never send NUL; PostgreSQL refuses it in text columns and in queries alike. The path too: its string
+    # parts (a tip's tracking number, an Open311 request id) are looked up.
+    if request.path == "/wechat":
+        return
+    if "\x00" in request.path or any("\x00" in v for _, v in request.args.items(multi=True)):
         abort(400, description=NUL_REFUSED)
 
 
@@ -65,4 +68,4 @@ class Request(flask.Request):
 def init_inputs(app: Flask) -> None:
     app.url_map.converters["int"] = IdConverter
     app.request_class = Request
-    app.before_request(_refuse_nul_in_query)
+    app.before_request(_refuse_nul_in_url)

@@ -24,6 +24,7 @@ from models import Survey, VoteCampaign, VoteCandidate, utcnow
 from server.citizen import bp, wants_json
 from server.citizen.identity import citizen_required
 from server.extensions import csrf, db
+from server.inputs import to_int
 from server.redirects import local_path
 from server.services import ServiceError, surveys, votes
 
@@ -98,10 +99,8 @@ def vote_candidate(campaign_id: int, candidate_id: int):  # type: ignore[no-unty
 @bp.post("/vote/<int:campaign_id>/cast")
 @citizen_required
 def vote_cast(campaign_id: int):  # type: ignore[no-untyped-def]
-    try:
-        candidate_id = int(request.form["candidate_id"])
-    except ValueError:
-        abort(400)
+    if (candidate_id := to_int(request.form["candidate_id"], lo=1)) is None:
+        abort(400, description="请选择要投票的候选人")
     try:
         result = votes.cast_vote(
             campaign_id,

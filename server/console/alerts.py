@@ -63,11 +63,7 @@ def alert_list():  # type: ignore[no-untyped-def]
 @require_roles(*VIEW_ROLES)
 def alert_feed():  # type: ignore[no-untyped-def]
     """Polled by the list page: alerts newer than ?after=, and the open/overdue counts."""
-    try:
-        after = max(0, int(request.args.get("after", "0")))
-    except ValueError:
-        after = 0
-    return alerts.feed(after)
+    return alerts.feed(to_int(request.args.get("after"), 0, lo=0))
 
 
 @bp.get("/alerts/<int:alert_id>")

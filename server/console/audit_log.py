@@ -9,6 +9,7 @@ from models import AuditKind, AuditLog, Role
 from server.console import bp
 from server.console.access import require_roles
 from server.extensions import db
+from server.inputs import to_int
 from server.services import audit
 
 PAGE = 50
@@ -19,7 +20,7 @@ PAGE = 50
 def audit_list():  # type: ignore[no-untyped-def]
     kind = request.args.get("kind", "")
     action = request.args.get("action", "").strip()
-    before_id = request.args.get("before", type=int)
+    before_id = to_int(request.args.get("before"), lo=1)  # type=int would pass 10**30 on to the database
     query = sa.select(AuditLog).order_by(AuditLog.id.desc()).limit(PAGE + 1)
     if kind in {k.value for k in AuditKind}:
         query = query.where(AuditLog.kind == AuditKind(kind))

@@ -10,6 +10,7 @@ from models import BindingCode, Role, Staff
 from server.console import bp
 from server.console.access import require_roles
 from server.extensions import db
+from server.inputs import to_int
 from server.services import ServiceError
 from server.services import binding as binding_service
 
@@ -47,10 +48,10 @@ def binding_list():  # type: ignore[no-untyped-def]
 @bp.post("/binding")
 @require_roles(Role.ADMIN)
 def binding_create():  # type: ignore[no-untyped-def]
-    try:
-        staff_id = int(request.form.get("staff_id", ""))
-        hours = int(request.form.get("hours") or binding_service.DEFAULT_HOURS)
-    except ValueError:
+    staff_id = to_int(request.form.get("staff_id"), lo=1)
+    raw_hours = request.form.get("hours") or ""
+    hours = to_int(raw_hours) if raw_hours.strip() else binding_service.DEFAULT_HOURS
+    if staff_id is None or hours is None:
         return _list_page("请选择人员并填写有效期（小时）", 400)
     try:
         row = binding_service.issue(staff_id, hours=hours, created_by_id=current_user.id)
