@@ -1152,16 +1152,24 @@ def _short(text: str | None, n: int = 20) -> str:
 NOTICE_TEXT = {
     EventNoticeKind.OFFER: "候补名额已为您保留，请尽快确认",
     EventNoticeKind.DAY_BEFORE: "活动明天举行，请准时参加",
-    EventNoticeKind.HOUR_BEFORE: "活动将在一小时后开始",
     EventNoticeKind.LIVE_START: "直播已开始，点击进入观看",
     EventNoticeKind.CHANGED: "活动时间或地点有变更，请留意",
     EventNoticeKind.CALLED_OFF: "本场次已取消",
 }
 
 
-def _notice_text(kind: EventNoticeKind, session: EventSession) -> str:
+def _notice_text(kind: EventNoticeKind, session: EventSession, now: datetime) -> str:
     if kind is EventNoticeKind.CALLED_OFF and session.cancel_reason:
         return f"已取消：{session.cancel_reason}"
+    if kind in (EventNoticeKind.DAY_BEFORE, EventNoticeKind.HOUR_BEFORE):
+        # As the reminder is sent, not as its kind was named: a session set up at short notice gets its "day
+        # before" reminder the same day, and its "hour before" one with less than an hour to go.
+        start, today = session.starts_at.astimezone(LOCAL_TZ), now.astimezone(LOCAL_TZ).date()
+        if start.date() > today:
+            return NOTICE_TEXT[EventNoticeKind.DAY_BEFORE]
+        if kind is EventNoticeKind.DAY_BEFORE:
+            return f"活动今天 {start:%H:%M} 开始，请准时参加"
+        return f"活动将于 {start:%H:%M} 开始，请准时参加"
     return NOTICE_TEXT[kind]
 
 
@@ -1323,7 +1331,7 @@ def _send(notice_id: int, attempt: int, now: datetime) -> bool:
             "thing1": {"value": _short(event.title)},
             "time2": {"value": local_dt(session.starts_at)},
             "thing3": {"value": _short(place)},
-            "thing4": {"value": _short(_notice_text(notice.kind, session))},
+            "thing4": {"value": _short(_notice_text(notice.kind, session, now))},
         },
     }
     url = session.stream_url if notice.kind is EventNoticeKind.LIVE_START and session.stream_url else notice.url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +20,7 @@ from models import (
     utcnow,
 )
 from server.extensions import db
+from server.filters import LOCAL_TZ
 from server.services import ServiceError, events, pii
 from server.services.events import Applicant
 from tests.conftest import SQLITE
@@ -437,11 +438,28 @@ def test_reminders_go_once_even_with_several_workers(app, committed_db, emulator
     assert sent == 6
     messages = emulator.state()["templates_sent"]
     assert sorted(m["touser"] for m in messages) == [f"oR{i}" for i in range(6)]
-    assert {m["data"]["thing4"]["value"] for m in messages} == {"活动明天举行，请准时参加"}
+    start = session.starts_at.astimezone(LOCAL_TZ)
+    day = (
+        "活动明天举行，请准时参加"
+        if start.date() > datetime.now(LOCAL_TZ).date()
+        else f"活动今天 {start:%H:%M} 开始，请准时参加"
+    )
+    assert {m["data"]["thing4"]["value"] for m in messages} == {day}
     assert events.send_due_reminders() == 0
     # An hour before, the second reminder goes, once.
     assert events.send_due_reminders(session.starts_at - timedelta(minutes=50)) == 6
     assert events.send_due_reminders(session.starts_at - timedelta(minutes=40)) == 0
+
+
+def test_an_hour_before_reminder_names_the_time_when_less_than_an_hour_is_left(db_session, emulator):
+    """The drill's session was set up 20 minutes ahead: its reminder must not say 「一小时后开始」."""
+    emulator.hook("users", {"users": [{"openid": "oSoon"}]})
+    event, (session,) = make_event(quota=5)
+    events.register("oSoon", event.id, session.id)
+    assert events.send_due_reminders(session.starts_at - timedelta(minutes=20)) == 1
+    (message,) = emulator.state()["templates_sent"]
+    start = session.starts_at.astimezone(LOCAL_TZ)
+    assert message["data"]["thing4"]["value"] == f"活动将于 {start:%H:%M} 开始，请准时参加"
 
 
 def test_livestream_reminder_at_start(db_session, emulator):
