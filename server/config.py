@@ -177,6 +177,11 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                     "task": "server.tasks.articles.send_column_reminders",
                     "schedule": crontab(minute=0, hour=1),
                 },
+                # Followers from WeChat's own list (missed events, those from before go-live): Mondays 03:00 Beijing.
+                "followers-sync": {
+                    "task": "server.tasks.followers.sync_followers",
+                    "schedule": crontab(minute=0, hour=19, day_of_week=0),
+                },
                 "stats-reports": {
                     "task": "server.tasks.stats.generate_scheduled_reports",
                     "schedule": crontab(minute=0, hour=0, day_of_month=1),

@@ -5,6 +5,7 @@ Followers belong to the account, not to a unit: every console role sees the same
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
@@ -18,8 +19,10 @@ from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.inputs import to_int
 from server.redirects import local_path
-from server.services import ServiceError, channels
+from server.services import ServiceError, audit, channels, follower_sync
 from server.services import followers as follower_service
+
+log = logging.getLogger(__name__)
 
 MANAGERS = (Role.ADMIN, Role.EDITOR)  # set remarks; take the whole list away as a file (openids of every follower)
 
@@ -50,7 +53,29 @@ def follower_list():  # type: ignore[no-untyped-def]
         left_total=sum(n for _, _, n in daily),
         filtered=bool(search.as_dict()),
         can_export=current_user.role in MANAGERS,
+        sync=(sync := follower_sync.state()),
+        sync_running=follower_sync.running(sync),
     )
+
+
+@bp.post("/followers/sync")
+@require_roles(*MANAGERS)
+def follower_sync_start():  # type: ignore[no-untyped-def]
+    from server.tasks.followers import sync_followers
+
+    if follower_sync.running(follower_sync.state()):
+        flash("与微信的同步正在进行，完成后本页显示结果。", "info")
+        return redirect(url_for("console.follower_list"))
+    audit.record("follower.sync", target_type="follower")
+    db.session.commit()
+    try:
+        sync_followers.delay()
+    except Exception:  # run inline (demo, tests): the state below says why; in production the broker is down
+        log.exception("follower sync failed to run")
+        flash("同步没有完成，请稍后再试；原因见本页的同步状态。", "error")
+    else:
+        flash("已开始与微信同步粉丝名单，完成后本页显示结果。", "success")
+    return redirect(url_for("console.follower_list"))
 
 
 @bp.get("/followers/export.csv")

@@ -21,6 +21,7 @@ ACTION_LABELS = {
     "staff.unbind": "解除绑定",
     "follower.export": "导出粉丝",
     "follower.remark": "修改粉丝备注",
+    "follower.sync": "与微信同步粉丝名单",
     "menu.draft_save": "保存菜单草稿",
     "menu.draft_discard": "放弃菜单草稿",
     "menu.publish": "发布菜单",

@@ -5,6 +5,7 @@ from server.tasks import (  # noqa: F401  (registration by import)
     articles,
     binding,
     events,
+    followers,
     materials,
     retention,
     stats,

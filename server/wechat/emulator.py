@@ -12,6 +12,7 @@ Test hooks, no token needed, JSON in and out:
        templates {templates: [{template_id, ...}]}, publish-outcome {publish_status, fail_idx, times},
        finish-publish {publish_id, publish_status}, clear-calls,
        qr-limit {permanent}: how many permanent QR codes the account may make (WeChat: 100000; 45029 beyond),
+       user-page-size {size}: openids per user/get page (WeChat: 10000),
        delay {path, seconds, times}: the next `times` calls to `path` do their work, then answer `seconds` late
        (a slow WeChat; a client that dies waiting never learns the answer). The call record notes the delay and
        the client's port, so a test can tell which process is waiting.
@@ -2225,6 +2226,8 @@ def _hook(st: EmulatorState, name: str) -> Response:
         st.calls.clear()
     elif name == "qr-limit":
         st.permanent_qr_limit = int(body["permanent"])
+    elif name == "user-page-size":
+        st.user_page_size = int(body["size"])
     else:
         return _json({"error": f"unknown hook POST {name}"}, 404)
     return _json({"ok": True})

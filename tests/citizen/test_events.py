@@ -229,3 +229,17 @@ def test_my_registrations_tell_a_non_follower_that_notices_need_a_follow(client,
     db.session.add(Follower(openid="oNotFollowing", subscribed=True, subscribed_at=now, first_subscribed_at=now))
     db.session.commit()
     assert 'id="follow-note"' not in client.get("/m/events/mine").get_data(as_text=True)
+
+
+def test_a_follower_from_before_go_live_is_known_once_wechats_list_is_synced(
+    client, citizen_login, db_session, emulator
+):
+    from server.services import follower_sync
+
+    event, (session,) = make_event()
+    emulator.hook("users", {"openids": ["oFollowedIn2023"]})  # followed long before this server took the account
+    citizen_login("oFollowedIn2023", path="/m/events/mine")
+    events.register("oFollowedIn2023", event.id, session.id)
+    assert 'id="follow-note"' in client.get("/m/events/mine").get_data(as_text=True)
+    follower_sync.sync_from_wechat()
+    assert 'id="follow-note"' not in client.get("/m/events/mine").get_data(as_text=True)

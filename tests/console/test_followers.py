@@ -300,3 +300,34 @@ def test_officers_get_403(console, db_session):
 
 def test_unknown_follower_is_404(as_editor):
     assert as_editor.get("/admin/followers/999999").status_code == 404
+
+
+def test_a_manager_syncs_the_list_from_wechat_and_the_page_shows_the_outcome(as_editor, emulator):
+    follower("o-known")
+    emulator.hook("users", {"users": [{"openid": "o-known"}, {"openid": "o-before-go-live"}]})
+    page = as_editor.get("/admin/followers").get_data(as_text=True)
+    assert "尚未与微信同步过粉丝名单" in page and "从微信同步粉丝名单" in page
+    res = as_editor.post("/admin/followers/sync")
+    assert res.status_code == 302
+    page = as_editor.get("/admin/followers").get_data(as_text=True)
+    assert "已开始与微信同步粉丝名单" in page
+    assert re.search(r"上次与微信同步：[^，]+，微信名单 2 人；补记新关注 1、重新关注 0、取消关注 0", page)
+    assert "o-before-go-live" in page
+    [entry] = db.session.scalars(sa.select(AuditLog).filter_by(action="follower.sync")).all()
+    assert entry.staff_name == "编辑甲"
+
+
+def test_a_failed_sync_is_said_on_the_page_not_a_500(as_editor, emulator):
+    emulator.hook("users", {"openids": ["o-a"]})
+    emulator.hook("fail", {"path": "cgi-bin/user/get", "errcode": 48001, "times": 1})
+    res = as_editor.post("/admin/followers/sync")
+    assert res.status_code == 302
+    page = as_editor.get("/admin/followers").get_data(as_text=True)
+    assert "同步没有完成" in page and "同步未全部完成" in page and "48001" in page
+
+
+def test_only_managers_may_start_a_sync(console, db_session):
+    factories.staff("reviewer1", "reviewer", name="审核甲")
+    assert console.login("reviewer1").status_code == 302
+    assert "从微信同步粉丝名单" not in console.get("/admin/followers").get_data(as_text=True)
+    assert console.post("/admin/followers/sync").status_code == 403
