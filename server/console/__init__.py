@@ -36,7 +36,7 @@ def _gate():  # type: ignore[no-untyped-def]
         audit.Actor(current_user.id, current_user.name, request.remote_addr)
     )
     if current_user.must_change_password and request.endpoint not in OPEN_ENDPOINTS:
-        return redirect(url_for("console.password_change", next=request.full_path))
+        return redirect(url_for("console.password_change", next=request.full_path.rstrip("?")))
     return None
 
 

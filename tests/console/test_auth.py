@@ -53,6 +53,8 @@ def test_first_login_forces_a_password_change(console, db_session):
     console.login("newbie")
     res = console.get("/admin/followers")
     assert res.status_code == 302 and res.headers["Location"].startswith("/admin/password")
+    assert res.headers["Location"].endswith("next=/admin/followers")  # no stray "?" from an empty query
+    assert console.get("/admin/tips?status=new").headers["Location"].endswith("next=/admin/tips?status%3Dnew")
     weak = console.post(
         "/admin/password", {"old_password": factories.PASSWORD, "new_password": "short", "confirm_password": "short"}
     )
