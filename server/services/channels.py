@@ -129,6 +129,9 @@ def update_channel(channel: Channel, *, name: str, unit_id: int | None, reply: R
     """Rename, move to a unit, change the reply; the scene stays (it is printed in the QR)."""
     name, unit_id = _check_name(name), _check_unit(unit_id)
     _check_reply(reply, channel.scene)
+    # Two saves at once (a double click adding a reply) go one after the other: the second sees the first's rule
+    # instead of adding one more, which would be left unlinked and keep answering scans.
+    db.session.refresh(channel, with_for_update=True)
     before = audit.snapshot(channel, FIELDS)
     channel.name, channel.unit_id = name, unit_id
     _stage_reply(channel, reply)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from models import AuditLog, Channel, Follower, InboundMessage, MatchType, ReplyRule, ReplyType, utcnow
 from server.extensions import db
 from server.services import ServiceError, channels, replies
+from tests.conftest import SQLITE
+from tests.services.test_tips import _threads
 
 TEXT = channels.ReplyInput("text", text="开放日报名：https://example.gov.cn/m/events/1")
 
@@ -204,3 +207,28 @@ def test_figures_count_followers_and_scans_per_scene(db_session):
     assert rows == {"poster_a": (2, 3, 4), "poster_b": (1, 0, 1)}
     assert channels.scene_names() == {"poster_a": "海报 A", "poster_b": "海报 B"}
     assert [r.channel for r in channels.list_channels()] == [b, a]  # newest first
+
+
+@pytest.mark.skipif(SQLITE, reason="races need a database that runs writers side by side")
+def test_two_saves_that_add_a_reply_at_once_leave_one_scene_rule(app, committed_db):
+    """A double click on 保存 that turns 不回复 into a text reply: both requests read "no rule" before either
+    commits. A second rule would be left behind, invisible on both pages, answering scans instead of the edited one."""
+    channel_id = make(reply=channels.ReplyInput()).id
+    db.session.remove()
+    loaded = threading.Barrier(2)
+
+    def save(i: int) -> int:
+        with app.app_context():
+            try:
+                channel = db.session.get(Channel, channel_id)  # held, as the view holds it
+                assert channel.reply_rule is None
+                loaded.wait(timeout=10)
+                reply = channels.ReplyInput("text", text=f"第 {i} 次")
+                return channels.update_channel(channel, name=channel.name, unit_id=None, reply=reply).reply_rule_id
+            finally:
+                db.session.remove()
+
+    rule_ids = _threads(2, save)
+    rules = db.session.scalars(sa.select(ReplyRule).filter_by(match_type=MatchType.SCENE)).all()
+    assert len(rules) == 1 and rule_ids[0] == rule_ids[1] == rules[0].id, rule_ids
+    assert db.session.get(Channel, channel_id, populate_existing=True).reply_rule_id == rules[0].id
