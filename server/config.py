@@ -139,7 +139,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         # wrote an article for longer lost it on saving, and a citizen who left the tip form open did too.
         "WTF_CSRF_TIME_LIMIT": None,
         "CELERY": {
-            "broker_url": redis_url or "memory://",
+            "broker_url": redis_url or "memory://localhost/",
             "task_ignore_result": True,
             "task_acks_late": True,  # a worker killed mid-task leaves the task to another
             "task_reject_on_worker_lost": True,

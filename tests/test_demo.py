@@ -179,3 +179,29 @@ def test_the_seeded_menu_is_published_to_the_demo_emulator_once(app, db_session,
     live = emulator.state()["menu"]
     assert [b["name"] for b in live["button"]] == ["随手拍", "活动报名", "联系我们"]
     assert demo.publish_menu(app) is False  # already live: once
+
+
+def _ran() -> str:
+    return "ran"
+
+
+def test_without_redis_eager_tasks_run_on_a_broker_url_that_names_its_host(tmp_path):
+    # The demo has no Redis: Celery still acquires a producer for an eager call, and a bare memory:// made kombu
+    # log "No hostname was supplied" at the first call, a WARNING a newcomer reads as a fault.
+    from celery import _state
+    from flask import Flask
+    from kombu import Connection
+
+    from server.config import load_settings
+    from server.extensions import init_celery
+
+    bare = Flask(__name__)
+    bare.config.update(load_settings(tmp_path, environ={}))
+    assert bare.config["REDIS_URL"] == ""
+    previous = _state.default_app
+    celery = init_celery(bare)
+    try:
+        assert Connection(celery.conf.broker_url).hostname
+        assert celery.task(name="tests.demo.no_broker", shared=False)(_ran).apply_async().get() == "ran"
+    finally:
+        previous.set_default()  # init_celery made this one the default for shared tasks
