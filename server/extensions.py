@@ -142,7 +142,7 @@ def init_celery(app: Flask) -> Celery:
     if app.testing or not app.config["REDIS_URL"]:
         celery.conf.update(task_always_eager=True, task_eager_propagates=True)  # no broker: run inline
     if not app.config["REDIS_URL"]:
-        celery.conf.update(broker_url="memory://localhost/")  # nothing is sent; a bare memory:// still warns of its host
+        celery.conf.update(broker_url="memory://localhost/")  # nothing is sent; bare memory:// warns of its host
     celery.set_default()  # `@shared_task` resolves to this app
     app.extensions["celery"] = celery
     return celery
