@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from models import Follower, InboundMessage, ReplyRule
+from models import Follower, InboundMessage, MatchType, ReplyRule
 from server.extensions import db
 from server.filters import LOCAL_TZ
 
@@ -31,7 +31,9 @@ def follower_counts() -> dict[str, int]:
         .select_from(InboundMessage)
         .where(InboundMessage.received_at >= _local_midnight_utc(today))
     )
-    rules = db.session.scalar(sa.select(sa.func.count()).select_from(ReplyRule).where(ReplyRule.enabled))
+    # As the auto-reply page lists them: a channel QR's reply is on the channel's page
+    enabled = sa.and_(ReplyRule.enabled, ReplyRule.match_type != MatchType.SCENE)
+    rules = db.session.scalar(sa.select(sa.func.count()).select_from(ReplyRule).where(enabled))
     return {
         "followers": row[0],
         "new_7d": row[1],
