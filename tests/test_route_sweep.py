@@ -249,6 +249,10 @@ def build_world(app: Flask) -> tuple[dict[str, int], dict[str, str], dict[str, m
         )
         reports.generate("monthly", models.utcnow().date().replace(day=1))
         replies_service.set_text_setting(replies_service.DEFAULT_KEY, "已收到")
+        from server.services import channels
+
+        poster = channels.ReplyInput("text", text="开放日报名")
+        channels.request_qr(channels.create_channel(name="开放日海报", scene="open_day", unit_id=None, reply=poster))
 
     ids = {}
     for name, model in ID_TABLES.items():
