@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from models import Follower, SiteSetting, utcnow
 from server.extensions import db, dialect_insert, get_redis
+from server.services import binding
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ def _scene(info: dict[str, Any]) -> str | None:
     if info.get("subscribe_scene") != QR_SCENE:
         return None
     scene = info.get("qr_scene_str") or (str(info["qr_scene"]) if info.get("qr_scene") else "")
+    if binding.is_bind_scene(scene):  # a staff binding QR, not a source scene: as its subscribe event is recorded
+        return None
     return scene[:64] or None
 
 

@@ -51,6 +51,16 @@ def test_followers_from_before_go_live_are_added_with_their_time_scene_and_remar
     assert state is not None and state.added == 2 and not follower_sync.running(state) and state.finished
 
 
+def test_a_staff_binding_qr_is_not_taken_for_a_source_scene(emulator, db_session):
+    # As the subscribe event has it (handlers/binding.py): a bind_<token> QR brings staff, not an audience.
+    bound = {"subscribe_scene": "ADD_SCENE_QR_CODE", "qr_scene_str": "bind_5Kx9TqLw2m"}
+    emulator.hook("users", {"users": [{"openid": "o-officer", **bound}, {"openid": "o-back", **bound}]})
+    followers.subscribe("o-back", datetime.now(UTC) - timedelta(days=9))
+    followers.unsubscribe("o-back", datetime.now(UTC) - timedelta(days=5))
+    assert follower_sync.sync_from_wechat().added == 1
+    assert {f.openid: f.source_scene for f in rows().values()} == {"o-officer": None, "o-back": None}
+
+
 def test_pages_are_followed_and_a_second_run_looks_up_nobody(emulator, db_session):
     emulator.hook("user-page-size", {"size": 2})
     emulator.hook("users", {"openids": [f"o-p{i}" for i in range(5)]})
