@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from wechatpy.messages import ImageMessage, LocationMessage
 
 from handlers.router import Reply, router
-from server.services import contacts, materials, replies, tips
+from server.services import chat, contacts, materials, replies, tips
 
 
 def _at(message: ImageMessage | LocationMessage) -> datetime:
@@ -23,6 +23,7 @@ def _at(message: ImageMessage | LocationMessage) -> datetime:
 def image_sent(message: ImageMessage) -> Reply:
     if not message.media_id:  # an old client's photo comes as a link only, which WeChat's media API cannot fetch
         return "照片未能接收，请在微信中重新发送一次。"
+    chat.open_flows(message.source)  # if Redis lost its data, the open burst or draft is pointed at again first
     if (officer := materials.officer_by_openid(message.source)) is not None:
         return materials.receive_chat_image(officer, message.media_id, _at(message))
     return tips.receive_chat_image(message.source, message.media_id, _at(message))
@@ -31,8 +32,9 @@ def image_sent(message: ImageMessage) -> Reply:
 @router.on("location")
 def location_sent(message: LocationMessage) -> Reply:
     lat, lng = message.location
-    if (reply := materials.attach_chat_location(message.source, lat, lng, message.label)) is not None:
+    flows = chat.open_flows(message.source)
+    if flows.photo_burst and (reply := materials.attach_chat_location(message.source, lat, lng, message.label)):
         return reply
-    if (reply := tips.attach_chat_location(message.source, lat, lng, message.label, _at(message))) is not None:
+    if flows.tip_draft and (reply := tips.attach_chat_location(message.source, lat, lng, message.label, _at(message))):
         return reply
     return contacts.nearest_reply(lat, lng) or replies.default_reply() or None

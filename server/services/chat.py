@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from server.extensions import get_redis
 from server.services import materials, tips
 
+# Set once the pointers below are known to match the database. Redis that lost its data (a restart without
+# persistence, a flush) lacks it too: the first text after that points at the open flows again.
+POINTERS_KEY = "chat:pointers"
+
 
 @dataclass(frozen=True)
 class OpenFlows:
@@ -18,18 +22,29 @@ class OpenFlows:
     tip_draft: bool  # a citizen assembling a tip
 
 
-def flow_keys(openid: str) -> tuple[str, str]:
-    return materials.BURST_KEY.format(openid), tips.DRAFT_KEY.format(openid)
+def flow_keys(openid: str) -> tuple[str, str, str]:
+    return materials.BURST_KEY.format(openid), tips.DRAFT_KEY.format(openid), POINTERS_KEY
 
 
 def open_flows(openid: str, known: Mapping[str, bytes | None] | None = None) -> OpenFlows:
     """`known`: the keys' values if already fetched (the gateway peeks them with its dedupe claim)."""
     keys = flow_keys(openid)
-    if known is not None and all(k in known for k in keys):
-        burst, draft = (known[k] for k in keys)
-    else:
-        try:
-            burst, draft = get_redis().mget(*keys)
-        except Exception:  # Redis down: let both services look for themselves (they fall back to the database)
-            return OpenFlows(True, True)
+    try:
+        if known is not None and all(k in known for k in keys):
+            burst, draft, ready = (known[k] for k in keys)
+        else:
+            burst, draft, ready = get_redis().mget(*keys)
+        if ready is None:
+            repoint()
+            burst, draft, _ = get_redis().mget(*keys)
+    except Exception:  # Redis down: let both services look for themselves (they fall back to the database)
+        return OpenFlows(True, True)
     return OpenFlows(burst is not None, draft is not None)
+
+
+def repoint() -> None:
+    """Point again at every flow the database holds open. Idempotent, so processes doing it at once are harmless;
+    a pointer to a flow that closed meanwhile is dropped by its service at the next look."""
+    tips.repoint_open_drafts()
+    materials.repoint_bursts()
+    get_redis().set(POINTERS_KEY, 1)

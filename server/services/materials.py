@@ -177,6 +177,22 @@ def _burst_from_rows(officer: Staff, now: datetime) -> list[MaterialItem]:
     return sorted(burst, key=lambda i: i.id)
 
 
+def repoint_bursts() -> None:
+    """After Redis lost its data: the bursts the rows still show open get their keys back, with the time left."""
+    now = utcnow()
+    recent = sa.select(MaterialItem.uploader_id).where(
+        MaterialItem.source == MaterialSource.CHAT, MaterialItem.received_at > now - PAIR_WINDOW
+    )
+    for officer in db.session.scalars(sa.select(Staff).where(Staff.id.in_(recent), Staff.openid.is_not(None))):
+        if not (burst := _burst_from_rows(officer, now)):
+            continue
+        ttl = max(int((PAIR_WINDOW - (now - max(i.received_at for i in burst))).total_seconds()), 1)
+        pipe = get_redis().pipeline()
+        pipe.set(BURST_KEY.format(officer.openid), int(min(i.received_at for i in burst).timestamp()), ex=ttl)
+        pipe.set(COUNT_KEY.format(officer.openid), len(burst), ex=ttl)
+        pipe.execute()
+
+
 def receive_chat_image(officer: Staff, media_id: str, at: datetime) -> str:
     """An officer's chat photo: a pending item now, the download in a task; the reply counts the burst."""
     item, created = _insert(

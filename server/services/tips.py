@@ -677,6 +677,16 @@ def _point_to(openid: str, draft_id: int | None) -> None:
         log.warning("tip draft pointer for %s not updated: Redis unavailable", draft_id or "a closed draft")
 
 
+def repoint_open_drafts() -> None:
+    """After Redis lost its data: point at every draft still open, or lapsed recently enough to be told so."""
+    since = utcnow() - EXPIRY_TOLD_WITHIN
+    stmt = sa.select(TipDraft.openid, TipDraft.id).where(
+        TipDraft.state == TipDraftState.OPEN, TipDraft.expires_at > since
+    )
+    for openid, draft_id in db.session.execute(stmt).all():
+        _point_to(openid, draft_id)
+
+
 def _draft_from_cache(openid: str, lapsed: list[TipDraft] | None = None) -> TipDraft | None:
     """The hot path: one Redis GET when no draft is open. Redis only points at the row; the row is the truth.
     `lapsed` receives the draft the pointer led to if its window has just run out."""

@@ -43,3 +43,25 @@ def test_an_officers_photos_get_their_caption_while_redis_is_down(wechat, media,
     assert "2 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营整治现场")["Content"]
     items = db.session.scalars(sa.select(MaterialItem)).all()
     assert [i.caption for i in items] == ["南京东路占道经营整治现场"] * 2
+
+
+# Redis restarted without its data (no persistence) or flushed: it answers, but the chat flows' pointers are gone.
+
+
+def test_a_tip_under_way_continues_after_redis_lost_its_data(wechat, media, db_session, redis_client):
+    assert "已收到照片" in send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    redis_client.flushdb()
+    assert "已收到位置：人民广场" in send_location(wechat, CITIZEN)
+    redis_client.flushdb()
+    reply = wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")["Content"]
+    [tip] = db.session.scalars(sa.select(Tip)).all()
+    assert reply.startswith(f"线索已提交，编号 {tip.display_no}（1 张照片）") and tip.address == "人民广场"
+
+
+def test_an_officers_burst_keeps_its_caption_after_redis_lost_its_data(wechat, media, db_session, redis_client):
+    _officer()
+    assert send_image(wechat, OFFICER, media(jpeg_bytes())).startswith("已收到 1 张现场照片")
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="blue"))).startswith("已收到 2 张现场照片")
+    redis_client.flushdb()
+    assert "2 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营整治现场")["Content"]
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="red"))).startswith("已收到 3 张现场照片")

@@ -13,10 +13,26 @@ def test_open_flows_reads_both_markers(db_session, redis_client):
 
 
 def test_values_the_gateway_peeked_are_used_without_asking_redis(db_session, redis_client):
-    burst, draft = chat.flow_keys("o-x")
-    assert chat.open_flows("o-x", {burst: b"1700000000", draft: None}) == chat.OpenFlows(True, False)
+    burst, draft, ready = chat.flow_keys("o-x")
+    peeked = {burst: b"1700000000", draft: None, ready: b"1"}
+    assert chat.open_flows("o-x", peeked) == chat.OpenFlows(True, False)
     redis_client.set(draft, 1)
     assert chat.open_flows("o-x", {burst: None}) == chat.OpenFlows(False, True)  # incomplete: asks Redis
+
+
+def test_a_redis_without_the_marker_is_pointed_at_the_open_flows_first(db_session, redis_client):
+    # Redis lost its data: the draft the database holds open is pointed at again before the answer.
+    from datetime import timedelta
+
+    from models import TipDraft, utcnow
+    from server.extensions import db
+
+    db.session.add(TipDraft(openid="o-lost", expires_at=utcnow() + timedelta(minutes=5)))
+    db.session.commit()
+    burst, draft, ready = chat.flow_keys("o-lost")
+    assert chat.open_flows("o-lost", {burst: None, draft: None, ready: None}) == chat.OpenFlows(False, True)
+    assert redis_client.get(ready) == b"1" and redis_client.get(draft) is not None
+    assert chat.open_flows("o-other") == chat.OpenFlows(False, False)
 
 
 def test_the_text_handler_gets_its_flow_markers_with_the_claim(wechat, redis_client, monkeypatch):
@@ -31,5 +47,5 @@ def test_the_text_handler_gets_its_flow_markers_with_the_claim(wechat, redis_cli
 
     monkeypatch.setattr(chat, "open_flows", spy)
     wechat.text("o-peek", "你好")
-    burst, draft = chat.flow_keys("o-peek")
-    assert seen == [{burst: None, draft: b"1"}]
+    burst, draft, ready = chat.flow_keys("o-peek")
+    assert seen == [{burst: None, draft: b"1", ready: None}]  # a fresh Redis: no marker yet
