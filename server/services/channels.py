@@ -103,19 +103,31 @@ def _stage_reply(channel: Channel, reply: ReplyInput) -> None:
     )
 
 
+def _taken(scene: str, name: str, created_by_id: int | None) -> Channel | None:
+    """The channel a double submit of this form made (its scene is generated per page); another one's: refused."""
+    taken = db.session.scalar(sa.select(Channel).filter_by(scene=scene))
+    if taken is None:
+        return None
+    if taken.name == name and taken.created_by_id == created_by_id:
+        return taken
+    raise ServiceError(f"场景值「{scene}」已被渠道「{taken.name}」使用，请换一个")
+
+
 def create_channel(
     *, name: str, scene: str, unit_id: int | None, reply: ReplyInput, created_by_id: int | None = None
 ) -> Channel:
     """Save a channel (and its reply), then ask WeChat for its permanent QR; see `request_qr` for a refusal."""
     name, scene, unit_id = _check_name(name), check_scene(scene), _check_unit(unit_id)
     _check_reply(reply, scene)
-    if taken := db.session.scalar(sa.select(Channel).filter_by(scene=scene)):
-        raise ServiceError(f"场景值「{scene}」已被渠道「{taken.name}」使用，请换一个")
+    if taken := _taken(scene, name, created_by_id):
+        return taken
     channel = Channel(name=name, scene=scene, unit_id=unit_id, created_by_id=created_by_id)
     try:
         with db.session.begin_nested():  # two creates of one scene at once: the unique scene decides
             db.session.add(channel)
     except IntegrityError:
+        if taken := _taken(scene, name, created_by_id):
+            return taken
         raise ServiceError(f"场景值「{scene}」已被其他渠道使用，请换一个") from None
     _stage_reply(channel, reply)
     db.session.flush()  # reply_rule_id, for the audit entry

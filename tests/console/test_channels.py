@@ -107,6 +107,16 @@ def test_a_duplicate_scene_is_refused(as_editor, emulator):
     assert _count() == 1 and len(emulator.state()["qrcodes"]) == 1
 
 
+def test_a_double_submit_of_the_new_form_lands_on_the_one_channel(as_editor, emulator):
+    # The form's generated scene is the submit's key: the second request is the first one again, not a refusal
+    # telling the editor to pick another scene (and so print a second channel for the same poster).
+    first = as_editor.post("/admin/channels/new", _form(scene="ch_0a1b2c3d4e"))
+    again = as_editor.post("/admin/channels/new", _form(scene="ch_0a1b2c3d4e"))
+    assert again.status_code == first.status_code == 302
+    assert again.headers["Location"] == first.headers["Location"]
+    assert _count() == 1 and len(emulator.state()["qrcodes"]) == 1
+
+
 def test_a_wechat_error_is_shown_the_channel_kept_and_the_qr_retried(as_editor, emulator, wechat):
     emulator.hook("fail", {"path": "cgi-bin/qrcode/create", "errcode": 45009})
     res = as_editor.post("/admin/channels/new", _form(), follow_redirects=True)

@@ -232,3 +232,17 @@ def test_two_saves_that_add_a_reply_at_once_leave_one_scene_rule(app, committed_
     rules = db.session.scalars(sa.select(ReplyRule).filter_by(match_type=MatchType.SCENE)).all()
     assert len(rules) == 1 and rule_ids[0] == rule_ids[1] == rules[0].id, rule_ids
     assert db.session.get(Channel, channel_id, populate_existing=True).reply_rule_id == rules[0].id
+
+
+@pytest.mark.skipif(SQLITE, reason="races need a database that runs writers side by side")
+def test_two_creates_of_one_form_at_once_make_one_channel(app, committed_db):
+    def create(i: int) -> int:
+        with app.app_context():
+            try:
+                return make(scene="ch_0a1b2c3d4e").id
+            finally:
+                db.session.remove()
+
+    ids = _threads(2, create)
+    assert ids[0] == ids[1] == db.session.scalars(sa.select(Channel.id)).one(), ids
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ReplyRule)) == 1
