@@ -249,7 +249,10 @@ def article_push_new():  # type: ignore[no-untyped-def]
             ids = _picked_ids()
             local = datetime.fromisoformat(request.form.get("scheduled_at", ""))
             at = local.replace(tzinfo=columns.LOCAL_TZ).astimezone(UTC)
-            column_id = int(request.form["column_id"]) if request.form.get("column_id") else None
+            column_id = None
+            if raw_column := request.form.get("column_id"):
+                if (column_id := to_int(raw_column, lo=1)) is None:
+                    raise ServiceError(articles.NO_SUCH_COLUMN)
             push = articles.schedule_push(_me(), ids, at, column_id)
             flash("已排期", "success")
             return redirect(url_for("console.article_push_detail", push_id=push.id))
@@ -367,6 +370,7 @@ def article_column_edit(column_id: int | None = None):  # type: ignore[no-untype
     return render_template(
         "console/article_column_form.html",
         column=column,
+        form=request.form if request.method == "POST" else None,  # a refused form shows what was typed
         error=error,
         cadences=list(Cadence),
         modes=list(PublishMode),

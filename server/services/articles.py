@@ -301,6 +301,9 @@ def library_item_ids(article: Article) -> list[int]:
 # -- pushes -----------------------------------------------------------------------------------------------------
 
 
+NO_SUCH_COLUMN = "所选栏目不存在，请重新选择"
+
+
 def schedule_push(by: Staff, article_ids: list[int], scheduled_at: datetime, column_id: int | None) -> ArticlePush:
     """Assemble approved articles (1–8, in the given order) into a push at a time slot."""
     if by.role not in SCHEDULERS:
@@ -313,6 +316,8 @@ def schedule_push(by: Staff, article_ids: list[int], scheduled_at: datetime, col
         raise ServiceError("发布时间无效")
     if scheduled_at <= datetime.now(UTC):
         raise ServiceError("发布时间须晚于现在")
+    if column_id is not None and db.session.get(NewsColumn, column_id) is None:
+        raise ServiceError(NO_SUCH_COLUMN)
     articles = list(
         db.session.scalars(sa.select(Article).where(Article.id.in_(article_ids)).with_for_update())
     )  # locked: two editors scheduling the same article cannot both win

@@ -26,6 +26,7 @@ from models import (
     Unit,
 )
 from server.extensions import db
+from server.inputs import to_int
 from server.services import ServiceError, audit, targets
 from server.services import staff as staff_service
 
@@ -104,11 +105,16 @@ def save_column(column_id: int | None = None, **fields: Any) -> NewsColumn:
         at = at if isinstance(at, time) else time.fromisoformat(str(at))
     except ValueError:
         raise ServiceError("请选择有效的周期、发布方式和发布时间（如 08:00）") from None
-    weekday = fields.get("weekday")
-    weekday = int(weekday) if weekday not in (None, "") else None
-    if cadence is Cadence.WEEKLY and weekday not in range(7):
+    raw_weekday = fields.get("weekday")
+    weekday = to_int(str(raw_weekday), lo=0, hi=6) if raw_weekday not in (None, "") else None
+    if raw_weekday not in (None, "") and weekday is None:
+        raise ServiceError("请选择周一到周日中的一天")
+    if cadence is Cadence.WEEKLY and weekday is None:
         raise ServiceError("每周栏目需选择星期几发布")
-    unit_ids = [int(u) for u in fields.get("feeder_unit_ids") or []]
+    raw_units = [str(u) for u in fields.get("feeder_unit_ids") or []]
+    unit_ids = [u for raw in raw_units if (u := to_int(raw, lo=1)) is not None]
+    if len(unit_ids) != len(raw_units):
+        raise ServiceError("报送单位不存在")
     if unit_ids and db.session.scalar(sa.select(sa.func.count()).where(Unit.id.in_(unit_ids))) != len(set(unit_ids)):
         raise ServiceError("报送单位不存在")
     column = db.session.get(NewsColumn, column_id) if column_id else NewsColumn()

@@ -226,3 +226,17 @@ def test_the_calendar_reminds_of_each_of_the_next_three_days(console, db_session
     page = console.get("/admin/articles").get_data(as_text=True)
     days = re.findall(r"提醒：\S+「每日一案」还没有排期（(\d) 天后）", page)
     assert days == ["1", "2", "3"]
+
+
+def test_a_refused_column_form_shows_what_was_typed_again(console, db_session):
+    from tests import factories
+
+    factories.staff("admin9", "admin")
+    console.login("admin9")
+    form = {"name": "每周一法", "cadence": "weekly", "weekday": "²", "publish_time": "09:30"}
+    form["header_html"] = "<p>页眉</p>"
+    res = console.post("/admin/articles/columns/new", form)
+    page = res.get_data(as_text=True)
+    assert res.status_code == 400 and "周一到周日" in page
+    assert 'value="每周一法"' in page and 'value="09:30"' in page and "&lt;p&gt;页眉&lt;/p&gt;" in page
+    assert '<option value="weekly" selected>' in page

@@ -168,3 +168,21 @@ def test_published_articles_feed_the_scoreboard_and_the_positive_reports_target(
     assert row.score == 2 * weights["articles_published"] + 3 * weights["articles_submitted"]
     reports = next(p for p in targets.progress(day.year, as_of=hi) if p.key == "positive_reports")
     assert reports.actual == 3 and reports.target == 500
+
+
+def test_a_push_into_a_column_that_does_not_exist_is_refused_and_saves_nothing(people):
+    # Found by tests/test_form_mutations.py: the foreign key refused it as a 500 (and 2**31 as a database error).
+    a = approved(people, "夜查渣土车")
+    at = datetime.now(UTC) + timedelta(days=1)
+    with pytest.raises(ServiceError, match="栏目不存在"):
+        articles.schedule_push(people["editor"], [a.id], at, 999_999)
+    assert articles.schedule_push(people["editor"], [a.id], at, None).status is PushStatus.SCHEDULED
+
+
+@pytest.mark.parametrize("weekday", ["²", " ", "1.5", "7", "-1", "x" * 50])
+def test_a_column_weekday_that_is_not_a_day_is_refused_in_chinese(people, weekday):
+    # Found by tests/test_form_mutations.py: int() of the select's value raised, a 500.
+    with pytest.raises(ServiceError, match="周一到周日"):
+        columns.save_column(name="每周一法", cadence="weekly", weekday=weekday)
+    with pytest.raises(ServiceError, match="报送单位不存在"):
+        columns.save_column(name="每周一法", cadence="daily", feeder_unit_ids=["²"])
