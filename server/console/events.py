@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -34,10 +34,11 @@ SCANNERS = (Role.ADMIN, Role.EDITOR, Role.LIAISON)
 
 
 def _local(value: str | None) -> datetime | None:
-    """A datetime-local field (Beijing time) as an aware UTC datetime."""
+    """A datetime-local field (Beijing time) as an aware UTC datetime; None if empty, malformed or out of range."""
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=LOCAL_TZ) if value else None
-    except ValueError:
+        # In UTC here, not first where the database takes it: year 1 at 00:00 in Beijing is before year 1 in UTC.
+        return datetime.fromisoformat(value).replace(tzinfo=LOCAL_TZ).astimezone(UTC) if value else None
+    except (ValueError, OverflowError):
         return None
 
 

@@ -68,10 +68,9 @@ def local_day(at: datetime) -> date:
 def parse_local_minute(value: str | None) -> datetime | None:
     """A `datetime-local` form value (Shanghai time, to the minute) as UTC; None if empty or malformed."""
     try:
-        parsed = datetime.strptime((value or "").strip()[:16], "%Y-%m-%dT%H:%M")
-    except ValueError:
+        return datetime.strptime((value or "").strip()[:16], "%Y-%m-%dT%H:%M").replace(tzinfo=LOCAL_TZ).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 at 00:00 in Shanghai is before year 1 in UTC
         return None
-    return parsed.replace(tzinfo=LOCAL_TZ).astimezone(UTC)
 
 
 # --- campaigns and candidates ---------------------------------------------------------------------------------------

@@ -286,3 +286,15 @@ def test_an_event_next_year_shows_its_figures_now(as_admin):
     db.session.expire_all()
     page = as_admin.get(f"/admin/events/{event.id}").get_data(as_text=True)
     assert re.search(r'<div class="label">报名</div><div class="value">1</div>', page)
+
+
+def test_a_time_before_the_first_year_in_utc_is_refused_not_a_500(as_admin):
+    # Found by tests/test_form_mutations.py: 0001-01-01 00:00 in Beijing is before year 1 in UTC (OverflowError).
+    event, [session] = make_event()
+    form = {"title": "开放日", "kind": "offline", "registration_opens_at": "0001-01-01T00:00"}
+    assert as_admin.post(f"/admin/events/{event.id}/edit", form).status_code == 400
+    form = {"starts_at": "0001-01-01T00:00", "ends_at": "0001-01-01T02:00", "quota": "5", "venue": "北广场"}
+    res = as_admin.post(f"/admin/events/{event.id}/sessions/{session.id}", form, follow_redirects=True)
+    assert res.status_code in (200, 400) and "北广场" in res.get_data(as_text=True)  # refused, what was typed kept
+    db.session.expire_all()
+    assert db.session.get(EventSession, session.id).venue != "北广场"

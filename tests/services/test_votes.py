@@ -343,3 +343,9 @@ def test_the_review_is_stored_until_a_void_or_a_fresh_analysis(db_session, monke
     assert votes.review(campaign.id).totals["voided"] == 300  # the void started a new generation
     get_redis().set(votes._review_key(campaign.id), '{"stored by": "an older release"}')
     assert votes.review(campaign.id).totals["voided"] == 300  # a shape it cannot read is computed afresh
+
+
+def test_a_campaign_time_before_the_first_year_in_utc_is_no_time():
+    # Found by tests/test_form_mutations.py: year 1 at 00:00 in Shanghai overflowed converting to UTC.
+    assert votes.parse_local_minute("0001-01-01T00:00") is None
+    assert votes.parse_local_minute("9999-12-31T23:59") is not None
