@@ -47,8 +47,8 @@ def follower_list():  # type: ignore[no-untyped-def]
         scenes=follower_service.source_scenes(),
         scene_names=channels.scene_names(),  # a channel QR's scene shows as the channel's name
         scene_none=follower_service.SCENE_NONE,
-        new_chart=bar_chart([(d.strftime("%m-%d"), n) for d, n, _ in daily], title="近 30 天每日新关注"),
-        left_chart=bar_chart([(d.strftime("%m-%d"), n) for d, _, n in daily], title="近 30 天每日取消关注"),
+        new_chart=bar_chart([(d.strftime("%m-%d"), n) for d, n, _ in daily], title="近 30 天每日关注次数"),
+        left_chart=bar_chart([(d.strftime("%m-%d"), n) for d, _, n in daily], title="近 30 天每日取消关注次数"),
         new_total=sum(n for _, n, _ in daily),
         left_total=sum(n for _, _, n in daily),
         filtered=bool(search.as_dict()),
