@@ -14,7 +14,7 @@ from server.console.access import CONSOLE_ROLES, require_roles, require_unit, vi
 from server.console.charts import bar_chart, line_chart
 from server.extensions import db
 from server.inputs import to_int
-from server.services import ServiceError, datacube, reports, targets
+from server.services import ServiceError, channels, datacube, reports, targets
 from server.services import staff as staff_service
 from server.tasks import stats as stats_tasks
 
@@ -72,7 +72,9 @@ def stats_dashboard():  # type: ignore[no-untyped-def]
         ten_w=datacube.top_articles(year_start, as_of, 50, min_reads=targets.TEN_W),
         top=datacube.top_articles(year_start, as_of, 10),
         sources=datacube.new_by_source(year_start, as_of),
-        scenes=datacube.own_events_by_scene(as_of - timedelta(days=29), as_of, limit=10),
+        # Our own log counts through today, as the channel QR list does; WeChat's figures stop at yesterday
+        scenes=datacube.own_events_by_scene(through - timedelta(days=29), through, limit=10),
+        scene_names=channels.scene_names(),  # a channel QR's scene shows as the channel's name
         has_plan=targets.get_plan(year) is not None,
     )
 

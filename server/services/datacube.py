@@ -35,6 +35,7 @@ from models import (
 )
 from server.extensions import db, dialect_insert, get_redis
 from server.filters import LOCAL_TZ
+from server.services.binding import SCENE_PREFIX as BIND_PREFIX
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -620,9 +621,13 @@ def _utc_bounds(start: date, end: date) -> tuple[datetime, datetime]:
     return lo, hi
 
 
+BIND_SCENES = "人员微信绑定二维码"  # each staff binding QR has its own one-off scene: one row for all of them
+
+
 def _scene_expr() -> Any:
     key = sa.func.coalesce(InboundMessage.event_key, "")
-    return sa.case((key.like("qrscene\\_%", escape="\\"), sa.func.substr(key, 9)), else_=key)
+    scene = sa.case((key.like("qrscene\\_%", escape="\\"), sa.func.substr(key, 9)), else_=key)
+    return sa.case((scene.startswith(BIND_PREFIX, autoescape=True), BIND_SCENES), else_=scene)
 
 
 def own_events_by_scene(start: date, end: date, limit: int = 20) -> list[dict[str, Any]]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 
 import openpyxl
 import pytest
 
-from models import PublicityRecord, RecordKind, StatDaily
+from models import Channel, InboundMessage, PublicityRecord, RecordKind, StatDaily
 from server.services import datacube, targets
 from tests import factories
 
@@ -161,3 +161,34 @@ def test_table_figures_are_never_in_scientific_notation():
         "0",
         "—",
     ]
+
+
+def test_scan_scenes_count_through_today_and_name_channels(as_admin, db_session):
+    """The card reads our own log: today's scans count (as on the channel list), a channel QR shows by name, and
+    the one-off staff binding scenes are one row, not one per token."""
+    now = datetime.now(UTC)
+    db_session.add(Channel(name="人民广场宣传栏", scene="square_board"))
+    keys = [("scan", "square_board"), ("subscribe", "qrscene_square_board"), ("scan", "bind_tok1")]
+    keys += [("subscribe", "qrscene_bind_tok2")]
+    db_session.add_all(
+        InboundMessage(
+            dedupe_key=f"e:{i}",
+            openid=f"o-{i}",
+            msg_type="event",
+            event=event,
+            event_key=key,
+            payload={},
+            sent_at=now,
+            received_at=now,
+        )
+        for i, (event, key) in enumerate(keys)
+    )
+    db_session.commit()
+    html = as_admin.get("/admin/stats").get_data(as_text=True)
+    card = html.split("扫码关注场景")[1]
+    assert (
+        '<td>人民广场宣传栏 <code class="hint">square_board</code></td><td class="num">1</td><td class="num">1</td>'
+        in card
+    )
+    assert '<td>人员微信绑定二维码</td><td class="num">1</td><td class="num">1</td>' in card
+    assert "tok1" not in card and "tok2" not in card
