@@ -134,6 +134,8 @@ def redis_down(app, monkeypatch):
 
     dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=2, socket_connect_timeout=2)
     monkeypatch.setitem(app.extensions, "redis", dead)
+    # The WeChat client keeps its tokens in Redis too: one built now holds the dead Redis, and must not outlive the test
+    monkeypatch.setitem(app.extensions, "wechat_client", None)
     return dead
 
 
