@@ -61,6 +61,9 @@ def test_create_makes_the_qr_and_lists_the_channel(as_editor, emulator, wechat):
     assert "已创建渠道「开放日现场海报」" in page and "下载二维码 PNG" in page
     listed = as_editor.get("/admin/channels").get_data(as_text=True)
     assert "开放日现场海报" in listed and "<code>open_day</code>" in listed and "浦东分局" in listed
+    # The name opens the channel (on a phone the 编辑 column is scrolled out of sight)
+    assert f'<td><a href="/admin/channels/{channel.id}">开放日现场海报</a></td>' in listed
+    assert 'title="1 到 64 个英文字母、数字、下划线或短横线"' in form  # the browser's own refusal says what fits
     assert wechat.event("o-fan", "SCAN", "open_day")["Content"].startswith("7·15 开放日报名")
     actions = {a.action for a in db.session.scalars(sa.select(AuditLog))}
     assert {"channel.create", "channel.qr", "rule.create"} <= actions
