@@ -15,6 +15,7 @@ from models.open311 import *  # noqa: E402,F403
 from models.reply import MatchType, ReplyRule, ReplyType, SiteSetting
 from models.staff import BindingCode, Role, Staff, Unit, UnitKind
 from models.stats import *  # noqa: E402,F403
+from models.submit import *  # noqa: E402,F403
 from models.tip import *  # noqa: E402,F403
 from models.vote import *  # noqa: E402,F403
 from models.wechat import InboundMessage, MessageStatus

@@ -163,6 +163,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                 "event-anonymise": {"task": "server.tasks.events.anonymise_old_events", "schedule": 3600.0},
                 "message-contents": {"task": "server.tasks.retention.forget_old_message_contents", "schedule": 3600.0},
                 "tip-contacts": {"task": "server.tasks.retention.forget_old_tip_contacts", "schedule": 3600.0},
+                "submit-keys": {"task": "server.tasks.retention.forget_old_submit_keys", "schedule": 3600.0},
                 # Stats (UTC times): datacube after WeChat publishes yesterday (~10:00 Beijing), again at 15:30
                 # Beijing for is_delay days; last month's report at 08:00 Beijing on the 1st.
                 "stats-datacube": {

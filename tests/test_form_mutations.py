@@ -56,9 +56,8 @@ DATE_KINDS = {"date", "datetime-local", "time", "month"}
 DATEISH = re.compile(r"(^|_)(date|at|on|time|starts?|ends?|since|until|deadline|period|month|day)(_|$)")
 CJK = re.compile(r"[\u4e00-\u9fff]")
 MAY_CHANGE_ON_REFUSAL: set[str] = set()  # tables a refused request may write by design: none so far
-# Create forms with no double-submit guard yet (no submit key): a second tap saves a second row. Reported, not fixed
-# here (each needs a submit-key column and a migration); remove a name once its form is guarded.
-UNGUARDED = {"article_new", "event_new", "event_session_new", "vote_new", "vote_candidate_new", "survey_new"}
+# Create forms with no double-submit guard (a second tap saves a second row); remove a name once its form is guarded.
+UNGUARDED: set[str] = set()
 # Refusals that show the form again without what was typed in these fields. Reported, not fixed here (the views
 # are in tips, being changed by other work at the time); remove an entry once its view passes `form` back.
 LOSES_INPUT = {"tip_dispatch": ("note",), "tip_block": ("openid", "reason")}

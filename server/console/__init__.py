@@ -17,8 +17,9 @@ OPEN_ENDPOINTS = {"console.login", "console.logout", "console.password_change", 
 @bp.app_context_processor
 def _menu_helpers() -> dict[str, object]:
     from server.console.access import may_open
+    from server.console.once import submit_key_field
 
-    return {"may_open": may_open}
+    return {"may_open": may_open, "submit_key": submit_key_field}
 
 
 @login.user_loader

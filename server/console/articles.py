@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from models import Article, ArticlePush, ArticleStatus, Cadence, MaterialItem, NewsColumn, PublishMode, Role, Unit
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
+from server.console.once import once_per_submit, submitted
 from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.inputs import to_ids, to_int
@@ -101,6 +102,7 @@ def article_list():  # type: ignore[no-untyped-def]
 @bp.route("/articles/new", methods=["GET", "POST"], endpoint="article_new")
 @bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])
 @require_roles(*WRITERS)
+@once_per_submit
 def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
     article = _article_or_404(article_id) if article_id else None
     form = request.form if request.method == "POST" else None
@@ -114,7 +116,8 @@ def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
         except ServiceError as exc:
             return _edit_page(article, form, str(exc)), 400
         flash("已保存", "success")
-        return redirect(url_for("console.article_detail", article_id=article.id))
+        submitted(url := url_for("console.article_detail", article_id=article.id))
+        return redirect(url)
     return _edit_page(article, None, None)
 
 

@@ -19,6 +19,7 @@ from models import Event, EventKind, EventSession, Role, utcnow
 from models.event import FIELD_LABELS
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles
+from server.console.once import once_per_submit, submitted
 from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.inputs import to_int
@@ -75,6 +76,7 @@ def event_list():  # type: ignore[no-untyped-def]
 @bp.route("/events/new", methods=["GET", "POST"], defaults={"event_id": None})
 @bp.route("/events/<int:event_id>/edit", methods=["GET", "POST"])
 @require_roles(*MANAGERS)
+@once_per_submit
 def event_edit(event_id: int | None):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id) if event_id else None
     error = None
@@ -99,7 +101,8 @@ def event_edit(event_id: int | None):  # type: ignore[no-untyped-def]
             error = str(exc)
         else:
             flash(f"已保存：{event.title}", "success")
-            return redirect(url_for("console.event_detail", event_id=event.id))
+            submitted(url := url_for("console.event_detail", event_id=event.id))
+            return redirect(url)
     return render_template(
         "console/event_form.html",
         event=event,
@@ -136,6 +139,7 @@ def event_detail(event_id: int):  # type: ignore[no-untyped-def]
 @bp.post("/events/<int:event_id>/sessions", defaults={"session_id": None})
 @bp.post("/events/<int:event_id>/sessions/<int:session_id>")
 @require_roles(*MANAGERS)
+@once_per_submit
 def event_session_save(event_id: int, session_id: int | None):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id)
     session = _session_or_404(event.id, session_id) if session_id is not None else None
@@ -154,7 +158,8 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
     except ServiceError as exc:
         flash(str(exc), "error")
         # What was typed comes back in the form after the redirect, not an empty form to fill again.
-        flask_session["session_form"] = {"for": session_id} | {k: form.get(k, "")[:512] for k in SESSION_FIELDS}
+        kept = (*SESSION_FIELDS, "submit_key")  # the same key: the corrected form is the same submit
+        flask_session["session_form"] = {"for": session_id} | {k: form.get(k, "")[:512] for k in kept}
         back = {"session": session_id} if session_id else {}
         return redirect(url_for("console.event_detail", event_id=event.id, **back))
     if revision is not None and session.revision != revision:
@@ -162,7 +167,8 @@ def event_session_save(event_id: int, session_id: int | None):  # type: ignore[n
         flash(f"场次已保存。时间或地点有变更，将向 {told} 位报名者（含候补）发送通知", "success")
     else:
         flash("场次已保存", "success")
-    return redirect(url_for("console.event_detail", event_id=event.id, session=session.id))
+    submitted(url := url_for("console.event_detail", event_id=event.id, session=session.id))
+    return redirect(url)
 
 
 @bp.post("/events/<int:event_id>/sessions/<int:session_id>/cancel")

@@ -11,6 +11,7 @@ from models import ResultsPolicy, Role, Survey, VoteCampaign, VoteCandidate, utc
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles
 from server.console.charts import bar_chart
+from server.console.once import once_per_submit, submitted
 from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.inputs import to_ids, to_int
@@ -53,6 +54,7 @@ def vote_list():  # type: ignore[no-untyped-def]
 @bp.route("/votes/new", methods=["GET", "POST"], defaults={"campaign_id": None})
 @bp.route("/votes/<int:campaign_id>/edit", methods=["GET", "POST"])
 @require_roles(*MANAGERS)
+@once_per_submit
 def vote_edit(campaign_id: int | None):  # type: ignore[no-untyped-def]
     campaign = _campaign_or_404(campaign_id) if campaign_id else None
     error = None
@@ -77,7 +79,8 @@ def vote_edit(campaign_id: int | None):  # type: ignore[no-untyped-def]
             flash(f"已保存：{campaign.title}", "success")
             if campaign.followers_only and not was_followers_only:
                 flash("已开启「仅限粉丝投票」。" + FOLLOW_WARNING, "error")
-            return redirect(url_for("console.vote_detail", campaign_id=campaign.id))
+            submitted(url := url_for("console.vote_detail", campaign_id=campaign.id))
+            return redirect(url)
     values = (
         request.form
         if request.method == "POST"
@@ -121,6 +124,7 @@ def vote_detail(campaign_id: int):  # type: ignore[no-untyped-def]
 @bp.route("/votes/<int:campaign_id>/candidates/new", methods=["GET", "POST"], defaults={"candidate_id": None})
 @bp.route("/votes/<int:campaign_id>/candidates/<int:candidate_id>", methods=["GET", "POST"])
 @require_roles(*MANAGERS)
+@once_per_submit
 def vote_candidate_edit(campaign_id: int, candidate_id: int | None):  # type: ignore[no-untyped-def]
     campaign = _campaign_or_404(campaign_id)
     candidate = db.session.get(VoteCandidate, candidate_id) if candidate_id else None
@@ -145,7 +149,8 @@ def vote_candidate_edit(campaign_id: int, candidate_id: int | None):  # type: ig
             error = str(exc)
         else:
             flash(f"已保存候选人：{candidate.name}", "success")
-            return redirect(url_for("console.vote_detail", campaign_id=campaign.id))
+            submitted(url := url_for("console.vote_detail", campaign_id=campaign.id))
+            return redirect(url)
     values = (
         request.form
         if request.method == "POST"
@@ -257,6 +262,7 @@ def vote_export(campaign_id: int):  # type: ignore[no-untyped-def]
 @bp.route("/surveys/new", methods=["GET", "POST"], defaults={"survey_id": None})
 @bp.route("/surveys/<int:survey_id>/edit", methods=["GET", "POST"])
 @require_roles(*MANAGERS)
+@once_per_submit
 def survey_edit(survey_id: int | None):  # type: ignore[no-untyped-def]
     survey = (db.session.get(Survey, survey_id) or abort(404)) if survey_id else None
     error = None
@@ -275,7 +281,8 @@ def survey_edit(survey_id: int | None):  # type: ignore[no-untyped-def]
             error = str(exc)
         else:
             flash(f"已保存：{survey.title}", "success")
-            return redirect(url_for("console.survey_results", survey_id=survey.id))
+            submitted(url := url_for("console.survey_results", survey_id=survey.id))
+            return redirect(url)
     values = (
         request.form
         if request.method == "POST"

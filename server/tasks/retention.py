@@ -8,7 +8,7 @@ from celery import shared_task
 from flask import current_app
 
 from models import utcnow
-from server.services import inbound, tips
+from server.services import inbound, submits, tips
 
 
 @shared_task
@@ -21,3 +21,8 @@ def forget_old_message_contents() -> int:
 def forget_old_tip_contacts() -> int:
     days = current_app.config["TIP_CONTACT_RETENTION_DAYS"]
     return tips.forget_contact_details(utcnow() - timedelta(days=days))
+
+
+@shared_task
+def forget_old_submit_keys() -> int:
+    return submits.forget_old(utcnow() - timedelta(days=1))

@@ -1,0 +1,57 @@
+"""Create forms that save once per submit: `@once_per_submit` on the view, `submitted(url)` where it succeeds, and
+`{{ submit_key(form) }}` in the form (server/services/submits.py explains the key)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import flash, g, redirect, request
+from markupsafe import Markup, escape
+
+from server.services import ServiceError, submits
+
+REPEATED = "已保存（重复的提交只保存了一次）。"
+
+
+def submitted(url: str) -> None:
+    """The view saved, and leads to `url`: a second copy of this submit is sent there too."""
+    g.submit_result = url
+
+
+def once_per_submit(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.form.get("submit_key") if request.method == "POST" else None
+        if not submits.valid(key):  # an edit form, or a page from before this release: unguarded, as before
+            return view(*args, **kwargs)
+        assert key is not None
+        try:
+            first = submits.claim(key)
+        except ServiceError as exc:
+            flash(str(exc), "error")
+            return redirect(request.url)
+        if first is not None:
+            flash(REPEATED, "success")
+            return redirect(first)
+        g.submit_result = None
+        try:
+            response = view(*args, **kwargs)
+        except BaseException:
+            submits.release(key)
+            raise
+        if g.submit_result:
+            submits.done(key, g.submit_result)
+        else:  # refused: the form comes back with the same key, and the corrected copy must go through
+            submits.release(key)
+        return response
+
+    return wrapper
+
+
+def submit_key_field(form: Any = None) -> Markup:
+    """The hidden field: the key the form was shown with (after a refusal), else a new one."""
+    key = form.get("submit_key") if form is not None and hasattr(form, "get") else None
+    value = key if submits.valid(key) else submits.new_key()
+    return Markup('<input type="hidden" name="submit_key" value="{}">').format(escape(value))
