@@ -70,9 +70,12 @@ def follower_sync_start():  # type: ignore[no-untyped-def]
     db.session.commit()
     try:
         sync_followers.delay()
-    except Exception:  # run inline (demo, tests): the state below says why; in production the broker is down
+    except Exception:
         log.exception("follower sync failed to run")
-        flash("同步没有完成，请稍后再试；原因见本页的同步状态。", "error")
+        if sync_followers.app.conf.task_always_eager:  # ran here (demo, tests): its state below says why
+            flash("同步没有完成，请稍后再试；原因见本页的同步状态。", "error")
+        else:
+            flash("任务队列暂时不可用，同步没有开始，请稍后再试。", "error")
     else:
         flash("已开始与微信同步粉丝名单，完成后本页显示结果。", "success")
     return redirect(url_for("console.follower_list"))

@@ -28,8 +28,9 @@ LOCK_NAME = "followers:sync"
 LOCK_TTL = 600  # seconds; extended after every page, so only a dead worker's lock runs out
 BATCH = 100  # user/info/batchget's limit
 QR_SCENE = "ADD_SCENE_QR_CODE"
-# The share of WeChat's first count a pass must read before absences count as unsubscribes (some leave meanwhile).
-COMPLETE = 0.9
+# The share of WeChat's first count a pass must read before absences count as unsubscribes: some leave meanwhile,
+# but a silently missing page (10,000 of them) must not unsubscribe anyone.
+COMPLETE = 0.99
 
 
 @dataclass
@@ -166,7 +167,8 @@ def _mark_left(seen: set[str], started: datetime, current: SyncState) -> None:
     before_run = sa.and_(
         Follower.subscribed, sa.or_(Follower.subscribed_at.is_(None), Follower.subscribed_at < started)
     )
-    gone = [openid for openid in db.session.scalars(sa.select(Follower.openid).where(before_run)) if openid not in seen]
+    held = db.session.scalars(sa.select(Follower.openid).where(before_run).execution_options(yield_per=5000))
+    gone = [openid for openid in held if openid not in seen]  # streamed: only `seen` is held whole
     for i in range(0, len(gone), 1000):
         result = db.session.execute(
             sa.update(Follower)

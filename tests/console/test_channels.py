@@ -141,7 +141,7 @@ def test_a_wechat_error_is_shown_the_channel_kept_and_the_qr_retried(as_editor, 
 
 def test_wechat_unreachable_is_explained(as_editor, app, monkeypatch):
     monkeypatch.setitem(app.config, "WECHAT_API_BASE", "http://127.0.0.1:9/")  # nothing listens on the discard port
-    monkeypatch.delitem(app.extensions, "wechat_client", raising=False)  # a client for that base; restored after
+    monkeypatch.setitem(app.extensions, "wechat_client", None)  # a client for that base; the old one restored after
     res = as_editor.post("/admin/channels/new", _form(), follow_redirects=True)
     html = res.get_data(as_text=True)
     assert res.status_code == 200 and "二维码暂未生成" in html
