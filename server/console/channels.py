@@ -9,7 +9,7 @@ from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from models import Channel, Role
-from server.console import bp
+from server.console import bp, reply_fields
 from server.console.access import require_roles
 from server.extensions import db
 from server.inputs import to_int
@@ -17,9 +17,7 @@ from server.services import ServiceError, channels
 from server.services import staff as staff_service
 
 EDIT_ROLES = (Role.ADMIN, Role.EDITOR)  # as the menu and the auto-replies: what citizens receive
-REPLY_LABELS = {"": "不回复", "text": "文本", "image": "图片", "news": "图文"}
-ARTICLE_FIELDS = ("title", "description", "image", "url")
-MAX_ARTICLES = 8  # WeChat's limit for a news reply
+REPLY_LABELS = {"": "不回复", **reply_fields.REPLY_LABELS}
 
 
 def _channel_or_404(channel_id: int) -> Channel:
@@ -28,12 +26,7 @@ def _channel_or_404(channel_id: int) -> Channel:
 
 def _reply_from_form(form: MultiDict[str, str]) -> channels.ReplyInput:
     reply_type = form.get("reply_type", "")
-    columns = [form.getlist(f"article_{field}") for field in ARTICLE_FIELDS]
-    articles = []
-    for cells in zip(*columns, strict=False):
-        article = {field: cell.strip() for field, cell in zip(ARTICLE_FIELDS, cells, strict=True)}
-        if any(article.values()):  # blank rows of the form are not articles
-            articles.append(article)
+    articles = reply_fields.articles_from_form(form)
     if reply_type not in REPLY_LABELS:
         raise ServiceError("回复类型不正确")
     return channels.ReplyInput(
@@ -77,13 +70,11 @@ def _values(channel: Channel | None, form: MultiDict[str, str] | None = None) ->
 
 
 def _form(channel: Channel | None, values: dict[str, Any], error: str | None) -> tuple[str, int]:
-    blank = dict.fromkeys(ARTICLE_FIELDS, "")
-    article_rows = (values["articles"] + [blank] * MAX_ARTICLES)[:MAX_ARTICLES]
     return render_template(
         "console/channel_form.html",
         channel=channel,
         values=values,
-        article_rows=article_rows,
+        article_rows=reply_fields.article_rows(values["articles"]),
         error=error,
         units=staff_service.units_tree(),
         reply_labels=REPLY_LABELS,

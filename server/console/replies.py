@@ -10,13 +10,11 @@ from werkzeug.datastructures import MultiDict
 from models import MatchType, ReplyRule, ReplyType, Role
 from server.console import bp
 from server.console.access import require_roles
+from server.console.reply_fields import REPLY_LABELS, article_rows, articles_from_form
 from server.extensions import db
 from server.services import ServiceError, replies
 
 MATCH_LABELS = {"exact": "精确", "contains": "包含", "regex": "正则", "click": "菜单点击", "scene": "渠道二维码"}
-REPLY_LABELS = {"text": "文本", "image": "图片", "news": "图文"}
-ARTICLE_FIELDS = ("title", "description", "image", "url")
-MAX_ARTICLES = 8  # WeChat's limit for a news reply
 
 
 def _rule_or_404(rule_id: int) -> ReplyRule:
@@ -75,12 +73,6 @@ def _values_from_rule(rule: ReplyRule | None) -> dict[str, Any]:
 
 
 def _values_from_form(form: MultiDict[str, str]) -> dict[str, Any]:
-    columns = [form.getlist(f"article_{field}") for field in ARTICLE_FIELDS]
-    articles = []
-    for cells in zip(*columns, strict=False):
-        article = {field: cell.strip() for field, cell in zip(ARTICLE_FIELDS, cells, strict=True)}
-        if any(article.values()):  # blank rows of the form are not articles
-            articles.append(article)
     return {
         "name": form.get("name", ""),
         "match_type": form.get("match_type", ""),
@@ -90,7 +82,7 @@ def _values_from_form(form: MultiDict[str, str]) -> dict[str, Any]:
         "reply_type": form.get("reply_type", ""),
         "reply_text": form.get("reply_text", ""),
         "media_id": form.get("media_id", "").strip(),
-        "articles": articles,
+        "articles": articles_from_form(form),
     }
 
 
@@ -132,13 +124,11 @@ def reply_edit(rule_id: int | None):  # type: ignore[no-untyped-def]
             return redirect(url_for("console.reply_list"))
     else:
         values = _values_from_rule(rule)
-    blank = dict.fromkeys(ARTICLE_FIELDS, "")
-    article_rows = (values["articles"] + [blank] * MAX_ARTICLES)[:MAX_ARTICLES]
     return render_template(
         "console/reply_form.html",
         rule=rule,
         values=values,
-        article_rows=article_rows,
+        article_rows=article_rows(values["articles"]),
         error=error,
         match_types=[m for m in MatchType if m is not MatchType.SCENE],
         reply_types=list(ReplyType),
