@@ -39,7 +39,8 @@ import models
 from server.extensions import db
 from tests import factories, formscrape
 from tests.conftest import SQLITE
-from tests.test_route_sweep import World, request_as
+from tests.test_route_sweep import ErrorLog, World, request_as
+from tests.test_route_sweep import error_log as error_log  # noqa: F401  (a fixture, shared)
 from tests.test_route_sweep import sandbox as sandbox  # noqa: F401  (fixtures used here)
 from tests.test_route_sweep import world as world  # noqa: F401
 
@@ -266,25 +267,6 @@ def fingerprint() -> dict[str, tuple[int, str]]:
 
 def changed_tables(before: dict, after: dict) -> list[str]:
     return sorted(t for t in after if after[t] != before.get(t) and t not in MAY_CHANGE_ON_REFUSAL)
-
-
-class ErrorLog(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR or str(record.msg).startswith("input refused by the database"):
-            self.records.append(record)
-
-
-@pytest.fixture
-def error_log() -> Iterator[ErrorLog]:
-    handler = ErrorLog()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield handler
-    root.removeHandler(handler)
 
 
 def _format(value: Any, values: dict[str, Any]) -> Any:
