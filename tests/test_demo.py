@@ -198,10 +198,11 @@ def test_without_redis_eager_tasks_run_on_a_broker_url_that_names_its_host(tmp_p
     bare = Flask(__name__)
     bare.config.update(load_settings(tmp_path, environ={}))
     assert bare.config["REDIS_URL"] == ""
-    previous = _state.default_app
+    previous, current = _state.default_app, _state.get_current_app()
     celery = init_celery(bare)
     try:
         assert Connection(celery.conf.broker_url).hostname
         assert celery.task(name="tests.demo.no_broker", shared=False)(_ran).apply_async().get() == "ran"
-    finally:
-        previous.set_default()  # init_celery made this one the default for shared tasks
+    finally:  # a new Celery app becomes the current and default one: shared tasks would run in `bare` from now on
+        _state._set_current_app(current)
+        _state.set_default_app(previous)
