@@ -62,7 +62,7 @@ def prepare(env: dict[str, str]) -> None:
     common.ensure_database(DATABASE)
     common.flush_redis(REDIS_DB)
     common.migrate(env)
-    common.psql(DATABASE, "TRUNCATE inbound_message, reply_rule, site_setting RESTART IDENTITY")
+    common.psql(DATABASE, "TRUNCATE inbound_message, channel, reply_rule, site_setting RESTART IDENTITY")
     seed = (
         "from server import create_app\n"
         "from server.services import replies\n"
