@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -20,13 +21,30 @@ def submitted(url: str) -> None:
     g.submit_result = url
 
 
+def _sent_with(page_key: str) -> str:
+    """The page's key and what was sent with it. A double click sends the same twice; a form filled in again after
+    the back button (the browser may keep the old key) sends something else, and is a new submit."""
+    digest = hashlib.sha256(page_key.encode())
+    for name in sorted(request.form):
+        if name != "csrf_token":
+            for value in request.form.getlist(name):
+                digest.update(f"\0{name}\0{value}".encode())
+    for name in sorted(request.files):
+        stream = request.files[name].stream  # its size, not the body's: multipart boundaries differ per copy
+        size = stream.seek(0, 2)
+        stream.seek(0)
+        digest.update(f"\0{name}\0{request.files[name].filename}\0{size}".encode())
+    return digest.hexdigest()
+
+
 def once_per_submit(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = request.form.get("submit_key") if request.method == "POST" else None
-        if not submits.valid(key):  # an edit form, or a page from before this release: unguarded, as before
+        page_key = request.form.get("submit_key") if request.method == "POST" else None
+        if not submits.valid(page_key):  # an edit form, or a page from before this release: unguarded, as before
             return view(*args, **kwargs)
-        assert key is not None
+        assert page_key is not None
+        key = _sent_with(page_key)
         try:
             first = submits.claim(key)
         except ServiceError as exc:

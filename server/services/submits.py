@@ -1,8 +1,9 @@
 """A create form's submit key, claimed before its write: a double click or a resent form saves once.
 
-The page carries a random key; the first copy of the POST inserts it (the primary key decides, under concurrency
-too), does its work and records where it led. A second copy finds the row and is sent there; if the first is still
-running it waits a moment for it. A refused submit gives its key back, so the corrected form (same key) goes through.
+The page carries a random key; with what was sent it names the submit (server/console/once.py). The first copy of
+the POST inserts that name (the primary key decides, under concurrency too), does its work and records where it led.
+A second copy finds the row and is sent there; if the first is still running it waits a moment for it. A refused
+submit gives its name back, so the same form sent again after a failure goes through.
 """
 
 from __future__ import annotations
