@@ -7,10 +7,12 @@ import hashlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import flash, g, redirect, request
+from flask import flash, g, redirect, request, url_for
 from markupsafe import Markup, escape
 
+from server.redirects import local_path
 from server.services import ServiceError, submits
 
 REPEATED = "已保存（重复的提交只保存了一次）。"
@@ -37,6 +39,13 @@ def _sent_with(page_key: str) -> str:
     return digest.hexdigest()
 
 
+def _back() -> str:
+    """The page the form was on (a POST-only URL has no page to return to)."""
+    came_from = urlsplit(request.referrer or "")
+    path = came_from.path + (f"?{came_from.query}" if came_from.query else "")
+    return local_path(path if came_from.netloc == request.host else None, url_for("console.home"), "/admin/")
+
+
 def once_per_submit(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -49,7 +58,7 @@ def once_per_submit(view: Callable[..., Any]) -> Callable[..., Any]:
             first = submits.claim(key)
         except ServiceError as exc:
             flash(str(exc), "error")
-            return redirect(request.url)
+            return redirect(_back())
         if first is not None:
             flash(REPEATED, "success")
             return redirect(first)

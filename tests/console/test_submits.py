@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from models import Article, Event, FormSubmit, Survey, VoteCampaign, VoteCandidate, utcnow
 from server.extensions import db
-from server.services import submits
+from server.services import events, submits
 from tests import factories
 from tests.conftest import SQLITE
 from tests.console.conftest import Console
@@ -156,3 +157,27 @@ def test_two_copies_at_the_same_moment_save_one_article(app, committed_db):
     assert [a.status_code for a in answers] == [302] * 4
     assert len({a.headers["Location"] for a in answers}) == 1
     assert count(Article) == 1
+
+
+def test_a_copy_that_finds_the_first_still_running_says_so_and_goes_back_to_the_page(app, as_admin, monkeypatch):
+    from server.console import once
+
+    monkeypatch.setattr(submits, "WAIT", 0.3)
+    now = utcnow()
+    event = events.save_event(
+        title="开放日", kind="offline", description="", registration_opens_at=now,
+        registration_closes_at=now + timedelta(days=9), max_companions=0, required_fields=[], questions=[],
+        hold_minutes=120, retention_days=30, published=False,
+    )  # fmt: skip
+    form = {"starts_at": "2027-07-15T09:00", "ends_at": "2027-07-15T11:00", "quota": "50", "venue": "指挥中心"}
+    form["submit_key"] = key_on(as_admin.get(f"/admin/events/{event.id}").get_data(as_text=True))
+    path = f"/admin/events/{event.id}/sessions"
+    with app.test_request_context(path, method="POST", data=form):
+        running = once._sent_with(form["submit_key"])
+    db.session.add(FormSubmit(key=running, claimed_at=utcnow()))  # the first copy, still at work
+    db.session.commit()
+    res = as_admin.post(path, form, headers={"Referer": f"http://localhost/admin/events/{event.id}"})
+    assert res.status_code == 302 and res.headers["Location"] == f"/admin/events/{event.id}"
+    assert "上一次提交仍在处理" in as_admin.get(res.headers["Location"]).get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).sessions == []
