@@ -14,6 +14,15 @@ from server.services import materials, tips
 # Set once the pointers below are known to match the database. Redis that lost its data (a restart without
 # persistence, a flush) lacks it too: the first text after that points at the open flows again.
 POINTERS_KEY = "chat:pointers"
+# This process failed to reach Redis in a chat flow, so a pointer may be missing there though the marker is set
+# (Redis back with the data it had): the next look that reaches Redis points at the open flows again.
+_unsure = False
+
+
+def pointer_lost() -> None:
+    """A flow opened or moved while Redis could not be told (its services call this from their Redis fallback)."""
+    global _unsure
+    _unsure = True
 
 
 @dataclass(frozen=True)
@@ -28,16 +37,19 @@ def flow_keys(openid: str) -> tuple[str, str, str]:
 
 def open_flows(openid: str, known: Mapping[str, bytes | None] | None = None) -> OpenFlows:
     """`known`: the keys' values if already fetched (the gateway peeks them with its dedupe claim)."""
+    global _unsure
     keys = flow_keys(openid)
     try:
         if known is not None and all(k in known for k in keys):
             burst, draft, ready = (known[k] for k in keys)
         else:
             burst, draft, ready = get_redis().mget(*keys)
-        if ready is None:
+        if ready is None or _unsure:
+            _unsure = False
             repoint()
             burst, draft, _ = get_redis().mget(*keys)
     except Exception:  # Redis down: let both services look for themselves (they fall back to the database)
+        _unsure = True
         return OpenFlows(True, True)
     return OpenFlows(burst is not None, draft is not None)
 

@@ -152,6 +152,9 @@ def _count_in_burst(officer: Staff, at: datetime) -> int:
     try:
         return int(pipe.execute()[2])
     except RedisError:  # Redis down: the rows say the same, a query instead of a round trip
+        from server.services import chat  # imports this module
+
+        chat.pointer_lost()
         return len(_burst_from_rows(officer, at))
 
 

@@ -675,6 +675,9 @@ def _point_to(openid: str, draft_id: int | None) -> None:
             )
     except RedisError:
         log.warning("tip draft pointer for %s not updated: Redis unavailable", draft_id or "a closed draft")
+        from server.services import chat  # imports this module
+
+        chat.pointer_lost()
 
 
 def repoint_open_drafts() -> None:
@@ -699,11 +702,13 @@ def _draft_from_cache(openid: str, lapsed: list[TipDraft] | None = None) -> TipD
     draft = db.session.get(TipDraft, int(raw))
     if draft is None or draft.state is not TipDraftState.OPEN or draft.expires_at <= utcnow():
         _point_to(openid, None)
-        if draft is not None and draft.state is TipDraftState.OPEN:
-            if (still_open := _open_draft(openid)) is not None:
-                return still_open
-            if lapsed is not None and draft.state is TipDraftState.EXPIRED:
-                lapsed.append(draft)
+        just_lapsed = draft is not None and draft.state is TipDraftState.OPEN
+        # A stale pointer (its draft closed while Redis was unreachable, or a rebuild raced a submit) may hide a
+        # draft opened since: the row decides, at the cost of one query on this rare path.
+        if (still_open := _open_draft(openid)) is not None:
+            return still_open
+        if just_lapsed and lapsed is not None and draft.state is TipDraftState.EXPIRED:
+            lapsed.append(draft)
         return None
     return draft
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from models import MaterialItem, Tip, TipSource
 from server.extensions import db
-from server.services import replies
+from server.services import chat, replies
 from tests.handlers.test_materials import OFFICER, _officer
 from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
 from tests.handlers.test_tips import send_image, send_location
@@ -65,3 +65,41 @@ def test_an_officers_burst_keeps_its_caption_after_redis_lost_its_data(wechat, m
     redis_client.flushdb()
     assert "2 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营整治现场")["Content"]
     assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="red"))).startswith("已收到 3 张现场照片")
+
+
+# Redis down for a while, then back with the data it had (a restart with persistence, a network cut): the flows that
+# changed meanwhile have no pointer, or a stale one, while the marker says the pointers were rebuilt.
+
+
+def _use(app, monkeypatch, client) -> None:
+    """Redis goes down (the dead client) or comes back (the live one, with its data); the WeChat client keeps its
+    token in Redis, so one built on the other must not be reused."""
+    monkeypatch.setitem(app.extensions, "redis", client)
+    monkeypatch.setitem(app.extensions, "wechat_client", None)
+
+
+def test_a_tip_opened_while_redis_was_down_continues_when_it_is_back(
+    app, wechat, media, db_session, redis_client, redis_down, monkeypatch
+):
+    _use(app, monkeypatch, redis_client)  # up: the marker is set by the first text
+    wechat.text("o-someone-else", "你好")
+    assert redis_client.get(chat.POINTERS_KEY) is not None
+    _use(app, monkeypatch, redis_down)
+    assert "已收到照片" in send_image(wechat, CITIZEN, media(jpeg_bytes()))  # the draft's pointer cannot be written
+    _use(app, monkeypatch, redis_client)  # back, with the marker it had
+    assert "已收到位置：人民广场" in send_location(wechat, CITIZEN)
+    reply = wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")["Content"]
+    [tip] = db.session.scalars(sa.select(Tip)).all()
+    assert reply.startswith(f"线索已提交，编号 {tip.display_no}（1 张照片）")
+
+
+def test_an_officers_burst_sent_while_redis_was_down_gets_its_caption_when_it_is_back(
+    app, wechat, media, db_session, redis_client, redis_down, monkeypatch
+):
+    _officer()
+    _use(app, monkeypatch, redis_client)
+    wechat.text("o-someone-else", "你好")
+    _use(app, monkeypatch, redis_down)
+    assert send_image(wechat, OFFICER, media(jpeg_bytes())).startswith("已收到 1 张现场照片")
+    _use(app, monkeypatch, redis_client)
+    assert "1 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营整治现场")["Content"]

@@ -49,3 +49,20 @@ def test_the_text_handler_gets_its_flow_markers_with_the_claim(wechat, redis_cli
     wechat.text("o-peek", "你好")
     burst, draft, ready = chat.flow_keys("o-peek")
     assert seen == [{burst: None, draft: b"1", ready: None}]  # a fresh Redis: no marker yet
+
+
+def test_a_pointer_to_a_closed_draft_does_not_hide_the_draft_opened_since(db_session, redis_client):
+    # The draft was cancelled and a new one opened while Redis was unreachable from this process, or a rebuild that
+    # read the rows just before a submit pointed back at the submitted draft: the open one is still found.
+    from datetime import UTC, datetime, timedelta
+
+    from models import TipDraft, TipDraftState, utcnow
+    from server.extensions import db
+
+    closed = TipDraft(openid="o-stale", state=TipDraftState.CANCELLED, expires_at=utcnow() + timedelta(minutes=5))
+    db.session.add_all([closed, TipDraft(openid="o-stale", expires_at=utcnow() + timedelta(minutes=5))])
+    db.session.commit()
+    redis_client.set(tips.DRAFT_KEY.format("o-stale"), closed.id)
+    redis_client.set(chat.POINTERS_KEY, 1)  # no rebuild comes to set it right
+    reply = tips.attach_chat_location("o-stale", 31.2304, 121.4737, "人民广场", datetime.now(UTC))
+    assert reply is not None and reply.startswith("已收到位置：人民广场")
