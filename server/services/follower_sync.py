@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +31,9 @@ QR_SCENE = "ADD_SCENE_QR_CODE"
 # The share of WeChat's first count a pass must read before absences count as unsubscribes: some leave meanwhile,
 # but a silently missing page (10,000 of them) must not unsubscribe anyone.
 COMPLETE = 0.99
+# Events stamped this little before the run may be newer than the pages it reads: CreateTime is in whole seconds,
+# WeChat's clock is not ours, and its list lags a follow or an unfollow a moment. Such events stand.
+SETTLE = timedelta(minutes=2)
 
 
 @dataclass
@@ -140,14 +143,14 @@ def _apply(infos: list[dict[str, Any]], started: datetime, current: SyncState) -
     for info in infos:
         if info["openid"] in known:
             # WeChat's list is what is true now, whatever this table believed; an unsubscribe that arrived during
-            # the run is newer than the list and stands.
+            # the run (or just before it: SETTLE) may be newer than the list and stands.
             at = _at(info)
             result = db.session.execute(
                 sa.update(Follower)
                 .where(
                     Follower.openid == info["openid"],
                     sa.not_(Follower.subscribed),
-                    sa.or_(Follower.unsubscribed_at.is_(None), Follower.unsubscribed_at < started),
+                    sa.or_(Follower.unsubscribed_at.is_(None), Follower.unsubscribed_at < started - SETTLE),
                 )
                 .values(
                     subscribed=True,
@@ -163,9 +166,9 @@ def _apply(infos: list[dict[str, Any]], started: datetime, current: SyncState) -
 
 def _mark_left(seen: set[str], started: datetime, current: SyncState) -> None:
     """Held as subscribed here but absent from WeChat's complete list: they left while we were not told.
-    Only rows older than the run: a follow that arrived during it is not on the pages already read."""
+    Only rows older than the run (by SETTLE): a follow that arrived during it is not on the pages already read."""
     before_run = sa.and_(
-        Follower.subscribed, sa.or_(Follower.subscribed_at.is_(None), Follower.subscribed_at < started)
+        Follower.subscribed, sa.or_(Follower.subscribed_at.is_(None), Follower.subscribed_at < started - SETTLE)
     )
     held = db.session.scalars(sa.select(Follower.openid).where(before_run).execution_options(yield_per=5000))
     gone = [openid for openid in held if openid not in seen]  # streamed: only `seen` is held whole

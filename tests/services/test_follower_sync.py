@@ -134,3 +134,21 @@ def test_a_second_worker_finds_the_run_taken(emulator, db_session):
         assert follower_sync.sync_from_wechat() is None
     finally:
         lock.release()
+
+
+def test_a_follow_stamped_a_moment_before_the_run_is_not_taken_for_an_unfollow(emulator, db_session):
+    # CreateTime is in whole seconds (and WeChat's clock is not ours): a follow made as the run started, after the
+    # page that would list it was read, carries a time just before the start.
+    followers.subscribe("o-a-moment-ago", datetime.now(UTC).replace(microsecond=0))
+    emulator.hook("users", {"openids": ["o-other"]})
+    assert follower_sync.sync_from_wechat().left == 0
+    assert rows()["o-a-moment-ago"].subscribed
+
+
+def test_an_unfollow_stamped_a_moment_before_the_run_stands(emulator, db_session):
+    # The page was read before WeChat dropped them from its list; their unsubscribe event is the newer word.
+    followers.subscribe("o-leaving", datetime.now(UTC) - timedelta(days=3))
+    followers.unsubscribe("o-leaving", datetime.now(UTC).replace(microsecond=0))
+    emulator.hook("users", {"openids": ["o-leaving"]})
+    assert follower_sync.sync_from_wechat().back == 0
+    assert not rows()["o-leaving"].subscribed
