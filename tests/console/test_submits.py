@@ -49,9 +49,20 @@ def test_a_refused_submit_frees_its_key_for_the_corrected_form(as_admin):
     key = key_on(as_admin.get("/admin/articles/new").get_data(as_text=True))
     refused = as_admin.post("/admin/articles/new", {**ARTICLE, "title": "", "submit_key": key})
     assert refused.status_code == 400 and key_on(refused.get_data(as_text=True)) == key  # shown again, same key
+    assert count(FormSubmit) == 0  # nothing left claimed: sent again unchanged, it is refused again with the reason
+    again = as_admin.post("/admin/articles/new", {**ARTICLE, "title": "", "submit_key": key})
+    assert again.status_code == 400 and "上一次提交仍在处理" not in again.get_data(as_text=True)
     assert as_admin.post("/admin/articles/new", {**ARTICLE, "submit_key": key}).status_code == 302
     assert count(Article) == 1
     assert db.session.scalar(sa.select(sa.func.count()).where(FormSubmit.result_url.is_not(None))) == 1
+
+
+def test_a_submit_that_fails_in_the_view_frees_its_key(as_admin, monkeypatch):
+    monkeypatch.setattr(submits, "WAIT", 0.3)
+    form = {"name": "张队长", "submit_key": submits.new_key()}
+    for _ in range(2):  # the campaign is gone (an abort in the view): each copy says so, none is held up
+        assert as_admin.post("/admin/votes/999999/candidates/new", form).status_code == 404
+    assert count(FormSubmit) == 0
 
 
 def test_a_form_filled_in_again_after_the_back_button_is_a_new_submit(as_admin):
