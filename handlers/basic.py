@@ -63,7 +63,7 @@ def farewell(message: UnsubscribeEvent) -> Reply:
 
 @router.on("event", "scan")
 def scanned(message: ScanEvent) -> Reply:
-    followers.scan(message.source, message.scene_id or "")  # a SCAN without a scene is still a scan
+    followers.scan(message.source, message.scene_id or "", _at(message))  # a SCAN without a scene is still a scan
     return _spec_reply(replies.scene_reply(message.scene_id or ""))  # a channel QR's reply; none: no reply
 
 

@@ -68,10 +68,19 @@ def unsubscribe(openid: str, at: datetime) -> Follower:
     return follower
 
 
-def scan(openid: str, scene: str) -> Follower:
+def _seen_following(follower: Follower, at: datetime | None) -> None:
+    """WeChat sends a SCAN or a LOCATION event only from someone following now: one who followed before go-live,
+    or whose subscribe event was missed, is held as a follower from it (their pages stop saying they do not follow);
+    when they followed stays unknown. An unsubscribe later than this event stands."""
+    if at is not None and not follower.subscribed and _later(at, follower.unsubscribed_at):
+        follower.subscribed, follower.unsubscribed_at = True, None
+
+
+def scan(openid: str, scene: str, at: datetime | None = None) -> Follower:
     """A follower scanned a parametric QR code; the scene feeds the source statistics."""
     follower = _get_or_create(openid)
     follower.last_scene = scene[:64]
+    _seen_following(follower, at)
     db.session.commit()
     return follower
 
@@ -83,6 +92,7 @@ def record_location(openid: str, latitude: float, longitude: float, precision: f
     follower = _get_or_create(openid)
     follower.latitude, follower.longitude, follower.location_precision = latitude, longitude, precision
     follower.located_at = at
+    _seen_following(follower, at)
     db.session.commit()
 
 

@@ -243,3 +243,12 @@ def test_a_follower_from_before_go_live_is_known_once_wechats_list_is_synced(
     assert 'id="follow-note"' in client.get("/m/events/mine").get_data(as_text=True)
     follower_sync.sync_from_wechat()
     assert 'id="follow-note"' not in client.get("/m/events/mine").get_data(as_text=True)
+
+
+def test_a_follower_who_scans_the_poster_is_not_told_to_follow(client, citizen_login, db_session, wechat):
+    # Followed before go-live (no subscribe event here), scans the open-day poster: WeChat sends SCAN, not subscribe
+    event, (session,) = make_event()
+    wechat.event("oPosterFan", "SCAN", "open_day")
+    citizen_login("oPosterFan", path="/m/events/mine")
+    events.register("oPosterFan", event.id, session.id)
+    assert 'id="follow-note"' not in client.get("/m/events/mine").get_data(as_text=True)

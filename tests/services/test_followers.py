@@ -51,6 +51,19 @@ def test_events_delivered_out_of_order_are_applied_by_their_time(db_session):
     assert f.subscribed_at == t + timedelta(minutes=3) and f.last_scene == "b"
 
 
+def test_a_scan_or_location_event_proves_a_follow_missed_here(db_session):
+    t = datetime(2026, 11, 1, 8, tzinfo=UTC)
+    # followed before go-live: WeChat sends SCAN only to a follower, so the first we hear of them says they follow
+    f = svc.scan("o-old-fan", "open_day", t)
+    assert f.subscribed and f.subscribed_at is None and f.first_subscribed_at is None  # when stays unknown
+    svc.record_location("o-old-fan-2", 31.23, 121.47, None, t)
+    assert db_session.scalars(sa.select(Follower.subscribed).filter_by(openid="o-old-fan-2")).one()
+    # an unsubscribe later than the scan (delivered first) stands; an earlier one is overruled by the scan
+    svc.unsubscribe("o-left", t + timedelta(minutes=5))
+    assert not svc.scan("o-left", "open_day", t).subscribed
+    assert svc.scan("o-left", "open_day", t + timedelta(minutes=9)).subscribed
+
+
 def test_parse_filter_keeps_what_it_understands():
     f, errors = svc.parse_filter(
         {"openid": " oAb\x00 ", "status": "maybe", "since": "2026-03-09", "until": "2026-03-01", "by": "first"}
