@@ -738,10 +738,17 @@ def _missing(draft: TipDraft) -> list[str]:
 def _progress(draft: TipDraft, head: str) -> str:
     missing = _missing(draft)
     lines = [head]
-    if missing:
-        lines.append("还需要：" + "；".join(missing) + "。")
     if _live_photos(draft) and draft.latitude is not None:
-        lines.append("发送「提交」按现有内容提交，")
+        # Only the description is left, and 提交 files without one: say it is optional, not "还需要" beside 提交.
+        if missing:
+            lines.append(
+                f"请发送文字说明（{DESCRIPTION_MIN} 个字以上，描述发生了什么），发送后即提交；"
+                "不写说明，发送「提交」直接提交。"
+            )
+        else:
+            lines.append("发送「提交」即可提交。")
+    elif missing:
+        lines.append("还需要：" + "；".join(missing) + "。")
     lines.append("发送「取消」放弃本次举报。10 分钟内没有新消息将自动失效。")
     return "\n".join(lines)
 

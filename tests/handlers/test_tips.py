@@ -46,7 +46,8 @@ def test_photos_location_and_text_become_one_tip(wechat, media, db_session):
     assert "已收到照片" in first and "位置" in first and "文字说明" in first
     assert "第 2 张" in send_image(wechat, CITIZEN, media(jpeg_bytes(colour="blue")))
     reply = send_location(wechat, CITIZEN)
-    assert "已收到位置：人民广场" in reply and "文字说明" in reply and "还需要" in reply
+    assert "已收到位置：人民广场" in reply and "请发送文字说明" in reply and "发送「提交」直接提交" in reply
+    assert "还需要" not in reply  # 提交 files without a description: it is not "needed"
     reply = wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")["Content"]
     [tip] = _tips()
     assert reply.startswith(f"线索已提交，编号 {tip.display_no}（2 张照片）")
