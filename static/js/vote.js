@@ -36,8 +36,11 @@
     });
     rows.sort(function (a, b) { return b.votes - a.votes || a.order - b.order; });
     list.innerHTML = '';
-    rows.slice(0, 10).forEach(function (row) {
+    rows.slice(0, 10).forEach(function (row, i) {
       var li = document.createElement('li');
+      // a tie shares its place (1, 1, 3), as the server's ranking and the console number it
+      row.rank = i > 0 && row.votes === rows[i - 1].votes ? rows[i - 1].rank : i + 1;
+      li.value = row.rank;
       li.appendChild(document.createTextNode(row.name + ' '));
       var votes = document.createElement('span');
       votes.className = 'hint';

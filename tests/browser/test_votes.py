@@ -51,7 +51,10 @@ def test_a_vote_redraws_the_ranking_and_answers_beside_the_button(phone_page, li
     assert note.is_hidden()  # one answer on screen at a time
     ranking = phone.locator(".ranking li").all_inner_texts()[:2]
     assert ranking == ["王芳 1 票", "郑伟 1 票"]  # a tie: the campaign's order, as the server ranks
+    places = "els => els.slice(0, 3).map(e => e.value)"
+    assert phone.locator(".ranking li").evaluate_all(places) == [1, 1, 3]  # a tie shares its place, as the console
     phone.reload()
+    assert phone.locator(".ranking li").evaluate_all(places) == [1, 1, 3]  # the server's page numbers it alike
     assert phone.locator(f"#c{last.id} button").inner_text() == "今天已投过 TA"
     phone.locator(f"#c{campaign.candidates[1].id} button").click()  # the third and last vote of the day
     phone.wait_for_function("document.querySelector('.remaining').textContent === '0'")
