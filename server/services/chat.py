@@ -12,8 +12,10 @@ from server.extensions import get_redis
 from server.services import materials, tips
 
 # Set once the pointers below are known to match the database. Redis that lost its data (a restart without
-# persistence, a flush) lacks it too: the first text after that points at the open flows again.
+# persistence, a flush) lacks it too: the first text after that points at the open flows again. It also expires, so
+# what no process saw go wrong (Redis restored from an older snapshot, keys evicted) heals within that time.
 POINTERS_KEY = "chat:pointers"
+REPOINT_EVERY = 600  # seconds
 # This process failed to reach Redis in a chat flow, so a pointer may be missing there though the marker is set
 # (Redis back with the data it had): the next look that reaches Redis points at the open flows again.
 _unsure = False
@@ -59,4 +61,4 @@ def repoint() -> None:
     a pointer to a flow that closed meanwhile is dropped by its service at the next look."""
     tips.repoint_open_drafts()
     materials.repoint_bursts()
-    get_redis().set(POINTERS_KEY, 1)
+    get_redis().set(POINTERS_KEY, 1, ex=REPOINT_EVERY)

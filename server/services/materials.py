@@ -190,9 +190,9 @@ def repoint_bursts() -> None:
         if not (burst := _burst_from_rows(officer, now)):
             continue
         ttl = max(int((PAIR_WINDOW - (now - max(i.received_at for i in burst))).total_seconds()), 1)
-        pipe = get_redis().pipeline()
-        pipe.set(BURST_KEY.format(officer.openid), int(min(i.received_at for i in burst).timestamp()), ex=ttl)
-        pipe.set(COUNT_KEY.format(officer.openid), len(burst), ex=ttl)
+        pipe = get_redis().pipeline()  # NX: a photo counted meanwhile wrote newer values than these rows had
+        pipe.set(BURST_KEY.format(officer.openid), int(min(i.received_at for i in burst).timestamp()), ex=ttl, nx=True)
+        pipe.set(COUNT_KEY.format(officer.openid), len(burst), ex=ttl, nx=True)
         pipe.execute()
 
 

@@ -66,3 +66,28 @@ def test_a_pointer_to_a_closed_draft_does_not_hide_the_draft_opened_since(db_ses
     redis_client.set(chat.POINTERS_KEY, 1)  # no rebuild comes to set it right
     reply = tips.attach_chat_location("o-stale", 31.2304, 121.4737, "人民广场", datetime.now(UTC))
     assert reply is not None and reply.startswith("已收到位置：人民广场")
+
+
+def test_the_marker_expires_so_a_pointer_nobody_saw_lost_comes_back_in_time(db_session, redis_client):
+    chat.open_flows("o-any")
+    assert 0 < redis_client.ttl(chat.POINTERS_KEY) <= chat.REPOINT_EVERY
+
+
+def test_a_rebuild_does_not_overwrite_a_burst_counted_meanwhile(db_session, redis_client):
+    from datetime import timedelta
+
+    from models import MaterialItem, MaterialSource, utcnow
+    from server.extensions import db
+    from tests import factories
+
+    officer = factories.staff("officer9", "officer", unit=factories.unit("黄浦分局"))
+    officer.openid = "o-officer9"
+    db.session.add(
+        MaterialItem(key="chat:m1", source=MaterialSource.CHAT, uploader_id=officer.id, media_id="m1",
+                     received_at=utcnow() - timedelta(minutes=1), tags=[])
+    )  # fmt: skip
+    db.session.commit()
+    redis_client.set(materials.COUNT_KEY.format("o-officer9"), 2)  # a second photo was counted after the rows were read
+    materials.repoint_bursts()
+    assert redis_client.get(materials.COUNT_KEY.format("o-officer9")) == b"2"
+    assert redis_client.get(materials.BURST_KEY.format("o-officer9")) is not None
