@@ -191,10 +191,12 @@ def sync_from_wechat() -> SyncState | None:
     current = SyncState(started_at=started.isoformat(), running=True)
     _save(current)
     seen: set[str] = set()  # ~100 bytes a follower: 50 MB for half a million
+    sizes: list[int] = []
     try:
         for total, openids in _pages():
             current.total = current.total or total
             seen.update(openids)
+            sizes.append(len(openids))
             held = _subscribed_here(openids)
             missing = [o for o in openids if o not in held]
             for i in range(0, len(missing), BATCH):
@@ -202,7 +204,9 @@ def sync_from_wechat() -> SyncState | None:
             current.seen = len(seen)
             _save(current)
             lock.extend(LOCK_TTL, replace_ttl=True)
-        if seen and len(seen) >= COMPLETE * current.total:
+        # Every page but the last is full: a short one in between means WeChat left part of the list out.
+        whole = all(n == sizes[0] for n in sizes[:-1])
+        if seen and whole and len(seen) >= COMPLETE * current.total:
             _mark_left(seen, started, current)
         else:  # a short list (WeChat's glitch, a permission change) must not unsubscribe everyone
             current.error = f"微信返回的名单不完整（{len(seen)} / {current.total}），未据此标记取消关注"

@@ -12,7 +12,8 @@ Test hooks, no token needed, JSON in and out:
        templates {templates: [{template_id, ...}]}, publish-outcome {publish_status, fail_idx, times},
        finish-publish {publish_id, publish_status}, clear-calls,
        qr-limit {permanent}: how many permanent QR codes the account may make (WeChat: 100000; 45029 beyond),
-       user-page-size {size}: openids per user/get page (WeChat: 10000),
+       user-page-size {size}: openids per user/get page (WeChat: 10000), user-page-gap {missing}: the next page
+       leaves out that many openids,
        delay {path, seconds, times}: the next `times` calls to `path` do their work, then answer `seconds` late
        (a slow WeChat; a client that dies waiting never learns the answer). The call record notes the delay and
        the client's port, so a test can tell which process is waiting.
@@ -595,6 +596,7 @@ class EmulatorState:
         self.oauth_refresh: dict[str, dict[str, Any]] = {}
         self.oauth_auto_openid: str | None = None
         self.user_page_size = 10000
+        self.user_page_gap = 0  # the next user/get page leaves out this many of its openids (WeChat has done so)
 
     # -- clock -----------------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -1183,7 +1185,11 @@ def _page(openids: list[str], after: str | None, size: int) -> dict[str, Any]:
 @_api("cgi-bin/user/get", "GET")
 def _user_get(st: EmulatorState) -> dict[str, Any]:
     followers = [u["openid"] for u in st.users.values() if u["subscribe"]]
-    return {"total": len(followers), **_page(followers, request.args.get("next_openid"), st.user_page_size)}
+    answer = {"total": len(followers), **_page(followers, request.args.get("next_openid"), st.user_page_size)}
+    if st.user_page_gap and "data" in answer:  # next_openid still marks the page's true end
+        kept = answer["data"]["openid"][: -st.user_page_gap]
+        answer["data"]["openid"], answer["count"], st.user_page_gap = kept, len(kept), 0
+    return answer
 
 
 @_api("cgi-bin/user/info/updateremark", "POST")
@@ -2228,6 +2234,8 @@ def _hook(st: EmulatorState, name: str) -> Response:
         st.permanent_qr_limit = int(body["permanent"])
     elif name == "user-page-size":
         st.user_page_size = int(body["size"])
+    elif name == "user-page-gap":
+        st.user_page_gap = int(body["missing"])
     else:
         return _json({"error": f"unknown hook POST {name}"}, 404)
     return _json({"ok": True})

@@ -152,3 +152,16 @@ def test_an_unfollow_stamped_a_moment_before_the_run_stands(emulator, db_session
     emulator.hook("users", {"openids": ["o-leaving"]})
     assert follower_sync.sync_from_wechat().back == 0
     assert not rows()["o-leaving"].subscribed
+
+
+def test_a_page_with_openids_left_out_marks_nobody_as_gone(emulator, db_session):
+    # 1 of 300 missing passes the 99 % count, but a short page before the last gives the gap away.
+    followers.subscribe("o-local", datetime.now(UTC) - timedelta(days=1))
+    emulator.hook("user-page-size", {"size": 100})
+    emulator.hook("users", {"openids": [f"o-{i:03d}" for i in range(300)]})
+    emulator.hook("user-page-gap", {"missing": 1})
+    result = follower_sync.sync_from_wechat()
+    assert (result.seen, result.left) == (299, 0) and "不完整" in result.error
+    assert rows()["o-local"].subscribed
+    again = follower_sync.sync_from_wechat()  # the list whole again: the absence counts
+    assert (again.seen, again.left) == (300, 1) and not again.error and not rows()["o-local"].subscribed
