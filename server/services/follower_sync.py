@@ -100,7 +100,11 @@ def _pages() -> Iterator[tuple[int, list[str]]]:
 def _subscribed_here(openids: list[str]) -> set[str]:
     held: set[str] = set()
     for i in range(0, len(openids), 1000):  # a page is up to 10,000: keep each IN list modest
-        query = sa.select(Follower.openid).where(Follower.openid.in_(openids[i : i + 1000]), Follower.subscribed)
+        query = sa.select(Follower.openid).where(
+            Follower.openid.in_(openids[i : i + 1000]),
+            Follower.subscribed,
+            Follower.subscribed_at.is_not(None),  # held as following from a scan, when unknown: looked up
+        )
         held.update(db.session.scalars(query))
     return held
 
@@ -161,6 +165,17 @@ def _apply(infos: list[dict[str, Any]], started: datetime, current: SyncState) -
                 )
             )
             current.back += max(result.rowcount, 0)
+            # Held as following from a SCAN or LOCATION event alone: WeChat tells when they followed.
+            result = db.session.execute(
+                sa.update(Follower)
+                .where(Follower.openid == info["openid"], Follower.subscribed, Follower.subscribed_at.is_(None))
+                .values(
+                    subscribed_at=at,
+                    first_subscribed_at=sa.func.coalesce(Follower.first_subscribed_at, at),
+                    source_scene=sa.func.coalesce(Follower.source_scene, _scene(info)),
+                )
+            )
+            current.added += max(result.rowcount, 0)
     db.session.commit()
 
 

@@ -165,3 +165,17 @@ def test_a_page_with_openids_left_out_marks_nobody_as_gone(emulator, db_session)
     assert rows()["o-local"].subscribed
     again = follower_sync.sync_from_wechat()  # the list whole again: the absence counts
     assert (again.seen, again.left) == (300, 1) and not again.error and not rows()["o-local"].subscribed
+
+
+def test_one_known_only_from_a_scan_gets_the_time_wechat_has(emulator, db_session):
+    # Followed before go-live, then scanned the poster: held as following, with no date, until WeChat's list says.
+    followers.scan("o-scanned", "open_day", datetime.now(UTC))
+    assert rows()["o-scanned"].subscribed and rows()["o-scanned"].subscribed_at is None
+    emulator.hook("users", {"users": [{"openid": "o-scanned", "subscribe_time": LONG_AGO}]})
+    result = follower_sync.sync_from_wechat()
+    assert (result.added, result.back, result.left) == (1, 0, 0)
+    assert (
+        rows()["o-scanned"].subscribed_at
+        == rows()["o-scanned"].first_subscribed_at
+        == datetime.fromtimestamp(LONG_AGO, UTC)
+    )
