@@ -154,7 +154,8 @@ def test_survey_answered_once(client, citizen_login, db_session):
     both = client.post(f"/m/survey/{survey.id}", data={"csrf_token": csrf(html)}).get_data(as_text=True)
     assert "还有 2 道题未回答：第 1、2 题" in both and both.count("card question missing") == 2  # all at once
     data = {"csrf_token": csrf(html), f"q{district.id}": "1", f"q{score.id}": "5", f"q{text.id}": "多些巡查"}
-    assert "提交成功" in client.post(f"/m/survey/{survey.id}", data=data).get_data(as_text=True)
+    done = client.post(f"/m/survey/{survey.id}", data=data).get_data(as_text=True)
+    assert "提交成功" in done and 'href="/m/vote/"' in done  # a way on from the thanks, not a dead end
     again = client.post(f"/m/survey/{survey.id}", data=data)  # a double tap: the first one was saved
     assert again.status_code == 200 and "提交成功" in again.get_data(as_text=True)
     assert "您已参加过本次测评" in client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
