@@ -252,3 +252,16 @@ def test_a_follower_who_scans_the_poster_is_not_told_to_follow(client, citizen_l
     citizen_login("oPosterFan", path="/m/events/mine")
     events.register("oPosterFan", event.id, session.id)
     assert 'id="follow-note"' not in client.get("/m/events/mine").get_data(as_text=True)
+
+
+def test_a_session_in_another_year_says_which(client, citizen_login, db_session):
+    from datetime import datetime
+
+    from server.filters import LOCAL_TZ, local_when
+
+    now = datetime.now(LOCAL_TZ)
+    assert local_when(datetime(now.year, 7, 15, 9, 0, tzinfo=LOCAL_TZ)) == "07月15日 09:00"  # this year: no year
+    next_year = datetime(now.year + 1, 7, 15, 9, 0, tzinfo=LOCAL_TZ)
+    event, _ = make_event(starts_in=next_year - now)
+    citizen_login("oNextYear", path=f"/m/events/{event.id}")
+    assert f"{now.year + 1}年07月15日 09:00" in client.get(f"/m/events/{event.id}").get_data(as_text=True)
