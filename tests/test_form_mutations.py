@@ -39,7 +39,7 @@ import models
 from server.extensions import db
 from tests import factories, formscrape
 from tests.conftest import SQLITE
-from tests.test_route_sweep import ErrorLog, World, request_as
+from tests.test_route_sweep import ErrorLog, World, _describe, request_as
 from tests.test_route_sweep import error_log as error_log  # noqa: F401  (a fixture, shared)
 from tests.test_route_sweep import sandbox as sandbox  # noqa: F401  (fixtures used here)
 from tests.test_route_sweep import world as world  # noqa: F401
@@ -365,16 +365,6 @@ class Runner:
 
     def fail(self, what: str, outcome: Outcome, why: str) -> None:
         self.failures.append(f"{self.spec.id} [{what}] -> {outcome.status}: {why}")
-
-
-def _describe(record: logging.LogRecord) -> str:
-    exc = record.exc_info[1] if record.exc_info else None
-    where = ""
-    if exc is not None and (tb := exc.__traceback__) is not None:
-        while tb.tb_next is not None:
-            tb = tb.tb_next
-        where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
-    return record.getMessage()[:100] + (f": {exc!r}"[:200] + where if exc is not None else "")
 
 
 def _flashed_error(app: Flask, res: Any) -> str | None:

@@ -265,36 +265,14 @@ def _check_article(i: int, article: dict[str, Any]) -> None:
         raise ServiceError(f"第 {i} 篇文章的图片地址须以 http:// 或 https:// 开头")
 
 
-def save_rule(
-    *,
-    name: str,
-    match_type: str,
-    pattern: str,
-    reply_type: str = "text",
-    reply_text: str | None = None,
-    media_id: str | None = None,
-    articles: list[dict[str, Any]] | None = None,
-    priority: int = 0,
-    enabled: bool = True,
-    rule: ReplyRule | None = None,
-) -> ReplyRule:
-    """Create or update a rule, audited with before/after; every process answers with it within CACHE_SECONDS.
+def save_rule(*, rule: ReplyRule | None = None, **fields: Any) -> ReplyRule:
+    """Create or update a rule (stage_rule's fields), audited with before/after; every process answers with it within
+    CACHE_SECONDS.
 
     Not a channel's scene rule: that one lives and dies with its channel (server.services.channels)."""
-    if match_type == MatchType.SCENE or (rule is not None and rule.match_type is MatchType.SCENE):
+    if fields.get("match_type") == MatchType.SCENE or (rule is not None and rule.match_type is MatchType.SCENE):
         raise ServiceError(SCENE_ELSEWHERE)
-    rule = stage_rule(
-        name=name,
-        match_type=match_type,
-        pattern=pattern,
-        reply_type=reply_type,
-        reply_text=reply_text,
-        media_id=media_id,
-        articles=articles,
-        priority=priority,
-        enabled=enabled,
-        rule=rule,
-    )
+    rule = stage_rule(rule=rule, **fields)
     db.session.commit()
     rules_changed()
     return rule
