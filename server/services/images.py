@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import secrets
 import warnings
@@ -20,14 +21,17 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from server.services import ServiceError
 
 MAX_BYTES = 20 * 1024 * 1024
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = 40_000_000  # decoded at once, at most (memory)
+# A JPEG from a 48/50/108/200 MP phone camera is decoded DCT-scaled (1/2, 1/4, 1/8) to within MAX_PIXELS: the
+# original keeps every pixel, the copies people see are far smaller anyway.
+MAX_JPEG_PIXELS = 200_000_000
 PUBLIC_MAX_SIDE = 2560  # the copy people look at; the original keeps every pixel for evidence
 THUMB_SIDE = 360
 JPEG_QUALITY = 85
 ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 
 # Pillow's own bomb guard fires at our limit too (a warning above it, an error above twice it), before decoding.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+Image.MAX_IMAGE_PIXELS = MAX_JPEG_PIXELS
 
 TOO_BIG = f"照片不能超过 {MAX_BYTES // (1024 * 1024)} MB，请压缩后重新上传"
 TOO_MANY_PIXELS = f"照片尺寸过大（超过 {MAX_PIXELS // 1_000_000} 百万像素），请缩小后重新上传"
@@ -51,7 +55,8 @@ class ProcessedImage:
 
 
 def _open_checked(data: bytes) -> Image.Image:
-    """Open and fully decode `data`, or raise ImageRejected; never more than MAX_PIXELS are decoded."""
+    """Open and fully decode `data`, or raise ImageRejected; never more than MAX_PIXELS are decoded (a larger JPEG
+    is decoded DCT-scaled, so the picture returned may be smaller than the file's)."""
     if not data:
         raise ImageRejected(EMPTY)
     if len(data) > MAX_BYTES:
@@ -62,10 +67,13 @@ def _open_checked(data: bytes) -> Image.Image:
             with Image.open(io.BytesIO(data)) as probe:
                 if probe.format not in ALLOWED_FORMATS:
                     raise ImageRejected(NOT_AN_IMAGE)
-                if probe.width * probe.height > MAX_PIXELS:
+                pixels = probe.width * probe.height
+                if pixels > (MAX_JPEG_PIXELS if probe.format == "JPEG" else MAX_PIXELS):
                     raise ImageRejected(TOO_MANY_PIXELS)
                 probe.verify()  # structure and checksums (PNG CRCs); the object is unusable afterwards
             image = Image.open(io.BytesIO(data))  # verify() consumed the first one: reopen to decode
+            if pixels > MAX_PIXELS:  # a JPEG: the whole stream is still read, so a truncated body still fails
+                image.draft("RGB", fit_draft(image.size))
             image.load()  # a truncated or corrupt body fails here, not later in a worker
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected(TOO_MANY_PIXELS) from None
@@ -74,6 +82,21 @@ def _open_checked(data: bytes) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise ImageRejected(NOT_AN_IMAGE) from exc
     return image
+
+
+def draft_scale(size: tuple[int, int], want: float = 1.0) -> float:
+    """The JPEG DCT scale (1, 1/2, 1/4, 1/8) at or above `want` whose decode stays within MAX_PIXELS (the largest
+    that does, when `want` would not)."""
+    scale = 1.0
+    while scale > 1 / 8 and (size[0] * scale) * (size[1] * scale) > MAX_PIXELS:
+        scale /= 2
+    return min(scale, max(want, 1 / 8))
+
+
+def fit_draft(size: tuple[int, int], want: float = 1.0) -> tuple[int, int]:
+    """The size to ask Image.draft() for: it picks the smallest DCT scale that is at least this big."""
+    scale = draft_scale(size, want)
+    return math.ceil(size[0] * scale), math.ceil(size[1] * scale)
 
 
 def verify_image(data: bytes) -> str:
@@ -117,6 +140,8 @@ def upright_jpeg(data: bytes, max_side: int) -> bytes:
 def process_image(data: bytes) -> ProcessedImage:
     """Verify `data`, then derive the public copy and thumbnail (upright, JPEG, without metadata)."""
     mime, rgb = _upright_rgb(data)
+    with Image.open(io.BytesIO(data)) as probe:  # the file's own size (a large JPEG was decoded DCT-scaled)
+        width, height = probe.size if (probe.width > probe.height) == (rgb.width > rgb.height) else probe.size[::-1]
     public = rgb.copy()
     public.thumbnail((PUBLIC_MAX_SIDE, PUBLIC_MAX_SIDE), Image.Resampling.LANCZOS)
     thumb = rgb.copy()
@@ -125,8 +150,8 @@ def process_image(data: bytes) -> ProcessedImage:
         original=data,
         sha256=hashlib.sha256(data).hexdigest(),
         mime=mime,
-        width=rgb.width,
-        height=rgb.height,
+        width=width,
+        height=height,
         public_jpeg=_jpeg(public),
         thumb_jpeg=_jpeg(thumb, quality=75),
     )

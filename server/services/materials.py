@@ -921,7 +921,7 @@ def render_images(
     orientation; only the small outputs are turned upright.
     """
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
-        if opened.width * opened.height > images.MAX_PIXELS:
+        if opened.width * opened.height > (images.MAX_JPEG_PIXELS if opened.format == "JPEG" else images.MAX_PIXELS):
             raise images.ImageRejected(images.TOO_MANY_PIXELS)
         orientation = opened.getexif().get(0x0112, 1)
         orientation = orientation if orientation in _TO_STORED else 1
@@ -929,7 +929,8 @@ def render_images(
         cuts = [plan_cut(recipe, *(stored[::-1] if orientation >= 5 else stored)) for recipe in recipes]
         need = max((c.scale for c in cuts), default=1.0)
         if opened.format == "JPEG":
-            opened.draft("RGB", (math.ceil(stored[0] * need), math.ceil(stored[1] * need)))
+            # A 48 MP and larger photo: never more than MAX_PIXELS decoded, a close crop gets what that has.
+            opened.draft("RGB", images.fit_draft(stored, need))
         decoded = opened.convert("RGB") if opened.mode != "RGB" else opened
         base, base_scale = decoded, min(decoded.width / stored[0], decoded.height / stored[1])
         whole = [c for c in cuts if c.box == FULL_FRAME]

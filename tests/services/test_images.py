@@ -8,7 +8,7 @@ import struct
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from server.services import images
 
@@ -112,7 +112,38 @@ def test_refused_with_a_clear_message(data, message):
 
 
 def test_pillow_guard_is_set_to_our_limit():
-    assert Image.MAX_IMAGE_PIXELS == images.MAX_PIXELS
+    assert Image.MAX_IMAGE_PIXELS == images.MAX_JPEG_PIXELS
+
+
+def phone_jpeg(size=(8000, 6000), *, orientation: int | None = None) -> bytes:
+    """A 48 MP phone photo (sent as 原图): a dark left edge to tell its orientation by."""
+    image = Image.new("RGB", size, (200, 180, 160))
+    ImageDraw.Draw(image).rectangle((0, 0, size[0] // 10, size[1]), fill=(10, 10, 10))
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80, exif=exif)
+    return out.getvalue()
+
+
+def test_a_48_mp_phone_jpeg_is_decoded_scaled_and_keeps_its_size():
+    data = phone_jpeg(orientation=6)  # stored landscape, upright portrait
+    out = images.process_image(data)
+    assert (out.width, out.height) == (6000, 8000)  # the file's size, upright, not the scaled decode's
+    assert out.original == data
+    with Image.open(io.BytesIO(out.public_jpeg)) as public:
+        assert public.size == (1920, 2560)
+        assert public.getpixel((960, 50))[0] < 40  # the dark stored left edge is now on top
+    assert images.verify_image(data) == "image/jpeg"
+
+
+def test_a_huge_jpeg_cut_short_or_a_huge_png_is_still_refused():
+    data = phone_jpeg()
+    for bad, message in ((data[: len(data) // 2], images.NOT_AN_IMAGE), (png_bomb(7000, 7000), images.TOO_MANY_PIXELS)):
+        with pytest.raises(images.ImageRejected) as exc:
+            images.process_image(bad)
+        assert str(exc.value) == message
 
 
 def _stripes() -> bytes:

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from PIL import Image, ImageOps
 
-from models import MaterialItem, utcnow
+from models import MaterialItem, MaterialState, utcnow
 from server.extensions import db
 from server.services import images, materials
 from tests import factories
-from tests.services.test_images import exif_of
+from tests.services.test_images import exif_of, phone_jpeg
 
 
 def noisy_jpeg(size=(1600, 1200), *, orientation: int | None = None, seed: int = 1) -> bytes:
@@ -56,6 +56,16 @@ def test_renditions_fit_limits_ratios_and_lose_exif(officer):
     assert thumb.width == thumb.height == 300
     assert max(article.width, article.height) <= 1080
     assert materials.render(item.id, recipes[:1])[0].id == cover.id  # cached by (item, recipe)
+
+
+def test_a_48_mp_phone_photo_is_kept_and_rendered(officer):
+    item = _item(officer, phone_jpeg(orientation=6))
+    assert item.state is MaterialState.READY and (item.width, item.height) == (6000, 8000)
+    recipes = [materials.default_recipe(p) for p in ("cover", "image")]
+    recipes.append(materials.Recipe(purpose="image", crop=(0.0, 0.0, 0.1, 0.1)))  # a close crop: what the decode has
+    cover, image, close = materials.render(item.id, recipes)
+    assert (cover.width, cover.height) == (900, 383) and (image.width, image.height) == (1440, 1920)
+    assert (close.width, close.height) == (600, 800)  # a tenth of each side of the upright picture
 
 
 def test_orientation_is_applied_after_the_shrink(officer):
