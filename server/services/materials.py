@@ -237,6 +237,17 @@ def _burst_items(openid: str) -> tuple[Staff, list[MaterialItem]] | None:
     return officer, list(db.session.scalars(stmt.order_by(MaterialItem.id)))
 
 
+def _burst_count(items: list[MaterialItem]) -> str:
+    """「N 张照片」 of a burst, and the photos that did not make it into the library with why: by the time the
+    officer sends a caption or a place the downloads are done, and this reply is the only word they get of them."""
+    failed = [i for i in items if i.state is MaterialState.FAILED]
+    counted = f"{len(items) - len(failed)} 张照片"
+    if not failed:
+        return counted
+    reasons = "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in failed))
+    return f"{counted}（另有 {len(failed)} 张未能存入素材库：{reasons}，请重新发送）"
+
+
 def attach_chat_text(openid: str, text: str) -> str | None:
     """A text right after a burst of photos is their caption; None when no burst is open (one Redis GET)."""
     found = _burst_items(openid)
@@ -246,7 +257,7 @@ def attach_chat_text(openid: str, text: str) -> str | None:
         item.caption = _clean(f"{item.caption} {caption}" if item.caption else caption, CAPTION_MAX)
     db.session.commit()
     # Every text of the burst adds to the captions: the officer should know, and where to change them.
-    added = f"已为 {len(found[1])} 张照片添加说明：「{caption}」。"
+    added = f"已为 {_burst_count(found[1])}添加说明：「{caption}」。"
     return added + "5 分钟内再发的文字会接在后面；如需修改，请在后台素材库中编辑。"
 
 
@@ -264,7 +275,8 @@ def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str 
     for item in found[1]:
         item.latitude, item.longitude, item.address = lat, lng, _clean(label, ADDRESS_MAX)
     db.session.commit()
-    return f"已为 {len(found[1])} 张照片记录位置" + (f"：{_clean(label, ADDRESS_MAX)}" if label else "") + "。"
+    where = f"：{_clean(label, ADDRESS_MAX)}" if label else ""
+    return f"已为 {_burst_count(found[1])}记录位置{where}。"
 
 
 def stalled_items(now: datetime | None = None) -> tuple[list[int], list[int]]:

@@ -26,6 +26,17 @@ def _items() -> list[MaterialItem]:
     return list(db.session.scalars(sa.select(MaterialItem).order_by(MaterialItem.id)))
 
 
+def test_the_caption_reply_counts_only_the_photos_kept_and_says_why_the_others_are_not(wechat, media, db_session):
+    _officer()
+    send_image(wechat, OFFICER, media(jpeg_bytes()))
+    send_image(wechat, OFFICER, media(b"\xff\xd8\xff\xe0 not a photo"))
+    send_image(wechat, OFFICER, media(jpeg_bytes(colour="blue", size=(80, 40))))
+    reply = wechat.text(OFFICER, "沿街晾晒整治")["Content"]
+    assert reply.startswith("已为 2 张照片（另有 1 张未能存入素材库：文件不是有效的图片")
+    assert "请重新发送）添加说明：「沿街晾晒整治」" in reply
+    assert "已为 2 张照片（另有 1 张" in send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
+
+
 def test_officer_photos_then_location_and_caption_become_items(wechat, media, db_session):
     officer = _officer()
     assert send_image(wechat, OFFICER, media(jpeg_bytes(gps=True))).startswith("已收到 1 张现场照片")
