@@ -233,7 +233,11 @@ def _burst_items(openid: str) -> tuple[Staff, list[MaterialItem]] | None:
     if officer is None:
         return None
     since = datetime.fromtimestamp(int(raw), LOCAL_TZ) - timedelta(seconds=1)
-    stmt = sa.select(MaterialItem).where(MaterialItem.uploader_id == officer.id, MaterialItem.received_at >= since)
+    stmt = sa.select(MaterialItem).where(
+        MaterialItem.uploader_id == officer.id,
+        MaterialItem.source == MaterialSource.CHAT,  # the upload page's photos carry their own caption and place
+        MaterialItem.received_at >= since,
+    )
     return officer, list(db.session.scalars(stmt.order_by(MaterialItem.id)))
 
 

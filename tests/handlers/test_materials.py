@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from models import MaterialItem, MaterialState, Tip, TipDraft
 from server.extensions import db
-from server.services import images
+from server.services import images, materials
 from tests import factories
 from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
 from tests.handlers.test_tips import send_image, send_location
@@ -35,6 +35,16 @@ def test_the_caption_reply_counts_only_the_photos_kept_and_says_why_the_others_a
     assert reply.startswith("已为 2 张照片（另有 1 张未能存入素材库：文件不是有效的图片")
     assert "请重新发送）添加说明：「沿街晾晒整治」" in reply
     assert "已为 2 张照片（另有 1 张" in send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
+
+
+def test_a_chat_caption_leaves_the_photos_from_the_upload_page_alone(wechat, media, db_session):
+    officer = _officer()
+    page, _ = materials.upload_photo(officer, jpeg_bytes(colour="red"), client_id="page-photo-1", caption="页面说明")
+    send_image(wechat, OFFICER, media(jpeg_bytes(colour="blue", size=(80, 40))))
+    assert "已为 1 张照片添加说明" in wechat.text(OFFICER, "沿街晾晒整治")["Content"]
+    assert "已为 1 张照片记录位置" in send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
+    db.session.refresh(page)
+    assert (page.caption, page.latitude) == ("页面说明", None)
 
 
 def test_officer_photos_then_location_and_caption_become_items(wechat, media, db_session):
