@@ -43,7 +43,17 @@
         });
     });
   }
-  form.addEventListener("submit", function () { hidden.value = editor.innerHTML; });
+  // The hidden field follows the editor as it changes, so that what the browser keeps of the form when the page is
+  // left (Back after 保存, a link, a reload) holds the body too; on return the kept body goes back into the editor,
+  // which the browser does not restore itself (a refused save then said 正文不能为空 with the text gone).
+  function sync() { hidden.value = editor.innerHTML; }
+  function restore() {
+    if (hidden.value !== hidden.defaultValue && hidden.value !== editor.innerHTML) editor.innerHTML = hidden.value;
+  }
+  editor.addEventListener("input", sync);
+  window.addEventListener("pagehide", sync);
+  window.addEventListener("pageshow", restore);
+  form.addEventListener("submit", sync);
 
   // -- the material library picker: a photo into the body at the cursor, or as the cover ---------------------------
   var dialog = document.getElementById("library-dialog");

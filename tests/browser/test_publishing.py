@@ -167,3 +167,22 @@ def test_write_review_schedule_publish(browser, page, live_server, emulator, acc
     assert editor.inner_text("tr[data-column='每日一案'] td:nth-child(3)") == "1"
     submitted = "1" if day.day > 1 else "0"  # submitted today: tomorrow may open a new month
     assert editor.inner_text("tr[data-unit='浦东分局']").split() == ["浦东分局", submitted, "1"]
+
+
+def test_back_after_save_keeps_the_body_in_the_editor(browser, live_server, people):
+    """Back from the saved article to 写推文: the browser brings the typed fields back, and the body with them."""
+    page = _as(browser, live_server, "liaison")
+    page.goto("/admin/articles/new")
+    page.fill("input[name=title]", "返回再保存")
+    page.locator("#editor").click()
+    page.keyboard.type("正文第一段")
+    page.click("#article-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/articles/\d+$"))
+    page.go_back()
+    page.wait_for_url("**/admin/articles/new")
+    # Without the editor taking the kept body back, a second 保存 sent an empty body: 「正文不能为空」, text gone.
+    assert "正文第一段" in page.locator("#editor").inner_text()
+    page.click("#article-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/articles/\d+$"))
+    assert "正文第一段" in page.locator(".card").last.inner_text()
+    page.context.close()
