@@ -299,7 +299,14 @@ def article_push_action(push_id: int, action: str):  # type: ignore[no-untyped-d
         if action == "cancel":
             articles.cancel_push(_me(), push_id)
         elif action == "release":
+            push = db.session.get(ArticlePush, push_id) or abort(404)
+            ids, column_id = [a.id for a in push.articles], push.column_id  # the articles leave the push below
             publishing.release_failed(_me(), push_id)
+            # On to the push form with the same articles and column ticked: only a new time is missing (the push
+            # page left behind only said 已取消, and the articles had to be found and ticked again).
+            flash("文章已退回「已通过」，请选择新的发布时间重新排期", "success")
+            order = ",".join(map(str, ids))
+            return redirect(url_for("console.article_push_new", column_id=column_id, article_id=ids, order=order))
         elif action == "retry":
             if not request.form.get("checked"):
                 raise ServiceError("请先在公众平台核对，确认这次推送没有发布，再勾选确认")

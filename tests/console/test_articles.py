@@ -240,3 +240,26 @@ def test_a_refused_column_form_shows_what_was_typed_again(console, db_session):
     assert res.status_code == 400 and "周一到周日" in page
     assert 'value="每周一法"' in page and 'value="09:30"' in page and "&lt;p&gt;页眉&lt;/p&gt;" in page
     assert '<option value="weekly" selected>' in page
+
+
+def test_a_failed_push_given_back_leads_to_the_push_form_with_its_articles_ticked(console, emulator):
+    people = factories.newsroom()
+    column = next(c for c in columns.ensure_default_columns() if c.name == "强转树")
+    start = (datetime.now(UTC) + timedelta(minutes=5)).replace(second=0, microsecond=0)
+    first, second = approved(people, "头条稿", column.id), approved(people, "次条稿", column.id)
+    push = articles.schedule_push(people["editor"], [second.id, first.id], start, column.id)
+    emulator.hook("fail", {"path": SUBMIT, "errcode": 45009})
+    publishing.run_due(start + timedelta(seconds=30))
+    assert db.session.get(ArticlePush, push.id, populate_existing=True).status is PushStatus.FAILED
+    assert console.login("ed1").status_code == 302
+    page = console.get(f"/admin/articles/pushes/{push.id}").get_data(as_text=True)
+    assert ">重新排期</button>" in page
+
+    res = console.post(f"/admin/articles/pushes/{push.id}/release", {})
+    assert res.status_code == 302 and "/admin/articles/pushes/new?" in res.headers["Location"]
+    form = console.get(res.headers["Location"]).get_data(as_text=True)
+    assert "请选择新的发布时间重新排期" in form
+    assert f'<option value="{column.id}" selected>' in form
+    for article in (first, second):
+        assert f'name="article_id" value="{article.id}" checked>' in form
+    assert f'id="pick-order" value="{second.id},{first.id}"' in form  # the headline stays the headline
