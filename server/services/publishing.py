@@ -347,6 +347,10 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
             _clear_submit(push)  # WeChat refused the submit: nothing was published, a later attempt may submit
             if exc.errcode == 40007:  # WeChat takes a draft out of the draft box once it is published
                 return _fail(push, exc.errcode, DRAFT_GONE_TEXT)
+        if exc.errcode == 40007:  # draft/add: a cover media_id WeChat no longer has (deleted from its library)
+            for article in push.articles:
+                article.cover_media_id = None  # uploaded afresh when the articles are scheduled again
+            db.session.commit()
         if exc.errcode in TRANSIENT_CODES or exc.errcode is None:  # None: an HTTP error status, e.g. a 502
             return _retry_later(push, now, exc.errcode, str(exc.errmsg or getattr(exc.response, "status_code", "")))
         return _fail(push, exc.errcode, ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{exc.errmsg}")

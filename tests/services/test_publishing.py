@@ -723,3 +723,21 @@ def test_a_deliberate_retry_of_a_published_push_is_refused_by_wechat(emulator, d
     push = db.session.get(ArticlePush, push.id, populate_existing=True)
     assert push.status is PushStatus.FAILED and push.error_code == 40007 and "多半已经发表" in push.error_message
     assert published_titles(emulator) == ["每日一案｜案例0"]
+
+
+def test_a_cover_wechat_no_longer_has_is_uploaded_again_when_rescheduled(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    article = push.articles[0]
+    article.cover_media_id = "deleted-on-the-platform"  # uploaded once, then removed from WeChat's library
+    db.session.commit()
+    emulator.hook("fail", {"path": "cgi-bin/draft/add", "errcode": 40007})
+    publishing.run_due(start + timedelta(minutes=1))
+    assert db.session.get(ArticlePush, push.id, populate_existing=True).status is PushStatus.FAILED
+    assert db.session.get(Article, article.id, populate_existing=True).cover_media_id is None
+    # 重新排期: the cover goes up again instead of failing with the same 40007 every time.
+    publishing.release_failed(people["editor"], push.id)
+    again = articles.schedule_push(people["editor"], [article.id], start + timedelta(minutes=2), None)
+    publishing.run_due(start + timedelta(minutes=3))
+    assert db.session.get(ArticlePush, again.id, populate_existing=True).status is PushStatus.SUBMITTED
+    assert len(calls_to(emulator, "cgi-bin/material/add_material")) == 1
