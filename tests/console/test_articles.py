@@ -263,3 +263,10 @@ def test_a_failed_push_given_back_leads_to_the_push_form_with_its_articles_ticke
     for article in (first, second):
         assert f'name="article_id" value="{article.id}" checked>' in form
     assert f'id="pick-order" value="{second.id},{first.id}"' in form  # the headline stays the headline
+
+
+def test_the_calendar_marks_today(console, db_session):
+    factories.newsroom()
+    assert console.login("ed1").status_code == 302
+    page = console.get("/admin/articles").get_data(as_text=True)
+    assert page.count('<td class="today"') == 1  # console.css shades it: otherwise no cell says which day it is
