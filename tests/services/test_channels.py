@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.exc import IntegrityError
 
-from models import AuditLog, Channel, Follower, InboundMessage, MatchType, ReplyRule, ReplyType, utcnow
+from models import AuditLog, Channel, Follower, MatchType, ReplyRule, ReplyType, utcnow
 from server.extensions import db
 from server.services import ServiceError, channels, replies
 from tests.conftest import SQLITE
+from tests.services.test_datacube import _event
 from tests.services.test_tips import _threads
 
 TEXT = channels.ReplyInput("text", text="开放日报名：https://example.gov.cn/m/events/1")
@@ -175,19 +176,7 @@ def test_scene_rules_are_kept_out_of_the_auto_reply_pages(db_session):
 
 
 def _log(openid: str, event: str, key: str, days_ago: float, n: int) -> None:
-    at = utcnow() - timedelta(days=days_ago)
-    db.session.add(
-        InboundMessage(
-            dedupe_key=f"e:{openid}-{event}-{key}-{days_ago}-{n}",
-            openid=openid,
-            msg_type="event",
-            event=event,
-            event_key=key,
-            payload={},
-            sent_at=at,
-            received_at=at,
-        )
-    )
+    db.session.add(_event(openid, event, key, utcnow() - timedelta(days=days_ago), n))
 
 
 def test_figures_count_followers_and_scans_per_scene(db_session):
