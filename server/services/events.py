@@ -93,8 +93,8 @@ if tonumber(left) >= tonumber(ARGV[1]) then
 end
 return 0
 """
-# Give back only to a counter that still exists: INCRBY on a missing key would create one that is too low.
-_GIVE_BACK_LUA = """
+# Adjust only a counter that still exists: INCRBY on a missing key would create one from nothing.
+_ADJUST_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
 return false
 """
@@ -450,9 +450,10 @@ def _redis_take(session_id: int, n: int) -> bool | None:
         return None
 
 
-def _redis_give_back(session_id: int, n: int) -> None:
+def _redis_adjust(session_id: int, delta: int) -> None:
+    """Give back (+) places taken from the counter, or charge it (-) for places PostgreSQL took without it."""
     try:
-        get_redis().eval(_GIVE_BACK_LUA, 1, _counter_key(session_id), n)
+        get_redis().eval(_ADJUST_LUA, 1, _counter_key(session_id), delta)
     except redis.RedisError:
         pass  # the key's TTL repairs it
 
@@ -610,7 +611,7 @@ def register(
     except IntegrityError:
         db.session.rollback()  # a double tap: the place taken with it is undone too
         if took_redis:
-            _redis_give_back(session.id, n)
+            _redis_adjust(session.id, n)
         existing = active_registration(openid, event.id)
         if existing is None:
             raise
@@ -618,13 +619,17 @@ def register(
     except Exception:
         db.session.rollback()
         if took_redis:
-            _redis_give_back(session.id, n)
+            _redis_adjust(session.id, n)
         raise
     if took is None:  # full, and the citizen did not want the waiting list: nothing was written
         db.session.rollback()
         if took_redis:
-            _redis_give_back(session.id, n)
+            _redis_adjust(session.id, n)
         raise ServiceError("本场名额已满")
+    if took and not took_redis:
+        # PostgreSQL took a place the counter did not: when the counter read 0 only because of a double tap's other
+        # taps, which give theirs back, it would otherwise end one place high.
+        _redis_adjust(session.id, -n)
     return _persistent(Registration(**row), event=event, session=session), True
 
 
