@@ -58,8 +58,12 @@ def material_list():  # type: ignore[no-untyped-def]
     before_id = to_int(before, lo=1)
     groups, next_before = materials.search_page(f, visible_unit_ids(), before_id=before_id)
     officers = db.session.scalars(sa.select(Staff).where(Staff.role == Role.OFFICER).order_by(Staff.name)).all()
+    failures, failure_count = materials.recent_failures(f, visible_unit_ids()) if before_id is None else ([], 0)
     return render_template(
         "console/material_list.html",
+        failures=failures,
+        failure_count=failure_count,
+        failure_days=materials.FAILURES_DAYS,
         cards=[_card(g) for g in groups],
         last_id=max((m.id for g in groups for m in g.members), default=0),
         live=before_id is None,  # new photos are prepended to the first page only

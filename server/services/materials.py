@@ -588,8 +588,9 @@ def _local_start(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), LOCAL_TZ)
 
 
-def _where(f: MaterialFilter, visible_units: list[int] | None) -> list[Any]:
-    where: list[Any] = [MaterialItem.state != MaterialState.FAILED]
+def _where(f: MaterialFilter, visible_units: list[int] | None, *, failed: bool = False) -> list[Any]:
+    refused = MaterialItem.state == MaterialState.FAILED
+    where: list[Any] = [refused if failed else sa.not_(refused)]
     if visible_units is not None:
         where.append(MaterialItem.unit_id.in_(visible_units))
     if f.unit_id:
@@ -670,6 +671,30 @@ def search_page(
     more = len(rows) > limit
     rows = rows[:limit]
     return _grouped(rows), (rows[-1].id if more else None)
+
+
+FAILURES_SHOWN = 50
+FAILURES_DAYS = 7  # without a date filter, the photos refused this long ago or since
+
+
+def recent_failures(f: MaterialFilter, visible_units: list[int] | None) -> tuple[list[MaterialItem], int]:
+    """Photos that did not make it into the library (expired in WeChat, not an image, a copy of one already kept),
+    newest first, and how many there are: an editor looking for a photo an officer says was sent finds it here.
+    Within the filter's dates, else the last FAILURES_DAYS days."""
+    where = _where(f, visible_units, failed=True)
+    if not (f.day_from or f.day_to):
+        where.append(MaterialItem.received_at >= utcnow() - timedelta(days=FAILURES_DAYS))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(MaterialItem).where(*where)) or 0
+    if not total:
+        return [], 0
+    stmt = (
+        sa.select(MaterialItem)
+        .options(selectinload(MaterialItem.uploader), selectinload(MaterialItem.unit))
+        .where(*where)
+        .order_by(MaterialItem.id.desc())
+        .limit(FAILURES_SHOWN)
+    )
+    return list(db.session.scalars(stmt)), total
 
 
 def weekly_counts(visible_units: list[int] | None, weeks: int = 8) -> list[dict[str, Any]]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import sqlalchemy as sa
 
-from models import AuditLog, MaterialItem
+from models import AuditLog, MaterialItem, MaterialState
 from server.extensions import db
+from server.filters import LOCAL_TZ
 from server.services import materials
 from tests import factories
 from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
@@ -171,3 +173,33 @@ def test_a_save_from_a_page_someone_else_has_changed_since_is_refused(as_admin, 
     assert "刚被他人修改" in res.get_data(as_text=True)
     db.session.refresh(item)
     assert (item.caption, item.tags) == ("甲写的", ["占道"])
+
+
+def test_photos_that_did_not_make_it_are_listed_with_why_for_their_unit_only(console, wechat, media, db_session):
+    mine, other = factories.unit("闵行分局"), factories.unit("奉贤分局")
+    officer = factories.staff("zhou", "officer", unit=mine, name="周九")
+    officer.openid = "o-zhou"
+    factories.staff("liaison-mine", "liaison", unit=mine)
+    factories.staff("liaison-other", "liaison", unit=other)
+    db.session.commit()
+    send_image(wechat, "o-zhou", media(jpeg_bytes()))
+    send_image(wechat, "o-zhou", media(b"%PDF-1.4 not a photo"))
+    kept, refused = db.session.scalars(sa.select(MaterialItem).order_by(MaterialItem.id)).all()
+    assert refused.state is MaterialState.FAILED and refused.error
+
+    console.login("liaison-mine")
+    page = console.get("/admin/materials").get_data(as_text=True)
+    assert "近 7 天有 1 张照片未能存入素材库" in page
+    listed = page[page.index('id="material-failures"') : page.index('id="material-grid"')]
+    assert "周九" in listed and "闵行分局" in listed and html.escape(refused.error) in listed
+    assert f'data-id="{kept.id}"' in page and f'data-id="{refused.id}"' not in page
+    # A date filter shows the refusals of those days; another page of the library does not repeat them.
+    day = refused.received_at.astimezone(LOCAL_TZ).date()
+    earlier = (day - timedelta(days=1)).isoformat()
+    assert "所选日期内有 1 张" in console.get(f"/admin/materials?from={day}&to={day}").get_data(as_text=True)
+    assert "material-failures" not in console.get(f"/admin/materials?to={earlier}").get_data(as_text=True)
+    assert "material-failures" not in console.get(f"/admin/materials?before={kept.id + 1}").get_data(as_text=True)
+
+    console.post("/admin/logout")
+    assert console.login("liaison-other").status_code == 302
+    assert "material-failures" not in console.get("/admin/materials").get_data(as_text=True)
