@@ -56,8 +56,9 @@ def parse_args() -> argparse.Namespace:
 # --- setup ----------------------------------------------------------------------------------------------------------
 
 
-def prepare(env: dict[str, str]) -> None:
-    common.ensure_wrk()
+def prepare(env: dict[str, str], *, wrk: bool = True) -> None:
+    if wrk:  # the in-process tools (components, profile) need the database only
+        common.ensure_wrk()
     common.ensure_services()
     common.ensure_database(DATABASE)
     common.flush_redis(REDIS_DB)

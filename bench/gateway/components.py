@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.gateway.components [--n 2000]
 
 Each line is what one message pays for that step; compare with the floor's CPU per request under gunicorn (printed
-by bench/gateway/run.sh as cpu-seconds / requests). Run `bash bench/gateway/run.sh` once first (it seeds the bench
-database). Rows written here carry dedupe keys starting with "x:" and are deleted at the end.
+by bench/gateway/run.sh as cpu-seconds / requests). The bench database is (re)created, migrated and seeded first, as
+run.sh does. Rows written here carry dedupe keys starting with "x:" and are deleted at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench import common
-from bench.gateway.__main__ import DATABASE, REDIS_DB, Messages
+from bench.gateway.__main__ import DATABASE, REDIS_DB, Messages, prepare
 
 
 def measure(name: str, n: int, step: Callable[[int], Any], results: list[tuple[str, float, float]]) -> None:
@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     n = parser.parse_args().n
 
-    os.environ.update(common.app_env(DATABASE, REDIS_DB))
+    env = common.app_env(DATABASE, REDIS_DB)
+    prepare(env, wrk=False)
+    os.environ.update(env)
     import sqlalchemy as sa
     from flask import Flask
 

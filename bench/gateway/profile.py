@@ -4,8 +4,8 @@
 
 Prints wall and CPU time per message, then cProfile's view. The handler normally runs on the gateway's thread pool,
 which cProfile cannot see; --inline swaps the pool for one that runs the work in the calling thread (the handoff's
-own cost is the difference between a run with and without --inline). Run `bash bench/gateway/run.sh` once first:
-it creates, migrates and seeds the bench database.
+own cost is the difference between a run with and without --inline). The bench database is (re)created, migrated
+and seeded first, as run.sh does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from bench import common
-from bench.gateway.__main__ import DATABASE, REDIS_DB, REPLY, Messages
+from bench.gateway.__main__ import DATABASE, REDIS_DB, REPLY, Messages, prepare
 
 
 class InlineExecutor:
@@ -44,7 +44,9 @@ def main() -> None:
     parser.add_argument("--save", help="also dump the raw profile here (for pstats, snakeviz ...)")
     args = parser.parse_args()
 
-    os.environ.update(common.app_env(DATABASE, REDIS_DB))
+    env = common.app_env(DATABASE, REDIS_DB)
+    prepare(env, wrk=False)
+    os.environ.update(env)
     from server import create_app
 
     app = create_app()
