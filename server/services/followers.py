@@ -18,7 +18,7 @@ from wechatpy.exceptions import WeChatClientException
 from models import AuditKind, Follower, InboundMessage
 from server.extensions import db
 from server.filters import LOCAL_TZ, local_dt
-from server.services import ServiceError, audit, sheets
+from server.services import ServiceError, audit, channels, sheets
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
@@ -340,10 +340,15 @@ def export_csv(f: FollowerFilter) -> Iterator[str]:
         .order_by(*_ORDER)
         .execution_options(yield_per=500)
     )
-    return _csv_rows(stmt)
+    return _csv_rows(stmt, channels.scene_names())
 
 
-def _csv_rows(stmt: sa.Select[Any]) -> Iterator[str]:
+def _scene(scene: str | None, names: Mapping[str, str]) -> str | None:
+    """A channel QR's scene reads as on the page, by its channel's name; the raw scene stays for matching."""
+    return f"{names[scene]}（{scene}）" if scene in names else scene
+
+
+def _csv_rows(stmt: sa.Select[Any], names: Mapping[str, str]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
@@ -360,8 +365,8 @@ def _csv_rows(stmt: sa.Select[Any]) -> Iterator[str]:
                     _cell(follower.first_subscribed_at),
                     _cell(follower.subscribed_at),
                     _cell(follower.unsubscribed_at),
-                    _cell(follower.source_scene),
-                    _cell(follower.last_scene),
+                    _cell(_scene(follower.source_scene, names)),
+                    _cell(_scene(follower.last_scene, names)),
                     _cell(last_active),
                 ]
             )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import AuditKind, AuditLog, Follower, InboundMessage
+from models import AuditKind, AuditLog, Channel, Follower, InboundMessage
 from server.extensions import db
 from server.filters import local_dt
 from server.wechat.client import get_client
@@ -251,6 +251,7 @@ def test_csv_export_of_the_filtered_list_is_audited(as_editor):
     follower("o-x1", remark='=HYPERLINK("http://evil")', source_scene="open_day", at=now - timedelta(hours=2))
     follower("o-x2", remark="李阿姨", source_scene="open_day", at=now - timedelta(hours=1))
     follower("o-y3", source_scene="poster")
+    db.session.add(Channel(name="7·15 开放日海报", scene="open_day"))
     message("o-x2", datetime(2026, 2, 1, 1, 0, tzinfo=UTC))
     res = as_editor.get("/admin/followers/export.csv?scene=open_day&openid=o-x")
     assert res.status_code == 200 and res.mimetype == "text/csv"
@@ -260,6 +261,7 @@ def test_csv_export_of_the_filtered_list_is_audited(as_editor):
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     assert rows[0][:3] == ["openid", "备注", "状态"]
     assert [r[0] for r in rows[1:]] == ["o-x2", "o-x1"]
+    assert rows[1][6] == "7·15 开放日海报（open_day）"  # a channel's scene by its name, as on the page
     assert rows[1][1] == "李阿姨" and rows[1][8] == "2026-02-01 09:00:00"
     assert rows[2][1].startswith("'=")  # a formula is exported as text
     [entry] = db.session.scalars(sa.select(AuditLog).filter_by(action="follower.export")).all()
