@@ -67,6 +67,7 @@ def build(kind: str, start: date) -> ReportData:
     start, end = period(kind, start)
     today = datacube.beijing_today()
     last = min(end, today - timedelta(days=1))
+    through = min(end, today)  # the office's own records and events: what has happened, not what is scheduled
     grain = "day" if kind == "monthly" else "month"
     daily = _filled(datacube.series(start, end, grain), start, end, grain)
     before = datacube.followers_on(start - timedelta(days=1))
@@ -89,14 +90,14 @@ def build(kind: str, start: date) -> ReportData:
         title=title,
         totals=totals,
         daily=daily,
-        progress=targets.progress(start.year, as_of=min(end, today)),
-        through=min(end, today),
+        progress=targets.progress(start.year, as_of=through),
+        through=through,
         top=datacube.top_articles(start, end, 20),
         ten_w=datacube.top_articles(start, end, 100, min_reads=targets.TEN_W),
         sources=datacube.new_by_source(start, end),
         scoreboard=targets.scoreboard(start.year, start.month if kind == "monthly" else None),
         records={
-            name: int(targets.count(name, start, end))
+            name: int(targets.count(name, start, through))
             for name in ("media_reports", "activities", "livestreams", "products")
         },
     )

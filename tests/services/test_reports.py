@@ -88,3 +88,30 @@ def test_scheduled_task_runs_through_celery(february, monkeypatch):
     monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 3, 1))
     stats_tasks.generate_scheduled_reports.delay()  # eager in tests
     assert [r.period_start for r in reports.list_reports()] == [date(2026, 2, 1)]
+
+
+def test_the_month_under_way_counts_only_what_has_happened(february, monkeypatch):
+    """An open day published ahead of time, or a report dated later in the month, has not happened yet: the report's
+    figures say what the targets table beside them says, not what is scheduled through the month's end."""
+    from datetime import UTC, datetime
+
+    from server.services import events
+
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 2, 14))
+    starts = datetime(2026, 2, 25, 2, tzinfo=UTC)  # 10:00 Beijing, eleven days ahead
+    open_day = events.save_event(
+        title="城管开放日",
+        kind="offline",
+        registration_opens_at=starts - timedelta(days=20),
+        registration_closes_at=starts - timedelta(days=1),
+        published=True,
+    )
+    events.save_session(open_day, starts_at=starts, ends_at=starts + timedelta(hours=2), quota=50, venue="市民中心")
+    targets.add_record(kind="media_report", title="后来的", happened_on="2026-02-20", outlet="新华网", submit_key="r2")
+
+    for kind in ("monthly", "yearly"):
+        data = reports.build(kind, date(2026, 2, 1))
+        assert data.records["media_reports"] == 1, kind  # 5 February's, not 20 February's
+        assert data.records["activities"] == 0, kind  # the open day is on the 25th
+        p = {item.key: item for item in data.progress}
+        assert p["activities"].actual == data.records["activities"]
