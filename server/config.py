@@ -165,7 +165,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                 "tip-contacts": {"task": "server.tasks.retention.forget_old_tip_contacts", "schedule": 3600.0},
                 "submit-keys": {"task": "server.tasks.retention.forget_old_submit_keys", "schedule": 3600.0},
                 # Stats (UTC times): datacube after WeChat publishes yesterday (~10:00 Beijing), again at 15:30
-                # Beijing for is_delay days; last month's report at 08:00 Beijing on the 1st.
+                # Beijing for is_delay days; last month's report at 16:30 Beijing on the 1st, once both runs have
+                # fetched the month's last day (a report built in the morning ended a day short).
                 "stats-datacube": {
                     "task": "server.tasks.stats.sync_datacube",
                     "schedule": crontab(minute=30, hour="2,7"),
@@ -185,7 +186,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                 },
                 "stats-reports": {
                     "task": "server.tasks.stats.generate_scheduled_reports",
-                    "schedule": crontab(minute=0, hour=0, day_of_month=1),
+                    "schedule": crontab(minute=30, hour=8, day_of_month=1),
                 },
             },
         },

@@ -115,3 +115,13 @@ def test_the_month_under_way_counts_only_what_has_happened(february, monkeypatch
         assert data.records["activities"] == 0, kind  # the open day is on the 25th
         p = {item.key: item for item in data.progress}
         assert p["activities"].actual == data.records["activities"]
+
+
+def test_the_scheduled_report_waits_for_the_months_last_day(app):
+    """WeChat publishes a day's figures at about 10:00 Beijing the next day, and the sync fetches them after that: a
+    report built earlier on the 1st ended a day short (期末粉丝 of the day before, the last day's new followers and
+    reads missing)."""
+    beat = app.config["CELERY"]["beat_schedule"]
+    report, sync = beat["stats-reports"]["schedule"], beat["stats-datacube"]["schedule"]  # both in UTC
+    assert report.day_of_month == {1}
+    assert min(report.hour) * 60 + min(report.minute) > max(sync.hour) * 60 + max(sync.minute)
