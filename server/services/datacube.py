@@ -560,8 +560,9 @@ def followers_on(day: date) -> int | None:
     )
 
 
-def latest_day() -> date | None:
-    return db.session.scalar(sa.select(sa.func.max(StatDaily.ref_date)).where(StatDaily.cumulate_user.is_not(None)))
+def latest_day(column: Any = StatDaily.cumulate_user) -> date | None:
+    """The last day WeChat's figure in `column` (followers by default) is in for."""
+    return db.session.scalar(sa.select(sa.func.max(StatDaily.ref_date)).where(column.is_not(None)))
 
 
 def reads_between(start: date, end: date) -> int:

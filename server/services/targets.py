@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from models import AnnualPlan, PlanProject, PublicityRecord, RecordKind, ScoreWeight, Unit
+from models import AnnualPlan, PlanProject, PublicityRecord, RecordKind, ScoreWeight, StatDaily, Unit
 from server.extensions import db, dialect_insert
 from server.inputs import DB_INT_MAX, to_int
 from server.paging import Page, paginate
@@ -369,7 +369,11 @@ def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = Non
     today = datacube.beijing_today()
     as_of = as_of or today
     frac, day = year_fraction(year, as_of)
-    data_frac, data_day = year_fraction(year, min(as_of, today - timedelta(days=1)))
+    # WeChat's figures reach yesterday at best, and less before it publishes (~10:00) or while the sync is down:
+    # each is measured, and projected, over the share of the year it covers.
+    last = min(as_of, today - timedelta(days=1))
+    follower_frac, follower_day = year_fraction(year, min(last, datacube.latest_day() or date.min))
+    data_frac, data_day = year_fraction(year, min(last, datacube.latest_day(StatDaily.read_user) or date.min))
     start = date(year, 1, 1)
     base_followers, base_reads = baselines(year, plan)
     items: list[Progress] = []
@@ -378,7 +382,7 @@ def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = Non
         return None if actual is None or frac <= 0 else actual / frac
 
     # Followers: growth in % of the 1 January figure.
-    now = datacube.followers_on(data_day) if data_frac > 0 else None
+    now = datacube.followers_on(follower_day) if follower_frac > 0 else None
     growth = (now - base_followers) / base_followers * 100 if now is not None and base_followers else None
     items.append(
         Progress(
@@ -387,10 +391,14 @@ def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = Non
             "%",
             plan.follower_growth_pct,
             growth,
-            plan.follower_growth_pct * data_frac,
-            linear(growth, data_frac),
+            plan.follower_growth_pct * follower_frac,
+            linear(growth, follower_frac),
             base_followers,
-            "" if base_followers else "缺少 1 月 1 日粉丝量基线",
+            ""
+            if growth is not None
+            else "缺少 1 月 1 日粉丝量基线"
+            if not base_followers
+            else "本年尚无粉丝数据（同步微信统计后显示）",
         )
     )
     # Reads: this year's total against last year's raised by the target; the summary speaks in growth %.

@@ -257,3 +257,32 @@ def test_material_photos_feed_the_scoreboard(db_session):
     window = (now.date() - timedelta(days=1), now.date() + timedelta(days=1))
     assert targets.count_by_unit("photos_contributed", *window) == {district.id: 3.0}
     assert targets.count_by_unit("photos_used", *window) == {district.id: 1.0}
+
+
+def test_a_day_wechat_has_not_published_yet_is_not_projected_as_a_day_without_growth(db_session, monkeypatch):
+    """Before ~10:00 Beijing (or while the sync is down) the datacube ends a day or more short of yesterday: the
+    projection divides by the share of the year the figures cover, not by one that counts days with no figure."""
+    from server.services import datacube
+
+    db_session.add_all(
+        [
+            StatDaily(ref_date=date(2025, 12, 31), cumulate_user=1_000_000),
+            StatDaily(ref_date=date(2026, 1, 1), cumulate_user=1_001_000, read_user=10_000),  # 2 January not in
+        ]
+    )
+    db_session.commit()
+    targets.save_plan(2026, {"baseline_reads": "1000000"})
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 1, 3))
+    p = {item.key: item for item in targets.progress(2026)}
+    assert p["followers"].actual == pytest.approx(0.1)
+    assert p["followers"].projected == pytest.approx(0.1 * 365)  # one day's growth, not spread over two
+    assert p["followers"].expected == pytest.approx(20 / 365)
+    assert p["reads"].projected == pytest.approx(10_000 * 365)
+    assert p["reads"].expected == pytest.approx(1_200_000 / 365)
+
+    # On 2 January nothing of this year is in yet: no forecast, not "+0.0 % — 落后".
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 1, 2))
+    db_session.delete(db_session.get(StatDaily, date(2026, 1, 1)))
+    db_session.commit()
+    followers = {item.key: item for item in targets.progress(2026)}["followers"]
+    assert followers.projected is None and followers.summary == "本年尚无粉丝数据（同步微信统计后显示）"
