@@ -285,7 +285,7 @@ def stats_reports():  # type: ignore[no-untyped-def]
 def stats_report_generate():  # type: ignore[no-untyped-def]
     kind, start = _period_arg()
     report = reports.generate(kind, start, by=current_user.name)
-    flash(f"已生成：{reports.filename(report)}", "success")
+    flash(f"已生成：{reports.filename(report.kind, report.period_start)}", "success")
     return redirect(url_for("console.stats_reports"))
 
 
@@ -293,7 +293,7 @@ def stats_report_generate():  # type: ignore[no-untyped-def]
 @require_roles(*CONSOLE_ROLES)
 def stats_report_download(report_id: int):  # type: ignore[no-untyped-def]
     report = db.session.get(StatReport, report_id) or abort(404)
-    return _xlsx(report.content, reports.filename(report))
+    return _xlsx(report.content, reports.filename(report.kind, report.period_start))
 
 
 def _xlsx(content: bytes, name: str) -> Response:
@@ -311,8 +311,7 @@ def _xlsx(content: bytes, name: str) -> Response:
 def stats_report_export():  # type: ignore[no-untyped-def]
     """Build the workbook now, without storing it (what the bench measures)."""
     kind, start = _period_arg()
-    name = f"宣传工作{reports.KINDS[kind]}-{start:%Y-%m}.xlsx"
-    return _xlsx(reports.workbook(reports.build(kind, start)), name)
+    return _xlsx(reports.workbook(reports.build(kind, start)), reports.filename(kind, start))
 
 
 @bp.get("/stats/reports/print")

@@ -241,10 +241,10 @@ def workbook(data: ReportData) -> bytes:
     return out.getvalue()
 
 
-def filename(report: StatReport) -> str:
-    if report.kind == "monthly":
-        return f"宣传工作月报-{report.period_start:%Y-%m}.xlsx"
-    return f"宣传工作年报-{report.period_start:%Y}.xlsx"
+def filename(kind: str, start: date) -> str:
+    if kind == "monthly":
+        return f"宣传工作月报-{start:%Y-%m}.xlsx"
+    return f"宣传工作年报-{start:%Y}.xlsx"
 
 
 def generate(kind: str, start: date, *, by: str = "定时任务") -> StatReport:

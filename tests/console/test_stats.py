@@ -192,3 +192,14 @@ def test_scan_scenes_count_through_today_and_name_channels(as_admin, db_session)
     )
     assert '<td>人员微信绑定二维码</td><td class="num">1</td><td class="num">1</td>' in card
     assert "tok1" not in card and "tok2" not in card
+
+
+def test_a_yearly_workbook_downloads_named_for_its_year(as_admin, db_session, today):
+    # The direct download was named as a month (宣传工作年报-2026-01.xlsx); the stored one says 2026.
+    from urllib.parse import quote
+
+    res = as_admin.client.get("/admin/stats/reports/export?kind=yearly&period=2026")
+    assert res.status_code == 200
+    assert res.headers["Content-Disposition"].endswith(quote("宣传工作年报-2026.xlsx"))
+    res = as_admin.client.get("/admin/stats/reports/export?kind=monthly&period=2026-02")
+    assert res.headers["Content-Disposition"].endswith(quote("宣传工作月报-2026-02.xlsx"))
