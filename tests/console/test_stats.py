@@ -203,3 +203,10 @@ def test_a_yearly_workbook_downloads_named_for_its_year(as_admin, db_session, to
     assert res.headers["Content-Disposition"].endswith(quote("宣传工作年报-2026.xlsx"))
     res = as_admin.client.get("/admin/stats/reports/export?kind=monthly&period=2026-02")
     assert res.headers["Content-Disposition"].endswith(quote("宣传工作月报-2026-02.xlsx"))
+
+
+def test_the_records_page_says_events_count_by_themselves(as_admin, db_session, today):
+    # Published events count towards 活动/直播 on their own: a page telling editors to register 活动 and 直播 here
+    # had the open day counted twice.
+    html = as_admin.get("/admin/stats/records?year=2026").get_data(as_text=True)
+    assert "「活动」中发布的开放日和直播按场次日期自动计入，请勿重复登记" in html
