@@ -224,6 +224,8 @@ def add_record(
         day = happened_on if isinstance(happened_on, date) else date.fromisoformat(str(happened_on).strip())
     except ValueError:
         raise ServiceError("日期格式应为 2026-03-15") from None
+    if day > datacube.beijing_today():  # a record is work done; a future date would credit the unit early
+        raise ServiceError("日期不能晚于今天：请在工作完成后登记")
     link = (link or "").strip()
     if link and not link.startswith(("http://", "https://")):
         raise ServiceError("链接须以 http:// 或 https:// 开头")

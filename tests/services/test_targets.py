@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from models import PublicityRecord, RecordKind, StatArticle, StatDaily
-from server.services import ServiceError, targets
+from server.services import ServiceError, datacube, targets
 from tests import factories
 
 AS_OF = date(2026, 3, 14)  # day 73 of 365: exactly 20 % of the year
@@ -158,6 +159,17 @@ def test_record_double_submit_records_once(db_session):
     assert again.id == first.id
     with pytest.raises(ServiceError):
         targets.add_record(kind="media_report", title="无媒体", happened_on="2026-03-01", submit_key="k2")
+
+
+def test_a_record_is_of_work_done_not_of_a_future_date(db_session):
+    tomorrow = datacube.beijing_today() + timedelta(days=1)
+    with pytest.raises(ServiceError, match="不能晚于今天"):
+        targets.add_record(kind="activity", title="明天的活动", happened_on=tomorrow, submit_key="k-future")
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(PublicityRecord)) == 0
+    today = targets.add_record(
+        kind="activity", title="今天的活动", happened_on=tomorrow - timedelta(days=1), submit_key="k-today"
+    )
+    assert today.id
 
 
 def test_someone_elses_form_key_does_not_return_their_record(db_session):
