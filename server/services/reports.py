@@ -219,22 +219,25 @@ def workbook(data: ReportData) -> bytes:
 
     uw = wb.create_sheet("单位考核")
     headers = ["排名", "单位", *(label for label, _ in targets.METRICS.values()), "得分"]
-    _table(
+    last = _table(
         uw,
         1,
         headers,
-        [[r.rank, sheets.text(r.unit_name), *(r.values[m] for m in targets.METRICS), r.score] for r in data.scoreboard],
+        [
+            [r.rank, "　" * r.depth + sheets.text(r.unit_name), *(r.values[m] for m in targets.METRICS), r.score]
+            for r in data.scoreboard
+        ],
     )
     uw.column_dimensions["B"].width = 18
-    if data.scoreboard:
+    top = [r for r in data.scoreboard if r.depth == 0]  # a district's score holds its squads': the chart shows these
+    if top:
+        first = last + 2
+        _table(uw, first, ["一级单位", "得分"], [[sheets.text(r.unit_name), r.score] for r in top])
         chart = BarChart()
         chart.title, chart.height, chart.width = "单位得分", 8, 18
-        score_col = len(headers)
-        chart.add_data(
-            Reference(uw, min_col=score_col, min_row=1, max_row=len(data.scoreboard) + 1), titles_from_data=True
-        )
-        chart.set_categories(Reference(uw, min_col=2, min_row=2, max_row=len(data.scoreboard) + 1))
-        uw.add_chart(chart, f"{chr(ord('A') + score_col + 1)}2")
+        chart.add_data(Reference(uw, min_col=2, min_row=first, max_row=first + len(top)), titles_from_data=True)
+        chart.set_categories(Reference(uw, min_col=1, min_row=first + 1, max_row=first + len(top)))
+        uw.add_chart(chart, f"{chr(ord('A') + len(headers) + 1)}2")
 
     out = io.BytesIO()
     wb.save(out)

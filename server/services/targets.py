@@ -458,6 +458,7 @@ METRICS: dict[str, tuple[str, float]] = {
 
 
 AVERAGED = "tip_handling_hours"
+AVERAGED_WEIGHT = "tips_resolved"  # how many tips each unit's average is of: a district's average over its squads
 
 
 def get_weights() -> dict[str, float]:
@@ -498,27 +499,54 @@ class ScoreRow:
     unit_name: str
     values: dict[str, float | None]  # None: an average with nothing to average (no tip closed)
     score: float
-    rank: int = 0
+    rank: int = 0  # among the units under the same parent
+    depth: int = 0  # 0: a top-level unit (a district, a department); 1: one of its squads …
 
 
 def scoreboard(year: int, month: int | None = None) -> list[ScoreRow]:
-    """Every unit's metrics for the month (or the year), weighted and ranked (ties share a rank)."""
+    """Every unit's metrics for the month (or the year) with those of the units under it (officers' photos land on
+    their squad, which is the district's work too), weighted; ranked among the units under the same parent (ties
+    share a rank) and listed as the tree, the best first at each level."""
     start, end = period_bounds(year, month)
     weights = get_weights()
     metrics = {metric: count_by_unit(metric, start, end) for metric in METRICS}
-    units = db.session.execute(sa.select(Unit.id, Unit.name).order_by(Unit.sort, Unit.id)).all()
-    # A unit with no closed tip has no handling time: it is scored at the units' mean, neither rewarded as fastest
+    resolved = count_by_unit(AVERAGED_WEIGHT, start, end)
+    units = db.session.execute(sa.select(Unit.id, Unit.name, Unit.parent_id).order_by(Unit.sort, Unit.id)).all()
+    known = {u.id for u in units}
+    children: dict[int | None, list[Any]] = defaultdict(list)
+    for u in units:
+        children[u.parent_id if u.parent_id in known else None].append(u)
+
+    def average(unit_ids: list[int]) -> float | None:
+        # Each unit's average weighs by the tips it is of (one each when that count is not there)
+        pairs = [(metrics[AVERAGED][u], resolved.get(u, 1.0)) for u in unit_ids if u in metrics[AVERAGED]]
+        total = sum(n for _, n in pairs)
+        return sum(h * n for h, n in pairs) / total if total else None
+
+    # A unit with no closed tip has no handling time: it is scored at the overall mean, neither rewarded as fastest
     # (0 hours) nor punished.
-    hours = [v for u, v in metrics[AVERAGED].items() if u is not None]
-    mean_hours = sum(hours) / len(hours) if hours else 0.0
-    rows = []
-    for unit_id, name in units:
-        values: dict[str, float | None] = {metric: float(metrics[metric].get(unit_id, 0)) for metric in METRICS}
-        if unit_id not in metrics[AVERAGED]:
-            values[AVERAGED] = None
+    mean_hours = average([u for u in metrics[AVERAGED] if u is not None]) or 0.0
+
+    def subtree(unit_id: int) -> list[int]:  # save_unit refuses cycles
+        return [unit_id, *(i for child in children[unit_id] for i in subtree(child.id))]
+
+    def row(unit_id: int, name: str, depth: int) -> ScoreRow:
+        ids = subtree(unit_id)
+        values: dict[str, float | None] = {m: float(sum(metrics[m].get(u, 0) for u in ids)) for m in METRICS}
+        hours = average(ids)
+        values[AVERAGED] = None if hours is None else round(hours, 1)
         score = sum(weights[m] * (mean_hours if v is None else v) for m, v in values.items())
-        rows.append(ScoreRow(unit_id, name, values, round(score, 2)))
-    rows.sort(key=lambda r: (-r.score, r.unit_name))
-    for i, row in enumerate(rows):
-        row.rank = rows[i - 1].rank if i and rows[i - 1].score == row.score else i + 1
-    return rows
+        return ScoreRow(unit_id, name, values, round(score, 2), depth=depth)
+
+    out: list[ScoreRow] = []
+
+    def level(parent_id: int | None, depth: int) -> None:
+        rows = [row(u.id, u.name, depth) for u in children[parent_id]]
+        rows.sort(key=lambda r: (-r.score, r.unit_name))
+        for i, r in enumerate(rows):
+            r.rank = rows[i - 1].rank if i and rows[i - 1].score == r.score else i + 1
+            out.append(r)
+            level(r.unit_id, depth + 1)
+
+    level(None, 0)
+    return out

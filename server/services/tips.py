@@ -1485,8 +1485,8 @@ def redact_photo(photo: TipPhoto, box: tuple[float, float, float, float]) -> Tip
     return photo
 
 
-def _handling_hours(start: date, end: date) -> dict[int | None, float]:
-    """Average hours from submission to 已办结 per unit, for tips resolved in the Beijing days start..end."""
+def _resolved_per_unit(start: date, end: date) -> list[Any]:
+    """(unit id, average seconds from submission to 已办结, tips) for tips resolved in the Beijing days start..end."""
     lo = datetime(start.year, start.month, start.day, tzinfo=LOCAL_TZ)
     hi = datetime(end.year, end.month, end.day, tzinfo=LOCAL_TZ) + timedelta(days=1)
     resolved = (
@@ -1499,10 +1499,23 @@ def _handling_hours(start: date, end: date) -> dict[int | None, float]:
         seconds = sa.func.avg((sa.func.julianday(resolved.c.at) - sa.func.julianday(Tip.created_at)) * 86400)
     else:
         seconds = sa.func.avg(sa.extract("epoch", resolved.c.at - Tip.created_at))
-    rows = db.session.execute(
-        sa.select(Tip.unit_id, seconds).join(resolved, resolved.c.tip_id == Tip.id).group_by(Tip.unit_id)
-    ).all()
-    return {unit_id: round(float(avg) / 3600, 1) for unit_id, avg in rows if avg is not None}
+    return list(
+        db.session.execute(
+            sa.select(Tip.unit_id, seconds, sa.func.count())
+            .join(resolved, resolved.c.tip_id == Tip.id)
+            .group_by(Tip.unit_id)
+        )
+    )
 
 
-targets.register_counter("tip_handling_hours", _handling_hours)
+def _handling_hours(start: date, end: date) -> dict[int | None, float]:
+    rows = _resolved_per_unit(start, end)
+    return {unit_id: round(float(avg) / 3600, 1) for unit_id, avg, _ in rows if avg is not None}
+
+
+def _tips_resolved(start: date, end: date) -> dict[int | None, float]:
+    return {unit_id: float(n) for unit_id, avg, n in _resolved_per_unit(start, end) if avg is not None}
+
+
+targets.register_counter(targets.AVERAGED, _handling_hours)
+targets.register_counter(targets.AVERAGED_WEIGHT, _tips_resolved)

@@ -243,6 +243,41 @@ def test_a_unit_with_no_closed_tip_is_scored_at_the_mean_handling_time(db_sessio
     assert (rows["快分局"].score, rows["闲分局"].score, rows["慢分局"].score) == (-1.0, -2.0, -3.0)
 
 
+def test_a_district_counts_its_squads_and_squads_rank_among_themselves(db_session):
+    pudong, huangpu = factories.unit("浦东分局"), factories.unit("黄浦分局")
+    lujiazui = factories.unit("陆家嘴中队", "squad", parent=pudong)
+    factories.unit("花木中队", "squad", parent=pudong)
+    day = date(2026, 3, 5)
+    db_session.add_all([_record(RecordKind.ACTIVITY, i, day, lujiazui) for i in range(2)])  # an officer's squad
+    db_session.add(_record(RecordKind.ACTIVITY, 9, day, pudong))
+    db_session.add(_record(RecordKind.MEDIA_REPORT, 1, day, huangpu))
+    db_session.commit()
+
+    def hours(start, end):
+        return {lujiazui.id: 10.0, pudong.id: 40.0}
+
+    def tips(start, end):
+        return {lujiazui.id: 1.0, pudong.id: 3.0}
+
+    targets.register_counter(targets.AVERAGED, hours)
+    targets.register_counter(targets.AVERAGED_WEIGHT, tips)
+    try:
+        rows = targets.scoreboard(2026, 3)
+    finally:
+        targets.unregister_counter(targets.AVERAGED, hours)
+        targets.unregister_counter(targets.AVERAGED_WEIGHT, tips)
+    # 浦东: 3 activities (its own and its squad's) × 3 points, 4 tips averaging (10 + 3 × 40) / 4 = 32.5 hours × -0.1.
+    # 黄浦 and 花木 closed none: scored at the same overall mean. Each squad is listed under its district.
+    assert [(r.unit_name, r.depth, r.rank, r.score) for r in rows] == [
+        ("浦东分局", 0, 1, 5.75),
+        ("陆家嘴中队", 1, 1, 5.0),
+        ("花木中队", 1, 2, -3.25),
+        ("黄浦分局", 0, 2, 1.75),
+    ]
+    assert rows[0].values["activities"] == 3 and rows[0].values[targets.AVERAGED] == 32.5
+    assert rows[2].values[targets.AVERAGED] is None
+
+
 def test_material_photos_feed_the_scoreboard(db_session):
     from datetime import timedelta
 
