@@ -270,3 +270,32 @@ def test_the_calendar_marks_today(console, db_session):
     assert console.login("ed1").status_code == 302
     page = console.get("/admin/articles").get_data(as_text=True)
     assert page.count('<td class="today"') == 1  # console.css shades it: otherwise no cell says which day it is
+
+
+def _selected(page: str, name: str) -> list[str]:
+    """The values of the selected options of one <select> on the page."""
+    select = page.split(f'name="{name}"')[1].split("</select>")[0]
+    return re.findall(r'<option value="(\d*)"[^>]*\bselected\b', select)
+
+
+def test_a_refused_save_keeps_the_unit_and_column_that_were_chosen(console, db_session):
+    editor = factories.staff("ed1", "editor")
+    pudong, huangpu = factories.unit("浦东分局"), factories.unit("黄浦分局")
+    daily, trees = (next(c for c in columns.ensure_default_columns() if c.name == n) for n in ("每日一案", "强转树"))
+    assert console.login("ed1").status_code == 302
+    form = {"title": "强拆后种树", "column_id": str(trees.id), "unit_id": str(pudong.id), "body_html": ""}
+    res = console.post("/admin/articles/new", form)
+    page = res.get_data(as_text=True)
+    assert res.status_code == 400 and "正文不能为空" in page
+    # Saved again as shown, the article would count for no unit (投稿 per unit) without anyone noticing.
+    assert _selected(page, "unit_id") == [str(pudong.id)] and _selected(page, "column_id") == [str(trees.id)]
+
+    # Editing: what was chosen comes back, not the saved values beside it.
+    article = articles.save_article(
+        editor, title="原稿", body_html="<p>正文</p>", column_id=daily.id, unit_id=huangpu.id
+    )
+    form["title"] = "原稿"
+    res = console.post(f"/admin/articles/{article.id}/edit", form)
+    page = res.get_data(as_text=True)
+    assert res.status_code == 400
+    assert _selected(page, "unit_id") == [str(pudong.id)] and _selected(page, "column_id") == [str(trees.id)]
