@@ -242,6 +242,7 @@ def _picked_ids() -> list[int]:
 
 @bp.route("/articles/pushes/new", methods=["GET", "POST"])
 @require_roles(*EDITORS)
+@once_per_submit  # a double click's second copy found the articles scheduled, and said they were not approved
 def article_push_new():  # type: ignore[no-untyped-def]
     pool = db.session.scalars(
         sa.select(Article).where(Article.status == ArticleStatus.APPROVED).order_by(Article.updated_at)
@@ -258,7 +259,8 @@ def article_push_new():  # type: ignore[no-untyped-def]
                     raise ServiceError(articles.NO_SUCH_COLUMN)
             push = articles.schedule_push(_me(), ids, at, column_id)
             flash("已排期", "success")
-            return redirect(url_for("console.article_push_detail", push_id=push.id))
+            submitted(url := url_for("console.article_push_detail", push_id=push.id))
+            return redirect(url)
         except (ValueError, OverflowError):  # not a time, or one out of any calendar's range (year 1, in UTC)
             error = "请填写有效的发布时间"
         except ServiceError as exc:

@@ -299,3 +299,21 @@ def test_a_refused_save_keeps_the_unit_and_column_that_were_chosen(console, db_s
     page = res.get_data(as_text=True)
     assert res.status_code == 400
     assert _selected(page, "unit_id") == [str(pudong.id)] and _selected(page, "column_id") == [str(trees.id)]
+
+
+def test_a_double_click_on_schedule_makes_one_push_and_says_so(console, emulator):
+    people = factories.newsroom()
+    article = approved(people, "每日一案稿")
+    assert console.login("ed1").status_code == 302
+    page = console.get("/admin/articles/pushes/new").get_data(as_text=True)
+    key = re.search(r'name="submit_key" value="([^"]+)"', page)
+    assert key, "the push form carries no submit key"
+    at = (datetime.now(UTC) + timedelta(days=1)).astimezone(columns.LOCAL_TZ).strftime("%Y-%m-%dT%H:%M")
+    form = {"scheduled_at": at, "article_id": str(article.id), "order": str(article.id), "submit_key": key.group(1)}
+    first = console.post("/admin/articles/pushes/new", form)
+    assert first.status_code == 302
+    # The browser shows the second click's answer: it said 《…》尚未审核通过，不能排期 for a push that was made.
+    second = console.post("/admin/articles/pushes/new", form)
+    assert second.status_code == 302 and second.headers["Location"] == first.headers["Location"]
+    assert len(db.session.scalars(sa.select(ArticlePush)).all()) == 1
+    assert "重复的提交只保存了一次" in console.get(second.headers["Location"]).get_data(as_text=True)
