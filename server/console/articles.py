@@ -14,7 +14,7 @@ from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.console.once import once_per_submit, submitted
 from server.extensions import db
-from server.filters import LOCAL_TZ
+from server.filters import LOCAL_TZ, local_dt
 from server.inputs import to_ids, to_int
 from server.paging import paginate
 from server.services import ServiceError, articles, columns, images, materials, publishing
@@ -112,10 +112,13 @@ def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
             cover = upload.read() if upload and upload.filename else None
             fields = {name: form[name] for name in articles.FORM_FIELDS if name in form}
             cover_item_id = to_int(form.get("cover_item"), lo=1)  # a library photo picked as the cover
+            push = article.push if article else None
             article = articles.save_article(_me(), article_id, cover=cover, cover_item_id=cover_item_id, **fields)
         except ServiceError as exc:
             return _edit_page(article, form, str(exc)), 400
         flash("已保存", "success")
+        if push is not None and article.push_id is None:  # the slot is empty again: say so, or nobody refills it
+            flash(f"已撤出 {local_dt(push.scheduled_at)} 的推送：请提交审核，通过后重新排期", "warning")
         submitted(url := url_for("console.article_detail", article_id=article.id))
         return redirect(url)
     return _edit_page(article, None, None)

@@ -317,3 +317,19 @@ def test_a_double_click_on_schedule_makes_one_push_and_says_so(console, emulator
     assert second.status_code == 302 and second.headers["Location"] == first.headers["Location"]
     assert len(db.session.scalars(sa.select(ArticlePush)).all()) == 1
     assert "重复的提交只保存了一次" in console.get(second.headers["Location"]).get_data(as_text=True)
+
+
+def test_editing_a_scheduled_article_says_it_leaves_its_push(console, emulator):
+    people = factories.newsroom()
+    article = approved(people, "明早的每日一案")
+    at = (datetime.now(UTC) + timedelta(days=1)).replace(second=0, microsecond=0)
+    articles.schedule_push(people["editor"], [article.id], at, None)
+    when = at.astimezone(columns.LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
+    assert console.login("ed1").status_code == 302
+    # Before: only 需要重新提交审核, so an editor fixing a typo did not expect the slot to empty.
+    page = console.get(f"/admin/articles/{article.id}/edit").get_data(as_text=True)
+    assert f"已排期在 {when} 发布" in page and "撤出这次推送" in page
+    form = {"title": article.title, "body_html": article.body_html, "digest": "改了摘要"}
+    res = console.post(f"/admin/articles/{article.id}/edit", form, follow_redirects=True)
+    page = res.get_data(as_text=True)
+    assert f"已撤出 {when} 的推送" in page and "重新排期" in page
