@@ -186,3 +186,23 @@ def test_back_after_save_keeps_the_body_in_the_editor(browser, live_server, peop
     page.wait_for_url(re.compile(r"/admin/articles/\d+$"))
     assert "正文第一段" in page.locator(".card").last.inner_text()
     page.context.close()
+
+
+def test_a_push_made_from_the_tab_takes_its_articles_column(browser, live_server, people):
+    from tests.services.test_publishing import approved
+
+    people["liaison"] = factories.staff("li1", "liaison", unit=people["liaison"].unit)
+    people["reviewer"] = factories.staff("rv1", "reviewer")
+    daily = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
+    article = approved(people, "渣土车夜查", daily.id)
+    editor = _as(browser, live_server, "editor")
+    editor.goto("/admin/articles/pushes/new")  # the 组推送并排期 tab: nothing prefilled
+    assert editor.locator("select[name=column_id] option:checked").inner_text().startswith("无")
+    editor.check("label:has-text('渣土车夜查') input")
+    # Left at 无, the push filled no slot: the calendar kept saying 缺稿 and the units were asked for that day.
+    assert editor.input_value("select[name=column_id]") == str(daily.id)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).astimezone(columns.LOCAL_TZ).strftime("%Y-%m-%dT08:00")
+    editor.fill("input[name=scheduled_at]", tomorrow)
+    editor.click("button:has-text('排期')")
+    editor.wait_for_selector(".flash.success:has-text('已排期')")
+    assert db.session.get(Article, article.id, populate_existing=True).push.column_id == daily.id
