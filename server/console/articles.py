@@ -301,15 +301,17 @@ def article_push_export(push_id: int):  # type: ignore[no-untyped-def]
 @require_roles(*EDITORS)
 def article_push_action(push_id: int, action: str):  # type: ignore[no-untyped-def]
     try:
-        if action == "cancel":
-            articles.cancel_push(_me(), push_id)
-        elif action == "release":
+        if action in ("cancel", "release"):
             push = db.session.get(ArticlePush, push_id) or abort(404)
             ids, column_id = [a.id for a in push.articles], push.column_id  # the articles leave the push below
-            publishing.release_failed(_me(), push_id)
+            if action == "cancel":
+                articles.cancel_push(_me(), push_id)
+                flash("已取消排期，文章已退回「已通过」；如需改期，选择新的发布时间后排期", "success")
+            else:
+                publishing.release_failed(_me(), push_id)
+                flash("文章已退回「已通过」，请选择新的发布时间重新排期", "success")
             # On to the push form with the same articles and column ticked: only a new time is missing (the push
-            # page left behind only said 已取消, and the articles had to be found and ticked again).
-            flash("文章已退回「已通过」，请选择新的发布时间重新排期", "success")
+            # page left behind only said 已取消, listed no articles, and they had to be found and ticked again).
             order = ",".join(map(str, ids))
             return redirect(url_for("console.article_push_new", column_id=column_id, article_id=ids, order=order))
         elif action == "retry":

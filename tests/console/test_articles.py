@@ -333,3 +333,22 @@ def test_editing_a_scheduled_article_says_it_leaves_its_push(console, emulator):
     res = console.post(f"/admin/articles/{article.id}/edit", form, follow_redirects=True)
     page = res.get_data(as_text=True)
     assert f"已撤出 {when} 的推送" in page and "重新排期" in page
+
+
+def test_cancelling_a_push_to_move_it_leads_to_the_push_form_with_its_articles_ticked(console, emulator):
+    people = factories.newsroom()
+    column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
+    first, second = approved(people, "头条稿", column.id), approved(people, "次条稿", column.id)
+    at = datetime.now(UTC) + timedelta(days=1)
+    push = articles.schedule_push(people["editor"], [second.id, first.id], at, column.id)
+    assert console.login("ed1").status_code == 302
+    res = console.post(f"/admin/articles/pushes/{push.id}/cancel", {})
+    # Before: back on the push page, which no longer listed its articles (they left it) and said nothing, so moving
+    # a push to another time meant remembering which articles, in which order, and ticking them again.
+    assert res.status_code == 302 and "/admin/articles/pushes/new?" in res.headers["Location"]
+    form = console.get(res.headers["Location"]).get_data(as_text=True)
+    assert "已取消排期" in form
+    assert f'<option value="{column.id}" selected>' in form
+    for article in (first, second):
+        assert f'name="article_id" value="{article.id}" checked>' in form
+    assert f'id="pick-order" value="{second.id},{first.id}"' in form
