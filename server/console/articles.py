@@ -117,6 +117,8 @@ def article_edit(article_id: int | None = None):  # type: ignore[no-untyped-def]
         except ServiceError as exc:
             return _edit_page(article, form, str(exc)), 400
         flash("已保存", "success")
+        if warning := articles.title_pattern_dropped(article):
+            flash(warning, "warning")
         if push is not None and article.push_id is None:  # the slot is empty again: say so, or nobody refills it
             flash(f"已撤出 {local_dt(push.scheduled_at)} 的推送：请提交审核，通过后重新排期", "warning")
         submitted(url := url_for("console.article_detail", article_id=article.id))
@@ -290,6 +292,9 @@ def article_push_detail(push_id: int):  # type: ignore[no-untyped-def]
 @require_roles(*EDITORS)
 def article_push_export(push_id: int):  # type: ignore[no-untyped-def]
     push = db.session.get(ArticlePush, push_id) or abort(404)
+    if not push.articles:  # cancelled or given back: its articles have left it, the file would be empty
+        flash("这次推送已没有文章（已取消或已退回），无需导出", "error")
+        return redirect(url_for("console.article_push_detail", push_id=push.id))
     return Response(
         articles.export_html(push),
         mimetype="text/html",

@@ -389,6 +389,14 @@ def display_title(article: Article) -> str:
     return article.title
 
 
+def title_pattern_dropped(article: Article) -> str | None:
+    """Why the column's title pattern will not be applied (the result would be too long), or None."""
+    pattern = article.column.title_pattern if article.column else ""
+    if "{title}" not in pattern or len(pattern.replace("{title}", article.title)) <= TITLE_MAX:
+        return None
+    return f"标题套用栏目格式「{pattern}」后超过 {TITLE_MAX} 字，发布时将只用原标题；如需栏目前缀，请缩短标题"
+
+
 def _esc(text: str) -> str:
     import html
 

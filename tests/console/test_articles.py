@@ -352,3 +352,32 @@ def test_cancelling_a_push_to_move_it_leads_to_the_push_form_with_its_articles_t
     for article in (first, second):
         assert f'name="article_id" value="{article.id}" checked>' in form
     assert f'id="pick-order" value="{second.id},{first.id}"' in form
+
+
+def test_a_push_with_no_articles_left_offers_no_empty_export(console, emulator):
+    people = factories.newsroom()
+    push = articles.schedule_push(
+        people["editor"], [approved(people, "要取消的稿").id], datetime.now(UTC) + timedelta(days=1), None
+    )
+    assert console.login("ed1").status_code == 302
+    page = console.get(f"/admin/articles/pushes/{push.id}").get_data(as_text=True)
+    assert "导出微信 HTML" in page
+    console.post(f"/admin/articles/pushes/{push.id}/cancel", {})
+    db.session.expire_all()  # the test's requests share one session, which still holds the push's old article list
+    # Before: the button stayed and downloaded an empty document (the articles had left the push).
+    assert "导出微信 HTML" not in console.get(f"/admin/articles/pushes/{push.id}").get_data(as_text=True)
+    res = console.get(f"/admin/articles/pushes/{push.id}/export.html", follow_redirects=True)
+    assert res.mimetype == "text/html" and "已没有文章" in res.get_data(as_text=True)
+
+
+def test_saving_a_title_too_long_for_the_columns_pattern_says_the_prefix_will_be_left_out(console, db_session):
+    factories.newsroom()
+    column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
+    assert console.login("ed1").status_code == 302
+    form = {"title": "标" * 28, "body_html": "<p>案情</p>", "column_id": str(column.id)}
+    page = console.post("/admin/articles/new", form, follow_redirects=True).get_data(as_text=True)
+    # Before: the push went out as the bare title, and only 标题（≤32字） had been said.
+    assert "套用栏目格式「每日一案｜{title}」后超过 32 字" in page
+    form = {**form, "title": "标" * 27}  # 每日一案｜ + 27 = 32: fits
+    page = console.post("/admin/articles/new", form, follow_redirects=True).get_data(as_text=True)
+    assert "已保存" in page and "套用栏目格式" not in page
