@@ -55,8 +55,20 @@ def article_calendar():  # type: ignore[no-untyped-def]
         last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
         end = last + timedelta(days=6 - last.weekday())
         prev, nxt = (first - timedelta(days=1)).replace(day=1), last + timedelta(days=1)
+    now = datetime.now(LOCAL_TZ)
+
+    def slot_input(day: date, column: NewsColumn) -> str:
+        """The push form's time for a gap: the column's, or the next 5 minutes but 10 from now when that has passed
+        (today's 08:00 at noon would only be refused as 发布时间须晚于现在)."""
+        at = datetime.combine(day, column.publish_time, LOCAL_TZ)
+        if at < now + SLOT_LEAD:
+            soon = (now + SLOT_LEAD).replace(second=0, microsecond=0)
+            at = soon + timedelta(minutes=-soon.minute % 5)
+        return at.strftime("%Y-%m-%dT%H:%M")
+
     return render_template(
         "console/article_calendar.html",
+        slot_input=slot_input,
         days=columns.calendar(start, end),
         view=view,
         anchor=anchor,
@@ -73,6 +85,7 @@ def article_calendar():  # type: ignore[no-untyped-def]
 
 
 ARTICLES_PER_PAGE = 100
+SLOT_LEAD = timedelta(minutes=10)  # a gap's slot already past is offered this far ahead at least
 
 
 @bp.get("/articles/list")

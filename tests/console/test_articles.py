@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -381,3 +382,18 @@ def test_saving_a_title_too_long_for_the_columns_pattern_says_the_prefix_will_be
     form = {**form, "title": "标" * 27}  # 每日一案｜ + 27 = 32: fits
     page = console.post("/admin/articles/new", form, follow_redirects=True).get_data(as_text=True)
     assert "已保存" in page and "套用栏目格式" not in page
+
+
+def test_todays_gap_after_its_time_offers_a_time_still_ahead(console, db_session):
+    factories.staff("ed1", "editor")
+    columns.save_column(name="零点栏目", cadence="daily", publish_time="00:00")
+    assert console.login("ed1").status_code == 302
+    page = html.unescape(console.get("/admin/articles").get_data(as_text=True))
+    today_gap = r'<td class="today".*?缺稿：<a href="[^"]*scheduled_at=([^"&]+)[^"]*"[^>]*>零点栏目'
+    [prefill] = re.findall(today_gap, page, re.S)
+    # Before: today's 00:00, which the push form can only refuse as 发布时间须晚于现在.
+    at = datetime.fromisoformat(prefill).replace(tzinfo=columns.LOCAL_TZ)
+    now = datetime.now(UTC)
+    assert now + timedelta(minutes=10) <= at <= now + timedelta(minutes=16) and at.minute % 5 == 0
+    # Days ahead keep the column's own time, and the reminders lead to the push form too.
+    assert re.search(r'提醒：\S+「零点栏目」还没有排期（1 天后）。<a href="[^"]+T00:00">去排期</a>', page)
