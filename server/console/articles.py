@@ -58,12 +58,12 @@ def article_calendar():  # type: ignore[no-untyped-def]
     now = datetime.now(LOCAL_TZ)
 
     def slot_input(day: date, column: NewsColumn) -> str:
-        """The push form's time for a gap: the column's, or the next 5 minutes but 10 from now when that has passed
-        (today's 08:00 at noon would only be refused as 发布时间须晚于现在)."""
+        """The push form's time for a gap: the column's, or the first 5-minute mark past 10 minutes from now when that
+        has passed (today's 08:00 at noon would only be refused as 发布时间须晚于现在)."""
         at = datetime.combine(day, column.publish_time, LOCAL_TZ)
         if at < now + SLOT_LEAD:
-            soon = (now + SLOT_LEAD).replace(second=0, microsecond=0)
-            at = soon + timedelta(minutes=-soon.minute % 5)
+            soon = now + SLOT_LEAD
+            at = soon.replace(second=0, microsecond=0) + timedelta(minutes=5 - soon.minute % 5)
         return at.strftime("%Y-%m-%dT%H:%M")
 
     return render_template(
