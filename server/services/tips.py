@@ -1118,7 +1118,7 @@ def _citizen_payload(tip: Tip, change: TipStatusChange) -> dict[str, Any]:
 def _unit_payload(tip: Tip, change: TipStatusChange) -> dict[str, Any]:
     return {
         "template_id": current_app.config.get("WECHAT_TEMPLATE_TIP_DISPATCH") or DEMO_TEMPLATE_DISPATCH,
-        "url": None,
+        "url": public_url("console.tip_detail", tip_id=tip.id),  # the liaison opens the tip from the notice
         "data": {
             "character_string1": {"value": tip.display_no},
             "thing2": {"value": _short(tip.category)},

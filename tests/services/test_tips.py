@@ -283,6 +283,15 @@ def test_the_lifecycle_notifies_the_citizen_and_the_unit(people, emulator):
     assert all(n.state is NoticeState.SENT for n in tips.notices_of(tip))
 
 
+def test_the_dispatch_request_links_the_liaison_to_the_tip(people, emulator, app, monkeypatch):
+    # The liaison opens the tip from the notice on their phone; without a link it was a dead end.
+    monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", "https://wx.example.gov.cn/")
+    tip = file_tip()
+    tips.transition(tip.id, "dispatch", people["editor"], unit_id=people["district"].id)
+    (request,) = _sent(emulator, "o-liaison-wang")
+    assert request["url"] == f"https://wx.example.gov.cn/admin/tips/{tip.id}"
+
+
 def test_dispatch_from_submitted_accepts_first(people, emulator):
     tip = file_tip()
     tips.transition(tip.id, "dispatch", people["editor"], unit_id=people["district"].id)
