@@ -171,3 +171,34 @@ def test_back_after_filing_gives_an_empty_form_and_the_way_to_the_tip(located_ph
     assert phone.input_value("#description") == "" and phone.locator("#photo-previews img").count() == 0
     assert phone.get_attribute("#filed-note a", "href") in filed
     assert phone.input_value("input[name=submit_key]") != first_key
+
+
+def test_a_liaison_handles_a_tip_on_a_phone_without_scrolling_sideways(phone_page, live_server, emulator):
+    # Liaisons open the dispatch notice on their phones: the tip's page must fit a 375 px screen (its tables
+    # pushed the page to ~465 px, leaving the 办理 buttons half off-screen and hard to tap).
+    pudong = factories.unit("浦东分局")
+    editor = factories.staff("editor1", "editor", name="李编辑")
+    factories.staff("liaison1", "liaison", unit=pudong, name="王联络")
+    tip = tips.submit_tip(
+        CITIZEN,
+        category="占道经营",
+        description="小区门口有人占道摆摊卖水果，行人只能走机动车道",
+        photos=[jpeg_bytes(colour="red"), jpeg_bytes(colour="green")],
+        latitude=POSITION["latitude"],
+        longitude=POSITION["longitude"],
+        phone="13800001111",
+        submit_key="liaison-phone-test-key-0001",
+    )
+    tips.transition(tip.id, "dispatch", editor, unit_id=pudong.id, note="请尽快核查并反馈处理结果")
+    phone = phone_page
+    phone.set_viewport_size({"width": 375, "height": 812})
+    login(phone, "liaison1", factories.PASSWORD)
+    phone.wait_for_url("**/admin/")
+    phone.goto(f"/admin/tips/{tip.id}")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    phone.click("form[data-action=start] button")
+    phone.wait_for_selector("text=已更新为「处理中」")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    phone.fill("form[data-action=resolve] input[name=note]", "摊位已劝离，现场已恢复通行")
+    phone.click("form[data-action=resolve] button")
+    phone.wait_for_selector("text=已更新为「已办结」")
