@@ -941,10 +941,10 @@ ACTIONS = {
     a.name: a
     for a in (
         Action("accept", "受理", frozenset({TipStatus.SUBMITTED}), TipStatus.ACCEPTED, False),
-        Action(
+        Action(  # again from 处理中 too: a unit that started a tip outside its area hands it on (else only 办结)
             "dispatch",
             "派发",
-            frozenset({TipStatus.SUBMITTED, TipStatus.ACCEPTED, TipStatus.DISPATCHED}),
+            frozenset({TipStatus.SUBMITTED, TipStatus.ACCEPTED, TipStatus.DISPATCHED, TipStatus.IN_PROGRESS}),
             TipStatus.DISPATCHED,
             False,
         ),
@@ -1012,7 +1012,7 @@ def transition(
         unit = db.session.get(Unit, unit_id) if unit_id else None
         if unit is None:
             raise ServiceError("请选择派发单位")
-        if tip.status is TipStatus.DISPATCHED and tip.unit_id == unit.id:  # a double click, or two editors alike
+        if tip.status in (TipStatus.DISPATCHED, TipStatus.IN_PROGRESS) and tip.unit_id == unit.id:  # a double click
             raise ServiceError(f"线索已派发给「{unit.name}」")
         if tip.status is TipStatus.SUBMITTED:  # dispatching implies acceptance; the citizen hears of it
             _change(tip, TipStatus.ACCEPTED, staff, None, notify=notify)

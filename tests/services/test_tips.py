@@ -300,6 +300,29 @@ def test_dispatch_from_submitted_accepts_first(people, emulator):
     assert [t["data"]["phrase2"]["value"] for t in _sent(emulator, "o-citizen")] == ["已受理"]
 
 
+def test_a_tip_started_by_the_wrong_unit_can_be_dispatched_again(people, emulator):
+    # A unit that started a tip and then found it lies outside its area: the editor's only way on was 办结, which told
+    # the citizen the problem was solved. Now it goes to the right unit, whose liaison is asked to handle it.
+    other_post = factories.staff("liaison3", "liaison", unit=people["stranger"].unit, name="孙联络")
+    other_post.openid = "o-liaison-sun"
+    people["stranger"].unit.post_a_id = other_post.id
+    db.session.commit()
+    emulator.hook("users", {"users": [{"openid": o} for o in ("o-citizen", "o-liaison-wang", "o-liaison-sun")]})
+    tip = file_tip()
+    tips.transition(tip.id, "dispatch", people["editor"], unit_id=people["district"].id)
+    tips.transition(tip.id, "start", people["liaison"])
+    assert "dispatch" in [a.name for a in tips.allowed_actions(db.session.get(Tip, tip.id), people["editor"])]
+    with pytest.raises(ServiceError, match="已派发给「浦东分局」"):  # the same unit again: nothing to redo
+        tips.transition(tip.id, "dispatch", people["editor"], unit_id=people["district"].id)
+    tips.transition(tip.id, "dispatch", people["editor"], unit_id=people["stranger"].unit_id, note="属徐汇辖区")
+    tip = db.session.get(Tip, tip.id)
+    assert tip.status is TipStatus.DISPATCHED and tip.unit_id == people["stranger"].unit_id
+    assert [t["data"]["character_string1"]["value"] for t in _sent(emulator, "o-liaison-sun")] == [tip.display_no]
+    assert [t["data"]["phrase2"]["value"] for t in _sent(emulator, "o-citizen")] == ["已受理"]  # no false 已办结
+    with pytest.raises(tips.NotAllowed):  # the first unit's liaison no longer works it
+        tips.transition(tip.id, "resolve", people["liaison"])
+
+
 def test_who_may_do_what(people):
     tip = file_tip()
     for who in ("reviewer", "liaison", "stranger"):
