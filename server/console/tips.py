@@ -120,12 +120,16 @@ def tip_export():  # type: ignore[no-untyped-def]
     )
 
 
-def _detail(tip: Tip, *, error: str | None = None, phone: str | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+def _detail(  # type: ignore[no-untyped-def]
+    tip: Tip, *, error: str | None = None, phone: str | None = None, sent: Any = None, status: int = 200
+):
+    """`sent`: the action form that was refused, shown again as typed."""
     me = _me()
     return render_template(
         "console/tip_detail.html",
         tip=tip,
         error=error,
+        sent=sent or {},
         phone=phone if phone is not None else tips.mask_phone(tip),
         phone_revealed=phone is not None,
         can_reveal=me.role in PHONE_ROLES and bool(tip.phone_enc),
@@ -165,7 +169,7 @@ def tip_action(tip_id: int):  # type: ignore[no-untyped-def]
         abort(403)
     except ServiceError as exc:
         db.session.rollback()
-        return _detail(db.session.get(Tip, tip_id), error=str(exc), status=400)
+        return _detail(db.session.get(Tip, tip_id), error=str(exc), sent=form, status=400)
     flash(f"线索 {tip.display_no} 已更新为「{db.session.get(Tip, tip_id).status.label}」", "success")
     return redirect(url_for("console.tip_detail", tip_id=tip_id))
 

@@ -1019,9 +1019,14 @@ def transition(
         tip.unit_id = unit.id
         _change(tip, TipStatus.DISPATCHED, staff, note, unit=unit, notify=notify)
     elif action.target is TipStatus.DUPLICATE:
-        original = db.session.scalar(sa.select(Tip).filter_by(tracking_no=normalise_no(duplicate_of or "")))
-        if original is None or original.id == tip.id:
+        typed = _clean_text(duplicate_of)
+        if not typed:
             raise ServiceError("请填写被重复的线索编号")
+        original = db.session.scalar(sa.select(Tip).filter_by(tracking_no=normalise_no(typed)))
+        if original is None:
+            raise ServiceError(f"没有编号为 {typed[:20]} 的线索，请核对编号")
+        if original.id == tip.id:
+            raise ServiceError("不能标记为自身的重复，请填写另一条线索的编号")
         tip.duplicate_of_id = original.id
         # The citizen reads the note: it does not name the other citizen's tip (the console links it).
         _change(tip, TipStatus.DUPLICATE, staff, note or "已有市民反映同一问题，将与该线索一并处理", notify=notify)

@@ -135,6 +135,19 @@ def test_duplicates_are_suggested_and_marked(console, staff):
     assert db.session.get(Tip, copy.id, populate_existing=True).duplicate_of_id == original.id
 
 
+def test_a_refused_action_keeps_what_was_typed_and_names_the_wrong_number(console, staff):
+    # A mistyped number came back as 「请填写被重复的线索编号」 with the number and the note gone.
+    tip = file_tip()
+    login(console, "editor1")
+    form = {"action": "duplicate", "duplicate_of": "ABCD-EFGH", "note": "同一摊位，已由浦东分局处理"}
+    res = console.post(f"/admin/tips/{tip.id}/action", form)
+    page = res.get_data(as_text=True)
+    assert res.status_code == 400 and "没有编号为 ABCD-EFGH 的线索" in page
+    assert 'value="ABCD-EFGH"' in page and 'value="同一摊位，已由浦东分局处理"' in page
+    assert page.count('value="同一摊位，已由浦东分局处理"') == 1  # only in the form that was sent, not in the others
+    assert db.session.get(Tip, tip.id, populate_existing=True).status is TipStatus.SUBMITTED
+
+
 def test_originals_for_admin_editor_reviewer_only_and_audited(console, staff, units):
     tip = file_tip()
     tips.transition(tip.id, "dispatch", staff["editor"], unit_id=units["pudong"].id, notify=False)
