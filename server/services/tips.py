@@ -1447,9 +1447,11 @@ def export_xlsx(f: TipFilter, visible_units: list[int] | None, *, reveal_phone: 
 
 
 def reply_to_tracking_number(openid: str, text: str) -> str | None:
-    """A citizen's own tracking number sent in chat ("84W3-9EZ5", any case): the tip's status and its page. None for
-    anything else, someone else's number included (the same silence: numbers are not a way to find others' tips)."""
-    candidate = re.sub(r"[\s\-－_]", "", text or "").upper()
+    """A citizen's own tracking number sent in chat ("84W3-9EZ5", any case, "编号 84W3-9EZ5"): the tip's status and
+    its page. None for anything else, someone else's number included (the same silence: numbers are not a way to
+    find others' tips)."""
+    # The words citizens put around it go: 「编号 84W3-9EZ5」 copied from the filing reply, 「查询…」, 「…进度」.
+    candidate = re.sub(r"[\s\-－_:：?？。]|查询|线索|举报|编号|进度|状态", "", text or "").upper()
     if len(candidate) != TRACKING_LENGTH or any(c not in TRACKING_ALPHABET for c in candidate):
         return None
     tip = db.session.scalar(sa.select(Tip).where(Tip.tracking_no == candidate, Tip.openid == openid))

@@ -218,6 +218,18 @@ def test_ones_own_tracking_number_in_chat_answers_its_status_and_spends_no_bindi
     assert other is None or tip.display_no not in other.get("Content", "")
 
 
+def test_a_tracking_number_with_the_words_around_it_is_answered_too(wechat, media, db_session):
+    # Citizens copy 「编号 XXXX-XXXX」 from the filing reply or write 「查询…」: that got the general default reply.
+    send_image(wechat, CITIZEN, media(jpeg_bytes()))
+    send_location(wechat, CITIZEN)
+    wechat.text(CITIZEN, "路口有人摆摊卖水果，占了人行道")
+    [tip] = _tips()
+    no = tip.display_no
+    for typed in (f"编号 {no}", f"查询{no}", f"线索编号：{no}", f"{no} 进度"):
+        reply = wechat.text(CITIZEN, typed)["Content"]
+        assert reply.startswith(f"线索 {tip.display_no}（乱设摊）当前状态：") and "/m/tips/" in reply, typed
+
+
 def test_a_text_after_the_draft_lapsed_is_told_so_once(wechat, media, db_session):
     send_image(wechat, CITIZEN, media(jpeg_bytes()))
     draft = db.session.scalars(sa.select(TipDraft)).one()
