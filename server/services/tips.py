@@ -1025,13 +1025,26 @@ def transition(
         original = db.session.scalar(sa.select(Tip).filter_by(tracking_no=normalise_no(typed)))
         if original is None:
             raise ServiceError(f"没有编号为 {typed[:20]} 的线索，请核对编号")
+        seen = {original.id}
+        while original.status is TipStatus.DUPLICATE and original.duplicate_of is not None:
+            original = original.duplicate_of  # the one actually handled: a duplicate of a duplicate hears its outcome
+            if original.id in seen:
+                break
+            seen.add(original.id)
         if original.id == tip.id:
             raise ServiceError("不能标记为自身的重复，请填写另一条线索的编号")
+        if not original.status.is_open:  # 「将与该线索一并处理」 would be false; a problem back again is a new tip
+            raise ServiceError(
+                f"线索 {original.display_no} 已是「{original.status.label}」，不能作为重复依据；"
+                "问题仍存在的，请按新线索办理"
+            )
         tip.duplicate_of_id = original.id
         # The citizen reads the note: it does not name the other citizen's tip (the console links it).
         _change(tip, TipStatus.DUPLICATE, staff, note or "已有市民反映同一问题，将与该线索一并处理", notify=notify)
     else:
         _change(tip, action.target, staff, note, notify=notify)
+        if not action.target.is_open:  # its duplicates' citizens were told it would be handled with theirs
+            _close_duplicates(tip, staff, notify=notify)
     audit.record(
         f"tip.{action.name}",
         target=tip,
@@ -1071,6 +1084,17 @@ def _change(
         _queue_notice(
             tip, NoticeKind.UNIT, f"tip:{tip.id}:change:{change.id}:unit", _unit_payload(tip, change), unit_id=unit.id
         )
+
+
+def _close_duplicates(tip: Tip, staff: Staff, *, notify: bool) -> None:
+    """Tell each duplicate's citizen how the tip theirs was handled with ended; their tip stays 重复."""
+    outcome = "同一问题的线索已办结" if tip.status is TipStatus.RESOLVED else f"同一问题的线索{tip.status.label}"
+    note = tip.history[-1].note
+    text = f"{outcome}：{note}" if note else outcome
+    for dup in db.session.scalars(
+        sa.select(Tip).where(Tip.duplicate_of_id == tip.id, Tip.status == TipStatus.DUPLICATE).order_by(Tip.id)
+    ):
+        _change(dup, TipStatus.DUPLICATE, staff, text[:NOTE_MAX], notify=notify)
 
 
 def bulk_dispatch(tip_ids: list[int], unit_id: int, staff: Staff, *, note: str | None = None) -> tuple[int, list[str]]:

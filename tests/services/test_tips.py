@@ -360,6 +360,29 @@ def test_duplicate_points_at_the_original_and_the_citizen_is_told_without_its_nu
     assert sent["data"]["phrase2"]["value"] == TipStatus.DUPLICATE.label
 
 
+def test_duplicates_hear_how_the_tip_handled_for_them_ended(people, emulator):
+    editor = people["editor"]
+    emulator.hook("users", {"users": [{"openid": o, "subscribe": 1} for o in ("o-second", "o-third")]})
+    original, copy, later = file_tip("o-first"), file_tip("o-second"), file_tip("o-third")
+    tips.transition(copy.id, "duplicate", editor, duplicate_of=original.display_no)
+    # A duplicate of a duplicate points at the tip actually handled, so that it hears the outcome too.
+    tips.transition(later.id, "duplicate", editor, duplicate_of=copy.display_no)
+    assert db.session.get(Tip, later.id).duplicate_of_id == original.id
+    tips.transition(original.id, "dispatch", editor, unit_id=people["district"].id)
+    tips.transition(original.id, "resolve", editor, note="摊位已清理")
+    # Before: they had been told 「将与该线索一并处理」 and never heard of it again.
+    for openid, tip in (("o-second", copy), ("o-third", later)):
+        last = _sent(emulator, openid)[-1]["data"]
+        assert last["thing4"]["value"] == "同一问题的线索已办结：摊位已清理"
+        tip = db.session.get(Tip, tip.id)
+        assert tip.status is TipStatus.DUPLICATE and tip.history[-1].note == "同一问题的线索已办结：摊位已清理"
+    # A closed tip is no original: 「将与该线索一并处理」 would be false.
+    fresh = file_tip("o-fourth")
+    with pytest.raises(ServiceError, match="已是「已办结」，不能作为重复依据"):
+        tips.transition(fresh.id, "duplicate", editor, duplicate_of=copy.display_no)
+    assert db.session.get(Tip, fresh.id).status is TipStatus.SUBMITTED
+
+
 def test_a_failed_notice_is_retried_with_backoff_and_sent_once(people, emulator):
     tip = file_tip()
     emulator.hook("fail", {"path": "cgi-bin/message/template/send", "errcode": 45009, "times": 1})
