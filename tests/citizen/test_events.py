@@ -265,3 +265,19 @@ def test_a_session_in_another_year_says_which(client, citizen_login, db_session)
     event, _ = make_event(starts_in=next_year - now)
     citizen_login("oNextYear", path=f"/m/events/{event.id}")
     assert f"{now.year + 1}年07月15日 09:00" in client.get(f"/m/events/{event.id}").get_data(as_text=True)
+
+
+def test_the_event_page_marks_the_session_the_citizen_registered_for(client, citizen_login, db_session):
+    # Registered for the afternoon session: coming back, the page must not show the morning one as theirs.
+    event, (morning, afternoon) = make_event(quota=5, sessions=2)
+    citizen_login("oCitizenA", path="/m/events")
+    detail = client.get(f"/m/events/{event.id}").get_data(as_text=True)
+    client.post(
+        f"/m/events/{event.id}/register",
+        data={"csrf_token": csrf(detail), "session_id": afternoon.id},
+        headers={"Accept": "application/json"},
+    )
+    detail = client.get(f"/m/events/{event.id}").get_data(as_text=True)
+    assert "您已报名本活动" in detail
+    checked = re.findall(r'<input type="radio" name="session_id" value="(\d+)"[^>]*?checked', detail)
+    assert checked == [str(afternoon.id)]
