@@ -198,6 +198,7 @@ def event_export(event_id: int, session_id: int):  # type: ignore[no-untyped-def
 
 @bp.post("/events/<int:event_id>/walk-in")
 @require_roles(*SCANNERS)
+@once_per_submit  # a double tap at the gate (slow network) is one visitor, not two places and two check-ins
 def event_walk_in(event_id: int):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id)
     form = request.form
@@ -213,10 +214,15 @@ def event_walk_in(event_id: int):  # type: ignore[no-untyped-def]
         )
     except ServiceError as exc:
         flash(str(exc), "error")
+        ok = False
     else:
         flash("现场登记成功，已签到", "success")
+        ok = True
     view = "console.event_scan" if form.get("next") == "scan" else "console.event_detail"  # staff stay where they were
-    return redirect(url_for(view, event_id=event.id, session=form.get("session_id")))
+    url = url_for(view, event_id=event.id, session=form.get("session_id"))
+    if ok:
+        submitted(url)
+    return redirect(url)
 
 
 @bp.get("/events/<int:event_id>/scan")

@@ -196,6 +196,23 @@ def test_walk_in_at_the_gate_stays_on_the_scan_page(as_admin):
     assert 'class="flash error"' in page
 
 
+def test_a_double_tap_on_walk_in_registers_the_visitor_once(as_admin):
+    # At the gate on a slow network the button gets tapped twice: one visitor, one place, one check-in.
+    event, (session,) = make_event(quota=5)
+    walk_in_key = re.compile(rf'action="/admin/events/{event.id}/walk-in">.*?name="submit_key" value="([^"]+)"', re.S)
+    for path in (f"/admin/events/{event.id}/scan", f"/admin/events/{event.id}"):  # the gate's page, the console's
+        key = walk_in_key.search(as_admin.get(path, query_string={"session": session.id}).get_data(as_text=True))
+        assert key, path
+        form = {"session_id": session.id, "name": "王五", "companions": "1", "next": "scan", "submit_key": key.group(1)}
+        first = as_admin.post(f"/admin/events/{event.id}/walk-in", form)
+        second = as_admin.post(f"/admin/events/{event.id}/walk-in", form)
+        assert first.status_code == second.status_code == 302
+        assert second.headers["Location"] == first.headers["Location"]
+    walk_ins = db.session.scalars(sa.select(Registration).filter_by(walk_in=True)).all()
+    assert len(walk_ins) == 2  # one per form, not one per tap
+    assert db.session.get(EventSession, session.id, populate_existing=True).taken == 4
+
+
 def test_moving_a_session_tells_the_console_how_many_were_notified(as_admin, emulator):
     emulator.hook("users", {"users": [{"openid": "oA"}, {"openid": "oB"}]})
     event, (session,) = make_event(quota=1, companions=0)
