@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -117,7 +118,11 @@ def event_edit(event_id: int | None):  # type: ignore[no-untyped-def]
 @require_roles(*CONSOLE_ROLES)
 def event_detail(event_id: int):  # type: ignore[no-untyped-def]
     event = _event_or_404(event_id)
-    session_id = to_int(request.args.get("session"), event.sessions[0].id if event.sessions else 0)
+    return _detail_page(event, to_int(request.args.get("session"), event.sessions[0].id if event.sessions else 0))
+
+
+def _detail_page(event: Event, session_id: int, walk_in: Mapping[str, str] | None = None) -> str:
+    """The event's page with one session's list; `walk_in` fills the walk-in form again (a refused one)."""
     current = next((s for s in event.sessions if s.id == session_id), None)
     now = utcnow()
     held = min((s.starts_at for s in event.sessions if s.cancelled_at is None), default=event.registration_opens_at)
@@ -133,6 +138,7 @@ def event_detail(event_id: int):  # type: ignore[no-untyped-def]
         can_manage=current_user.role in MANAGERS,
         can_scan=current_user.role in SCANNERS,
         now=now,
+        walk_in=walk_in or {},
     )
 
 
@@ -213,29 +219,37 @@ def event_walk_in(event_id: int):  # type: ignore[no-untyped-def]
             staff_id=current_user.id,
         )
     except ServiceError as exc:
+        # Rendered, not redirected: the visitor's name and phone come back in the form, and stay out of the cookie.
         flash(str(exc), "error")
-        ok = False
-    else:
-        flash("现场登记成功，已签到", "success")
-        ok = True
+        session_id = to_int(form.get("session_id"), 0)
+        if form.get("next") == "scan":
+            return _scan_page(event, session_id, walk_in=form), 400
+        return _detail_page(event, session_id, walk_in=form), 400
+    flash("现场登记成功，已签到", "success")
     view = "console.event_scan" if form.get("next") == "scan" else "console.event_detail"  # staff stay where they were
-    url = url_for(view, event_id=event.id, session=form.get("session_id"))
-    if ok:
-        submitted(url)
+    submitted(url := url_for(view, event_id=event.id, session=form.get("session_id")))
     return redirect(url)
 
 
 @bp.get("/events/<int:event_id>/scan")
 @require_roles(*SCANNERS)
 def event_scan(event_id: int):  # type: ignore[no-untyped-def]
-    event = _event_or_404(event_id)
-    session_id = to_int(request.args.get("session"), 0)
+    return _scan_page(_event_or_404(event_id), to_int(request.args.get("session"), 0))
+
+
+def _scan_page(event: Event, session_id: int, walk_in: Mapping[str, str] | None = None) -> str:
     current = next((s for s in event.sessions if s.id == session_id), None)  # None: every session
     # Walk-ins at the gate need a session: the one picked, or the only one.
     walk_in_session = current or (event.sessions[0] if len(event.sessions) == 1 else None)
     if event.kind is not EventKind.OFFLINE:
         walk_in_session = None
-    return render_template("console/event_scan.html", event=event, current=current, walk_in_session=walk_in_session)
+    return render_template(
+        "console/event_scan.html",
+        event=event,
+        current=current,
+        walk_in_session=walk_in_session,
+        walk_in=walk_in or {},
+    )
 
 
 @bp.post("/events/<int:event_id>/scan")

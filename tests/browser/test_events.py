@@ -153,11 +153,11 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     page.fill("details.walk-in input[name=name]", "王大爷")
     page.fill("details.walk-in input[name=phone]", "13900001111")
     page.click("text=登记并签到")
-    page.wait_for_url(f"**/admin/events/{event.id}/scan?session={session.id}")
+    page.wait_for_url(f"**/admin/events/{event.id}/walk-in")
     assert "本场名额已满" in page.inner_text(".flash.error")  # Bob holds the only place
-    page.click("details.walk-in summary")
-    page.fill("details.walk-in input[name=name]", "王大爷")
-    page.fill("details.walk-in input[name=phone]", "13900001111")
+    # the refused form comes back open with what was typed: only the box to tick
+    assert page.input_value("details.walk-in input[name=name]") == "王大爷"
+    assert page.input_value("details.walk-in input[name=phone]") == "13900001111"
     page.check("details.walk-in input[name=over_quota]")
     page.click("text=登记并签到")
     page.wait_for_url(f"**/admin/events/{event.id}/scan?session={session.id}")

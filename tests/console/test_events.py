@@ -192,8 +192,25 @@ def test_walk_in_at_the_gate_stays_on_the_scan_page(as_admin):
     reg = db.session.scalar(sa.select(Registration).filter_by(walk_in=True))
     assert reg.session_id == second.id and reg.checked_in_at is not None
     res = as_admin.post(f"/admin/events/{event.id}/walk-in", form | {"name": "赵六"})  # second.quota is 1: full
-    page = as_admin.get(res.headers["Location"]).get_data(as_text=True)
-    assert 'class="flash error"' in page
+    page = res.get_data(as_text=True)
+    assert res.status_code == 400 and 'class="flash error"' in page and "本场名额已满" in page
+
+
+def test_a_refused_walk_in_keeps_what_staff_typed(as_admin):
+    # A mistyped phone at the gate: the form comes back filled in, on the page staff were on, for that session.
+    event, (first, second) = make_event(quota=1, sessions=2)
+    form = {"session_id": second.id, "name": "王大爷", "phone": "1390000111", "companions": "2", "next": "scan"}
+    res = as_admin.post(f"/admin/events/{event.id}/walk-in", form | {"over_quota": "on"})
+    page = res.get_data(as_text=True)
+    assert res.status_code == 400 and "手机号应为 11 位数字" in page
+    assert "扫码签到" in page and f'name="session_id" value="{second.id}"' in page
+    assert 'value="王大爷"' in page and 'value="1390000111"' in page and 'value="2"' in page
+    assert re.search(r'name="over_quota" checked', page) and '<details class="walk-in" open>' in page
+    assert f'action="/admin/events/{event.id}/scan"' in page  # the session picker still leads to the scan page
+    res = as_admin.post(f"/admin/events/{event.id}/walk-in", form | {"next": ""})  # from the console's event page
+    page = res.get_data(as_text=True)
+    assert res.status_code == 400 and "报名名单" in page and 'value="王大爷"' in page and 'value="1390000111"' in page
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Registration)) == 0
 
 
 def test_a_double_tap_on_walk_in_registers_the_visitor_once(as_admin):
