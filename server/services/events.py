@@ -574,8 +574,10 @@ def register(
         raise ServiceError(f"报名尚未开始，{local_dt(event.registration_opens_at)} 开放报名")
     if session.cancelled_at is not None:
         raise ServiceError(f"该场次已取消：{session.cancel_reason}")
-    if now >= event.registration_closes_at or now >= session.starts_at:
+    if now >= event.registration_closes_at:
         raise ServiceError("报名已截止")
+    if now >= session.starts_at:
+        raise ServiceError("该场次已开始，请选择其他场次")
     applicant = _check_applicant(event, applicant or Applicant())
     n = 1 + applicant.companions
     if n > session.quota:  # no cancellation could ever make room: a waiting-list entry would be a false promise

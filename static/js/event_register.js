@@ -96,8 +96,8 @@
         closesAt = data.closes_at;
         Object.keys(data.sessions).forEach(function (id) {
           var li = form.querySelector('li[data-session="' + id + '"]');
-          if (!li) return;
-          var cell = li.querySelector(".left");
+          var cell = li && li.querySelector(".left");
+          if (!cell) return;  // called off or already begun: nothing to update
           var n = data.sessions[id];
           cell.dataset.left = n;
           cell.textContent = n > 0 ? "剩余 " + n : "已满";

@@ -281,3 +281,24 @@ def test_the_event_page_marks_the_session_the_citizen_registered_for(client, cit
     assert "您已报名本活动" in detail
     checked = re.findall(r'<input type="radio" name="session_id" value="(\d+)"[^>]*?checked', detail)
     assert checked == [str(afternoon.id)]
+
+
+def test_a_session_already_under_way_is_not_offered(client, citizen_login, db_session):
+    # A visit held over several days: once the first session has begun, the page must not pick it (its places still
+    # read 剩余 n) and have the citizen told 报名已截止 while the next session is open.
+    event, (first, second) = make_event(quota=5, sessions=2, starts_in=timedelta(days=1))
+    now = events.utcnow()
+    first.starts_at, first.ends_at = now - timedelta(minutes=30), now + timedelta(hours=1)
+    db.session.commit()
+    citizen_login("oCitizenA", path="/m/events")
+    detail = client.get(f"/m/events/{event.id}").get_data(as_text=True)
+    radios = dict(re.findall(r'<input type="radio" name="session_id" value="(\d+)"([^>]*)>', detail))
+    assert "disabled" in radios[str(first.id)] and "checked" not in radios[str(first.id)]
+    assert "checked" in radios[str(second.id)] and "disabled" not in radios[str(second.id)]
+    assert "已开始" in detail
+    res = client.post(
+        f"/m/events/{event.id}/register",
+        data={"csrf_token": csrf(detail), "session_id": first.id},
+        headers={"Accept": "application/json"},
+    )
+    assert res.status_code == 400 and "该场次已开始" in res.get_json()["error"]
