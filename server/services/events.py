@@ -245,6 +245,9 @@ def save_session(
         locked = db.session.scalar(_lock(sa.select(EventSession).where(EventSession.id == session.id)))
         if locked is not None and quota < locked.taken:
             raise ServiceError(f"已有 {locked.taken} 个名额被占用，名额不能少于此数")
+        if locked is not None and locked.taken and starts_at != locked.starts_at and starts_at <= utcnow():
+            # Change notices are not sent for a session under way: its registrants would never be told.
+            raise ServiceError(f"本场已有 {locked.taken} 人报名，开始时间不能改到已经过去的时间")
     moved = session.id is not None and (
         (session.starts_at, session.venue, session.stream_url) != (starts_at, venue, stream_url)
     )

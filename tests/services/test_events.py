@@ -370,6 +370,28 @@ def test_raising_the_quota_serves_the_waiting_list_first(db_session, emulator):
 # -- check-in --------------------------------------------------------------------------------------------------------
 
 
+def test_a_session_with_registrants_cannot_be_moved_into_the_past(db_session):
+    event, (session,) = make_event(quota=5)
+    events.register("o-early", event.id, session.id, Applicant())
+    past = utcnow() - timedelta(minutes=30)
+    # Before: saved and said its registrants would be told, but no change notice goes for a session under way.
+    with pytest.raises(ServiceError, match="不能改到已经过去的时间"):
+        events.save_session(
+            event, starts_at=past, ends_at=past + timedelta(hours=2), quota=5, venue="市民中心", session=session
+        )
+    db.session.expire_all()
+    assert db.session.get(EventSession, session.id).starts_at > utcnow()
+    # Other changes to it still save; a session nobody registered for may take any time.
+    later = session.starts_at + timedelta(hours=1)
+    events.save_session(
+        event, starts_at=later, ends_at=later + timedelta(hours=2), quota=6, venue="市民中心", session=session
+    )
+    _, (empty,) = make_event(quota=5)
+    events.save_session(
+        empty.event, starts_at=past, ends_at=past + timedelta(hours=2), quota=5, venue="市民中心", session=empty
+    )
+
+
 def test_checkin_token_is_signed_bound_and_verifiable_offline(db_session):
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
