@@ -1168,7 +1168,10 @@ NOTICE_TEXT = {
 }
 
 
-def _notice_text(kind: EventNoticeKind, session: EventSession, now: datetime) -> str:
+def _notice_text(kind: EventNoticeKind, reg: Registration, session: EventSession, now: datetime) -> str:
+    if kind is EventNoticeKind.OFFER and reg.hold_expires_at is not None:
+        # The deadline, or the citizen learns it only on 我的报名 (20 characters: WeChat's limit for the field)
+        return f"候补名额请于{reg.hold_expires_at.astimezone(LOCAL_TZ):%m-%d %H:%M}前确认"
     if kind is EventNoticeKind.CALLED_OFF and session.cancel_reason:
         return f"已取消：{session.cancel_reason}"
     if kind in (EventNoticeKind.DAY_BEFORE, EventNoticeKind.HOUR_BEFORE):
@@ -1341,7 +1344,7 @@ def _send(notice_id: int, attempt: int, now: datetime) -> bool:
             "thing1": {"value": _short(event.title)},
             "time2": {"value": local_dt(session.starts_at)},
             "thing3": {"value": _short(place)},
-            "thing4": {"value": _short(_notice_text(notice.kind, session, now))},
+            "thing4": {"value": _short(_notice_text(notice.kind, reg, session, now))},
         },
     }
     url = session.stream_url if notice.kind is EventNoticeKind.LIVE_START and session.stream_url else notice.url

@@ -10,13 +10,14 @@ import sqlalchemy as sa
 
 from models import Registration, RegistrationStatus
 from server.extensions import db
+from server.filters import LOCAL_TZ
 from server.services import events
 from tests import factories
 from tests.browser.conftest import login, shoot
 from tests.services.test_events import make_event
 
 ALICE, BOB = "o-phone-alice", "o-phone-bob"
-OFFER_TEXT = "候补名额已为您保留，请尽快确认"
+OFFER_TEXT = "候补名额请于{:%m-%d %H:%M}前确认"  # the deadline: else only 我的报名 says it
 
 
 def open_as(phone, emulator, openid: str, path: str) -> None:
@@ -98,7 +99,8 @@ def test_register_wait_promote_and_check_in(phone_page, second_phone, page, live
     # The live server has no Celery worker: this process runs the sweep that sends what is queued.
     events.deliver_due_notices()
     offers = [m for m in emulator.state()["templates_sent"] if m["touser"] == BOB]
-    assert [m["data"]["thing4"]["value"] for m in offers] == [OFFER_TEXT]
+    held = db.session.scalar(sa.select(Registration.hold_expires_at).where(Registration.openid == BOB))
+    assert [m["data"]["thing4"]["value"] for m in offers] == [OFFER_TEXT.format(held.astimezone(LOCAL_TZ))]
     assert offers[0]["data"]["thing1"]["value"] == "7·15 公众开放日"
     assert offers[0]["url"] == live_server.url + "/m/events/mine"
     assert not [m for m in emulator.state()["templates_sent"] if m["touser"] == ALICE]
