@@ -98,6 +98,8 @@ def tip_bulk_dispatch():  # type: ignore[no-untyped-def]
     done, problems = tips.bulk_dispatch(ids, unit_id, _me(), note=request.form.get("note"))
     if done:
         flash(f"已派发 {done} 条线索", "success")
+        if warning := tips.unreachable_warning(unit_id):
+            flash(warning, "warning")
     for problem in problems:
         flash(problem, "error")
     return redirect(back)
@@ -170,7 +172,10 @@ def tip_action(tip_id: int):  # type: ignore[no-untyped-def]
     except ServiceError as exc:
         db.session.rollback()
         return _detail(db.session.get(Tip, tip_id), error=str(exc), sent=form, status=400)
-    flash(f"线索 {tip.display_no} 已更新为「{db.session.get(Tip, tip_id).status.label}」", "success")
+    tip = db.session.get(Tip, tip_id)
+    flash(f"线索 {tip.display_no} 已更新为「{tip.status.label}」", "success")
+    if tip.status is TipStatus.DISPATCHED and (warning := tips.unreachable_warning(tip.unit_id)):
+        flash(warning, "warning")
     return redirect(url_for("console.tip_detail", tip_id=tip_id))
 
 

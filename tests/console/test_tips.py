@@ -260,3 +260,22 @@ def test_settings_categories_sla_and_blocks(console, staff):
     console.post("/admin/logout")
     login(console, "liaison1")
     assert console.get("/admin/tips/settings").status_code == 403
+
+
+def test_dispatching_to_a_unit_nobody_can_be_notified_in_says_so(console, staff, units):
+    pudong = units["pudong"]
+    staff["liaison"].openid, pudong.post_a_id = "o-liaison-wang", staff["liaison"].id
+    db.session.commit()
+    login(console, "editor1")
+    one, two, three = file_tip("o-d1"), file_tip("o-d2"), file_tip("o-d3")
+    page = console.post(
+        f"/admin/tips/{one.id}/action", {"action": "dispatch", "unit_id": pudong.id}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "已更新为「已派发」" in page and "派发通知无法送达" not in page
+    # Before: 已派发 alone, and the notice to a unit with no bound post failed where nobody looked.
+    page = console.post(
+        f"/admin/tips/{two.id}/action", {"action": "dispatch", "unit_id": units["xuhui"].id}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "「徐汇分局」的 A/B 岗都没有可接收通知的微信" in page
+    res = console.post("/admin/tips/dispatch", {"tip_id": [three.id], "unit_id": units["xuhui"].id})
+    assert "派发通知无法送达" in console.get(res.headers["Location"]).get_data(as_text=True)
