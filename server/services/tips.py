@@ -1033,12 +1033,20 @@ def transition(
             seen.add(original.id)
         if original.id == tip.id:
             raise ServiceError("不能标记为自身的重复，请填写另一条线索的编号")
+        # Locked and read again: closing it at this moment either waits for this (and finds the new duplicate) or
+        # has committed (and this refuses), so no duplicate points at a closed tip its citizen never hears of.
+        original = db.session.scalar(
+            sa.select(Tip).where(Tip.id == original.id).with_for_update().execution_options(populate_existing=True)
+        )
         if not original.status.is_open:  # 「将与该线索一并处理」 would be false; a problem back again is a new tip
             raise ServiceError(
                 f"线索 {original.display_no} 已是「{original.status.label}」，不能作为重复依据；"
                 "问题仍存在的，请按新线索办理"
             )
         tip.duplicate_of_id = original.id
+        # Its own duplicates follow it to the tip actually handled, and hear that one's outcome.
+        for dup in db.session.scalars(sa.select(Tip).where(Tip.duplicate_of_id == tip.id)):
+            dup.duplicate_of_id = original.id
         # The citizen reads the note: it does not name the other citizen's tip (the console links it).
         _change(tip, TipStatus.DUPLICATE, staff, note or "已有市民反映同一问题，将与该线索一并处理", notify=notify)
     else:
@@ -1087,14 +1095,19 @@ def _change(
 
 
 def _close_duplicates(tip: Tip, staff: Staff, *, notify: bool) -> None:
-    """Tell each duplicate's citizen how the tip theirs was handled with ended; their tip stays 重复."""
-    outcome = "同一问题的线索已办结" if tip.status is TipStatus.RESOLVED else f"同一问题的线索{tip.status.label}"
-    note = tip.history[-1].note
-    text = f"{outcome}：{note}" if note else outcome
-    for dup in db.session.scalars(
+    """The duplicates of a tip just closed: resolved, their citizens hear how (their tips stay 重复); rejected, they
+    are triaged again on their own (the reason was about the other report, e.g. 照片无法看清)."""
+    dups = db.session.scalars(
         sa.select(Tip).where(Tip.duplicate_of_id == tip.id, Tip.status == TipStatus.DUPLICATE).order_by(Tip.id)
-    ):
-        _change(dup, TipStatus.DUPLICATE, staff, text[:NOTE_MAX], notify=notify)
+    )
+    note = tip.history[-1].note
+    for dup in dups:
+        if tip.status is TipStatus.RESOLVED:
+            text = f"同一问题的线索已办结：{note}" if note else "同一问题的线索已办结"
+            _change(dup, TipStatus.DUPLICATE, staff, text[:NOTE_MAX], notify=notify)
+        else:
+            dup.duplicate_of_id = None
+            _change(dup, TipStatus.SUBMITTED, staff, "关联的线索未予受理，本线索重新进入受理", notify=notify)
 
 
 def bulk_dispatch(tip_ids: list[int], unit_id: int, staff: Staff, *, note: str | None = None) -> tuple[int, list[str]]:

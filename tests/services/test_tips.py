@@ -383,6 +383,24 @@ def test_duplicates_hear_how_the_tip_handled_for_them_ended(people, emulator):
     assert db.session.get(Tip, fresh.id).status is TipStatus.SUBMITTED
 
 
+def test_duplicates_follow_their_original_when_it_becomes_a_duplicate_and_are_triaged_again_if_it_is_rejected(
+    people, emulator
+):
+    editor = people["editor"]
+    first, second, third = file_tip("o-first"), file_tip("o-second"), file_tip("o-third")
+    tips.transition(third.id, "duplicate", editor, duplicate_of=second.display_no)
+    tips.transition(second.id, "dispatch", editor, unit_id=people["district"].id)
+    # The tip third was marked against turns out to be a duplicate itself: third follows it to the one handled.
+    tips.transition(second.id, "duplicate", editor, duplicate_of=first.display_no)
+    assert db.session.get(Tip, third.id).duplicate_of_id == first.id
+    # Rejected for a reason about that report: the others are triaged again on their own, not closed with it.
+    tips.transition(first.id, "reject", editor, note="照片无法看清")
+    for tip in (second, third):
+        tip = db.session.get(Tip, tip.id)
+        assert tip.status is TipStatus.SUBMITTED and tip.duplicate_of_id is None
+        assert "照片无法看清" not in (tip.history[-1].note or "")
+
+
 def test_a_failed_notice_is_retried_with_backoff_and_sent_once(people, emulator):
     tip = file_tip()
     emulator.hook("fail", {"path": "cgi-bin/message/template/send", "errcode": 45009, "times": 1})
