@@ -245,11 +245,16 @@ def _burst_count(items: list[MaterialItem]) -> str:
     """「N 张照片」 of a burst, and the photos that did not make it into the library with why: by the time the
     officer sends a caption or a place the downloads are done, and this reply is the only word they get of them."""
     failed = [i for i in items if i.state is MaterialState.FAILED]
+    copies = [i for i in failed if (i.error or "").startswith(COPY_OF)]  # already in the library: nothing to resend
+    lost = [i for i in failed if i not in copies]
     counted = f"{len(items) - len(failed)} 张照片"
-    if not failed:
-        return counted
-    reasons = "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in failed))
-    return f"{counted}（另有 {len(failed)} 张未能存入素材库：{reasons}，请重新发送）"
+    notes = []
+    if lost:
+        reasons = "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in lost))
+        notes.append(f"另有 {len(lost)} 张未能存入素材库：{reasons}，请重新发送")
+    if copies:
+        notes.append(f"{len(copies)} 张与素材库中的照片相同，未重复保存")
+    return f"{counted}（{'；'.join(notes)}）" if notes else counted
 
 
 def attach_chat_text(openid: str, text: str) -> str | None:
@@ -399,7 +404,7 @@ def _ingest(item: MaterialItem, data: bytes) -> None:
         )
     )
     if dup is not None:
-        _fail(item, f"与素材 #{dup} 是同一张照片")
+        _fail(item, f"{COPY_OF}{dup} 是同一张照片")
         return
     item.sha256, item.mime, item.original_path = sha, mime, images.original_path_for(sha, mime)
     images.write_media(item.original_path, data)
@@ -673,15 +678,18 @@ def search_page(
     return _grouped(rows), (rows[-1].id if more else None)
 
 
+COPY_OF = "与素材 #"  # starts the reason of a photo refused as a copy of one kept: it is in the library
 FAILURES_SHOWN = 50
 FAILURES_DAYS = 7  # without a date filter, the photos refused this long ago or since
 
 
 def recent_failures(f: MaterialFilter, visible_units: list[int] | None) -> tuple[list[MaterialItem], int]:
-    """Photos that did not make it into the library (expired in WeChat, not an image, a copy of one already kept),
-    newest first, and how many there are: an editor looking for a photo an officer says was sent finds it here.
-    Within the filter's dates, else the last FAILURES_DAYS days."""
+    """Photos that did not make it into the library (expired in WeChat, not an image), newest first, and how many
+    there are: an editor looking for a photo an officer says was sent finds it here. Copies of a photo kept are not
+    among them (asking the officer to send it again would make another copy). Within the filter's dates, else the
+    last FAILURES_DAYS days."""
     where = _where(f, visible_units, failed=True)
+    where.append(sa.or_(MaterialItem.error.is_(None), sa.not_(MaterialItem.error.startswith(COPY_OF))))
     if not (f.day_from or f.day_to):
         where.append(MaterialItem.received_at >= utcnow() - timedelta(days=FAILURES_DAYS))
     total = db.session.scalar(sa.select(sa.func.count()).select_from(MaterialItem).where(*where)) or 0

@@ -184,8 +184,10 @@ def test_photos_that_did_not_make_it_are_listed_with_why_for_their_unit_only(con
     db.session.commit()
     send_image(wechat, "o-zhou", media(jpeg_bytes()))
     send_image(wechat, "o-zhou", media(b"%PDF-1.4 not a photo"))
-    kept, refused = db.session.scalars(sa.select(MaterialItem).order_by(MaterialItem.id)).all()
+    send_image(wechat, "o-zhou", media(jpeg_bytes()))  # the same photo again: it is in the library, not lost
+    kept, refused, copy = db.session.scalars(sa.select(MaterialItem).order_by(MaterialItem.id)).all()
     assert refused.state is MaterialState.FAILED and refused.error
+    assert copy.state is MaterialState.FAILED and copy.error.startswith(materials.COPY_OF)
 
     console.login("liaison-mine")
     page = console.get("/admin/materials").get_data(as_text=True)

@@ -89,3 +89,13 @@ def test_text_without_a_burst_is_an_ordinary_message(wechat, db_session):
     _officer()
     reply = wechat.text(OFFICER, "你好")
     assert "添加说明" not in (reply or {}).get("Content", "")
+
+
+def test_a_photo_sent_again_is_not_asked_for_again(wechat, media, db_session):
+    _officer()
+    send_image(wechat, OFFICER, media(jpeg_bytes()))
+    send_image(wechat, OFFICER, media(jpeg_bytes()))  # the officer resent it: the library keeps one
+    reply = wechat.text(OFFICER, "占道经营")["Content"]
+    # Before: 「另有 1 张未能存入素材库：与素材 #n 是同一张照片，请重新发送」, which only makes another copy.
+    assert reply.startswith("已为 1 张照片（1 张与素材库中的照片相同，未重复保存）添加说明")
+    assert "请重新发送" not in reply
