@@ -213,6 +213,10 @@ def save_event(
     return event
 
 
+def _to_minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
 def save_session(
     event: Event,
     *,
@@ -241,6 +245,11 @@ def save_session(
         before = None
     else:
         before = _audit_view(session, fields)
+        # The form sends minutes: a time stored with seconds (seeded, set in code) is the one the form showed.
+        if _to_minute(starts_at) == _to_minute(session.starts_at):
+            starts_at = session.starts_at
+        if _to_minute(ends_at) == _to_minute(session.ends_at):
+            ends_at = session.ends_at
         # Under the row lock: a quota below the places already held would break the CHECK and the promise made.
         locked = db.session.scalar(_lock(sa.select(EventSession).where(EventSession.id == session.id)))
         if locked is not None and quota < locked.taken:
@@ -580,7 +589,12 @@ def register(
     if now >= event.registration_closes_at:
         raise ServiceError("报名已截止")
     if now >= session.starts_at:
-        raise ServiceError("该场次已开始，请选择其他场次")
+        later = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(EventSession)
+            .where(EventSession.event_id == event.id, EventSession.cancelled_at.is_(None), EventSession.starts_at > now)
+        )
+        raise ServiceError("该场次已开始，请选择其他场次" if later else "该场次已开始，报名已截止")
     applicant = _check_applicant(event, applicant or Applicant())
     n = 1 + applicant.companions
     if n > session.quota:  # no cancellation could ever make room: a waiting-list entry would be a false promise
@@ -631,10 +645,11 @@ def register(
         if took_redis:
             _redis_adjust(session.id, n)
         raise ServiceError("本场名额已满")
-    if took and not took_redis:
-        # PostgreSQL took a place the counter did not: when the counter read 0 only because of a double tap's other
-        # taps, which give theirs back, it would otherwise end one place high.
-        _redis_adjust(session.id, -n)
+    if bool(took) != bool(took_redis):
+        # The counter and PostgreSQL disagreed: a place the counter gave on the waiting list goes back to it; a
+        # place PostgreSQL took past a counter at zero (a double tap's other taps held it there until they gave
+        # theirs back) is charged to it, or it would end a place high.
+        _redis_adjust(session.id, n if took_redis else -n)
     return _persistent(Registration(**row), event=event, session=session), True
 
 

@@ -213,6 +213,27 @@ def test_a_place_taken_while_the_other_taps_held_the_counter_at_zero_is_charged_
     assert events.places_left(event) == {session.id: 4}
 
 
+def test_a_place_the_counter_let_through_but_the_database_did_not_goes_back_to_the_counter(db_session):
+    event, (session,) = make_event(quota=1)
+    events.register("o-first", event.id, session.id, Applicant())
+    events._redis_adjust(session.id, 3)  # drifted high: 3 left where the database has none
+    reg, _ = events.register("o-second", event.id, session.id, Applicant())
+    assert reg.status == RegistrationStatus.WAITING
+    assert events.places_left(event) == {session.id: 3}  # the pre-filter's place given back, not lost as well
+
+
+def test_a_session_begun_says_whether_another_is_still_open(db_session):
+    event, sessions = make_event(sessions=2)
+    sessions[0].starts_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    with pytest.raises(ServiceError, match="请选择其他场次"):
+        events.register("o-late", event.id, sessions[0].id, Applicant())
+    sessions[1].starts_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    with pytest.raises(ServiceError, match="^该场次已开始，报名已截止$"):
+        events.register("o-late", event.id, sessions[0].id, Applicant())
+
+
 def test_a_registration_commits_alone_and_leaves_pooled_connections_transactional(app, committed_db):
     """register() runs in autocommit (no BEGIN/COMMIT round trips); the connection must not go back to the pool like
     that, or a later request's rollback would undo nothing."""
@@ -386,6 +407,14 @@ def test_a_session_with_registrants_cannot_be_moved_into_the_past(db_session):
     events.save_session(
         event, starts_at=later, ends_at=later + timedelta(hours=2), quota=6, venue="市民中心", session=session
     )
+    # A session stored with seconds, begun: the form sends its time in minutes, and a quota change still saves.
+    stored, minutes = past.replace(second=17, microsecond=0), past.replace(second=0, microsecond=0)
+    db.session.get(EventSession, session.id).starts_at = stored
+    db.session.commit()
+    saved = events.save_session(
+        event, starts_at=minutes, ends_at=later + timedelta(hours=2), quota=7, venue="市民中心", session=session
+    )
+    assert saved.quota == 7 and saved.starts_at == stored
     _, (empty,) = make_event(quota=5)
     events.save_session(
         empty.event, starts_at=past, ends_at=past + timedelta(hours=2), quota=5, venue="市民中心", session=empty
