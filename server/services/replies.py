@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -68,19 +69,34 @@ def compile_pattern(pattern: str) -> Any:
     return re2.compile(pattern, options=options)
 
 
+EDGE_PUNCTUATION = ".,!?;:~。，、！？；：～…"  # after NFKC: what phone keyboards add around a word
+
+
+def fold(text: str) -> str:
+    """A message as keywords compare it: full-width to half-width (NFKC), any case, no whitespace, so that
+    "ＷＩＦＩ", "wifi" and "Wi Fi" all meet the keyword "WiFi" (Chinese keyboards type full-width forms)."""
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _exact_key(folded: str) -> str:
+    """An exact keyword ignores the punctuation around it: 「随手拍？」 and 「随手拍。」 ask for 随手拍."""
+    return folded.strip(EDGE_PUNCTUATION) or folded
+
+
 @dataclass(frozen=True)
 class _Compiled:
     match_type: MatchType
     pattern: str
     regex: Any  # an RE2 pattern, or None
     spec: ReplySpec
+    key: str = ""  # the folded pattern (exact, contains)
 
-    def matches(self, text: str) -> bool:
+    def matches(self, folded: str, nfkc: str) -> bool:
         if self.match_type is MatchType.EXACT:
-            return text == self.pattern
+            return _exact_key(folded) == self.key
         if self.match_type is MatchType.CONTAINS:
-            return self.pattern in text
-        return self.regex is not None and self.regex.search(text) is not None
+            return bool(self.key) and self.key in folded  # a pattern of spaces alone matches nothing
+        return self.regex is not None and self.regex.search(nfkc) is not None
 
 
 class _RuleCache:
@@ -124,8 +140,10 @@ class _RuleCache:
                 clicks.setdefault(rule.pattern, spec)
             elif rule.match_type is MatchType.SCENE:
                 scenes.setdefault(rule.pattern, spec)
-            elif rule.match_type is not MatchType.REGEX:
-                keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec))
+            elif rule.match_type is MatchType.EXACT:
+                keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec, _exact_key(fold(rule.pattern))))
+            elif rule.match_type is MatchType.CONTAINS:
+                keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec, fold(rule.pattern)))
             else:
                 try:
                     keywords.append(_Compiled(rule.match_type, rule.pattern, compile_pattern(rule.pattern), spec))
@@ -170,8 +188,10 @@ def match_keyword(text: str) -> ReplySpec | None:
     if not text:
         return None
     keywords = _cache.get()[0]
+    # A regex sees the text with full-width forms made half-width, its case and spaces as typed.
+    nfkc, folded = unicodedata.normalize("NFKC", text), fold(text)
     for rule in keywords:
-        if rule.matches(text):
+        if rule.matches(folded, nfkc):
             return rule.spec
     return None
 

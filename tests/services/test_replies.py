@@ -23,6 +23,23 @@ def test_exact_contains_and_regex(db_session):
     assert _answer("138000000001") is None
 
 
+def test_keywords_match_what_phone_keyboards_type(db_session):
+    # Citizens' IMEs send full-width letters, digits and spaces, any case, and a question mark or full stop after
+    # the word; the editor wrote the keyword once, plainly, and expects all of these to be answered by it.
+    rule("随手拍", "exact!", match_type="exact")
+    rule("WiFi", "contains!")
+    rule(r"^[A-Z0-9]{4}[- ]?[A-Z0-9]{4}$", "regex!", match_type="regex")
+    assert _answer("随手拍。") == "exact!"
+    assert _answer("随手拍？") == "exact!"
+    assert _answer("随 手 拍") == "exact!"
+    assert _answer("随\u3000手拍") == "exact!"
+    assert _answer("大厅有没有wifi") == "contains!"
+    assert _answer("ＷＩＦＩ密码") == "contains!"
+    assert _answer("ＡＢＣＤ１２３４") == "regex!"
+    assert _answer("ＡＢＣＤ－１２３４") == "regex!"
+    assert _answer("随手拍了一张") is None  # exact still means the whole message
+
+
 def test_higher_priority_wins_then_older_rule(db_session):
     rule("城管", "low", priority=1)
     rule("城管执法", "high", priority=9)
