@@ -26,6 +26,7 @@ WELCOME_KEY, DEFAULT_KEY = "welcome_message", "default_reply"
 DEFAULT_WELCOME = "欢迎关注！发送照片和位置即可举报违法线索，点击菜单了解更多。"
 MAX_TEXT = 2048  # WeChat's own limit for a text message
 MAX_PRIORITY = 9999
+TEXT_MATCHES = (MatchType.EXACT, MatchType.CONTAINS, MatchType.REGEX)  # rules that answer a message, not an event
 SCENE_ELSEWHERE = "渠道二维码的回复请在「渠道二维码」页面设置"
 RULE_FIELDS = (
     "name",
@@ -266,6 +267,9 @@ def validate_rule(
     if rt is ReplyType.NEWS:
         for i, article in enumerate(articles or (), start=1):
             _check_article(i, article)
+    if rt is ReplyType.NEWS and mt in TEXT_MATCHES and len(articles or ()) > 1:
+        # WeChat's rule since 2018: a reply to a message carries one article; events (clicks, scans) up to 8.
+        raise ServiceError("关键词规则回复粉丝发来的消息，微信只能回复 1 篇图文；多篇请用菜单点击回复")
 
 
 def _is_web_url(value: str) -> bool:

@@ -111,12 +111,21 @@ def test_news_rule_with_articles_and_its_checks(as_editor, wechat):
     bad = as_editor.post("/admin/replies/new", _rule_form(reply_type="news", pattern="图文") | articles)
     assert bad.status_code == 400 and "第 2 篇文章的链接" in bad.get_data(as_text=True)  # blank row skipped
     articles["article_url"][2] = "https://example.org/b"
-    ok = as_editor.post("/admin/replies/new", _rule_form(reply_type="news", pattern="图文", name="图文") | articles)
+    # WeChat answers a citizen's text message with one article at most (since 2018): two would not reach them.
+    many = as_editor.post("/admin/replies/new", _rule_form(reply_type="news", pattern="图文", name="图文") | articles)
+    assert many.status_code == 400 and "只能回复 1 篇图文" in many.get_data(as_text=True)
+    assert 'value="往期回顾"' in many.get_data(as_text=True)  # the articles typed are still there
+    one = {field: cells[:1] for field, cells in articles.items()}
+    ok = as_editor.post("/admin/replies/new", _rule_form(reply_type="news", pattern="图文", name="图文") | one)
     assert ok.status_code == 302
     rule = _rule("图文")
-    assert [a["title"] for a in rule.articles] == ["开放日报名", "往期回顾"] and rule.reply_text is None
+    assert [a["title"] for a in rule.articles] == ["开放日报名"] and rule.reply_text is None
     news = wechat.text("o-fan1", "图文")
-    assert news["MsgType"] == "news" and news["ArticleCount"] == "2"
+    assert news["MsgType"] == "news" and news["ArticleCount"] == "1"
+    # A menu click is an event: WeChat takes up to 8 articles in answer to it.
+    click = _rule_form(reply_type="news", match_type="click", pattern="NEWS_KEY", name="点击图文") | articles
+    assert as_editor.post("/admin/replies/new", click).status_code == 302
+    assert wechat.event("o-fan1", "CLICK", "NEWS_KEY")["ArticleCount"] == "2"
 
 
 def test_a_double_submit_makes_one_rule(as_editor):
