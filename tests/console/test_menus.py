@@ -101,6 +101,17 @@ def test_publishing_a_click_with_nothing_behind_it_warns(as_admin, emulator, db_
     assert menus.silent_clicks([{"type": "click", "name": "活动", "key": "EVENTS_LIST"}]) == []  # answered in code
 
 
+def test_publishing_an_unchanged_menu_with_a_new_click_reply_says_the_reply_is_saved(as_admin, emulator, db_session):
+    as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(MENU)})
+    res = as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(MENU, {"TIP_HOWTO": "拍照发来"})})
+    # The reply answers at once (no publish needed): a red 无需重复发布 here told the editor their change was refused.
+    assert res.status_code == 302
+    html = as_admin.get("/admin/menu").get_data(as_text=True)
+    assert "点击后回复已保存" in html and "无需重复发布" not in html
+    assert len(menus.history(MenuKind.DEFAULT)) == 1
+    assert db_session.scalar(sa.select(ReplyRule).filter_by(pattern="TIP_HOWTO")).reply_text == "拍照发来"
+
+
 def test_a_validation_error_is_shown_on_the_page_with_400(as_admin, emulator):
     bad = [{"type": "click", "name": "随手拍"}, {"type": "click", "name": "办事服务中心", "key": "X"}]
     res = as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(bad)})
