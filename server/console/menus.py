@@ -43,6 +43,7 @@ def _editor_config(readonly: bool = False) -> dict[str, Any]:
             "reply": 2048,
         },
         "readonly": readonly,
+        "builtin": sorted(menu_service.builtin_clicks()),  # answered by the system: no reply box
     }
 
 

@@ -411,10 +411,11 @@ def _save_draft(
 
 def _check_reply_texts(buttons: list[dict[str, Any]], texts: dict[str, str]) -> dict[str, str]:
     names = {b["key"]: b["name"] for b in leaves(buttons) if b.get("type") == "click"}
+    builtin = builtin_clicks()
     out: dict[str, str] = {}
     for key, text in texts.items():
         text = (text or "").strip() if isinstance(text, str) else ""
-        if key not in names or not text:
+        if key not in names or not text or key in builtin:  # the system answers a built-in key, not a rule
             continue  # an emptied reply is left alone: rules are deleted under 自动回复, not by accident here
         if _bytes(text) > replies.MAX_TEXT:
             raise MenuError(f"菜单「{names[key]}」的回复内容超过 {replies.MAX_TEXT} 字节（当前 {_bytes(text)} 字节）")
@@ -550,15 +551,18 @@ def _publish(version: MenuVersion, action: str) -> MenuVersion:
     return version
 
 
+def builtin_clicks() -> set[str]:
+    """Click keys a handler of their own answers (EVENTS_LIST: the open events): a reply rule for one is never sent."""
+    from handlers import router
+
+    return router.keys("event", "click")
+
+
 def silent_clicks(buttons: list[dict[str, Any]]) -> list[str]:
     """The names of click buttons with nothing behind them (no enabled reply rule, no handler of their own): a
     follower who taps one gets only the general default reply. WeChat takes such a menu; the editor is warned."""
-    from handlers import router
-
     clicks = [b for b in leaves(buttons) if b.get("type") == "click"]
-    answered = router.keys("event", "click") | {
-        k for k, rule in _click_rules([b["key"] for b in clicks]).items() if rule.enabled
-    }
+    answered = builtin_clicks() | {k for k, rule in _click_rules([b["key"] for b in clicks]).items() if rule.enabled}
     return [b["name"] for b in clicks if b["key"] not in answered]
 
 

@@ -44,6 +44,10 @@
     (children || []).forEach(function (c) { if (c) node.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
     return node;
   }
+  // Keys the system answers itself (EVENTS_LIST: the open events); a reply typed for one would never be sent.
+  var BUILTIN = cfg.builtin || [];
+  var BUILTIN_NOTE = '此按钮标识由系统自动回复（如近期活动列表），无需填写点击后回复。';
+  function builtin(n) { return BUILTIN.indexOf(n.key.trim()) >= 0; }
   function newKey() { return 'MENU_' + Date.now().toString(36).toUpperCase() + (uid++); }
 
   // ---- state: every field is kept while editing (switching type loses nothing); serialize() keeps what WeChat reads
@@ -74,7 +78,7 @@
       if (b.sub_button.length) return {name: b.name.trim(), sub_button: b.sub_button.map(leafOut)};
       return leafOut(b);
     });
-    eachLeaf(function (n) { if (n.type === 'click' && !n.locked && n.reply.trim()) replies[n.key.trim()] = n.reply; });
+    eachLeaf(function (n) { if (n.type === 'click' && !n.locked && !builtin(n) && n.reply.trim()) replies[n.key.trim()] = n.reply; });
     return {buttons: out, replies: replies};
   }
   function eachLeaf(fn) {
@@ -118,7 +122,7 @@
           else domains[host] = true;
         }
       });
-      if (node.type === 'click' && !node.locked && bytes(node.reply.trim()) > L.reply) {
+      if (node.type === 'click' && !node.locked && !builtin(node) && bytes(node.reply.trim()) > L.reply) {
         add(node, 'reply', '菜单「' + node.name.trim() + '」的回复内容超过 ' + L.reply + ' 字节（当前 ' + bytes(node.reply.trim()) + ' 字节）');
       }
     }
@@ -146,6 +150,7 @@
 
   function effect(n) {
     if (n.type === 'click') {
+      if (builtin(n)) return {note: BUILTIN_NOTE};
       if (n.locked) return {reply: '（图片或图文回复，在「自动回复」中设置）'};
       return n.reply.trim() ? {reply: n.reply.trim()} : {note: '未设置回复：用户点击后公众号不会回应'};
     }
@@ -253,7 +258,8 @@
       }));
     });
     if (node.type === 'click') {
-      if (node.locked) box.appendChild(el('p', {class: 'hint', text: '此按钮已设置图片或图文回复，请到「自动回复」中修改。'}));
+      if (builtin(node)) box.appendChild(el('p', {class: 'hint', text: BUILTIN_NOTE}));
+      else if (node.locked) box.appendChild(el('p', {class: 'hint', text: '此按钮已设置图片或图文回复，请到「自动回复」中修改。'}));
       else box.appendChild(textField(node, 'reply', '点击后回复', {multiline: true, placeholder: '用户点击此菜单后收到的文字', limit: L.reply}));
     }
     return box;

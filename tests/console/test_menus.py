@@ -112,6 +112,17 @@ def test_publishing_an_unchanged_menu_with_a_new_click_reply_says_the_reply_is_s
     assert db_session.scalar(sa.select(ReplyRule).filter_by(pattern="TIP_HOWTO")).reply_text == "拍照发来"
 
 
+def test_a_click_the_system_answers_has_no_reply_box(as_admin, emulator, db_session):
+    # EVENTS_LIST is answered in code with the open events: a reply typed for it was saved, and the test box under
+    # 自动回复 showed it, but citizens never received it.
+    menu = [{"type": "click", "name": "活动报名", "key": "EVENTS_LIST"}]
+    res = as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(menu, {"EVENTS_LIST": "点这里"})})
+    assert res.status_code == 302
+    assert db_session.scalar(sa.select(ReplyRule).filter_by(pattern="EVENTS_LIST")) is None
+    data = editor_data(as_admin.get("/admin/menu").get_data(as_text=True))
+    assert "EVENTS_LIST" in data["builtin"] and "TIP_HOWTO" not in data["builtin"]
+
+
 def test_a_validation_error_is_shown_on_the_page_with_400(as_admin, emulator):
     bad = [{"type": "click", "name": "随手拍"}, {"type": "click", "name": "办事服务中心", "key": "X"}]
     res = as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(bad)})
