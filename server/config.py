@@ -166,7 +166,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                 "submit-keys": {"task": "server.tasks.retention.forget_old_submit_keys", "schedule": 3600.0},
                 # Stats (UTC times): datacube after WeChat publishes yesterday (~10:00 Beijing), again at 15:30
                 # Beijing for is_delay days; last month's report at 16:30 Beijing on the 1st, once both runs have
-                # fetched the month's last day (a report built in the morning ended a day short).
+                # fetched the month's last day (a report built in the morning ended a day short), and again on the
+                # next two days (reports.generate_scheduled: a failed sync on the 1st, WeChat's late corrections).
                 "stats-datacube": {
                     "task": "server.tasks.stats.sync_datacube",
                     "schedule": crontab(minute=30, hour="2,7"),
@@ -186,7 +187,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                 },
                 "stats-reports": {
                     "task": "server.tasks.stats.generate_scheduled_reports",
-                    "schedule": crontab(minute=30, hour=8, day_of_month=1),
+                    "schedule": crontab(minute=30, hour=8, day_of_month="1-3"),
                 },
             },
         },

@@ -249,7 +249,7 @@ def build_world(app: Flask) -> tuple[dict[str, int], dict[str, str], dict[str, m
             submit_key="sweep-1",
             unit_id=office.id,
         )
-        reports.generate("monthly", models.utcnow().date().replace(day=1))
+        reports.generate("monthly", models.utcnow().date().replace(day=1), by="测试")
         replies_service.set_text_setting(replies_service.DEFAULT_KEY, "已收到")
         from server.services import channels
 

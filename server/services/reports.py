@@ -250,7 +250,7 @@ def filename(kind: str, start: date) -> str:
     return f"宣传工作年报-{start:%Y}.xlsx"
 
 
-def generate(kind: str, start: date, *, by: str = "定时任务") -> StatReport:
+def generate(kind: str, start: date, *, by: str) -> StatReport:
     """Build and store the report for the period; generating it again replaces the stored one."""
     start, _ = period(kind, start)
     content = workbook(build(kind, start))
@@ -272,13 +272,22 @@ def generate(kind: str, start: date, *, by: str = "定时任务") -> StatReport:
     return report
 
 
+SCHEDULED_BY = "定时任务"
+
+
 def generate_scheduled(today: date | None = None) -> list[StatReport]:
-    """On the 1st: last month's report; on 1 January also last year's."""
+    """On the 1st: last month's report, and on 1 January last year's too. On the days after, the same again unless
+    someone has built it by hand since: a sync that failed or ran late on the 1st left the month's last day out, and
+    WeChat corrects delayed days afterwards."""
     today = today or datacube.beijing_today()
-    month = previous_month(today)
-    done = [generate("monthly", month)]
+    periods = [("monthly", previous_month(today))]
     if today.month == 1:
-        done.append(generate("yearly", date(today.year - 1, 1, 1)))
+        periods.append(("yearly", date(today.year - 1, 1, 1)))
+    done = []
+    for kind, start in periods:
+        stored = db.session.scalar(sa.select(StatReport.generated_by).filter_by(kind=kind, period_start=start))
+        if today.day == 1 or stored in (None, SCHEDULED_BY):
+            done.append(generate(kind, start, by=SCHEDULED_BY))
     return done
 
 
