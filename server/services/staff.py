@@ -267,14 +267,13 @@ def _unit_and_ancestors(unit_id: int) -> set[int]:
     return set(db.session.scalars(sa.select(chain.c.id)))
 
 
-def publicity_contact(unit: Unit) -> Staff | None:
-    """Whom a request for this unit goes to: the A post, or B when A is away, inactive or unset (AB岗)."""
-    a, b = unit.post_a, unit.post_b
-    if a is not None and a.active and not a.away:
+def publicity_contact(unit: Unit, *, bound: bool = False) -> Staff | None:
+    """Whom a request for this unit goes to: the A post, or B when A is away, inactive or unset (AB岗); A away with
+    no B still gets it. `bound`: only posts bound to WeChat count (for a WeChat notice)."""
+    a, b = (p if p is not None and p.active and (p.openid or not bound) else None for p in (unit.post_a, unit.post_b))
+    if a is not None and not a.away:
         return a
-    if b is not None and b.active:
-        return b
-    return a if a is not None and a.active else None
+    return b or a
 
 
 def units_tree(*, with_posts: bool = False) -> list[tuple[Unit, int]]:

@@ -1202,24 +1202,16 @@ def _recipient(notice: TipNotice) -> str | None:
     if notice.kind is NoticeKind.CITIZEN:
         return db.session.scalar(sa.select(Tip.openid).where(Tip.id == notice.tip_id))
     unit = db.session.get(Unit, notice.unit_id) if notice.unit_id else None
-    post = unit_contact(unit) if unit is not None else None
+    post = staff_service.publicity_contact(unit, bound=True) if unit is not None else None
     return post.openid if post is not None else None
-
-
-def unit_contact(unit: Unit) -> Staff | None:
-    """Who a dispatch request to the unit goes to: its A post unless away, else B; bound to WeChat and active."""
-    for post in (unit.post_a, unit.post_b):
-        if post is not None and post.active and post.openid and not (post is unit.post_a and post.away):
-            return post
-    return None
 
 
 def unreachable_warning(unit_id: int | None) -> str | None:
     """Said after a dispatch when nobody in the unit can get its WeChat notice (the notice would fail unseen)."""
     unit = db.session.get(Unit, unit_id) if unit_id else None
-    if unit is None or unit_contact(unit) is not None:
+    if unit is None or staff_service.publicity_contact(unit, bound=True) is not None:
         return None
-    return f"「{unit.name}」的 A/B 岗都没有可接收通知的微信（未绑定或不在岗），派发通知无法送达，请电话告知该单位"
+    return f"「{unit.name}」的 A/B 岗都没有绑定微信的在职人员，派发通知无法送达，请电话告知该单位"
 
 
 def _send(notice_id: int) -> None:

@@ -276,6 +276,6 @@ def test_dispatching_to_a_unit_nobody_can_be_notified_in_says_so(console, staff,
     page = console.post(
         f"/admin/tips/{two.id}/action", {"action": "dispatch", "unit_id": units["xuhui"].id}, follow_redirects=True
     ).get_data(as_text=True)
-    assert "「徐汇分局」的 A/B 岗都没有可接收通知的微信" in page
+    assert "「徐汇分局」的 A/B 岗都没有绑定微信的在职人员" in page
     res = console.post("/admin/tips/dispatch", {"tip_id": [three.id], "unit_id": units["xuhui"].id})
     assert "派发通知无法送达" in console.get(res.headers["Location"]).get_data(as_text=True)

@@ -444,6 +444,12 @@ def test_b_post_gets_the_request_while_a_is_away(people, emulator):
     emulator.hook("users", {"users": [{"openid": "o-liaison-sun"}]})
     tips.transition(file_tip().id, "dispatch", people["editor"], unit_id=people["district"].id)
     assert len(_sent(emulator, "o-liaison-sun")) == 1 and not _sent(emulator, "o-liaison-wang")
+    # B not bound to WeChat: the notice goes to A, away or not, rather than to nobody.
+    deputy.openid = None
+    db.session.commit()
+    emulator.hook("users", {"users": [{"openid": "o-liaison-wang"}]})
+    tips.transition(file_tip("o-other").id, "dispatch", people["editor"], unit_id=people["district"].id)
+    assert len(_sent(emulator, "o-liaison-wang")) == 1
 
 
 def test_workers_side_by_side_send_each_notice_once(app, committed_db, emulator):
