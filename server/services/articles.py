@@ -380,20 +380,24 @@ def export_html(push: ArticlePush) -> str:
     return "<!doctype html><meta charset='utf-8'>" + "\n<hr>\n".join(parts)
 
 
-def display_title(article: Article) -> str:
+def _patterned_title(article: Article) -> str | None:
+    """The title in its column's pattern (每日一案｜{title}), if the column has one."""
     pattern = article.column.title_pattern if article.column else ""
-    if pattern and "{title}" in pattern:
-        title = pattern.replace("{title}", article.title)
-        if len(title) <= TITLE_MAX:
-            return title
-    return article.title
+    return pattern.replace("{title}", article.title) if "{title}" in pattern else None
+
+
+def display_title(article: Article) -> str:
+    """As published: in the column's pattern unless that is longer than WeChat takes."""
+    title = _patterned_title(article)
+    return title if title is not None and len(title) <= TITLE_MAX else article.title
 
 
 def title_pattern_dropped(article: Article) -> str | None:
     """Why the column's title pattern will not be applied (the result would be too long), or None."""
-    pattern = article.column.title_pattern if article.column else ""
-    if "{title}" not in pattern or len(pattern.replace("{title}", article.title)) <= TITLE_MAX:
+    title = _patterned_title(article)
+    if title is None or len(title) <= TITLE_MAX:
         return None
+    pattern = article.column.title_pattern if article.column else ""
     return f"标题套用栏目格式「{pattern}」后超过 {TITLE_MAX} 字，发布时将只用原标题；如需栏目前缀，请缩短标题"
 
 

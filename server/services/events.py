@@ -1186,7 +1186,7 @@ NOTICE_TEXT = {
 def _notice_text(kind: EventNoticeKind, reg: Registration, session: EventSession, now: datetime) -> str:
     if kind is EventNoticeKind.OFFER and reg.hold_expires_at is not None:
         # The deadline, or the citizen learns it only on 我的报名 (20 characters: WeChat's limit for the field)
-        return f"候补名额请于{reg.hold_expires_at.astimezone(LOCAL_TZ):%m-%d %H:%M}前确认"
+        return f"候补名额请于{local_dt(reg.hold_expires_at, '%m-%d %H:%M')}前确认"
     if kind is EventNoticeKind.CALLED_OFF and session.cancel_reason:
         return f"已取消：{session.cancel_reason}"
     if kind in (EventNoticeKind.DAY_BEFORE, EventNoticeKind.HOUR_BEFORE):
