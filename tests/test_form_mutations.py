@@ -59,9 +59,8 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 MAY_CHANGE_ON_REFUSAL: set[str] = set()  # tables a refused request may write by design: none so far
 # Create forms with no double-submit guard (a second tap saves a second row); remove a name once its form is guarded.
 UNGUARDED: set[str] = set()
-# Refusals that show the form again without what was typed in these fields. Reported, not fixed here (the views
-# are in tips, being changed by other work at the time); remove an entry once its view passes `form` back.
-LOSES_INPUT = {"tip_dispatch": ("note",), "tip_block": ("openid", "reason")}
+# Refusals allowed to show the form again without what was typed in these fields (form id → fields): none left.
+LOSES_INPUT: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass
@@ -379,7 +378,8 @@ def _flashed_error(app: Flask, res: Any) -> str | None:
         )
     except Exception:  # noqa: BLE001  (not a session we can read: no flash to report)
         return None
-    return "；".join(m for c, m in session.get("_flashes", []) if c in ("error", "danger", "warning")) or None
+    # A warning is advice after a save (e.g. a unit nobody can be notified in), not a refusal.
+    return "；".join(m for c, m in session.get("_flashes", []) if c in ("error", "danger")) or None
 
 
 _ERROR_TEXT = re.compile(

@@ -229,13 +229,15 @@ def tip_photo_redact(photo_id: int):  # type: ignore[no-untyped-def]
 # -- settings: categories, SLA, blocked citizens ---------------------------------------------------------------------
 
 
-def _settings_page(error: str | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+def _settings_page(error: str | None = None, status: int = 200, block: Any = None):  # type: ignore[no-untyped-def]
+    """`block`: a refused 禁止名单 form, shown again as typed."""
     return render_template(
         "console/tip_settings.html",
         categories=tips.categories(active_only=False),
         hours=tips.sla_hours(),
         statuses=[TipStatus(k) for k in tips.DEFAULT_SLA_HOURS],
         blocks=tips.blocks(),
+        block=block or {},
         error=error,
     ), status
 
@@ -283,7 +285,7 @@ def tip_block():  # type: ignore[no-untyped-def]
     try:
         tips.block(request.form.get("openid", ""), request.form.get("reason", ""), by=_me())
     except ServiceError as exc:
-        return _settings_page(str(exc), 400)
+        return _settings_page(str(exc), 400, block=request.form)
     flash("已加入禁止名单：该用户提交线索时会收到婉拒提示", "success")
     return redirect(url_for("console.tip_settings"))
 
