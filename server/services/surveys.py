@@ -201,7 +201,8 @@ def submit_response(
     if blank:
         raise Unanswered(blank)
     for q in survey.questions:
-        values = [v.strip() for v in answers.get(q.id, ()) if v and v.strip()]
+        # CRLF as one break: the page's maxlength counts a line break once, the browser sends two characters
+        values = [v.replace("\r\n", "\n").strip() for v in answers.get(q.id, ()) if v and v.strip()]
         if not values:
             continue
         if q.kind is QuestionKind.TEXT:

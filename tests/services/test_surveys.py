@@ -137,3 +137,13 @@ def test_districts_come_in_the_questionnaire_order_those_nobody_answered_from_in
         surveys.submit_response(survey, openid, {district.id: [str(where)], score.id: [str(value)]}, now=AT)
     rows = [(d.district, d.responses, d.satisfied_pct) for d in surveys.results(survey).districts]
     assert rows == [("浦东新区", 1, 100.0), ("黄浦区", 2, 50.0), ("徐汇区", 0, None)]
+
+
+def test_a_text_answer_as_long_as_the_page_allows_is_kept(db_session):
+    # The textarea's maxlength counts a line break as one character, but the browser sends it as CRLF: a citizen
+    # who typed the full 500 over a few lines was told 「最多 500 字」.
+    survey = make()
+    typed = "\n".join(["多" * 99] * 5) + "\n"  # 500 characters in the textarea
+    sent = typed.replace("\n", "\r\n")
+    response = answer(survey, "o-1", 0, 5, 4, text=sent)
+    assert [a.text for a in response.answers if a.text] == [typed.strip()]
