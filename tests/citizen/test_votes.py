@@ -297,3 +297,33 @@ def test_a_cross_site_post_to_the_survey_is_refused_not_given_a_fresh_token(clie
     data = {"csrf_token": "expired", f"q{choice.id}": "0"}
     res = client.post(f"/m/survey/{survey.id}", data=data, headers={"Origin": "https://evil.example"})
     assert res.status_code == 400 and 'name="csrf_token"' not in res.get_data(as_text=True)
+
+
+def test_the_rules_and_the_intro_keep_their_lines(client, citizen_login, db_session):
+    # An editor writes the vote's rules and the survey's intro line by line; the phone ran them into one paragraph
+    # (「评选规则： 1. 每人每天可投 3 票 2. 严禁刷票」).
+    campaign = campaign_now()
+    votes.save_campaign(
+        title=campaign.title,
+        description="评选规则：\r\n1. 每人每天可投 2 票\r\n\r\n2. 严禁刷票",
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+        votes_per_day=2,
+        per_candidate_per_day=1,
+        followers_only=False,
+        results_policy="live",
+        campaign=campaign,
+    )
+    now = datetime.now(UTC)
+    survey = surveys.save_survey(
+        title="2026年下半年满意度测评",
+        intro="尊敬的市民：\n问卷约需 2 分钟",
+        starts_at=now - timedelta(days=1),
+        ends_at=now + timedelta(days=1),
+        questions="[打分] 总体评价",
+    )
+    citizen_login("o-reader", path=f"/m/vote/{campaign.id}")
+    page = client.get(f"/m/vote/{campaign.id}").get_data(as_text=True)
+    assert "<p>评选规则：</p><p>1. 每人每天可投 2 票</p><p>2. 严禁刷票</p>" in page
+    page = client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
+    assert "<p>尊敬的市民：</p><p>问卷约需 2 分钟</p>" in page
