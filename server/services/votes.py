@@ -369,9 +369,12 @@ def _refusal(out: _Outcome, now: datetime) -> str:
         return "投票已结束，感谢关注"
     if not out.may_vote:
         return "本次投票仅限关注本公众号的用户参与"
+    # on the vote's last day there is no tomorrow to come back to
+    tomorrow = datetime.combine(local_day(now) + timedelta(days=1), datetime.min.time(), LOCAL_TZ)
+    then = "明天再来吧" if tomorrow < out.ends_at else "感谢参与"
     if out.seq is None:
-        return f"您今天的 {out.votes_per_day} 票已经投完，明天再来吧"
-    return f"您今天已为 TA 投过 {out.per_candidate_per_day} 票，明天再来吧"
+        return f"您今天的 {out.votes_per_day} 票已经投完，{then}"
+    return f"您今天已为 TA 投过 {out.per_candidate_per_day} 票，{then}"
 
 
 def cast_vote(

@@ -86,6 +86,24 @@ def test_day_boundary_is_shanghai_midnight(db_session):
         cast(campaign, 2, now=datetime(2026, 5, 11, 3, 0, tzinfo=UTC))
 
 
+def test_on_the_last_day_no_one_is_told_to_come_back_tomorrow(db_session):
+    # The vote ends at 18:00 today (Shanghai): 「明天再来吧」 sent citizens back to a vote that would be over.
+    campaign = make_campaign(per_day=2, per_candidate=1, ends_at=NOW + timedelta(hours=6))
+    cast(campaign, 0)
+    with pytest.raises(ServiceError) as refused:
+        cast(campaign, 0)
+    assert "已为 TA 投过 1 票" in str(refused.value) and "明天" not in str(refused.value)
+    cast(campaign, 1)
+    with pytest.raises(ServiceError) as refused:
+        cast(campaign, 2)
+    assert "2 票已经投完" in str(refused.value) and "明天" not in str(refused.value)
+    # with a day still to come, tomorrow is right
+    longer = make_campaign(per_day=1, ends_at=NOW + timedelta(days=2))
+    cast(longer, 0)
+    with pytest.raises(ServiceError, match="明天再来吧"):
+        cast(longer, 1)
+
+
 def test_outside_the_period_and_snapshot_refused(db_session):
     campaign = make_campaign(starts_at=NOW + timedelta(minutes=1), ends_at=NOW + timedelta(days=1))
     with pytest.raises(ServiceError, match="尚未开始"):
