@@ -645,11 +645,12 @@ def register(
         if took_redis:
             _redis_adjust(session.id, n)
         raise ServiceError("本场名额已满")
-    if bool(took) != bool(took_redis):
-        # The counter and PostgreSQL disagreed: a place the counter gave on the waiting list goes back to it; a
-        # place PostgreSQL took past a counter at zero (a double tap's other taps held it there until they gave
-        # theirs back) is charged to it, or it would end a place high.
-        _redis_adjust(session.id, n if took_redis else -n)
+    if took_redis and not took:
+        _forget_counter(session.id)  # it had a place PostgreSQL had not: drifted, rebuilt from the database
+    elif took and not took_redis:
+        # PostgreSQL took a place past a counter at zero (a double tap's other taps held it there until they gave
+        # theirs back): charged to it, or it would end a place high.
+        _redis_adjust(session.id, -n)
     return _persistent(Registration(**row), event=event, session=session), True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import unicodedata
@@ -73,15 +74,33 @@ def compile_pattern(pattern: str) -> Any:
 EDGE_PUNCTUATION = ".,!?;:~。，、！？；：～…"  # after NFKC: what phone keyboards add around a word
 
 
+@dataclass(frozen=True)
+class Typed:
+    """A message in the forms keywords compare: as sent; full-width made half-width (NFKC: Chinese keyboards type
+    ＷＩＦＩ and １２３); that in any case; and that without whitespace (随 手 拍)."""
+
+    text: str
+    nfkc: str
+    lower: str
+    folded: str
+
+    @classmethod
+    def of(cls, text: str) -> Typed:
+        nfkc = unicodedata.normalize("NFKC", text)
+        lower = nfkc.casefold()
+        return cls(text, nfkc, lower, "".join(lower.split()))
+
+
 def fold(text: str) -> str:
-    """A message as keywords compare it: full-width to half-width (NFKC), any case, no whitespace, so that
-    "ＷＩＦＩ", "wifi" and "Wi Fi" all meet the keyword "WiFi" (Chinese keyboards type full-width forms)."""
-    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return Typed.of(text).folded
 
 
 def _exact_key(folded: str) -> str:
     """An exact keyword ignores the punctuation around it: 「随手拍？」 and 「随手拍。」 ask for 随手拍."""
     return folded.strip(EDGE_PUNCTUATION) or folded
+
+
+_LATIN = re.compile(r"[a-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -91,13 +110,26 @@ class _Compiled:
     regex: Any  # an RE2 pattern, or None
     spec: ReplySpec
     key: str = ""  # the folded pattern (exact, contains)
+    word: Any = None  # contains, a Latin keyword: itself in any case, as a word (「AI」 in 问AI, not in email)
 
-    def matches(self, folded: str, nfkc: str) -> bool:
+    def matches(self, typed: Typed) -> bool:
         if self.match_type is MatchType.EXACT:
-            return _exact_key(folded) == self.key
+            return _exact_key(typed.folded) == self.key
         if self.match_type is MatchType.CONTAINS:
-            return bool(self.key) and self.key in folded  # a pattern of spaces alone matches nothing
-        return self.regex is not None and self.regex.search(nfkc) is not None
+            if not self.key:  # a pattern of spaces alone matches nothing
+                return False
+            if self.word is not None:  # as written anywhere (as before), or in any case as a word
+                return (
+                    self.pattern in typed.text
+                    or self.pattern in typed.nfkc
+                    or self.word.search(typed.lower) is not None
+                )
+            return self.key in typed.folded
+        # As written first (a pattern may hold full-width forms itself), then half-width.
+        return self.regex is not None and (
+            self.regex.search(typed.text) is not None
+            or (typed.nfkc != typed.text and self.regex.search(typed.nfkc) is not None)
+        )
 
 
 class _RuleCache:
@@ -137,6 +169,8 @@ class _RuleCache:
         keywords, clicks, scenes = [], {}, {}
         for rule in rules:
             spec = spec_for(rule)
+            if rule.match_type in TEXT_MATCHES and len(spec.articles) > 1:
+                spec = replace(spec, articles=spec.articles[:1])  # saved before the one-article check
             if rule.match_type is MatchType.CLICK:
                 clicks.setdefault(rule.pattern, spec)
             elif rule.match_type is MatchType.SCENE:
@@ -144,7 +178,12 @@ class _RuleCache:
             elif rule.match_type is MatchType.EXACT:
                 keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec, _exact_key(fold(rule.pattern))))
             elif rule.match_type is MatchType.CONTAINS:
-                keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec, fold(rule.pattern)))
+                key = fold(rule.pattern)
+                word = None
+                if _LATIN.search(key):  # Latin letters or digits: case and spaces matter between words
+                    lower = Typed.of(rule.pattern.strip()).lower
+                    word = re.compile(rf"(?<![a-z0-9]){re.escape(lower)}(?![a-z0-9])")
+                keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec, key, word))
             else:
                 try:
                     keywords.append(_Compiled(rule.match_type, rule.pattern, compile_pattern(rule.pattern), spec))
@@ -189,10 +228,9 @@ def match_keyword(text: str) -> ReplySpec | None:
     if not text:
         return None
     keywords = _cache.get()[0]
-    # A regex sees the text with full-width forms made half-width, its case and spaces as typed.
-    nfkc, folded = unicodedata.normalize("NFKC", text), fold(text)
+    typed = Typed.of(text)
     for rule in keywords:
-        if rule.matches(folded, nfkc):
+        if rule.matches(typed):
             return rule.spec
     return None
 

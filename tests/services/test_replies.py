@@ -40,6 +40,20 @@ def test_keywords_match_what_phone_keyboards_type(db_session):
     assert _answer("随手拍了一张") is None  # exact still means the whole message
 
 
+def test_keyword_rules_written_before_still_match_and_latin_words_do_not_match_inside_others(db_session):
+    # Regexes with full-width forms of their own (editors type （）：？ in patterns) match as they did.
+    rule("投诉（.*）", "brackets", match_type="regex", priority=5)
+    rule("查询：(\\d+)", "colon", match_type="regex", priority=5)
+    assert _answer("投诉（占道）") == "brackets"
+    assert _answer("查询：123") == "colon"
+    # A Latin keyword is a word in any case, and still anything it was a part of as written.
+    rule("AI", "ai", priority=1)
+    assert _answer("想问问ai的事") == "ai" and _answer("AIGC 是什么") == "ai" and _answer("ＡＩ") == "ai"
+    assert _answer("please email me") is None and _answer("mail") is None
+    rule("ok", "ok", priority=1)
+    assert _answer("go kart") is None  # no match across words
+
+
 def test_higher_priority_wins_then_older_rule(db_session):
     rule("城管", "low", priority=1)
     rule("城管执法", "high", priority=9)
@@ -96,3 +110,24 @@ def test_image_and_news_replies(wechat, db_session):
     assert image["MsgType"] == "image" and image["Image"]["MediaId"] == "MEDIA1"
     news = wechat.text("o-1", "新闻")
     assert news["MsgType"] == "news" and news["Articles"]["item"]["Title"] == "开放日"
+
+
+def test_a_keyword_rule_saved_with_several_articles_before_the_check_answers_with_its_first(wechat, db_session):
+    from models import MatchType, ReplyRule, ReplyType
+
+    article = {"description": "", "image": "https://e/x.jpg", "url": "https://e/a"}
+    db_session.add(
+        ReplyRule(
+            name="old",
+            match_type=MatchType.EXACT,
+            pattern="旧图文",
+            reply_type=ReplyType.NEWS,
+            articles=[{**article, "title": "第一篇"}, {**article, "title": "第二篇"}],
+            enabled=True,
+            priority=0,
+        )
+    )
+    db_session.commit()
+    replies.rules_changed()
+    news = wechat.text("o-1", "旧图文")  # WeChat takes one article in reply to a message
+    assert news["ArticleCount"] == "1" and news["Articles"]["item"]["Title"] == "第一篇"
