@@ -960,6 +960,7 @@ ACTIONS = {
         ),
     )
 }
+DUPLICATE_LOCK_KEY = 0x7469_7064  # pg_advisory_xact_lock key ("tipd") serialising duplicate marks
 CITIZEN_NOTIFIED = {TipStatus.ACCEPTED, TipStatus.RESOLVED, TipStatus.REJECTED, TipStatus.DUPLICATE}
 
 
@@ -995,6 +996,10 @@ def transition(
     action = ACTIONS.get(action_name)
     if action is None:
         raise ServiceError("未知操作")
+    if action.target is TipStatus.DUPLICATE and db.engine.dialect.name == "postgresql":
+        # A duplicate mark locks two tips: marks run one at a time, or A→B and B→A at once would deadlock (a 500),
+        # and the chain read below cannot change while one runs.
+        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(DUPLICATE_LOCK_KEY)))
     tip = db.session.scalar(sa.select(Tip).where(Tip.id == tip_id).with_for_update())  # two editors at once: serial
     if tip is None:
         raise ServiceError("线索不存在")

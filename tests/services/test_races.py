@@ -114,3 +114,28 @@ def test_two_units_moved_under_each_other_at_once_never_loop(app, committed_db):
         first, second = (db.session.get(Unit, i, populate_existing=True) for i in ids)
         assert not (first.parent_id == second.id and second.parent_id == first.id)
         assert staff_service.unit_and_descendants(first.id)  # and the reach query ends
+
+
+def test_two_tips_marked_duplicates_of_each_other_at_once_never_deadlock_or_loop(app, committed_db, emulator):
+    editor_id = factories.staff("ed-dup", "editor").id
+    for _ in range(ROUNDS):
+        made = [
+            tips.submit_tip(
+                f"o-dup-{i}", category="占道经营", description="小区门口有人占道摆摊，影响通行", photos=[jpeg_bytes()],
+                latitude=31.23, longitude=121.47, submit_key=secrets.token_urlsafe(24),
+            )
+            for i in range(2)
+        ]  # fmt: skip
+        ids, numbers = [t.id for t in made], [t.display_no for t in made]
+        db.session.remove()
+
+        def mark(i: int, ids: list[int] = ids, numbers: list[str] = numbers) -> str:
+            # Each tip locked, then the other: without one-at-a-time marks, PostgreSQL kills one as a deadlock.
+            tips.transition(ids[i], "duplicate", db.session.get(Staff, editor_id), duplicate_of=numbers[1 - i])
+            return "marked"
+
+        outcomes = race(app, 2, mark)
+        assert sorted(o if isinstance(o, str) else type(o).__name__ for o in outcomes) == ["ServiceError", "marked"]
+        db.session.expire_all()
+        a, b = (db.session.get(Tip, i) for i in ids)
+        assert {a.status, b.status} == {TipStatus.DUPLICATE, TipStatus.SUBMITTED}  # one points at the other, no loop
