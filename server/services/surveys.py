@@ -123,13 +123,15 @@ def save_survey(
         raise ServiceError("请填写开始和结束时间，结束须晚于开始")
     specs = parse_questions(questions)
     before = None
+    changed = True
     if survey is not None:
         before = {"title": survey.title, "questions": questions_text(survey)}
-        if questions_text(survey).strip() != "\n".join(_spec_lines(specs)) and response_count(survey.id):
+        changed = questions_text(survey).strip() != "\n".join(_spec_lines(specs))
+        if changed and response_count(survey.id):
             raise ServiceError("已有市民作答，题目不能再修改（可修改标题、说明和时间）")
     survey = survey or Survey()
     survey.title, survey.intro, survey.starts_at, survey.ends_at = title, intro, starts_at, ends_at
-    if not survey.id or not response_count(survey.id):
+    if changed:  # only then: new questions are new rows, and a form open on a phone would answer the old ones
         survey.questions.clear()
         db.session.flush()
         survey.questions.extend(
@@ -197,6 +199,9 @@ def submit_response(
     if now >= survey.ends_at:
         raise ServiceError("测评已结束，感谢关注")
     response = SurveyResponse(survey_id=survey.id, openid=openid, submitted_at=now)
+    if answers and not set(answers) & {q.id for q in survey.questions}:
+        # Answers to questions replaced while the form was open: say so, rather than 「N 道题未回答」 over a blank form
+        raise ServiceError("问卷题目刚刚更新，请刷新页面后按新题目作答")
     blank = [q for q in survey.questions if q.required and not any(v and v.strip() for v in answers.get(q.id, ()))]
     if blank:
         raise Unanswered(blank)

@@ -147,3 +147,22 @@ def test_a_text_answer_as_long_as_the_page_allows_is_kept(db_session):
     sent = typed.replace("\n", "\r\n")
     response = answer(survey, "o-1", 0, 5, 4, text=sent)
     assert [a.text for a in response.answers if a.text] == [typed.strip()]
+
+
+def test_a_form_open_while_the_editor_changes_the_survey_keeps_working_or_says_why(db_session):
+    survey = make()
+    before = [q.id for q in survey.questions]
+    # Title, intro or dates only: the questions stay the rows the open form answers (they were rebuilt, new ids).
+    surveys.save_survey(
+        title="下半年测评（更新）", intro="说明", starts_at=survey.starts_at, ends_at=survey.ends_at,
+        questions=QUESTIONS, survey=survey,
+    )  # fmt: skip
+    assert [q.id for q in survey.questions] == before
+    old_form = {d: ["0"] for d in before}
+    surveys.save_survey(
+        title=survey.title, intro="", starts_at=survey.starts_at, ends_at=survey.ends_at,
+        questions=QUESTIONS + "\n[打分] 新加的题", survey=survey,
+    )  # fmt: skip
+    # Questions changed before anyone answered: the open form's answers are to questions gone; it says so.
+    with pytest.raises(ServiceError, match="题目刚刚更新"):
+        surveys.submit_response(survey, "o-open", old_form, now=AT)
