@@ -302,3 +302,13 @@ def test_a_session_already_under_way_is_not_offered(client, citizen_login, db_se
         headers={"Accept": "application/json"},
     )
     assert res.status_code == 400 and "该场次已开始" in res.get_json()["error"]
+
+
+def test_an_events_description_keeps_the_lines_the_editor_wrote(client, citizen_login, db_session):
+    event, _ = make_event()
+    event.description = "活动安排：\n1. 参观指挥中心\n2. 体验执法装备"
+    db.session.commit()
+    citizen_login("oReader", path=f"/m/events/{event.id}")
+    page = client.get(f"/m/events/{event.id}").get_data(as_text=True)
+    # Before: one run-on paragraph on the phone.
+    assert "<p>活动安排：</p><p>1. 参观指挥中心</p><p>2. 体验执法装备</p>" in page
