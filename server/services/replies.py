@@ -286,6 +286,8 @@ def validate_rule(
         raise ServiceError("匹配方式或回复类型不正确") from None
     if not pattern or len(pattern) > 256:
         raise ServiceError("关键词不能为空，且不超过 256 个字符")
+    if mt is MatchType.CLICK and pattern.strip() in _builtin_clicks():
+        raise ServiceError(f"按钮「{pattern.strip()}」由系统自动回复（如当前的活动列表），不能另设回复规则")
     if mt is MatchType.REGEX:
         try:
             compile_pattern(pattern)
@@ -447,6 +449,7 @@ class Explanation:
     spec: ReplySpec | None
     rule: ReplyRule | None
     default_reply: str
+    builtin: bool = False  # a click the system answers itself (no rule is ever sent for it)
 
 
 def explain_text(text: str) -> Explanation:
@@ -456,7 +459,15 @@ def explain_text(text: str) -> Explanation:
 
 
 def explain_click(key: str) -> Explanation:
+    if key.strip() in _builtin_clicks():  # answered by its handler before any rule, as the gateway does
+        return Explanation(spec=None, rule=None, default_reply="", builtin=True)
     return _explain(click_reply(key.strip()))
+
+
+def _builtin_clicks() -> set[str]:
+    from server.services.menus import builtin_clicks  # menus builds on this module
+
+    return builtin_clicks()
 
 
 def _explain(spec: ReplySpec | None) -> Explanation:

@@ -175,6 +175,10 @@ def test_the_test_box_for_menu_clicks(as_editor):
     as_editor.post("/admin/replies/new", _rule_form(name="联系我们", match_type="click", pattern="CONTACT"))
     assert "<strong>联系我们</strong>" in _test_result(as_editor, "CONTACT", kind="click")
     assert "<strong>联系我们</strong>" not in _test_result(as_editor, "CONTACT")  # a click rule never answers text
+    # A click the system answers itself: no rule may claim it, and the test box says who answers.
+    res = as_editor.post("/admin/replies/new", _rule_form(name="活动", match_type="click", pattern="EVENTS_LIST"))
+    assert res.status_code == 400 and "由系统自动回复" in res.get_data(as_text=True)
+    assert "由<strong>系统自动回复</strong>" in _test_result(as_editor, "EVENTS_LIST", kind="click")
 
 
 def test_welcome_and_default_reply_edits_are_seen_by_wechat(as_editor, wechat):
