@@ -241,20 +241,36 @@ def _burst_items(openid: str) -> tuple[Staff, list[MaterialItem]] | None:
     return officer, list(db.session.scalars(stmt.order_by(MaterialItem.id)))
 
 
-def _burst_count(items: list[MaterialItem]) -> str:
+def _burst_count(items: list[MaterialItem], photos: list[MaterialItem]) -> str:
     """「N 张照片」 of a burst, and the photos that did not make it into the library with why: by the time the
     officer sends a caption or a place the downloads are done, and this reply is the only word they get of them."""
     failed = [i for i in items if i.state is MaterialState.FAILED]
-    copies = [i for i in failed if (i.error or "").startswith(COPY_OF)]  # already in the library: nothing to resend
+    copies = [i for i in failed if _copy_of(i)]  # already in the library: nothing to resend
     lost = [i for i in failed if i not in copies]
-    counted = f"{len(items) - len(failed)} 张照片"
+    counted = f"{len(photos)} 张照片"
     notes = []
+    if copies:
+        notes.append(f"其中 {len(copies)} 张素材库中已有，未重复保存")
     if lost:
         reasons = "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in lost))
         notes.append(f"另有 {len(lost)} 张未能存入素材库：{reasons}，请重新发送")
-    if copies:
-        notes.append(f"{len(copies)} 张与素材库中的照片相同，未重复保存")
     return f"{counted}（{'；'.join(notes)}）" if notes else counted
+
+
+def _copy_of(item: MaterialItem) -> int | None:
+    """The library photo a photo refused as a copy is the same as (its id is in the reason _ingest wrote)."""
+    error = item.error or ""
+    if item.state is not MaterialState.FAILED or not error.startswith(COPY_OF):
+        return None
+    return to_int(error[len(COPY_OF) :].split(" ", 1)[0], lo=1)
+
+
+def _library_photos(items: list[MaterialItem]) -> list[MaterialItem]:
+    """The library photos a burst stands for: those kept, and those its copies are the same as (a caption or place
+    sent for a copy is for the photo in the library)."""
+    kept = [i for i in items if i.state is not MaterialState.FAILED]
+    ids = {i for item in items if (i := _copy_of(item)) is not None} - {i.id for i in kept}
+    return kept + (list(db.session.scalars(sa.select(MaterialItem).where(MaterialItem.id.in_(ids)))) if ids else [])
 
 
 def attach_chat_text(openid: str, text: str) -> str | None:
@@ -262,11 +278,12 @@ def attach_chat_text(openid: str, text: str) -> str | None:
     found = _burst_items(openid)
     if not found or not found[1] or not (caption := _clean(text, CAPTION_MAX)):
         return None
-    for item in found[1]:
+    photos = _library_photos(found[1])
+    for item in photos:
         item.caption = _clean(f"{item.caption} {caption}" if item.caption else caption, CAPTION_MAX)
     db.session.commit()
     # Every text of the burst adds to the captions: the officer should know, and where to change them.
-    added = f"已为 {_burst_count(found[1])}添加说明：「{caption}」。"
+    added = f"已为 {_burst_count(found[1], photos)}添加说明：「{caption}」。"
     return added + "5 分钟内再发的文字会接在后面；如需修改，请在后台素材库中编辑。"
 
 
@@ -281,11 +298,14 @@ def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str 
         lat = lng = math.nan
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
         return "位置信息有误，请重新发送位置。"
-    for item in found[1]:
-        item.latitude, item.longitude, item.address = lat, lng, _clean(label, ADDRESS_MAX)
+    photos = _library_photos(found[1])
+    burst = {i.id for i in found[1]}
+    for item in photos:
+        if item.id in burst or not item.has_point:  # an earlier photo's own place stays
+            item.latitude, item.longitude, item.address = lat, lng, _clean(label, ADDRESS_MAX)
     db.session.commit()
     where = f"：{_clean(label, ADDRESS_MAX)}" if label else ""
-    return f"已为 {_burst_count(found[1])}记录位置{where}。"
+    return f"已为 {_burst_count(found[1], photos)}记录位置{where}。"
 
 
 def stalled_items(now: datetime | None = None) -> tuple[list[int], list[int]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
 from models import MaterialItem, MaterialState, Tip, TipDraft
-from server.extensions import db
+from server.extensions import db, get_redis
 from server.services import images, materials
 from tests import factories
 from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
@@ -91,11 +93,23 @@ def test_text_without_a_burst_is_an_ordinary_message(wechat, db_session):
     assert "添加说明" not in (reply or {}).get("Content", "")
 
 
-def test_a_photo_sent_again_is_not_asked_for_again(wechat, media, db_session):
+def test_a_photo_sent_again_is_not_asked_for_again_and_its_caption_reaches_the_library(wechat, media, db_session):
     _officer()
     send_image(wechat, OFFICER, media(jpeg_bytes()))
     send_image(wechat, OFFICER, media(jpeg_bytes()))  # the officer resent it: the library keeps one
     reply = wechat.text(OFFICER, "占道经营")["Content"]
     # Before: 「另有 1 张未能存入素材库：与素材 #n 是同一张照片，请重新发送」, which only makes another copy.
-    assert reply.startswith("已为 1 张照片（1 张与素材库中的照片相同，未重复保存）添加说明")
+    assert reply.startswith("已为 1 张照片（其中 1 张素材库中已有，未重复保存）添加说明")
     assert "请重新发送" not in reply
+    kept = _items()[0]
+    assert kept.caption == "占道经营"  # once, though the burst holds it and its copy
+    # The same photo again later, in a burst of its own: the caption sent for it goes to the photo in the library.
+    for item in _items():
+        item.received_at -= timedelta(hours=1)
+    db.session.commit()
+    get_redis().delete(materials.BURST_KEY.format(OFFICER))  # the burst's 5 minutes are over
+    send_image(wechat, OFFICER, media(jpeg_bytes()))
+    reply = wechat.text(OFFICER, "夜间")["Content"]
+    assert reply.startswith("已为 1 张照片（其中 1 张素材库中已有")
+    db.session.refresh(kept)
+    assert kept.caption == "占道经营 夜间"
