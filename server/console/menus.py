@@ -118,7 +118,8 @@ def menu_save(publish: bool):  # type: ignore[no-untyped-def]
         )
         if publish and menu_service.draft(kind) is None and menu_service.live(kind) is not None:
             # The menu is what WeChat shows (a changed click reply, live at once, or a second click): not an error.
-            flash("菜单与线上版本相同，无需重新发布；填写的点击后回复已保存并立即生效", "success")
+            flash("菜单与线上版本相同，无需重新发布；点击后回复已保存，立即生效", "success")
+            _warn_silent(menu_service.live(kind))  # a reply cleared just now leaves its button silent
             return redirect(url_for("console.menu_edit", kind=kind.value))
         if publish:
             version = menu_service.publish_draft(kind)
