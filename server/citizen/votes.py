@@ -113,7 +113,8 @@ def vote_cast(campaign_id: int):  # type: ignore[no-untyped-def]
     except ServiceError as exc:
         status = 429 if isinstance(exc, votes.RateLimited) else 400
         if wants_json():
-            return {"ok": False, "error": str(exc)}, status
+            closes = getattr(exc, "closes", None)  # the page closes its buttons as they would be on reload
+            return {"ok": False, "error": str(exc), "closes": list(closes) if closes else None}, status
         flash(str(exc), "error")
         return redirect(_back(campaign_id))
     message = "投票成功！" + (

@@ -61,6 +61,15 @@ class RateLimited(ServiceError):
     """Too many attempts from one citizen, address or subnet in the current minute."""
 
 
+class Refused(ServiceError):
+    """A vote refused for the rest of the day or for good. `closes`: the page's buttons to close, with the words
+    they say then ("all" or "candidate", label), or None."""
+
+    def __init__(self, message: str, closes: tuple[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.closes = closes
+
+
 def local_day(at: datetime) -> date:
     return at.astimezone(LOCAL_TZ).date()
 
@@ -359,22 +368,22 @@ def _upsert(table: sa.Table, keys: dict[str, Any], limit: int) -> int | None:
     return db.session.execute(stmt).scalar()
 
 
-def _refusal(out: _Outcome, now: datetime) -> str:
+def _refusal(out: _Outcome, now: datetime) -> Refused:
     if out.starts_at is None:
-        return "候选人不存在"
+        return Refused("候选人不存在")
     assert out.ends_at is not None
     if now < out.starts_at:
-        return f"投票尚未开始，开始时间：{out.starts_at.astimezone(LOCAL_TZ):%m月%d日 %H:%M}"
+        return Refused(f"投票尚未开始，开始时间：{out.starts_at.astimezone(LOCAL_TZ):%m月%d日 %H:%M}")
     if now >= out.ends_at:
-        return "投票已结束，感谢关注"
+        return Refused("投票已结束，感谢关注", ("all", "投票已结束"))
     if not out.may_vote:
-        return "本次投票仅限关注本公众号的用户参与"
+        return Refused("本次投票仅限关注本公众号的用户参与")
     # on the vote's last day there is no tomorrow to come back to
     tomorrow = datetime.combine(local_day(now) + timedelta(days=1), datetime.min.time(), LOCAL_TZ)
     then = "明天再来吧" if tomorrow < out.ends_at else "感谢参与"
     if out.seq is None:
-        return f"您今天的 {out.votes_per_day} 票已经投完，{then}"
-    return f"您今天已为 TA 投过 {out.per_candidate_per_day} 票，{then}"
+        return Refused(f"您今天的 {out.votes_per_day} 票已经投完，{then}", ("all", "今日票已投完"))
+    return Refused(f"您今天已为 TA 投过 {out.per_candidate_per_day} 票，{then}", ("candidate", "今天已投过 TA"))
 
 
 def cast_vote(
@@ -409,7 +418,7 @@ def cast_vote(
         out = count(params)
         if out.vote_id is None:
             db.session.rollback()  # gives back a daily slot taken before the per-candidate rule refused
-            raise ServiceError(_refusal(out, now))
+            raise _refusal(out, now)
         db.session.commit()
     except IntegrityError:  # a slot already taken: cannot happen while the counters hold; refuse, never double
         db.session.rollback()

@@ -77,6 +77,12 @@
         return res.json().catch(function () { return {ok: false, error: '服务繁忙，请稍后再试'}; });
       }).then(function (data) {
         answer(form, data.ok ? data.message : data.error, data.ok);
+        if (!data.ok && data.closes) {
+          // refused for the day or for good (used up in another tab, the vote ended while the page was open)
+          var buttons = data.closes[0] === 'all' ? document.querySelectorAll('form.vote-form button[type=submit]') : [button];
+          Array.prototype.forEach.call(buttons, function (b) { close(b, data.closes[1]); });
+          closed = true;
+        }
         if (data.ok) {
           var id = form.querySelector('[name=candidate_id]').value;
           // counts come only when the results policy shows them

@@ -74,8 +74,11 @@ def test_vote_page_button_and_count(client, citizen_login):
     }
     again = vote_json(client, campaign, first, csrf(html))
     assert again.status_code == 400 and "已为 TA 投过" in again.json["error"]
+    # A refusal for the day says which buttons close (a page left open in another tab offered them again).
+    assert again.json["closes"] == ["candidate", "今天已投过 TA"]
     assert vote_json(client, campaign, second, csrf(html)).json["remaining"] == 0
-    assert "票已经投完" in vote_json(client, campaign, second, csrf(html)).json["error"]
+    used_up = vote_json(client, campaign, second, csrf(html)).json
+    assert "票已经投完" in used_up["error"] and used_up["closes"] == ["all", "今日票已投完"]
     detail = client.get(f"/m/vote/{campaign.id}/c/{first.id}").get_data(as_text=True)
     assert "守护街巷" in detail and f'data-count="{first.id}">1<' in detail
     assert "今日票已投完" in detail and "投 TA 一票" not in detail  # said before a tap
