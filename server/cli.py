@@ -18,6 +18,7 @@ from models import Follower, ReplyRule
 from server.extensions import db
 from server.services import menus, replies
 from server.wechat import simulator
+from server.wechat.emulator import SIMULATOR_OPENID
 
 DEMO_RULES = [
     (
@@ -235,7 +236,7 @@ def wechat_cli() -> None:
 @click.option("--key", help="EventKey (menu key, qrscene_…, URL)")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="send an image (served by the emulator)")
 @click.option("--location", help="send a location: LAT,LNG")
-@click.option("--from", "openid", default="o-simulator-0001", show_default=True, help="the sender's openid")
+@click.option("--from", "openid", default=SIMULATOR_OPENID, show_default=True, help="the sender's openid")
 @click.option("--aes", is_flag=True, help="safe mode: encrypt with WECHAT_AES_KEY")
 @click.option("--url", help="a running server's /wechat URL; without it the app is called in-process")
 @with_appcontext

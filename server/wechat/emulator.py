@@ -2025,13 +2025,17 @@ def _oauth_authorize(st: EmulatorState) -> Response:
     return _oauth_page(st, args)
 
 
+SIMULATOR_OPENID = "o-simulator-0001"  # `flask wechat send`'s sender: the one a newcomer talked to the account as
+
+
 def _oauth_page(st: EmulatorState, args: Any) -> Response:
     hidden = "".join(
         f'<input type="hidden" name="{k}" value="{html.escape(args.get(k, ""))}">'
         for k in ("appid", "redirect_uri", "response_type", "scope", "state")
     )
     options = "".join(
-        f'<option value="{html.escape(o)}">{html.escape(u.get("remark") or u.get("nickname") or o)}'
+        f'<option value="{html.escape(o)}"{" selected" if o == SIMULATOR_OPENID else ""}>'
+        f"{html.escape(u.get('remark') or u.get('nickname') or o)}"
         f"{'' if u['subscribe'] else '（未关注）'}</option>"
         for o, u in st.users.items()
     )

@@ -17,6 +17,7 @@ from werkzeug.test import encode_multipart
 
 from server.wechat.emulator import (
     DATACUBE_EPOCH,
+    SIMULATOR_OPENID,
     EmulatorServer,
     EmulatorState,
     create_emulator,
@@ -694,6 +695,10 @@ def test_oauth_code_is_single_use_and_short_lived(wx: Wx) -> None:
 def test_oauth_page_snapshot_users_and_default_openid(wx: Wx) -> None:
     page = _authorize(wx, scope="snsapi_userinfo").get_data(as_text=True)
     assert "微信授权" in page and 'action="/connect/oauth2/authorize"' in page and ALICE in page
+    # The simulator's sender is preselected: a newcomer who chats with `flask wechat send` then opens a page as them.
+    wx.hook("users", {"users": [{"openid": SIMULATOR_OPENID, "subscribe": 1}]})
+    page = _authorize(wx).get_data(as_text=True)
+    assert f'<option value="{SIMULATOR_OPENID}" selected>' in page
     assert "appid 参数错误" in _authorize(wx, appid="wxother").get_data(as_text=True)
     assert "code" not in parse_qs(urlsplit(_authorize(wx, deny="1").headers["Location"]).query)
     wx.hook("users", {"users": [{"openid": BOB, "is_snapshotuser": 1}]})
