@@ -386,6 +386,9 @@ def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = Non
     # Followers: growth in % of the 1 January figure.
     now = datacube.followers_on(follower_day) if follower_frac > 0 else None
     growth = (now - base_followers) / base_followers * 100 if now is not None and base_followers else None
+    why = ""
+    if growth is None:
+        why = "缺少 1 月 1 日粉丝量基线" if not base_followers else "本年尚无粉丝数据（同步微信统计后显示）"
     items.append(
         Progress(
             "followers",
@@ -396,11 +399,7 @@ def progress(year: int, as_of: date | None = None, plan: AnnualPlan | None = Non
             plan.follower_growth_pct * follower_frac,
             linear(growth, follower_frac),
             base_followers,
-            ""
-            if growth is not None
-            else "缺少 1 月 1 日粉丝量基线"
-            if not base_followers
-            else "本年尚无粉丝数据（同步微信统计后显示）",
+            why,
         )
     )
     # Reads: this year's total against last year's raised by the target; the summary speaks in growth %.
