@@ -38,6 +38,7 @@ def _page(**context: Any) -> str:
     return render_template(
         "console/reply_list.html",
         rules=replies.list_rules(),
+        shadowed=replies.shadowed_rules(),
         test_msg=test_msg,
         test_kind="click" if test_kind == "click" else "text",
         explanation=explanation,
@@ -107,6 +108,21 @@ def _save(values: dict[str, Any], rule: ReplyRule | None) -> ReplyRule:
     )
 
 
+def _warn_shadows(rule: ReplyRule) -> None:
+    """A keyword rule another rule always answers before is dead weight nobody notices: say so at the save."""
+    shadowed = replies.shadowed_rules()
+    if (first := shadowed.get(rule.id)) is not None:
+        flash(
+            f"注意：这条规则不会被触发。规则「{first.name}」（{MATCH_LABELS[first.match_type.value]}「{first.pattern}」，"
+            f"优先级 {first.priority}）会先回复同样的消息；请调高这条规则的优先级，或修改关键词。",
+            "warning",
+        )
+    hidden = [db.session.get(ReplyRule, rule_id) for rule_id, by in shadowed.items() if by.id == rule.id]
+    if hidden:
+        names = "、".join(f"「{other.name}」" for other in hidden if other is not None)
+        flash(f"注意：这条规则会抢先回复，规则 {names} 不会再被触发。", "warning")
+
+
 @bp.route("/replies/new", methods=["GET", "POST"], defaults={"rule_id": None})
 @bp.route("/replies/<int:rule_id>", methods=["GET", "POST"])
 @require_roles(Role.ADMIN, Role.EDITOR)
@@ -121,6 +137,7 @@ def reply_edit(rule_id: int | None):  # type: ignore[no-untyped-def]
             error = str(exc)
         else:
             flash(f"已保存：{rule.name}。公众号收到的消息马上按新规则回复。", "success")
+            _warn_shadows(rule)
             return redirect(url_for("console.reply_list"))
     else:
         values = _values_from_rule(rule)

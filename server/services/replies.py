@@ -132,6 +132,57 @@ class _Compiled:
         )
 
 
+def _compile(rule: ReplyRule, spec: ReplySpec) -> _Compiled | None:
+    """A keyword rule ready to match; None for a regex RE2 cannot run."""
+    if rule.match_type is MatchType.EXACT:
+        return _Compiled(rule.match_type, rule.pattern, None, spec, _exact_key(fold(rule.pattern)))
+    if rule.match_type is MatchType.CONTAINS:
+        key = fold(rule.pattern)
+        word = None
+        if _LATIN.search(key):  # Latin letters or digits: case and spaces matter between words
+            lower = Typed.of(rule.pattern.strip()).lower
+            word = re.compile(rf"(?<![a-z0-9]){re.escape(lower)}(?![a-z0-9])")
+        return _Compiled(rule.match_type, rule.pattern, None, spec, key, word)
+    try:
+        return _Compiled(rule.match_type, rule.pattern, compile_pattern(rule.pattern), spec)
+    except re2.error:  # saved before RE2 checked patterns: skipped, not fatal to every other rule
+        log.warning("reply rule %s: pattern not supported by RE2, skipped", rule.id)
+        return None
+
+
+def _covers(earlier: _Compiled, later: _Compiled) -> bool:
+    """Every message `later` would answer is answered by `earlier` first. Only the sure cases: an exact keyword
+    folding to the same key, or a CJK contains keyword inside the later keyword (a message reaching an exact or
+    contains rule always holds that rule's folded keyword). Regexes and Latin word rules are not judged."""
+    if later.match_type not in (MatchType.EXACT, MatchType.CONTAINS) or not later.key:
+        return False
+    if earlier.match_type is MatchType.EXACT:
+        return later.match_type is MatchType.EXACT and earlier.key == later.key
+    return (
+        earlier.match_type is MatchType.CONTAINS and earlier.word is None and bool(earlier.key)
+        and earlier.key in later.key
+    )  # fmt: skip
+
+
+def shadowed_rules() -> dict[int, ReplyRule]:
+    """Enabled keyword rules that can never answer, each with the rule that answers first in its place."""
+    rules = db.session.scalars(
+        sa.select(ReplyRule)
+        .where(ReplyRule.enabled, ReplyRule.match_type.in_(TEXT_MATCHES))
+        .order_by(ReplyRule.priority.desc(), ReplyRule.id)  # match_keyword's order
+    ).all()
+    compiled = [(rule, _compile(rule, spec_for(rule))) for rule in rules]
+    shadowed: dict[int, ReplyRule] = {}
+    for i, (rule, mine) in enumerate(compiled):
+        if mine is None:
+            continue
+        for earlier, theirs in compiled[:i]:
+            if theirs is not None and _covers(theirs, mine):
+                shadowed[rule.id] = earlier
+                break
+    return shadowed
+
+
 class _RuleCache:
     """Per-process copy of the enabled rules, refreshed when the shared version moves."""
 
@@ -175,20 +226,8 @@ class _RuleCache:
                 clicks.setdefault(rule.pattern, spec)
             elif rule.match_type is MatchType.SCENE:
                 scenes.setdefault(rule.pattern, spec)
-            elif rule.match_type is MatchType.EXACT:
-                keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec, _exact_key(fold(rule.pattern))))
-            elif rule.match_type is MatchType.CONTAINS:
-                key = fold(rule.pattern)
-                word = None
-                if _LATIN.search(key):  # Latin letters or digits: case and spaces matter between words
-                    lower = Typed.of(rule.pattern.strip()).lower
-                    word = re.compile(rf"(?<![a-z0-9]){re.escape(lower)}(?![a-z0-9])")
-                keywords.append(_Compiled(rule.match_type, rule.pattern, None, spec, key, word))
-            else:
-                try:
-                    keywords.append(_Compiled(rule.match_type, rule.pattern, compile_pattern(rule.pattern), spec))
-                except re2.error:  # saved before RE2 checked patterns: skipped, not fatal to every other rule
-                    log.warning("reply rule %s: pattern not supported by RE2, skipped", rule.id)
+            elif (compiled := _compile(rule, spec)) is not None:
+                keywords.append(compiled)
         settings = {s.key: s.value for s in db.session.scalars(sa.select(SiteSetting))}
         self._keywords, self._clicks, self._settings, self._scenes = keywords, clicks, settings, scenes
 

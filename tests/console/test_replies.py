@@ -135,6 +135,27 @@ def test_a_double_submit_makes_one_rule(as_editor):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ReplyRule)) == 1
 
 
+def test_a_rule_that_another_rule_always_answers_first_is_flagged(as_editor, wechat):
+    as_editor.post("/admin/replies/new", _rule_form(name="垃圾", pattern="垃圾", reply_text="垃圾", priority="5"))
+    res = as_editor.post(
+        "/admin/replies/new",
+        _rule_form(name="分类", pattern="垃圾分类", reply_text="分类"),
+        follow_redirects=True,
+    )
+    html = res.get_data(as_text=True)
+    assert "这条规则不会被触发" in html and "规则「垃圾」" in html and "优先级 5" in html
+    assert wechat.text("o-fan1", "垃圾分类")["Content"] == "垃圾"  # the warning is what WeChat does
+    row = re.search(r"<tr>\s*<td>分类</td>.*?</tr>", html, re.S)
+    assert row and "不会触发" in row.group(0) and "规则「垃圾」（优先级 5）先回复同样的消息" in row.group(0)
+    # A new rule that takes over another's messages says which one it silences.
+    res = as_editor.post(
+        "/admin/replies/new",
+        _rule_form(name="垃圾桶", match_type="contains", pattern="垃", reply_text="桶", priority="9"),
+        follow_redirects=True,
+    )
+    assert "规则 「垃圾」、「分类」 不会再被触发" in res.get_data(as_text=True)
+
+
 def test_disable_enable_and_delete(as_editor, wechat):
     as_editor.post("/admin/replies/new", _rule_form())
     rule = _rule("开放日")

@@ -62,6 +62,35 @@ def test_higher_priority_wins_then_older_rule(db_session):
     assert _answer("城管") == "low"
 
 
+def test_rules_that_can_never_answer_are_found_with_the_rule_that_answers_first(db_session):
+    wifi = rule("WiFi", "first", match_type="exact", priority=5)
+    same_key = rule("ｗｉｆｉ？", "never", match_type="exact", priority=1)  # folds to the same key: never reached
+    assert _answer("wifi") == "first"
+    garbage = rule("垃圾", "garbage", priority=3)
+    sorting = rule("垃圾分类", "never either", priority=2)  # every message holding 垃圾分类 holds 垃圾
+    bin_exact = rule("垃圾桶", "exact under contains", match_type="exact", priority=0)
+    newer_tie = rule("垃 圾", "tie, newer", priority=3)
+    assert _answer("垃圾分类怎么做") == "garbage" and _answer("垃圾桶") == "garbage"
+    # Rules that still answer some messages are not listed: a higher-priority longer keyword, a regex, a Latin word.
+    rule("垃圾分类指南", "reached", priority=9)
+    rule("^垃圾$", "regex", match_type="regex", priority=8)
+    rule("ai", "latin word", priority=7)
+    rule("ai助手", "latin, judged by word rules", priority=0)
+    shadowed = replies.shadowed_rules()
+    assert {rule_id: by.id for rule_id, by in shadowed.items()} == {
+        same_key.id: wifi.id,
+        sorting.id: garbage.id,
+        bin_exact.id: garbage.id,
+        newer_tie.id: garbage.id,
+    }
+    # Raising the shadowed rule's priority frees it; a disabled rule shadows nothing.
+    replies.save_rule(name="垃圾分类", match_type="contains", pattern="垃圾分类", reply_text="now first", priority=4,
+                      rule=sorting)  # fmt: skip
+    replies.set_rule_enabled(wifi, False)
+    assert sorting.id not in replies.shadowed_rules() and same_key.id not in replies.shadowed_rules()
+    assert _answer("垃圾分类") == "now first"
+
+
 def test_disabled_rules_do_not_answer(db_session):
     r = rule("投诉", "x")
     replies.save_rule(name="投诉", match_type="contains", pattern="投诉", reply_text="x", enabled=False, rule=r)
