@@ -251,11 +251,15 @@ def filename(kind: str, start: date) -> str:
 
 
 def generate(kind: str, start: date, *, by: str) -> StatReport:
-    """Build and store the report for the period; generating it again replaces the stored one."""
+    """Build and store the report for the period; generating it again replaces the stored one, except that the
+    scheduled run leaves alone a report someone built by hand while it was building (theirs is as new, and theirs is
+    the one they are about to download)."""
     start, _ = period(kind, start)
+    started = utcnow()
     content = workbook(build(kind, start))
     values = {"content": content, "size": len(content), "generated_at": utcnow(), "generated_by": by[:64]}
-    report = db.session.scalar(sa.select(StatReport).filter_by(kind=kind, period_start=start))
+    stored = sa.select(StatReport).filter_by(kind=kind, period_start=start).with_for_update()
+    report = db.session.scalar(stored)  # locked: a build by hand committing now is seen, or waits for ours
     if report is None:
         report = StatReport(kind=kind, period_start=start, **values)
         db.session.add(report)
@@ -264,8 +268,11 @@ def generate(kind: str, start: date, *, by: str) -> StatReport:
             return report
         except IntegrityError:  # the scheduled run and a click at the same moment: update the winner's row
             db.session.rollback()
-            report = db.session.scalar(sa.select(StatReport).filter_by(kind=kind, period_start=start))
+            report = db.session.scalar(stored)
             assert report is not None
+    if by == SCHEDULED_BY and report.generated_by != SCHEDULED_BY and report.generated_at >= started:
+        db.session.commit()
+        return report
     for name, value in values.items():
         setattr(report, name, value)
     db.session.commit()

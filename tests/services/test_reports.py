@@ -89,6 +89,26 @@ def test_generate_stores_once_per_period_and_schedule_picks_last_month(february,
     assert reports.list_reports()[0].generated_by == "王五"
 
 
+def test_the_scheduled_build_leaves_a_report_built_by_hand_while_it_ran(february, monkeypatch):
+    monkeypatch.setattr(datacube, "beijing_today", lambda: date(2026, 3, 1))
+    workbook, clicked = reports.workbook, []
+
+    def slow_workbook(data):  # the scheduled build is still writing its workbook when an editor clicks 生成
+        if not clicked:
+            clicked.append("clicking")
+            clicked[0] = reports.generate("monthly", date(2026, 2, 1), by="王五")
+        return workbook(data)
+
+    monkeypatch.setattr(reports, "workbook", slow_workbook)
+    [kept] = reports.generate_scheduled(today=date(2026, 3, 1))
+    assert kept.generated_by == "王五" and kept.content == clicked[0].content
+    assert db.session.scalar(sa.select(StatReport.generated_by)) == "王五"
+    # Built by hand before the scheduled run started: the 1st's run replaces it, as it did.
+    clicked.append("done")
+    [replaced] = reports.generate_scheduled(today=date(2026, 3, 1))
+    assert replaced.generated_by == reports.SCHEDULED_BY
+
+
 def test_scheduled_task_runs_through_celery(february, monkeypatch):
     from server.tasks import stats as stats_tasks
 
