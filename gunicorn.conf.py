@@ -12,6 +12,9 @@ backlog = 2048
 # gunicorn 27's control socket is one path per user: instances side by side on a host would take it from each other,
 # and nothing here uses gunicornc.
 control_socket_disable = True
+# Off by default (nginx logs requests); with --access-logfile - each line names the request as the app's lines do.
+# The path without its query: /wechat's carries signatures and the sender's openid, OAuth callbacks a code.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms [%({x-request-id}o)s]'
 
 
 def post_worker_init(worker: object) -> None:  # gunicorn calls it in each worker once the app is loaded
