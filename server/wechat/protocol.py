@@ -36,6 +36,11 @@ MAX_DEPTH = 6  # WeChat's deepest, SendPicsInfo/PicList/item/PicMd5Sum, is 4 bel
 _DIGITS = re.compile(r"[0-9]+")
 # Any DTD means entities (XXE, billion laughs); WeChat never sends one, so refuse before a parser sees it.
 _DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
+# Where "<!" is text, not markup: CDATA sections (every text WeChat sends), comments and processing instructions,
+# each ending where a parser ends it. A text saying "<!DOCTYPE html>" is a citizen's message, not a DTD.
+_NOT_MARKUP = re.compile(r"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<\?.*?\?>", re.DOTALL)
+# A str is parsed as what it is, whatever the prolog says: a document declaring another encoding is not WeChat's.
+_DECLARED_ENCODING = re.compile(r"\ufeff?<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([^\"']*)[\"']")
 EMPTY_REPLY = "success"
 
 
@@ -92,8 +97,10 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
     except UnicodeDecodeError:
         raise ProtocolError(400, "body is not UTF-8") from None
-    if _DTD.search(text):
+    if _DTD.search(text) and _DTD.search(_NOT_MARKUP.sub("", text)):
         raise ProtocolError(400, "DTD refused")
+    if (declared := _DECLARED_ENCODING.match(text)) and declared.group(1).lower() not in ("utf-8", "utf8"):
+        raise ProtocolError(400, "declared encoding is not UTF-8")
     try:
         root = ET.fromstring(text)
     except ET.ParseError:

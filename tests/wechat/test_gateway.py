@@ -379,3 +379,24 @@ def test_an_image_without_media_id_from_an_old_client_is_logged_and_asked_again(
     reply = wechat.send("o-old", "image", {"PicUrl": "http://mmsns.qpic.cn/mmsns/x/0"})
     assert "重新发送" in reply["Content"]
     assert db_session.scalar(sa.select(InboundMessage.msg_type).filter_by(openid="o-old")) == "image"
+
+
+@pytest.mark.parametrize("encoding", ["GBK", "ISO-8859-1", "us-ascii"])
+def test_a_prolog_declaring_another_encoding_than_utf8_is_400(wechat, db_session, encoding):
+    # An ASCII body decodes as UTF-8 all the same, but the document says it is something else: not from WeChat.
+    xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x")
+    assert wechat.post(f'<?xml version="1.0" encoding="{encoding}"?>{xml}').status_code == 400
+    assert _count(db_session) == 0
+    assert wechat.post(f'<?xml version="1.0" encoding="utf-8"?>{xml}').status_code == 200
+
+
+@pytest.mark.parametrize("aes", [False, True])
+def test_a_text_that_quotes_a_doctype_is_a_message_not_a_dtd(wechat, db_session, aes):
+    # In a CDATA section (as WeChat sends every text) "<!DOCTYPE" is what the citizen typed, not markup.
+    replies.set_text_setting(replies.DEFAULT_KEY, "已收到")
+    for i, content in enumerate(["<!DOCTYPE html> 网页打不开", "<!ENTITY x> <!-- 注释 -->"]):
+        assert wechat.text(f"o-coder-{i}", content, aes=aes)["Content"] == "已收到"
+    assert db_session.scalar(sa.select(InboundMessage.payload["Content"].as_string()).filter_by(openid="o-coder-0"))
+    hidden = '<?x <!-- ?><!DOCTYPE xml [<!ENTITY a "b">]><!-- -->'  # a DTD between look-alikes is still one
+    xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x")
+    assert wechat.post(hidden + xml, aes=aes).status_code == 400
