@@ -41,6 +41,9 @@ _DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
 _NOT_MARKUP = re.compile(r"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<\?.*?\?>", re.DOTALL)
 # A str is parsed as what it is, whatever the prolog says: a document declaring another encoding is not WeChat's.
 _DECLARED_ENCODING = re.compile(r"\ufeff?<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([^\"']*)[\"']")
+# Characters XML 1.0 cannot hold, even in CDATA: a reply carrying one is dropped by WeChat's parser. A vertical tab
+# (a word processor's line break, pasted into a rule) or a form feed becomes a line break, the rest go.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 EMPTY_REPLY = "success"
 
 
@@ -154,7 +157,10 @@ _CDATA_END = "\x00cdata-end\x00"  # no XML text holds a NUL, so no value can con
 
 
 def _mark_cdata_ends(value: Any) -> Any:
+    """Each text made XML-safe (see _NOT_XML) with its CDATA terminators marked."""
     if isinstance(value, str):
+        if _NOT_XML.search(value):
+            value = _NOT_XML.sub(lambda m: "\n" if m.group() in "\x0b\x0c" else "", value)
         return value.replace("]]>", _CDATA_END)
     if isinstance(value, list):
         return [_mark_cdata_ends(v) for v in value]

@@ -400,3 +400,14 @@ def test_a_text_that_quotes_a_doctype_is_a_message_not_a_dtd(wechat, db_session,
     hidden = '<?x <!-- ?><!DOCTYPE xml [<!ENTITY a "b">]><!-- -->'  # a DTD between look-alikes is still one
     xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x")
     assert wechat.post(hidden + xml, aes=aes).status_code == 400
+
+
+def test_a_reply_with_characters_xml_cannot_hold_is_still_well_formed(wechat, db_session):
+    # Text pasted from a word processor carries a vertical tab for its line breaks; XML 1.0 has no way to write it,
+    # and WeChat drops a reply it cannot parse.
+    rule("换行", "第一行\x0b第二行\x08。\ufffe")
+    assert wechat.text("o-user-1", "换行")["Content"] == "第一行\n第二行。"
+    message = TextMessage({"ToUserName": "gh", "FromUserName": "o1", "CreateTime": "1", "MsgType": "text"})
+    news = [{"title": "标题\x01", "description": "d\x1f", "url": "https://example.org/a", "image": ""}]
+    item = parse_xml(render_reply(news, message))["Articles"]["item"]
+    assert (item["Title"], item["Description"]) == ("标题", "d")
