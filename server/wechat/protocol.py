@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -11,7 +13,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from wechatpy.crypto import WeChatCrypto
-from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.crypto.base import WeChatCipher
 from wechatpy.messages import BaseMessage
 from wechatpy.replies import BaseReply, create_reply
 
@@ -177,6 +179,8 @@ class Cipher:
 
     def __init__(self, token: str, aes_key: str, appid: str) -> None:
         self._crypto = WeChatCrypto(token, aes_key, appid)
+        self._cipher = WeChatCipher(self._crypto.key)
+        self._appid = appid.encode()
         self.token = token
 
     def decrypt(self, envelope: dict[str, Any], msg_signature: str | None, timestamp: str, nonce: str) -> str:
@@ -184,12 +188,25 @@ class Cipher:
         if not isinstance(encrypted, str) or not encrypted:
             raise ProtocolError(400, "missing Encrypt")
         check_signature(self.token, msg_signature, timestamp, nonce, encrypted)
+        # The frame is checked whole (wechatpy reads the padding and the length without checking either): 16 random
+        # bytes, the XML's length (4 bytes, big-endian), the XML, the appid, then PKCS#7 padding of 1 to 32 bytes.
         try:
-            return self._crypto.decrypt_message({"Encrypt": encrypted}, msg_signature, timestamp, nonce)
-        except (InvalidSignatureException, InvalidAppIdException):
-            raise ProtocolError(403, "message for another account") from None
-        except Exception:  # bad base64, padding or UTF-8 inside: not something WeChat encrypted
+            plain = self._cipher.decrypt(base64.b64decode(encrypted, validate=True))
+        except (binascii.Error, ValueError):  # not base64, or not whole AES blocks
             raise ProtocolError(400, "cannot decrypt") from None
+        pad = plain[-1] if plain else 0
+        if not 1 <= pad <= 32 or plain[-pad:] != bytes([pad]) * pad or len(plain) < 20 + pad:
+            raise ProtocolError(400, "bad padding")
+        content = plain[16:-pad]
+        length = int.from_bytes(content[:4], "big")
+        if length > len(content) - 4:
+            raise ProtocolError(400, "bad length")
+        if content[4 + length :] != self._appid:
+            raise ProtocolError(403, "message for another account")
+        try:
+            return content[4 : 4 + length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(400, "not UTF-8 inside") from None
 
     def encrypt(self, reply_xml: str, nonce: str) -> str:
         if reply_xml == EMPTY_REPLY:

@@ -411,3 +411,48 @@ def test_a_reply_with_characters_xml_cannot_hold_is_still_well_formed(wechat, db
     news = [{"title": "标题\x01", "description": "d\x1f", "url": "https://example.org/a", "image": ""}]
     item = parse_xml(render_reply(news, message))["Articles"]["item"]
     assert (item["Title"], item["Description"]) == ("标题", "d")
+
+
+def _encrypted_request(account, plain: bytes):
+    """A safe-mode delivery whose decrypted frame is given as is (random, length, XML, appid and padding)."""
+    import base64
+
+    from wechatpy.crypto.base import WeChatCipher
+
+    key = base64.b64decode(account.aes_key + "=")
+    encrypted = base64.b64encode(WeChatCipher(key).encrypt(plain)).decode()
+    ts, nonce = str(int(time.time())), "n0nce"
+    params = {
+        "signature": signature(account.token, ts, nonce),
+        "timestamp": ts,
+        "nonce": nonce,
+        "encrypt_type": "aes",
+        "msg_signature": signature(account.token, ts, nonce, encrypted),
+    }
+    return params, f"<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+
+
+def _frame(account, xml: bytes, *, length: int | None = None, pad=None) -> bytes:
+    body = b"r" * 16 + (len(xml) if length is None else length).to_bytes(4, "big") + xml + account.appid.encode()
+    n = 32 - len(body) % 32
+    return body + (pad(n) if pad else bytes([n]) * n)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        {"pad": lambda n: bytes([n]) * (n - 1) + b"\x00"},  # no padding at all
+        {"pad": lambda n: bytes([n]) * (n - 1) + b"\xc8"},  # more padding than the frame has
+        {"pad": lambda n: b"\x07" * (n - 1) + bytes([n])},  # the padding's bytes disagree with its length
+        {"length": 10**6},  # the XML's length runs past the frame (one stopping short reads as another appid: 403)
+    ],
+    ids=["pad-0", "pad-200", "pad-inconsistent", "length-long"],
+)
+def test_a_badly_framed_safe_mode_body_is_400(wechat, account, db_session, mangle):
+    xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x").encode()
+    params, body = _encrypted_request(account, _frame(account, xml))
+    assert wechat.client.post("/wechat", query_string=params, data=body).status_code == 200  # the frame is right
+    xml = simulator.message_xml("o-user-1", "text", {"Content": "hi"}, to="gh_x").encode()
+    params, body = _encrypted_request(account, _frame(account, xml, **mangle))
+    assert wechat.client.post("/wechat", query_string=params, data=body).status_code == 400
+    assert _count(db_session) == 1
