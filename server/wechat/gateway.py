@@ -6,10 +6,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask
 from wechatpy.messages import BaseMessage
 
@@ -25,6 +28,27 @@ log = logging.getLogger(__name__)
 
 REPLY_TTL = 120  # WeChat retries 3 times over about 15 s; later copies still meet the database's unique key
 PENDING = b""
+_inline = threading.local()  # deadline: the monotonic time by which an inline handler's statements must end
+
+
+@contextmanager
+def _bounded(seconds: float) -> Iterator[None]:
+    _inline.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _inline.deadline = None
+
+
+@sa.event.listens_for(sa.orm.Session, "after_begin")
+def _bound_inline_statements(session: sa.orm.Session, transaction: Any, connection: sa.Connection) -> None:
+    """An inline handler runs in the request thread with no timeout of its own: a statement of it waiting on a lock
+    (a migration, a long transaction on the same row) would hold the reply past WeChat's 5 s. PostgreSQL cancels it
+    at the handler's deadline instead, and the handler's failure gets the default reply out in time."""
+    deadline = getattr(_inline, "deadline", None)
+    if deadline is not None and connection.dialect.name == "postgresql":
+        ms = max(1, int((deadline - time.monotonic()) * 1000))
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
 
 
 class Gateway:
@@ -80,7 +104,9 @@ class Gateway:
         if handler is None:
             return EMPTY_REPLY, MessageStatus.OK
         try:
-            return render_reply(handler(message), message), MessageStatus.OK
+            with _bounded(self.timeout):
+                reply = handler(message)
+            return render_reply(reply, message), MessageStatus.OK
         except Exception:
             log.exception("wechat handler failed for %s; default reply sent", key)
             db.session.rollback()

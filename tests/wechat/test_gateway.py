@@ -12,9 +12,11 @@ from wechatpy.replies import TextReply
 
 from handlers import router
 from models import Follower, InboundMessage, MessageStatus
+from server.extensions import db
 from server.services import replies
 from server.wechat import simulator
 from server.wechat.protocol import dedupe_key, parse_xml, render_reply, signature
+from tests.conftest import SQLITE
 from tests.factories import rule
 
 
@@ -278,6 +280,26 @@ class TestFailingHandlers:
         release.set()
         assert reply["Content"] == "稍后回复您"
         assert app.config["WECHAT_HANDLER_TIMEOUT"] <= elapsed < app.config["WECHAT_HANDLER_TIMEOUT"] + 1
+
+    @pytest.mark.skipif(SQLITE, reason="a statement that waits is PostgreSQL's")
+    def test_an_inline_handler_stuck_in_the_database_does_not_hold_the_reply(
+        self, wechat, app, db_session, monkeypatch
+    ):
+        # Inline handlers run in the request thread: the text handler writes to an open tip draft there, and a row
+        # lock held elsewhere (a migration, a long transaction) would hold the reply past WeChat's 5 s.
+        replies.set_text_setting(replies.DEFAULT_KEY, "稍后回复您")
+
+        def stuck(message):
+            db.session.execute(sa.text("SELECT pg_sleep(10)"))  # as a statement waiting on a lock would
+            return "too late"
+
+        stuck.inline, stuck.peek = True, None
+        monkeypatch.setitem(router._routes, ("text", None, None), stuck)
+        started = time.monotonic()
+        reply = wechat.text("o-user-1", "hi")
+        assert time.monotonic() - started < app.config["WECHAT_HANDLER_TIMEOUT"] + 1
+        assert reply["Content"] == "稍后回复您"
+        assert db_session.scalars(sa.select(InboundMessage)).one().status is MessageStatus.ERROR
 
 
 @pytest.mark.smoke
