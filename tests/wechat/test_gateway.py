@@ -478,3 +478,22 @@ def test_a_badly_framed_safe_mode_body_is_400(wechat, account, db_session, mangl
     params, body = _encrypted_request(account, _frame(account, xml, **mangle))
     assert wechat.client.post("/wechat", query_string=params, data=body).status_code == 400
     assert _count(db_session) == 1
+
+
+def test_a_signed_url_carries_one_delivery_and_its_retries_only(wechat, account, db_session):
+    # The URL signature does not cover the body: a signed URL read from a proxy's access log must not carry another
+    # message (from any openid) for the five minutes its timestamp stays fresh.
+    rule("你好", "您好")
+    xml = simulator.message_xml("o-user-1", "text", {"Content": "你好"}, to="gh_x")
+    params, body = simulator.signed_request(account, xml)
+    first = wechat.client.post("/wechat", query_string=params, data=body)
+    assert wechat.client.post("/wechat", query_string=params, data=body).get_data() == first.get_data()  # a retry
+    forged = simulator.message_xml("o-officer", "text", {"Content": "绑定 12345678"}, to="gh_x")
+    for signed in (params, {**params, "signature": params["signature"].upper()}):
+        assert wechat.client.post("/wechat", query_string=signed, data=forged.encode()).status_code == 403
+    # Safe mode's URL is signed the same way: taken off a safe-mode delivery, it carries no plaintext body either.
+    safe, encrypted = simulator.signed_request(account, xml.replace("你好", "开放日"), aes=True)
+    assert wechat.client.post("/wechat", query_string=safe, data=encrypted).status_code == 200
+    plain = {k: v for k, v in safe.items() if k not in ("encrypt_type", "msg_signature")}
+    assert wechat.client.post("/wechat", query_string=plain, data=forged.encode()).status_code == 403
+    assert _count(db_session) == 2
