@@ -22,7 +22,7 @@ from models import MessageStatus
 from server.extensions import db, get_redis
 from server.services import inbound, replies
 from server.wechat.msglog import MessageLog
-from server.wechat.protocol import EMPTY_REPLY, render_reply
+from server.wechat.protocol import EMPTY_REPLY, ProtocolError, render_reply
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,13 @@ class Gateway:
         assert self._executor is not None
         return self._executor
 
-    def handle(self, data: dict[str, Any], key: str) -> str:
-        """The plaintext reply (XML or "success") for this delivery; LogUnavailable if it cannot be recorded."""
+    def handle(self, data: dict[str, Any], key: str, *, signature: str = "") -> str:
+        """The plaintext reply (XML or "success") for this delivery; LogUnavailable if it cannot be recorded;
+        ProtocolError (403) if the URL's signature already carried another message."""
         deadline = time.monotonic() + self.timeout + 1.0
         message = router.parse(data)
         handler = router.handler_for(message)
-        if self._claim(key, message, handler) is False:
+        if self._claim(key, message, handler, signature) is False:
             return self._await_reply(key, deadline)
         if handler is None or getattr(handler, "inline", False):
             # Fast handlers answer first and the log row carries the reply: one write, and retries read it there.
@@ -138,23 +139,39 @@ class Gateway:
             log.exception("default reply unavailable")
             return EMPTY_REPLY
 
-    def _claim(self, key: str, message: BaseMessage, handler: Handler | None) -> bool | None:
+    def _claim(self, key: str, message: BaseMessage, handler: Handler | None, signature: str) -> bool | None:
         """True: ours to process; False: another copy is (or was) processed; None: Redis is down.
 
-        The keys the handler peeks at come back in the same round trip, attached to the message.
+        In the same round trip: the keys the handler peeks at, attached to the message; and the URL signature bound
+        to this delivery. It covers token, timestamp and nonce, not the body: a signed URL read from a proxy's access
+        log would carry any message, from any openid, while its timestamp is fresh. Its retries (the same key) pass;
+        another body is a ProtocolError (403). Redis down: not checked.
         """
         peek = getattr(handler, "peek", None)
+        keys = list(peek(message)) if peek is not None else []
+        signed = f"wx:sig:{signature.lower()}" if signature else None  # check_signature takes either case
         try:
-            if peek is None:
-                return bool(get_redis().set(f"wx:reply:{key}", PENDING, nx=True, ex=REPLY_TTL))
-            keys = list(peek(message))
             pipe = get_redis().pipeline(transaction=False)
-            claimed, values = pipe.set(f"wx:reply:{key}", PENDING, nx=True, ex=REPLY_TTL).mget(keys).execute()
-            message._peeked = dict(zip(keys, values, strict=True))
-            return bool(claimed)
+            if signed:
+                fresh = 2 * self.app.config["WECHAT_MAX_CLOCK_SKEW"]  # either side of its timestamp
+                pipe.set(signed, key, nx=True, ex=fresh).get(signed)  # not SET NX GET: Redis 7 only
+            pipe.set(f"wx:reply:{key}", PENDING, nx=True, ex=REPLY_TTL)
+            if keys:
+                pipe.mget(keys)
+            answers = pipe.execute()
         except Exception:
             log.warning("redis unavailable; dedupe falls back to the database for %s", key)
             return None
+        if signed:
+            bound = answers[1]
+            answers = answers[2:]
+            if bound is not None and bound.decode() != key:
+                if answers[0]:
+                    self._release(key)  # claimed for the forged copy: not ours to keep
+                raise ProtocolError(403, "signature already used for another message")
+        if keys:
+            message._peeked = dict(zip(keys, answers[1], strict=True))
+        return bool(answers[0])
 
     def _release(self, key: str) -> None:
         try:

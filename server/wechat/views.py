@@ -6,7 +6,6 @@ import logging
 
 from flask import Response, current_app, request
 
-from server.extensions import get_redis
 from server.wechat import bp
 from server.wechat.msglog import LogUnavailable
 from server.wechat.protocol import ProtocolError, check_message, check_signature, check_timestamp, dedupe_key, parse_xml
@@ -28,21 +27,6 @@ def _check_url_signature() -> None:
     args = request.args
     check_timestamp(args.get("timestamp"), current_app.config["WECHAT_MAX_CLOCK_SKEW"])
     check_signature(current_app.config["WECHAT_TOKEN"], args.get("signature"), args["timestamp"], args.get("nonce", ""))
-
-
-def _one_delivery_per_signature(given: str, key: str, max_skew: int) -> None:
-    """The URL signature covers token, timestamp and nonce, not the body: a signed URL read from a proxy's access log
-    would carry any message, from any openid, while its timestamp is fresh. So one signature carries one delivery:
-    its retries (the same delivery, the same key) pass, another body is refused. Redis down: not checked."""
-    name = f"wx:sig:{given.lower()}"  # check_signature takes either case
-    try:
-        pipe = get_redis().pipeline(transaction=False)
-        first = pipe.set(name, key, nx=True, ex=2 * max_skew).get(name).execute()[1]  # fresh until ts + skew
-    except Exception:
-        log.warning("redis unavailable; signature reuse not checked")
-        return
-    if first is not None and first.decode() != key:
-        raise ProtocolError(403, "signature already used for another message")
 
 
 @bp.get("/wechat")
@@ -83,10 +67,9 @@ def wechat_receive() -> Response:
         data = parse_xml(body)
     check_message(data)
     key = dedupe_key(data)
-    if args.get("signature"):  # checked above in both modes
-        _one_delivery_per_signature(args["signature"], key, config["WECHAT_MAX_CLOCK_SKEW"])
     try:
-        reply = current_app.extensions["wechat_gateway"].handle(data, key)
+        # The signature (checked above in both modes) rides along: one signed URL carries one delivery.
+        reply = current_app.extensions["wechat_gateway"].handle(data, key, signature=args.get("signature", ""))
     except LogUnavailable:
         # Not recorded, so not acknowledged: WeChat retries, and nothing is lost if the database is back by then.
         log.error("message log unavailable for %s; asking WeChat to retry", key)
