@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from wechatpy.events import LocationEvent, ScanEvent, SubscribeEvent, SubscribeScanEvent, UnsubscribeEvent
-from wechatpy.messages import BaseMessage, TextMessage
+from wechatpy.messages import BaseMessage, TextMessage, UnknownMessage
 
 from handlers.router import Reply, message_key, peeked, router
 from server.services import alerts, binding, chat, followers, materials, replies, tips
@@ -86,8 +86,9 @@ def location_report(message: LocationEvent) -> Reply:
 
 @router.on("*", inline=True)
 def anything_else(message: BaseMessage) -> Reply:
-    """Unknown and not-yet-handled types: recorded by the gateway, answered "success" (events) or the default."""
-    if message.type == "event":
+    """Unknown and not-yet-handled types: recorded by the gateway; a citizen's message of a known type gets the
+    default reply, an event or a type wechatpy does not know (perhaps not from a person at all) "success"."""
+    if message.type == "event" or isinstance(message, UnknownMessage):
         return None
     return replies.default_reply() or None
 

@@ -226,14 +226,22 @@ class TestUnknownTypes:
             ("event", {"Event": "subscribe_msg_popup_event"}),
             ("event", {"Event": "some_future_event", "EventKey": "k"}),
             ("hologram", {"Depth": "3"}),
+            ("file", {"Title": "a.pdf", "FileKey": "k"}),
         ],
     )
     def test_recorded_and_answered(self, wechat, db_session, msg_type, fields):
+        # "success" even with a default reply set: a type we cannot read may not be a citizen's message at all.
+        replies.set_text_setting(replies.DEFAULT_KEY, "已收到")
         res = wechat.post(simulator.message_xml("o-user-1", msg_type, fields, to="gh_x"))
-        assert res.status_code == 200
+        assert res.status_code == 200 and res.get_data(as_text=True) == "success"
         row = db_session.scalars(sa.select(InboundMessage)).one()
         assert row.msg_type == msg_type
         assert row.status is MessageStatus.OK
+
+    def test_a_known_type_with_no_handler_of_its_own_gets_the_default_reply(self, wechat, db_session):
+        replies.set_text_setting(replies.DEFAULT_KEY, "已收到")
+        res = wechat.post(simulator.message_xml("o-user-1", "link", {"Title": "t", "Url": "https://a.cn"}, to="gh_x"))
+        assert parse_xml(res.get_data())["Content"] == "已收到"
 
     def test_publish_job_finish_is_parsed_with_its_nested_fields(self, wechat, db_session, monkeypatch):
         seen = []
