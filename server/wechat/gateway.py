@@ -28,6 +28,17 @@ log = logging.getLogger(__name__)
 
 REPLY_TTL = 120  # WeChat retries 3 times over about 15 s; later copies still meet the database's unique key
 PENDING = b""
+# A claim this much older than the handler's budget with no reply anywhere was left by a process that died: a retry
+# takes it over (else every retry would wait on it until it expired, and the message be lost). Its age is read from
+# its TTL in Redis, not from clocks that differ between hosts.
+ABANDONED_AFTER = 3.0
+_TAKE_OVER = """
+if redis.call('GET', KEYS[1]) == '' and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '', 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
 _inline = threading.local()  # deadline: the monotonic time by which an inline handler's statements must end
 
 
@@ -49,6 +60,13 @@ def _bound_inline_statements(session: sa.orm.Session, transaction: Any, connecti
     if deadline is not None and connection.dialect.name == "postgresql":
         ms = max(1, int((deadline - time.monotonic()) * 1000))
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+
+
+class _TakenOver:
+    pass
+
+
+TAKEN_OVER = _TakenOver()
 
 
 class Gateway:
@@ -78,8 +96,13 @@ class Gateway:
         deadline = time.monotonic() + self.timeout + 1.0
         message = router.parse(data)
         handler = router.handler_for(message)
+        taken_over = False
         if self._claim(key, message, handler, signature) is False:
-            return self._await_reply(key, deadline)
+            reply = self._await_reply(key, deadline)
+            if not isinstance(reply, _TakenOver):
+                return reply
+            taken_over = True
+            log.warning("the first copy of %s was left unanswered (its process died?): processed by this one", key)
         if handler is None or getattr(handler, "inline", False):
             # Fast handlers answer first and the log row carries the reply: one write, and retries read it there.
             # A copy that slipped past a lost Redis claim meets the unique key and gets the first copy's reply.
@@ -87,7 +110,9 @@ class Gateway:
             if self._log(data, key, reply=reply, status=status):
                 return reply
             return self._await_stored(key, deadline)
-        if not self._log(data, key):  # slow handlers act on a delivery only once it is durably logged
+        # Slow handlers act on a delivery only once it is durably logged. A copy that took over finds the dead copy's
+        # row, logged and never answered: it runs the handler for it.
+        if not self._log(data, key) and not taken_over:
             return self._await_stored(key, deadline)
         reply, status = self._run_pooled(handler, message, key)
         self._publish(key, reply)  # retries waiting on Redis get it at once
@@ -185,8 +210,9 @@ class Gateway:
         except Exception:
             log.warning("redis unavailable; reply for %s not shared", key)
 
-    def _await_reply(self, key: str, deadline: float) -> str:
-        """A retry (or a concurrent copy): wait for the first copy's reply and give the same one.
+    def _await_reply(self, key: str, deadline: float) -> str | _TakenOver:
+        """A retry (or a concurrent copy): wait for the first copy's reply and give the same one; or TAKEN_OVER when
+        the first copy's process died before answering, and this copy is to process the message.
 
         Slow handlers' replies are published in Redis; fast ones' are in the log row from the start.
         """
@@ -204,9 +230,19 @@ class Gateway:
             db.session.rollback()  # a fresh snapshot for the next look
             if stored:
                 return stored
+            if self._take_over(key):
+                return TAKEN_OVER
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         return self._await_stored(key, deadline)
+
+    def _take_over(self, key: str) -> bool:
+        """Renew an abandoned claim as ours: once among all the retries waiting on it (the renewed one is young)."""
+        abandoned_ms = int((REPLY_TTL - self.timeout - 1.0 - ABANDONED_AFTER) * 1000)  # TTL left when that old
+        try:
+            return bool(get_redis().eval(_TAKE_OVER, 1, f"wx:reply:{key}", abandoned_ms, REPLY_TTL))
+        except Exception:
+            return False
 
     def _await_stored(self, key: str, deadline: float) -> str:
         pause = 0.01

@@ -13,8 +13,8 @@ from wechatpy.replies import TextReply
 from handlers import router
 from models import Follower, InboundMessage, MessageStatus
 from server.extensions import db
-from server.services import replies
-from server.wechat import simulator
+from server.services import inbound, replies
+from server.wechat import gateway, simulator
 from server.wechat.protocol import dedupe_key, parse_xml, render_reply, signature
 from tests.conftest import SQLITE
 from tests.factories import rule
@@ -215,6 +215,45 @@ class TestRetries:
         redis_client.flushdb()  # a Redis restart between WeChat's tries
         assert wechat.post(xml).get_data(as_text=True) == first
         assert _count(db_session) == 1
+
+    def _abandoned(self, redis_client, xml: str, seconds_ago: float) -> str:
+        """The first copy's claim, made `seconds_ago`, by a process that then died (its TTL tells its age)."""
+        key = dedupe_key(parse_xml(xml))
+        redis_client.set(f"wx:reply:{key}", b"", px=int((gateway.REPLY_TTL - seconds_ago) * 1000))
+        return key
+
+    def test_a_claim_left_by_a_process_that_died_is_taken_over_by_a_retry(self, wechat, redis_client, db_session):
+        rule("你好", "您好")
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "你好"}, to="gh_x", msg_id=8801)
+        self._abandoned(redis_client, xml, seconds_ago=10)
+        first = wechat.post(xml).get_data(as_text=True)
+        assert parse_xml(first)["Content"] == "您好" and _count(db_session) == 1
+        assert wechat.post(xml).get_data(as_text=True) == first  # and the retries after it get its reply
+
+    def test_a_dead_copys_logged_event_is_handled_by_the_retry_that_takes_over(self, wechat, redis_client, db_session):
+        xml = simulator.message_xml(
+            "o-user-9",
+            "event",
+            {"Event": "subscribe", "EventKey": "qrscene_x"},
+            to="gh_x",
+            create_time=int(time.time()),
+        )
+        key = self._abandoned(redis_client, xml, seconds_ago=12)
+        db_session.add(InboundMessage(**inbound.row_for(parse_xml(xml), key)))  # logged, then the process died
+        db_session.commit()
+        assert wechat.post(xml).status_code == 200
+        db_session.expire_all()
+        assert db_session.scalars(sa.select(Follower.source_scene).filter_by(openid="o-user-9")).one() == "x"
+        assert db_session.scalars(sa.select(InboundMessage.reply)).one() is not None
+        assert _count(db_session) == 1
+
+    def test_a_claim_still_young_is_waited_on_not_taken(self, app, wechat, redis_client, db_session, monkeypatch):
+        monkeypatch.setattr(app.extensions["wechat_gateway"], "timeout", 0.3)  # the retry waits 1.3 s for it
+        rule("你好", "您好")
+        xml = simulator.message_xml("o-user-1", "text", {"Content": "你好"}, to="gh_x", msg_id=8802)
+        self._abandoned(redis_client, xml, seconds_ago=1)  # the first copy may still be at work
+        assert wechat.post(xml).get_data(as_text=True) == "success"
+        assert _count(db_session) == 0
 
 
 @pytest.mark.smoke
