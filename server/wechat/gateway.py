@@ -39,6 +39,7 @@ if redis.call('GET', KEYS[1]) == '' and redis.call('PTTL', KEYS[1]) < tonumber(A
 end
 return 0
 """
+POOLED_STATEMENTS = 30.0  # seconds a pooled handler's statements may run, counted from its start
 _inline = threading.local()  # deadline: the monotonic time by which an inline handler's statements must end
 
 
@@ -152,7 +153,11 @@ class Gateway:
     def _call(self, handler: Handler, message: BaseMessage) -> str:
         with self.app.app_context():
             try:
-                return render_reply(handler(message), message)
+                # Its answer is past use after the budget, but its writes are not; a statement stuck on a lock for
+                # longer would hold one of the pool's threads, and eight of them every slow handler's message.
+                with _bounded(POOLED_STATEMENTS):
+                    reply = handler(message)
+                return render_reply(reply, message)
             except Exception:
                 db.session.rollback()  # drop the handler's half-done work
                 raise

@@ -348,6 +348,33 @@ class TestFailingHandlers:
         assert reply["Content"] == "稍后回复您"
         assert db_session.scalars(sa.select(InboundMessage)).one().status is MessageStatus.ERROR
 
+    @pytest.mark.skipif(SQLITE, reason="a statement that waits is PostgreSQL's")
+    def test_a_pooled_handler_stuck_in_the_database_gives_its_thread_back(self, wechat, app, db_session, monkeypatch):
+        # Past its budget a pooled handler's answer is not used, but it runs on: stuck on a lock, it held a pool
+        # thread, and eight of them every slow handler's message.
+        monkeypatch.setattr(app.extensions["wechat_gateway"], "timeout", 0.3)
+        monkeypatch.setattr(gateway, "POOLED_STATEMENTS", 1.0)
+        outcome = []
+
+        def stuck(message):
+            try:
+                db.session.execute(sa.text("SELECT pg_sleep(10)"))  # as a statement waiting on a lock would
+            except Exception as exc:
+                outcome.append(type(exc).__name__)
+                raise
+            outcome.append("slept")
+
+        stuck.inline, stuck.peek = False, None
+        monkeypatch.setitem(router._routes, ("event", "subscribe", None), stuck)
+        assert (
+            wechat.post(simulator.message_xml("o-user-1", "event", {"Event": "subscribe"}, to="gh_x")).status_code
+            == 200
+        )
+        deadline = time.monotonic() + 5
+        while not outcome and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outcome == ["OperationalError"]  # cancelled by PostgreSQL at 1 s, not after 10
+
 
 @pytest.mark.smoke
 class TestFollowers:
