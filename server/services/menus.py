@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import logging
+import unicodedata
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -166,9 +167,16 @@ def validate_menu(buttons: Any) -> None:
         )
 
 
+def _has_control(text: str) -> bool:
+    """A tab or vertical tab pasted from a document: invisible in the editor, refused or garbled by WeChat."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
 def _check_name(label: str, name: Any, limit: int) -> None:
     if not isinstance(name, str) or not name.strip():
         raise MenuError(f"{label}：名称不能为空")
+    if _has_control(name):
+        raise MenuError(f"{label}：名称含有看不见的控制字符（如从文档粘贴带来的制表符），请重新输入")
     if (size := _bytes(name)) > limit:
         raise MenuError(f"{label}：名称超过 {limit} 字节（当前 {size} 字节，一个汉字占 3 字节）")
 
@@ -187,6 +195,8 @@ def _check_leaf(label: str, button: dict[str, Any], keys: dict[str, str], domain
         key = button["key"]
         if (size := _bytes(key)) > MAX_KEY:
             raise MenuError(f"{label}：按钮标识 key 超过 {MAX_KEY} 字节（当前 {size} 字节）")
+        if _has_control(key) or any(c.isspace() for c in key):
+            raise MenuError(f"{label}：按钮标识 key 不能含有空格或控制字符")
         if key in keys:  # one key, one CLICK reply
             raise MenuError(f"{label}：按钮标识「{key}」与{keys[key]}重复")
         keys[key] = label
@@ -194,6 +204,8 @@ def _check_leaf(label: str, button: dict[str, Any], keys: dict[str, str], domain
         url = button["url"]
         if (size := _bytes(url)) > MAX_URL:
             raise MenuError(f"{label}：网页链接 url 超过 {MAX_URL} 字节（当前 {size} 字节）")
+        if any(c.isspace() or unicodedata.category(c) == "Cc" for c in url):
+            raise MenuError(f"{label}：网页链接 url 不能含有空格或换行（中间的空格请写成 %20）")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MenuError(f"{label}：网页链接 url 须以 http:// 或 https:// 开头，并包含域名")

@@ -123,6 +123,14 @@ def test_url_must_be_http_or_https():
     refused([{"type": "view", "name": "官网", "url": "/m/upload"}], "「官网」", "http:// 或 https://")
 
 
+def test_control_characters_and_spaces_where_wechat_cannot_take_them():
+    # Pasted from a document: a tab or vertical tab in a name, a space in a key or inside a link.
+    refused([{"type": "click", "name": "随手\x0b拍", "key": "X"}], "名称含有看不见的控制字符")
+    refused([{"type": "click", "name": "随手拍", "key": "TIP KEY"}], "「随手拍」", "key 不能含有空格或控制字符")
+    refused([{"type": "view", "name": "官网", "url": "https://example.gov.cn/a b"}], "「官网」", "不能含有空格")
+    validate_menu([{"type": "click", "name": "随手 拍", "key": "TIP_KEY"}])  # a space inside a name is fine
+
+
 def test_view_without_url():
     refused([{"type": "view", "name": "官网"}], "第 1 个一级菜单「官网」", "缺少网页链接 url", "打开网页")
 
