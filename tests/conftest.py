@@ -147,6 +147,7 @@ def db_session(app, redis_client, monkeypatch):
             yield db.session
             db.session.remove()
             _empty_tables()
+            _forget_caches()
             return
         connection = db.engine.connect()
         outer = connection.begin()
@@ -157,6 +158,15 @@ def db_session(app, redis_client, monkeypatch):
         db.session.remove()
         outer.rollback()
         connection.close()
+        _forget_caches()
+
+
+def _forget_caches() -> None:
+    """Rules and alert terms rolled back with the test: a process cache would still answer with them for a second."""
+    from server.services import alerts, replies
+
+    replies._cache.clear()
+    alerts._cache.clear()
 
 
 def _empty_tables() -> None:
@@ -173,6 +183,7 @@ def committed_db(app, redis_client):
         yield db.session
         db.session.remove()
         _empty_tables()
+        _forget_caches()
 
 
 @pytest.fixture

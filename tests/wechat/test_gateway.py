@@ -452,6 +452,9 @@ def test_a_retry_has_the_key_of_its_first_copy_and_any_other_delivery_its_own():
 
 
 def test_messages_reusing_a_msgid_are_each_answered_to_their_sender_and_logged(wechat, db_session):
+    # Its own rule and default reply: another test's, still in the reply cache for a second, had answered it.
+    rule("你好", "您好")
+    replies.set_text_setting(replies.DEFAULT_KEY, "已收到")
     first = wechat.send("o-first", "text", {"Content": "你好"}, msg_id=1234567890123456)
     place = {"Location_X": 31.2, "Location_Y": 121.4, "Label": "某处"}
     second = wechat.send("o-second", "location", place, msg_id=1234567890123456)
