@@ -76,6 +76,35 @@ def test_logout_everywhere_ends_other_sessions(app, db_session, admin):
     assert phone.get("/admin/").status_code == 302  # its cookie carries the old session version
 
 
+def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(app, db_session, admin):
+    laptop, phone = Console(app.test_client()), Console(app.test_client())
+    laptop.login("admin1")
+    phone.login("admin1")
+    laptop.get("/admin/password")
+    new = "BrandNew-2026x"
+    res = laptop.post(
+        "/admin/password", {"old_password": factories.PASSWORD, "new_password": new, "confirm_password": new}
+    )
+    assert res.status_code == 302  # 「其他设备上的登录已退出」: so they are
+    assert laptop.get("/admin/").status_code == 200
+    assert phone.get("/admin/").status_code == 302
+
+
+@pytest.mark.parametrize("change", ["password", "deactivate"])
+def test_an_admins_reset_or_deactivation_ends_the_accounts_sessions(app, as_admin, db_session, change):
+    editor = factories.staff("editor9", "editor")
+    desk = Console(app.test_client())
+    desk.login("editor9")
+    assert desk.get("/admin/tips").status_code == 200
+    form = {"username": "editor9", "name": "editor9", "role": "editor", "active": "on"}
+    if change == "password":
+        form["password"] = "Reset-2026abc"
+    else:
+        del form["active"]
+    assert as_admin.post(f"/admin/staff/{editor.id}", form).status_code == 302
+    assert desk.get("/admin/tips").status_code == 302
+
+
 def test_passwords_are_stored_with_a_modern_kdf(admin):
     assert admin.password_hash.startswith(("scrypt:", "pbkdf2:sha256:"))
     assert factories.PASSWORD not in admin.password_hash
