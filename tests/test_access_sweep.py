@@ -1,6 +1,6 @@
 """Who may reach what, over every route: the console's role matrix as declared here, refused live; a liaison of
 another unit against every unit-scoped record; every state-changing request without its form token; every GET
-against a write.
+against a write; every page against being framed by another site.
 
 The per-feature tests (tests/console/test_tips.py, test_materials.py, …) check the rules where they are made; this
 is the net under them, as tests/test_route_sweep.py is for hostile input, and it reuses that sweep's data set. A route
@@ -285,6 +285,28 @@ def test_no_get_request_changes_anything_but_the_audit_log(app, sandbox):
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", listen)
     assert not writes, "\n".join(dict.fromkeys(writes))
+
+
+def test_no_page_can_be_framed_by_another_site(app, sandbox):
+    """Clickjacking: a page of ours in an invisible frame on another site turns a click there into 发布菜单, 吊销密钥 or
+    a vote here. Every HTML answer forbids framing, the error pages and redirects included."""
+    framable = []
+    for rule in routes(app):
+        if "GET" not in rule.methods:
+            continue
+        who = "admin" if rule.rule.startswith("/admin/") else _who(rule)
+        for values in fill(rule, sandbox, view_of(app, rule.endpoint))[:1]:
+            url = build_url(rule, values)
+            res = request_as(app, sandbox, who, "GET", url)
+            res.close()  # a photo's file
+            if res.mimetype == "text/html" and (
+                res.headers.get("X-Frame-Options") != "DENY"
+                or "frame-ancestors 'none'" not in res.headers.get("Content-Security-Policy", "")
+            ):
+                framable.append(f"{who} GET {url} -> {res.status_code}")
+    assert not framable, "\n".join(framable)
+    for path in ("/admin/no-such-page", "/m/no-such-page"):  # error pages too
+        assert request_as(app, sandbox, "admin", "GET", path).headers.get("X-Frame-Options") == "DENY"
 
 
 def test_identities_used_here_are_the_sweeps(app, sandbox):
