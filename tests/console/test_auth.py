@@ -22,6 +22,22 @@ def test_login_and_logout(console, admin):
     assert console.get("/admin/").status_code == 302
 
 
+def test_signing_in_starts_a_new_session(console, admin):
+    """Session fixation: what a session held before sign-in (its form-token secret, which whoever planted the cookie
+    knows, or a citizen's identity) does not carry over into the signed-in one."""
+    console.get("/admin/login")
+    planted = console.token
+    with console.client.session_transaction() as before:
+        before["openid"] = "o-planted-0001"
+        secret = before["csrf_token"]
+    assert console.post("/admin/login", {"username": "admin1", "password": factories.PASSWORD}).status_code == 302
+    with console.client.session_transaction() as after:
+        assert after.get("csrf_token") != secret and "openid" not in after and after["_user_id"]
+    res = console.client.post("/admin/logout", data={"csrf_token": planted})
+    assert res.status_code == 400 and "页面已过期" in res.get_data(as_text=True)
+    assert console.get("/admin/").status_code == 200  # still signed in
+
+
 def test_wrong_password_is_a_plain_error(console, admin):
     res = console.login("admin1", "wrong-password-1")
     assert res.status_code == 400
