@@ -50,7 +50,9 @@ def password_change():  # type: ignore[no-untyped-def]
         try:
             if new != confirm:
                 raise ServiceError("两次输入的新密码不一致")
-            staff_service.change_password(current_user._get_current_object(), request.form.get("old_password", ""), new)
+            staff_service.change_password(
+                current_user._get_current_object(), request.form.get("old_password", ""), new, request.remote_addr
+            )
         except ServiceError as exc:
             error = str(exc)
         else:

@@ -101,9 +101,14 @@ def check_password_policy(password: str) -> None:
         raise ServiceError("密码至少 10 位，且须同时包含字母和数字")
 
 
-def change_password(staff: Staff, old: str, new: str) -> None:
+def change_password(staff: Staff, old: str, new: str, ip: str | None = None) -> None:
+    # Wrong old passwords count as failed logins: a signed-in screen left alone is no way to find the password.
+    keys = _try_keys(staff.username, ip)
+    if not _take_try(keys):
+        raise ServiceError("密码错误次数过多，账号已临时锁定，请 15 分钟后再试")
     if not staff.password_hash or not check_password_hash(staff.password_hash, old or ""):
         raise ServiceError("原密码不正确")
+    _give_back(keys)
     if old == new:
         raise ServiceError("新密码不能与原密码相同")
     check_password_policy(new)

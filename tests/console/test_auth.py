@@ -90,6 +90,24 @@ def test_first_login_forces_a_password_change(console, db_session):
     assert console.get("/admin/followers").status_code == 200
 
 
+def test_guessing_the_old_password_counts_toward_the_lock_out(console, admin):
+    """Someone at a signed-in screen who does not know the password must not find it by trying the change form: it
+    would then be theirs to change, and the session theirs to keep."""
+    console.login("admin1")
+    console.get("/admin/password")
+    for i in range(staff_service.MAX_FAILURES_PER_ACCOUNT):
+        wrong = {
+            "old_password": f"guess-{i}-abc1",
+            "new_password": "BrandNew-2026x",
+            "confirm_password": "BrandNew-2026x",
+        }
+        assert "原密码不正确" in console.post("/admin/password", wrong).get_data(as_text=True)
+    right = {"old_password": factories.PASSWORD, "new_password": "BrandNew-2026x", "confirm_password": "BrandNew-2026x"}
+    res = console.post("/admin/password", right)
+    assert res.status_code == 400 and "锁定" in res.get_data(as_text=True)
+    assert "锁定" in Console(console.client.application.test_client()).login("admin1").get_data(as_text=True)
+
+
 def test_logout_everywhere_ends_other_sessions(app, db_session, admin):
     laptop, phone = Console(app.test_client()), Console(app.test_client())
     laptop.login("admin1")
