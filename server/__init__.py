@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
@@ -76,6 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(citizen.bp, url_prefix="/m")
     app.register_blueprint(api.bp, url_prefix="/open311/v2")
     register_error_handlers(app)
+    deny_framing(app)
 
     from server.cli import create_admin, seed_demo, wechat_cli
 
@@ -118,6 +119,18 @@ def warn_on_proxy_headers(wsgi_app: Any) -> Any:
         return wsgi_app(environ, start_response)
 
     return app
+
+
+def deny_framing(app: Flask) -> None:
+    """Clickjacking: another site showing a page of ours in an invisible frame would turn a click there into 发布菜单,
+    吊销密钥 or a vote here. No page of ours is meant to be framed (WeChat opens them as the top page)."""
+
+    @app.after_request
+    def _no_frames(response: Response) -> Response:
+        if response.mimetype == "text/html":  # error pages and redirects too; images, JSON and XML are not pages
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        return response
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from flask import g
 from flask_migrate import downgrade, upgrade
 from werkzeug.serving import make_server
 
@@ -105,6 +106,14 @@ def app(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory):
     config = test_config(emulator.url)
     config["MEDIA_ROOT"] = str(tmp_path_factory.mktemp("media"))
     app = create_app(config)
+
+    @app.before_request
+    def _fresh_g() -> None:
+        # A test's requests share the app context its fixtures hold open, and with it `g`, where Flask-Login keeps the
+        # user it loaded and Flask-WTF the form token: a second browser would be served as whoever came first. Each
+        # request starts with an empty `g`, as it does in production (one app context per request).
+        vars(g).clear()
+
     with app.app_context():
         if SQLITE:
             db.drop_all()

@@ -8,23 +8,17 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import requests
 from flask import abort, g, redirect, render_template, request, session, url_for
 from wechatpy.exceptions import WeChatClientException
 
 from server.citizen import bp, wants_json
+from server.redirects import local_path
 from server.wechat.client import get_client
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _same_site(target: str | None) -> str:
-    if target and target.startswith("/m") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("citizen.home")
 
 
 SNAPSHOT_RECHECK = 60  # seconds a Moments snapshot identity is kept before WeChat is asked again
@@ -80,4 +74,4 @@ def oauth_callback():  # type: ignore[no-untyped-def]
     if session["snapshot"]:
         session["snapshot_at"] = int(time.time())
     session.permanent = True
-    return redirect(_same_site(target))
+    return redirect(local_path(target, url_for("citizen.home"), "/m/"))

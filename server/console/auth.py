@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from models import Role
@@ -29,6 +29,9 @@ def login():  # type: ignore[no-untyped-def]
         except ServiceError as exc:
             error = str(exc)
         else:
+            # A new session (session fixation): nothing from before sign-in carries over, its form-token secret above
+            # all, which whoever planted the cookie would know.
+            session.clear()
             login_user(user)
             if user.role is Role.OFFICER:
                 return redirect(url_for("console.password_change" if user.must_change_password else "console.home"))
@@ -47,7 +50,9 @@ def password_change():  # type: ignore[no-untyped-def]
         try:
             if new != confirm:
                 raise ServiceError("两次输入的新密码不一致")
-            staff_service.change_password(current_user._get_current_object(), request.form.get("old_password", ""), new)
+            staff_service.change_password(
+                current_user._get_current_object(), request.form.get("old_password", ""), new, request.remote_addr
+            )
         except ServiceError as exc:
             error = str(exc)
         else:

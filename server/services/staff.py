@@ -21,20 +21,39 @@ _DUMMY_HASH = generate_password_hash("not-a-real-password")
 STAFF_FIELDS = ("username", "name", "unit_id", "role", "openid", "active", "away")
 
 
-def _failures(key: str) -> int:
+# A try is counted before the password is checked, in one step with the check that the account and the address are
+# under their limits: guesses sent together cannot all pass a count that none of them has added to yet.
+_TAKE_TRY = """
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then return 0 end
+end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[#ARGV]) end
+end
+return 1
+"""
+# The right password: the account's failures are forgotten, and the address gets its try back.
+_GIVE_BACK = """
+redis.call('DEL', KEYS[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+"""
+
+
+def _try_keys(username: str, ip: str | None) -> list[str]:
+    return [f"login:fail:user:{username}", f"login:fail:ip:{ip or '-'}"]
+
+
+def _take_try(keys: list[str]) -> bool:
+    """False when the account or the address is locked; otherwise this try counts as a failure until given back."""
     try:
-        return int(get_redis().get(key) or 0)
+        return bool(get_redis().eval(_TAKE_TRY, 2, *keys, MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_IP, LOCK_WINDOW))
     except Exception:
-        return 0  # Redis down: lock-out pauses, logging in still works
+        return True  # Redis down: lock-out pauses, logging in still works
 
 
-def _fail(*keys: str) -> None:
+def _give_back(keys: list[str]) -> None:
     try:
-        pipe = get_redis().pipeline()
-        for key in keys:
-            pipe.incr(key)
-            pipe.expire(key, LOCK_WINDOW, nx=True)
-        pipe.execute()
+        get_redis().eval(_GIVE_BACK, 2, *keys)
     except Exception:
         pass
 
@@ -42,18 +61,14 @@ def _fail(*keys: str) -> None:
 def authenticate(username: str, password: str, ip: str | None) -> Staff:
     """The active staff member with these credentials, or ServiceError; repeated failures lock account and IP."""
     username = (username or "").strip().lower()
-    account_key, ip_key = f"login:fail:user:{username}", f"login:fail:ip:{ip or '-'}"
-    if _failures(account_key) >= MAX_FAILURES_PER_ACCOUNT or _failures(ip_key) >= MAX_FAILURES_PER_IP:
+    keys = _try_keys(username, ip)
+    if not _take_try(keys):
         raise ServiceError("登录失败次数过多，账号已临时锁定，请 15 分钟后再试")
     staff = db.session.scalar(sa.select(Staff).filter_by(username=username))
     ok = check_password_hash(staff.password_hash if staff and staff.password_hash else _DUMMY_HASH, password or "")
     if not (ok and staff and staff.password_hash and staff.active):
-        _fail(account_key, ip_key)
-        raise ServiceError("用户名或密码错误")
-    try:
-        get_redis().delete(account_key)
-    except Exception:
-        pass
+        raise ServiceError("用户名或密码错误")  # the try taken above stays counted
+    _give_back(keys)
     staff.last_login_at = utcnow()
     audit.record("staff.login", kind=AuditKind.LOGIN, target=staff, actor=audit.Actor(staff.id, staff.name, ip))
     db.session.commit()
@@ -86,9 +101,14 @@ def check_password_policy(password: str) -> None:
         raise ServiceError("密码至少 10 位，且须同时包含字母和数字")
 
 
-def change_password(staff: Staff, old: str, new: str) -> None:
+def change_password(staff: Staff, old: str, new: str, ip: str | None = None) -> None:
+    # Wrong old passwords count as failed logins: a signed-in screen left alone is no way to find the password.
+    keys = _try_keys(staff.username, ip)
+    if not _take_try(keys):
+        raise ServiceError("密码错误次数过多，账号已临时锁定，请 15 分钟后再试")
     if not staff.password_hash or not check_password_hash(staff.password_hash, old or ""):
         raise ServiceError("原密码不正确")
+    _give_back(keys)
     if old == new:
         raise ServiceError("新密码不能与原密码相同")
     check_password_policy(new)

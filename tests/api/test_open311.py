@@ -373,6 +373,14 @@ def test_posts_are_rate_limited_per_key(app, client, api_key, codes, monkeypatch
     assert post(client, other, service_code=codes["占道经营"], address_string="人民路").status_code == 201
 
 
+def test_filing_goes_on_while_redis_is_down(client, api_key, codes, redis_down, db_session):
+    """The per-key limit is a throttle kept in Redis; the tip is a PostgreSQL row. Redis restarting was a 500 (and
+    not even an Open311 <errors> document) for a partner filing a citizen's report."""
+    res = post(client, api_key, service_code=codes["占道经营"], address_string="人民路 1 号")
+    assert res.status_code == 201, res.get_data(as_text=True)
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(Tip)) == 1
+
+
 def test_partner_tips_skip_the_citizen_quota(app, client, api_key, codes, monkeypatch):
     monkeypatch.setitem(app.config, "TIP_DAILY_LIMIT", 1)
     for n in range(3):

@@ -15,6 +15,19 @@ def test_oauth_round_trip_lands_on_the_page_asked_for(client, citizen_login):
         assert session["openid"] == "o-citizen-1" and session["snapshot"] is False
 
 
+@pytest.mark.parametrize(
+    ("path", "back"),
+    [
+        ("/m/events?session_id=2", "/m/events?session_id=2"),
+        ("/m/tips/AB%0D%0ASet-Cookie:%20x=1", "/m/"),  # a line break cannot go into a Location header: home
+        ("/m/tips/%09x", "/m/"),
+    ],
+)
+def test_after_oauth_the_citizen_is_sent_back_only_to_a_plain_page_of_ours(client, citizen_login, path, back):
+    res = citizen_login("o-citizen-3", path=path)
+    assert res.status_code == 302 and res.headers["Location"] == back
+
+
 def test_snapshot_visitors_are_marked(client, citizen_login):
     citizen_login("o-virtual", snapshot=True)
     with client.session_transaction() as session:

@@ -33,7 +33,10 @@ class Console:
 
     def login(self, username: str, password: str = factories.PASSWORD, **kwargs):
         self.get("/admin/login")
-        return self.post("/admin/login", {"username": username, "password": password}, **kwargs)
+        res = self.post("/admin/login", {"username": username, "password": password}, **kwargs)
+        if res.status_code == 302:  # signed in: a new session, whose forms need a token of its own
+            self.get(res.headers["Location"], follow_redirects=True)
+        return res
 
 
 @pytest.fixture

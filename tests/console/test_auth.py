@@ -22,6 +22,22 @@ def test_login_and_logout(console, admin):
     assert console.get("/admin/").status_code == 302
 
 
+def test_signing_in_starts_a_new_session(console, admin):
+    """Session fixation: what a session held before sign-in (its form-token secret, which whoever planted the cookie
+    knows, or a citizen's identity) does not carry over into the signed-in one."""
+    console.get("/admin/login")
+    planted = console.token
+    with console.client.session_transaction() as before:
+        before["openid"] = "o-planted-0001"
+        secret = before["csrf_token"]
+    assert console.post("/admin/login", {"username": "admin1", "password": factories.PASSWORD}).status_code == 302
+    with console.client.session_transaction() as after:
+        assert after.get("csrf_token") != secret and "openid" not in after and after["_user_id"]
+    res = console.client.post("/admin/logout", data={"csrf_token": planted})
+    assert res.status_code == 400 and "页面已过期" in res.get_data(as_text=True)
+    assert console.get("/admin/").status_code == 200  # still signed in
+
+
 def test_wrong_password_is_a_plain_error(console, admin):
     res = console.login("admin1", "wrong-password-1")
     assert res.status_code == 400
@@ -41,6 +57,13 @@ def test_one_ip_trying_many_accounts_is_locked(console, db_session):
         console.login(f"nobody{i}", "wrong-password-1")
     factories.staff("real1")
     assert "锁定" in console.login("real1").get_data(as_text=True)
+
+
+def test_an_office_behind_one_address_signs_in_all_day(db_session):
+    """Each try is counted before the password is checked: a right one gives it back, or the address would lock."""
+    factories.staff("clerk1")
+    for _ in range(staff_service.MAX_FAILURES_PER_IP + 2):
+        assert staff_service.authenticate("clerk1", factories.PASSWORD, "10.1.1.1").username == "clerk1"
 
 
 def test_login_needs_the_csrf_token(client, admin):
@@ -67,6 +90,24 @@ def test_first_login_forces_a_password_change(console, db_session):
     assert console.get("/admin/followers").status_code == 200
 
 
+def test_guessing_the_old_password_counts_toward_the_lock_out(console, admin):
+    """Someone at a signed-in screen who does not know the password must not find it by trying the change form: it
+    would then be theirs to change, and the session theirs to keep."""
+    console.login("admin1")
+    console.get("/admin/password")
+    for i in range(staff_service.MAX_FAILURES_PER_ACCOUNT):
+        wrong = {
+            "old_password": f"guess-{i}-abc1",
+            "new_password": "BrandNew-2026x",
+            "confirm_password": "BrandNew-2026x",
+        }
+        assert "原密码不正确" in console.post("/admin/password", wrong).get_data(as_text=True)
+    right = {"old_password": factories.PASSWORD, "new_password": "BrandNew-2026x", "confirm_password": "BrandNew-2026x"}
+    res = console.post("/admin/password", right)
+    assert res.status_code == 400 and "锁定" in res.get_data(as_text=True)
+    assert "锁定" in Console(console.client.application.test_client()).login("admin1").get_data(as_text=True)
+
+
 def test_logout_everywhere_ends_other_sessions(app, db_session, admin):
     laptop, phone = Console(app.test_client()), Console(app.test_client())
     laptop.login("admin1")
@@ -74,6 +115,35 @@ def test_logout_everywhere_ends_other_sessions(app, db_session, admin):
     assert phone.get("/admin/").status_code == 200
     laptop.post("/admin/logout-everywhere")
     assert phone.get("/admin/").status_code == 302  # its cookie carries the old session version
+
+
+def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(app, db_session, admin):
+    laptop, phone = Console(app.test_client()), Console(app.test_client())
+    laptop.login("admin1")
+    phone.login("admin1")
+    laptop.get("/admin/password")
+    new = "BrandNew-2026x"
+    res = laptop.post(
+        "/admin/password", {"old_password": factories.PASSWORD, "new_password": new, "confirm_password": new}
+    )
+    assert res.status_code == 302  # 「其他设备上的登录已退出」: so they are
+    assert laptop.get("/admin/").status_code == 200
+    assert phone.get("/admin/").status_code == 302
+
+
+@pytest.mark.parametrize("change", ["password", "deactivate"])
+def test_an_admins_reset_or_deactivation_ends_the_accounts_sessions(app, as_admin, db_session, change):
+    editor = factories.staff("editor9", "editor")
+    desk = Console(app.test_client())
+    desk.login("editor9")
+    assert desk.get("/admin/tips").status_code == 200
+    form = {"username": "editor9", "name": "editor9", "role": "editor", "active": "on"}
+    if change == "password":
+        form["password"] = "Reset-2026abc"
+    else:
+        del form["active"]
+    assert as_admin.post(f"/admin/staff/{editor.id}", form).status_code == 302
+    assert desk.get("/admin/tips").status_code == 302
 
 
 def test_passwords_are_stored_with_a_modern_kdf(admin):

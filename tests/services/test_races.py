@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -139,3 +140,23 @@ def test_two_tips_marked_duplicates_of_each_other_at_once_never_deadlock_or_loop
         db.session.expire_all()
         a, b = (db.session.get(Tip, i) for i in ids)
         assert {a.status, b.status} == {TipStatus.DUPLICATE, TipStatus.SUBMITTED}  # one points at the other, no loop
+
+
+def test_guesses_sent_at_once_get_no_more_tries_than_the_lockout_allows(app, committed_db, monkeypatch):
+    """A guess read the failure count, ran the password KDF and only then counted itself: guesses sent together all
+    found the count under the limit, so a burst got as many tries as it had requests, not five."""
+    factories.staff("target1", "editor")
+    db.session.remove()
+    checked: list[str] = []
+    kdf = staff_service.check_password_hash
+
+    def slow_kdf(hashed: str, password: str) -> bool:
+        checked.append(password)
+        time.sleep(0.2)  # the KDF's time, in which the other guesses arrive
+        return kdf(hashed, password)
+
+    monkeypatch.setattr(staff_service, "check_password_hash", slow_kdf)
+    results = race(app, 12, lambda i: staff_service.authenticate("target1", f"guess-{i}-x1", f"10.0.0.{i}"))
+    assert all(isinstance(r, ServiceError) for r in results), results
+    assert len(checked) == staff_service.MAX_FAILURES_PER_ACCOUNT
+    assert sum("锁定" in str(r) for r in results) == 12 - staff_service.MAX_FAILURES_PER_ACCOUNT
