@@ -129,6 +129,9 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         # Days a closed tip keeps the citizen's phone number and IP address.
         "TIP_CONTACT_RETENTION_DAYS": _int_setting(env, "TIP_CONTACT_RETENTION_DAYS", 365),
         "TRUSTED_PROXIES": _int_setting(env, "TRUSTED_PROXIES", 0),  # reverse proxies in front (X-Forwarded-*)
+        # Hours a console sign-in lasts, however busy (a copied cookie is good for no longer); no idle limit: an
+        # editor writes an article for an hour without a request, and the save must not meet a login page.
+        "STAFF_SESSION_HOURS": _int_setting(env, "STAFF_SESSION_HOURS", 12),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

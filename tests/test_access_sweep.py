@@ -21,7 +21,17 @@ import models
 from server.extensions import db
 from tests import factories
 from tests import test_route_sweep as sweep
-from tests.test_route_sweep import RAW_TOKEN, ROLES, build_url, fill, request_as, routes, session_cookie, view_of
+from tests.test_route_sweep import (
+    RAW_TOKEN,
+    ROLES,
+    build_url,
+    fill,
+    request_as,
+    routes,
+    session_cookie,
+    signed_in,
+    view_of,
+)
 
 # The sweep's data set (built once for this module too) and its per-test rollback, as fixtures here.
 world, sandbox = sweep.world, sweep.sandbox
@@ -173,7 +183,7 @@ def outsider(app, sandbox) -> Iterator[str]:
         other = factories.unit("黄浦分局")
         person = factories.staff("sweep-outsider", "liaison", unit=other)
         sandbox.cookies["outsider"] = session_cookie(
-            app, {"csrf_token": RAW_TOKEN, "_user_id": person.get_id(), "_fresh": True}
+            app, {"csrf_token": RAW_TOKEN, "_user_id": person.get_id(), "_fresh": True, **signed_in()}
         )
         db.session.commit()
     yield "outsider"

@@ -19,6 +19,8 @@ import inspect
 import io
 import logging
 import re
+import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +35,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.routing import Rule
 
 import models
+from server.console import auth
 from server.extensions import db
 from server.services import binding, events, open311, tips, votes
 from server.services import replies as replies_service
@@ -286,6 +289,11 @@ def session_cookie(app: Flask, values: dict[str, Any]) -> str:
     return app.session_interface.get_signing_serializer(app).dumps(values)  # type: ignore[attr-defined]
 
 
+def signed_in() -> dict[str, Any]:
+    """What the login page puts in a staff session besides Flask-Login's own: when, and the session's id."""
+    return {auth.SIGNED_IN_AT: int(time.time()), auth.SESSION_ID: secrets.token_urlsafe(12)}
+
+
 def make_cookies(app: Flask, staff: dict[str, models.Staff]) -> dict[str, str]:
     """Each identity's signed session: the form token's secret, and the citizen's openid or the staff login."""
     cookies = {"anonymous": session_cookie(app, {"csrf_token": RAW_TOKEN})}
@@ -293,7 +301,7 @@ def make_cookies(app: Flask, staff: dict[str, models.Staff]) -> dict[str, str]:
         cookies[openid] = session_cookie(app, {"csrf_token": RAW_TOKEN, "openid": openid, "snapshot": False})
     for role, person in staff.items():
         login = db.session.get(models.Staff, person.id).get_id()  # id:session_version, as now in the database
-        cookies[role] = session_cookie(app, {"csrf_token": RAW_TOKEN, "_user_id": login, "_fresh": True})
+        cookies[role] = session_cookie(app, {"csrf_token": RAW_TOKEN, "_user_id": login, "_fresh": True, **signed_in()})
     return cookies
 
 

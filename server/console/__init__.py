@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, request, url_for
-from flask_login import current_user
+from flask import Blueprint, flash, redirect, request, url_for
+from flask_login import current_user, login_url, logout_user
 
 from server.extensions import login
 from server.services import audit, staff
@@ -33,6 +33,12 @@ def _gate():  # type: ignore[no-untyped-def]
         return None
     if not current_user.is_authenticated:
         return login.unauthorized()
+    from server.console.auth import session_ended
+
+    if (why := session_ended()) is not None:
+        logout_user()
+        flash(why, "warning")  # instead of the generic 请先登录
+        return redirect(login_url("console.login", request.url))
     request.environ["audit.token"] = audit.set_actor(
         audit.Actor(current_user.id, current_user.name, request.remote_addr)
     )

@@ -2,18 +2,64 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, session, url_for
+import logging
+import secrets
+import time
+
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from redis import RedisError
 
 from models import Role
 from server.console import bp
+from server.extensions import get_redis
 from server.redirects import local_path
 from server.services import ServiceError
 from server.services import staff as staff_service
 
+log = logging.getLogger(__name__)
+SIGNED_IN_AT, SESSION_ID = "staff_since", "staff_sid"
+
 
 def _safe_next(target: str | None) -> str:
     return local_path(target, url_for("console.home"))
+
+
+def _lifetime() -> int:
+    return current_app.config["STAFF_SESSION_HOURS"] * 3600
+
+
+def _ended_key(sid: str) -> str:
+    return f"staff:session-ended:{sid}"
+
+
+def session_ended() -> str | None:
+    """Why this signed-in session may no longer be used, or None. The cookie is signed, not stored: a copy of it
+    (a shared computer, a proxy) would otherwise work until the password changed."""
+    since, sid = session.get(SIGNED_IN_AT), session.get(SESSION_ID)
+    if not isinstance(since, int) or not isinstance(sid, str) or time.time() - since > _lifetime():
+        return f"登录已超过 {current_app.config['STAFF_SESSION_HOURS']} 小时，请重新登录"
+    try:
+        if get_redis().exists(_ended_key(sid)):
+            return "已退出登录，请重新登录"
+    except RedisError:
+        log.warning("redis unavailable; ended sessions not checked")
+    return None
+
+
+def _end_session() -> None:
+    """Logout ends this session wherever its cookie went, for as long as the cookie could still be valid."""
+    sid, since = session.get(SESSION_ID), session.get(SIGNED_IN_AT)
+    if isinstance(sid, str) and isinstance(since, int):
+        left = int(since + _lifetime() - time.time())
+        try:
+            if left > 0:
+                get_redis().set(_ended_key(sid), 1, ex=left)
+        except RedisError:
+            log.warning("redis unavailable; the ended session's cookie stays valid until it expires")
+    logout_user()
+    session.pop(SIGNED_IN_AT, None)
+    session.pop(SESSION_ID, None)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -33,6 +79,7 @@ def login():  # type: ignore[no-untyped-def]
             # all, which whoever planted the cookie would know.
             session.clear()
             login_user(user)
+            session[SIGNED_IN_AT], session[SESSION_ID] = int(time.time()), secrets.token_urlsafe(12)
             if user.role is Role.OFFICER:
                 return redirect(url_for("console.password_change" if user.must_change_password else "console.home"))
             return redirect(_safe_next(request.args.get("next")))
@@ -65,7 +112,7 @@ def password_change():  # type: ignore[no-untyped-def]
 @bp.post("/logout")
 @login_required
 def logout():  # type: ignore[no-untyped-def]
-    logout_user()
+    _end_session()
     flash("已退出登录", "success")
     return redirect(url_for("console.login"))
 
@@ -74,6 +121,6 @@ def logout():  # type: ignore[no-untyped-def]
 @login_required
 def logout_everywhere():  # type: ignore[no-untyped-def]
     staff_service.logout_everywhere(current_user._get_current_object())
-    logout_user()
+    _end_session()
     flash("已在所有设备上退出登录", "success")
     return redirect(url_for("console.login"))

@@ -22,6 +22,30 @@ def test_login_and_logout(console, admin):
     assert console.get("/admin/").status_code == 302
 
 
+def test_a_copy_of_the_cookie_is_dead_after_logout(app, console, admin):
+    console.login("admin1")
+    copied = console.client.get_cookie("session").value  # left behind on a shared computer, say
+    console.post("/admin/logout")
+    other = Console(app.test_client())
+    other.client.set_cookie("session", copied)
+    res = other.get("/admin/")
+    assert res.status_code == 302 and "/admin/login" in res.headers["Location"]
+    assert "已退出登录，请重新登录" in other.get(res.headers["Location"]).get_data(as_text=True)
+    assert console.login("admin1").status_code == 302 and console.get("/admin/").status_code == 200  # a new one is
+
+
+def test_a_sign_in_lasts_the_configured_hours_however_busy(console, admin, monkeypatch):
+    from server.console import auth
+
+    console.login("admin1")
+    assert console.get("/admin/").status_code == 200
+    with console.client.session_transaction() as session:
+        session[auth.SIGNED_IN_AT] -= 12 * 3600 + 1
+    res = console.get("/admin/tips")
+    assert res.status_code == 302 and "next=" in res.headers["Location"]  # back to the page after signing in again
+    assert "登录已超过 12 小时，请重新登录" in console.get(res.headers["Location"]).get_data(as_text=True)
+
+
 def test_signing_in_starts_a_new_session(console, admin):
     """Session fixation: what a session held before sign-in (its form-token secret, which whoever planted the cookie
     knows, or a citizen's identity) does not carry over into the signed-in one."""
