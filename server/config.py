@@ -122,6 +122,7 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
         "TIP_DAILY_LIMIT_IP": _int_setting(env, "TIP_DAILY_LIMIT_IP", 30),  # per IP per day (H5 form)
         # Open311: partners' filing limit per key and minute, and what discovery tells them.
         "OPEN311_POSTS_PER_MINUTE": _int_setting(env, "OPEN311_POSTS_PER_MINUTE", 30),
+        "OPEN311_READS_PER_MINUTE": _int_setting(env, "OPEN311_READS_PER_MINUTE", 120),
         "OPEN311_CONTACT": env.get("OPEN311_CONTACT", ""),
         "OPEN311_KEY_SERVICE": env.get("OPEN311_KEY_SERVICE", ""),
         # Days the message log keeps what followers wrote (and our replies); after that only who, what and when.

@@ -100,7 +100,7 @@ def service_get(code: str, fmt: str) -> Response:
 
 
 def _key() -> Any:
-    return service.authenticate(request.args.get("api_key"))
+    return service.reader(request.args.get("api_key"))
 
 
 @bp.get(f"/requests.{FMT}")

@@ -35,8 +35,9 @@ DEFAULT_WINDOW = timedelta(days=90)
 CLOSED_STATUSES = frozenset({TipStatus.RESOLVED, TipStatus.REJECTED, TipStatus.DUPLICATE})
 KEY_PREFIX = "o311_"
 SUBMIT_PREFIX = "open311:"
-RATE_KEY = "open311:rate:{}:{}"  # key id, minute
+RATE_KEY = "open311:rate:{}:{}:{}"  # kind, key id, minute
 DEFAULT_POSTS_PER_MINUTE = 30
+DEFAULT_READS_PER_MINUTE = 120  # a search may load 1,000 tips: a partner's poll loop is not to take the database
 CLIENT_TOKEN_MAX = 64
 
 audit.ACTION_LABELS.update(
@@ -100,10 +101,20 @@ def authenticate(api_key: str | None) -> Open311Key:
     return row
 
 
-def _take_rate(key: Open311Key) -> None:
-    """A fixed one-minute window per key, counted in Redis (shared by every web process)."""
-    limit = int(current_app.config.get("OPEN311_POSTS_PER_MINUTE", DEFAULT_POSTS_PER_MINUTE))
-    name = RATE_KEY.format(key.id, int(utcnow().timestamp()) // 60)
+def reader(api_key: str | None) -> Open311Key:
+    """The key of a GET (search, one request, a token), counted against its own per-minute limit."""
+    key = authenticate(api_key)
+    _take_rate(key, "read")
+    return key
+
+
+def _take_rate(key: Open311Key, kind: str = "post") -> None:
+    """A fixed one-minute window per key and kind, counted in Redis (shared by every web process)."""
+    if kind == "read":
+        limit = int(current_app.config.get("OPEN311_READS_PER_MINUTE", DEFAULT_READS_PER_MINUTE))
+    else:
+        limit = int(current_app.config.get("OPEN311_POSTS_PER_MINUTE", DEFAULT_POSTS_PER_MINUTE))
+    name = RATE_KEY.format(kind, key.id, int(utcnow().timestamp()) // 60)
     pipe = get_redis().pipeline()
     pipe.incr(name)
     pipe.expire(name, 120)

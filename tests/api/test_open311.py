@@ -373,6 +373,17 @@ def test_posts_are_rate_limited_per_key(app, client, api_key, codes, monkeypatch
     assert post(client, other, service_code=codes["占道经营"], address_string="人民路").status_code == 201
 
 
+def test_reads_are_rate_limited_per_key_apart_from_posts(app, client, api_key, codes, monkeypatch):
+    monkeypatch.setitem(app.config, "OPEN311_READS_PER_MINUTE", 3)
+    for _ in range(3):
+        assert client.get("/open311/v2/requests.json", query_string={"api_key": api_key}).status_code == 200
+    res = client.get("/open311/v2/requests.json", query_string={"api_key": api_key})
+    assert res.status_code == 429 and "per minute" in res.get_json()[0]["description"]
+    assert client.get("/open311/v2/requests/XXXX-XXXX.json", query_string={"api_key": api_key}).status_code == 429
+    # Filing has its own count: a partner polling at its limit can still file a citizen's report.
+    assert post(client, api_key, service_code=codes["占道经营"], address_string="人民路 1 号").status_code == 201
+
+
 def test_filing_goes_on_while_redis_is_down(client, api_key, codes, redis_down, db_session):
     """The per-key limit is a throttle kept in Redis; the tip is a PostgreSQL row. Redis restarting was a 500 (and
     not even an Open311 <errors> document) for a partner filing a citizen's report."""
