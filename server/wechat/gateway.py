@@ -63,13 +63,6 @@ def _bound_inline_statements(session: sa.orm.Session, transaction: Any, connecti
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
 
 
-class _TakenOver:
-    pass
-
-
-TAKEN_OVER = _TakenOver()
-
-
 class Gateway:
     """Claims a delivery in Redis, logs it (group commit), runs its handler under a budget, shares the reply."""
 
@@ -100,7 +93,7 @@ class Gateway:
         taken_over = False
         if self._claim(key, message, handler, signature) is False:
             reply = self._await_reply(key, deadline)
-            if not isinstance(reply, _TakenOver):
+            if reply is not None:
                 return reply
             taken_over = True
             log.warning("the first copy of %s was left unanswered (its process died?): processed by this one", key)
@@ -215,9 +208,9 @@ class Gateway:
         except Exception:
             log.warning("redis unavailable; reply for %s not shared", key)
 
-    def _await_reply(self, key: str, deadline: float) -> str | _TakenOver:
-        """A retry (or a concurrent copy): wait for the first copy's reply and give the same one; or TAKEN_OVER when
-        the first copy's process died before answering, and this copy is to process the message.
+    def _await_reply(self, key: str, deadline: float) -> str | None:
+        """A retry (or a concurrent copy): wait for the first copy's reply and give the same one; or None when the
+        first copy's process died before answering, and this copy has taken the message over.
 
         Slow handlers' replies are published in Redis; fast ones' are in the log row from the start.
         """
@@ -236,7 +229,7 @@ class Gateway:
             if stored:
                 return stored
             if self._take_over(key):
-                return TAKEN_OVER
+                return None
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         return self._await_stored(key, deadline)
