@@ -2,8 +2,10 @@
 
 Ways in: a bound officer's chat photo (`receive_chat_image`, the download runs in a task) and the mobile upload page
 (`upload_photo`, one request per photo, deduplicated by client id and SHA-256). A text or location the officer sends
-within PAIR_WINDOW of a burst of photos becomes their caption / position. Processing (`render`) decodes an original
-once (JPEG draft: DCT-domain downscale), shrinks that once, and cuts every requested rendition from the shrunk copy.
+within PAIR_WINDOW of a burst of photos becomes the caption / position of the photos sent since the previous text or
+location (their scene: the officer walks on and photographs the next one within the window). Processing (`render`)
+decodes an original once (JPEG draft: DCT-domain downscale), shrinks that once, and cuts every requested rendition from
+the shrunk copy.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 PAIR_WINDOW = timedelta(minutes=5)
 BURST_LOOKBACK = timedelta(hours=2)  # how far back the rows are read for a burst when Redis is down
 BURST_KEY = "materials:burst:{}"  # openid → burst start (epoch seconds); its TTL slides with each photo
-COUNT_KEY = "materials:count:{}"  # openid → photos in the current burst
+COUNT_KEY = "materials:count:{}"  # openid → photos of the burst not yet captioned or placed
 GROUP_DISTANCE = 6  # phash Hamming distance: at most this far apart is "the same shot"
 GROUP_SPAN = timedelta(hours=1)
 CAPTION_MAX, ADDRESS_MAX, TAG_MAX, TAGS_MAX = 500, 200, 16, 10
@@ -155,7 +157,7 @@ def _count_in_burst(officer: Staff, at: datetime) -> int:
         from server.services import chat  # imports this module
 
         chat.pointer_lost()
-        return len(_burst_from_rows(officer, at))
+        return len(_new_scene(_burst_from_rows(officer, at)))
 
 
 def _burst_from_rows(officer: Staff, now: datetime) -> list[MaterialItem]:
@@ -192,7 +194,7 @@ def repoint_bursts() -> None:
         ttl = max(int((PAIR_WINDOW - (now - max(i.received_at for i in burst))).total_seconds()), 1)
         pipe = get_redis().pipeline()  # NX: a photo counted meanwhile wrote newer values than these rows had
         pipe.set(BURST_KEY.format(officer.openid), int(min(i.received_at for i in burst).timestamp()), ex=ttl, nx=True)
-        pipe.set(COUNT_KEY.format(officer.openid), len(burst), ex=ttl, nx=True)
+        pipe.set(COUNT_KEY.format(officer.openid), len(_new_scene(burst)), ex=ttl, nx=True)
         pipe.execute()
 
 
@@ -241,6 +243,30 @@ def _burst_items(openid: str) -> tuple[Staff, list[MaterialItem]] | None:
     return officer, list(db.session.scalars(stmt.order_by(MaterialItem.id)))
 
 
+def _new_scene(items: list[MaterialItem]) -> list[MaterialItem]:
+    """The photos of a burst sent since its last caption or place (none yet: all of them)."""
+    return [i for i in items if i.scene_id is None]
+
+
+def _scene(openid: str, items: list[MaterialItem]) -> list[MaterialItem]:
+    """The photos of a burst a caption or place is for: those sent since the previous caption or place, which form a
+    scene from now on; if there are none, the scene the previous caption or place was for (photos, a place, a text).
+    An officer on patrol photographs the next scene within minutes: its caption and place are not the last one's."""
+    if fresh := _new_scene(items):
+        scene_id = min(i.id for i in fresh)
+        for item in fresh:
+            item.scene_id = scene_id
+        try:  # the next photo starts the count again
+            get_redis().delete(COUNT_KEY.format(openid))
+        except RedisError:
+            from server.services import chat  # imports this module
+
+            chat.pointer_lost()
+        return fresh
+    last = max(i.scene_id or 0 for i in items)
+    return [i for i in items if i.scene_id == last]
+
+
 def _burst_count(items: list[MaterialItem], photos: list[MaterialItem]) -> str:
     """「N 张照片」 of a burst, and the photos that did not make it into the library with why: by the time the
     officer sends a caption or a place the downloads are done, and this reply is the only word they get of them."""
@@ -274,21 +300,24 @@ def _library_photos(items: list[MaterialItem]) -> list[MaterialItem]:
 
 
 def attach_chat_text(openid: str, text: str) -> str | None:
-    """A text right after a burst of photos is their caption; None when no burst is open (one Redis GET)."""
+    """A text right after photos is their caption (those sent since the previous caption or place); None when no
+    burst is open (one Redis GET)."""
     found = _burst_items(openid)
     if not found or not found[1] or not (caption := _clean(text, CAPTION_MAX)):
         return None
-    photos = _library_photos(found[1])
+    scene = _scene(openid, found[1])
+    photos = _library_photos(scene)
     for item in photos:
         item.caption = _clean(f"{item.caption} {caption}" if item.caption else caption, CAPTION_MAX)
     db.session.commit()
-    # Every text of the burst adds to the captions: the officer should know, and where to change them.
-    added = f"已为 {_burst_count(found[1], photos)}添加说明：「{caption}」。"
+    # Every text for the same photos adds to their captions: the officer should know, and where to change them.
+    added = f"已为 {_burst_count(scene, photos)}添加说明：「{caption}」。"
     return added + "5 分钟内再发的文字会接在后面；如需修改，请在后台素材库中编辑。"
 
 
 def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str | None) -> str | None:
-    """A location right after a burst of photos is where they were taken; None when no burst is open."""
+    """A location right after photos is where they were taken (those sent since the previous caption or place);
+    None when no burst is open."""
     found = _burst_items(openid)
     if not found or not found[1]:
         return None
@@ -298,14 +327,15 @@ def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str 
         lat = lng = math.nan
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
         return "位置信息有误，请重新发送位置。"
-    photos = _library_photos(found[1])
-    burst = {i.id for i in found[1]}
+    scene = _scene(openid, found[1])
+    photos = _library_photos(scene)
+    sent = {i.id for i in scene}
     for item in photos:
-        if item.id in burst or not item.has_point:  # an earlier photo's own place stays
+        if item.id in sent or not item.has_point:  # an earlier photo's own place stays
             item.latitude, item.longitude, item.address = lat, lng, _clean(label, ADDRESS_MAX)
     db.session.commit()
     where = f"：{_clean(label, ADDRESS_MAX)}" if label else ""
-    return f"已为 {_burst_count(found[1], photos)}记录位置{where}。"
+    return f"已为 {_burst_count(scene, photos)}记录位置{where}。"
 
 
 def stalled_items(now: datetime | None = None) -> tuple[list[int], list[int]]:
