@@ -113,12 +113,15 @@
     caption.title = item.caption || "";
     var actions = document.createElement("div");
     actions.className = "actions";
-    [["插入正文", "body"], ["设为封面", "cover"]].forEach(function (pair) {
+    // A photo the body already holds is not offered again (the save would refuse the article with it twice).
+    var inBody = editor.querySelector('img[src*="/articles/library/' + item.id + '/"]');
+    [[inBody ? "已在正文中" : "插入正文", "body"], ["设为封面", "cover"]].forEach(function (pair) {
       var button = document.createElement("button");
       button.type = "button";
       button.className = "btn small" + (pair[1] === "cover" ? " secondary" : "");
       button.textContent = pair[0];
       button.dataset.action = pair[1];
+      button.disabled = pair[1] === "body" && !!inBody;
       actions.appendChild(button);
     });
     box.append(img, meta, caption, actions);

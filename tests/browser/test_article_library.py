@@ -60,6 +60,11 @@ def test_pick_library_photos_into_the_body_and_as_the_cover(page, live_server):
     assert not dialog.is_visible()
     html = page.inner_html("#editor")
     assert re.search(r"案情在前。<img [^>]*>处理在后。", html), html  # at the cursor, not appended
+    page.click("#library-open")  # the photo in the body is not offered for it again
+    page.wait_for_selector(f"#library-grid .library-card[data-id='{scene.id}'] button[data-action=body]:disabled")
+    in_body = dialog.locator(f".library-card[data-id='{scene.id}'] button[data-action=body]")
+    assert in_body.inner_text() == "已在正文中"
+    page.click("#library-close")
 
     page.click("#cover-library")
     dialog.locator("input[name=tag]").fill("")  # the filter is kept between openings
