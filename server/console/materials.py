@@ -78,12 +78,21 @@ def material_list():  # type: ignore[no-untyped-def]
 @bp.get("/materials/feed.json")
 @require_roles(*CONSOLE_ROLES)
 def material_feed():  # type: ignore[no-untyped-def]
-    """New photos since `after` (polled by the list page): small, newest first."""
+    """New photos since `after` (polled by the list page): small, newest first. And what became of the photos the
+    page shows as 处理中 (`pending`, their ids): the cards of those processed since, the ids of those refused."""
     after = request.args.get("after", "0")
     f = materials.parse_filter(request.args)
     groups = materials.search(f, visible_unit_ids(), after_id=to_int(after, 0, lo=0), limit=50)
     last = max((m.id for g in groups for m in g.members), default=0)
-    return jsonify({"items": [_card(g) for g in groups], "last_id": last})
+    ready, gone = materials.settled(to_ids(request.args.get("pending", "").split(",")), visible_unit_ids())
+    return jsonify(
+        {
+            "items": [_card(g) for g in groups],
+            "last_id": last,
+            "ready": [_card(materials.Group(item, [item])) for item in ready],
+            "gone": gone,
+        }
+    )
 
 
 @bp.post("/materials/star")

@@ -728,6 +728,21 @@ def search_page(
     return _grouped(rows), (rows[-1].id if more else None)
 
 
+def settled(item_ids: Iterable[int], visible_units: list[int] | None) -> tuple[list[MaterialItem], list[int]]:
+    """Of photos a page shows as still processing: those processed since, and the ids of those refused (they will
+    not be in the library). Those still processing, and another unit's, are in neither."""
+    ids = list(dict.fromkeys(item_ids))[:PAGE_SIZE]
+    stmt = (
+        sa.select(MaterialItem)
+        .options(selectinload(MaterialItem.uploader), selectinload(MaterialItem.unit))
+        .where(MaterialItem.id.in_(ids), MaterialItem.state != MaterialState.PENDING)
+    )
+    if visible_units is not None:
+        stmt = stmt.where(MaterialItem.unit_id.in_(visible_units))
+    rows = list(db.session.scalars(stmt.order_by(MaterialItem.id))) if ids else []
+    return [i for i in rows if i.state is MaterialState.READY], [i.id for i in rows if i.state is MaterialState.FAILED]
+
+
 COPY_OF = "与素材 #"  # starts the reason of a photo refused as a copy of one kept: it is in the library
 FAILURES_SHOWN = 50
 FAILURES_DAYS = 7  # without a date filter, the photos refused this long ago or since

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from models import AuditLog, MaterialItem, MaterialState
 from server.extensions import db
 from server.filters import LOCAL_TZ
-from server.services import materials
+from server.services import images, materials
 from tests import factories
 from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
 from tests.handlers.test_tips import send_image, send_location
@@ -52,6 +52,30 @@ def test_officer_conversation_appears_in_the_feed_and_citizen_photo_does_not(as_
     [cover] = item.renditions
     assert abs(cover.width / cover.height - 2.35) < 0.1 and cover.sha256
     assert "钱七" in as_admin.get("/admin/materials/stats").get_data(as_text=True)
+
+
+def test_the_feed_tells_what_became_of_the_photos_shown_as_processing(console, admin, db_session):
+    """A chat photo reaches the page while its download runs (处理中); the card stayed so until a reload, even when
+    the photo never made it into the library."""
+    officer = factories.staff("zhou", "officer", unit=factories.unit("闵行分局"), name="周九")
+    ready, refused, waiting = factories.photo_library(officer, 3, set())
+    for item in (ready, refused, waiting):
+        item.state = MaterialState.PENDING
+    db.session.commit()
+    console.login("admin1")
+    feed = console.get("/admin/materials/feed.json?after=0").get_json()
+    assert [c["state"] for c in feed["items"]] == ["处理中"] * 3
+    ready.state, ready.thumb_path, ready.caption = MaterialState.READY, "materials/ab/ready.thumb.jpg", "公园门口"
+    refused.state, refused.error = MaterialState.FAILED, images.NOT_AN_IMAGE
+    db.session.commit()
+    pending = ",".join(str(i.id) for i in (ready, refused, waiting))
+    feed = console.get(f"/admin/materials/feed.json?after={feed['last_id']}&pending={pending}").get_json()
+    assert feed["items"] == []
+    [card] = feed["ready"]
+    assert (card["id"], card["state"], card["caption"]) == (ready.id, "可用", "公园门口") and card["thumb"]
+    assert feed["gone"] == [refused.id]  # the one still downloading stays as it is
+    elsewhere = factories.unit("奉贤分局")  # another unit's photos are not told of
+    assert materials.settled([ready.id, refused.id, waiting.id], [elsewhere.id]) == ([], [])
 
 
 def test_a_liaison_sees_only_their_unit(console, wechat, media, db_session):
