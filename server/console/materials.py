@@ -113,7 +113,11 @@ def material_stats():  # type: ignore[no-untyped-def]
 @bp.get("/materials/<int:item_id>")
 @require_roles(*CONSOLE_ROLES)
 def material_detail(item_id: int):  # type: ignore[no-untyped-def]
-    item = _item_or_404(item_id)
+    return _detail_page(_item_or_404(item_id))
+
+
+def _detail_page(item: MaterialItem, form: Any = None, error: str | None = None) -> str:
+    """The photo's page; after a refused save, with what was typed (`form`) and why."""
     group = []
     if item.group_id:
         stmt = sa.select(MaterialItem).where(MaterialItem.group_id == item.group_id).order_by(MaterialItem.id)
@@ -126,6 +130,8 @@ def material_detail(item_id: int):  # type: ignore[no-untyped-def]
         positions=materials.POSITIONS,
         uploads=materials.uploads_of(item),
         edit_token=materials.edit_token(item),
+        form=form,
+        error=error,
     )
 
 
@@ -141,9 +147,8 @@ def material_edit(item_id: int):  # type: ignore[no-untyped-def]
             address=request.form.get("address"),
             base=request.form.get("base") or None,
         )
-    except ServiceError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("console.material_detail", item_id=item_id))
+    except ServiceError as exc:  # the page again with what was typed: a caption written at length is not lost
+        return _detail_page(item, request.form, str(exc)), 409
     if "starred" in request.form:
         materials.set_starred([item.id], request.form["starred"] == "1", None)  # _item_or_404 checked the unit
     flash("已保存", "success")

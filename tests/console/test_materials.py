@@ -193,10 +193,18 @@ def test_a_save_from_a_page_someone_else_has_changed_since_is_refused(as_admin, 
     first = {"caption": "甲写的", "tags": "占道", "base": base}
     assert as_admin.post(f"/admin/materials/{item.id}/edit", first).status_code == 302
     second = {"caption": "乙写的", "tags": "夜查", "base": base}  # the same page, opened before the first save
-    res = as_admin.post(f"/admin/materials/{item.id}/edit", second, follow_redirects=True)
-    assert "刚被他人修改" in res.get_data(as_text=True)
+    res = as_admin.post(f"/admin/materials/{item.id}/edit", second)
+    assert res.status_code == 409
+    page = res.get_data(as_text=True)
+    assert "刚被他人修改" in page
     db.session.refresh(item)
     assert (item.caption, item.tags) == ("甲写的", ["占道"])
+    # What 乙 typed is still in the form (it was thrown away), beside what 甲 saved; saved again, it is kept.
+    assert ">乙写的</textarea>" in page and 'value="夜查"' in page and "甲写的" in page
+    again = {**second, "base": re.search(r'name="base" value="([0-9a-f]+)"', page).group(1)}
+    assert as_admin.post(f"/admin/materials/{item.id}/edit", again).status_code == 302
+    db.session.refresh(item)
+    assert (item.caption, item.tags) == ("乙写的", ["夜查"])
 
 
 def test_photos_that_did_not_make_it_are_listed_with_why_for_their_unit_only(console, wechat, media, db_session):
