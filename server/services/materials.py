@@ -648,8 +648,10 @@ def _where(f: MaterialFilter, visible_units: list[int] | None, *, failed: bool =
     where: list[Any] = [refused if failed else sa.not_(refused)]
     if visible_units is not None:
         where.append(MaterialItem.unit_id.in_(visible_units))
-    if f.unit_id:
-        where.append(MaterialItem.unit_id == f.unit_id)
+    if f.unit_id:  # a district takes in its squads, as the liaisons' reach and the tips' filter do
+        from server.services import staff as staff_service
+
+        where.append(MaterialItem.unit_id.in_(staff_service.unit_and_descendants(f.unit_id)))
     if f.uploader_id:
         where.append(MaterialItem.uploader_id == f.uploader_id)
     if f.day_from:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from PIL import Image, ImageOps
 
-from models import MaterialItem, MaterialState, utcnow
+from models import MaterialItem, MaterialSource, MaterialState, utcnow
 from server.extensions import db
 from server.services import images, materials
 from tests import factories
@@ -253,6 +253,28 @@ def test_the_tag_filter_is_sql_so_every_page_is_full_and_nothing_is_missed(offic
     assert everything == [i.id for i in reversed(items)]
     assert materials.search(materials.MaterialFilter(tag="夜"), None) == []  # a whole tag, not a substring
     assert materials.search(materials.MaterialFilter(tag="夜查"), [officer.unit_id + 1000]) == []
+
+
+def test_the_unit_filter_takes_in_the_units_below(db_session):
+    """The filter lists units as a tree; a district (分局) chosen showed none of its squads' (中队) photos, though the
+    squads' officers send nearly all of them."""
+    district = factories.unit("浦东分局")
+    squad = factories.unit("陆家嘴中队", kind="squad", parent=district)
+    elsewhere = factories.unit("黄浦分局")
+    ids = {}
+    for unit in (district, squad, elsewhere):
+        who = factories.staff(f"of-{unit.id}", "officer", unit=unit)
+        item = MaterialItem(key=f"upload:unit-{unit.id}", source=MaterialSource.UPLOAD, state=MaterialState.READY)
+        item.uploader_id, item.unit_id, item.tags = who.id, unit.id, []
+        db.session.add(item)
+        db.session.commit()
+        ids[unit.id] = item.id
+    found = [g.lead.id for g in materials.search(materials.MaterialFilter(unit_id=district.id), None)]
+    assert sorted(found) == sorted([ids[district.id], ids[squad.id]])
+    found = [g.lead.id for g in materials.search(materials.MaterialFilter(unit_id=squad.id), None)]
+    assert found == [ids[squad.id]]
+    picked, _ = materials.pickable_page(materials.MaterialFilter(unit_id=district.id), None)
+    assert sorted(i.id for i in picked) == sorted([ids[district.id], ids[squad.id]])
 
 
 def test_a_feed_catching_up_gets_the_photos_after_its_cursor_in_order(officer):
