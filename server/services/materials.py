@@ -1184,5 +1184,8 @@ def _per_unit(column: Any, *conditions: Any) -> targets.Counter:
     return counter
 
 
-targets.register_counter("photos_contributed", _per_unit(MaterialItem.received_at))
+# A photo refused (not an image, expired in WeChat, a copy of one kept) is not in the library: no contribution.
+targets.register_counter(
+    "photos_contributed", _per_unit(MaterialItem.received_at, MaterialItem.state != MaterialState.FAILED)
+)
 targets.register_counter("photos_used", _per_unit(MaterialItem.used_at, MaterialItem.used_in_article))
