@@ -355,6 +355,30 @@ def stalled_items(now: datetime | None = None) -> tuple[list[int], list[int]]:
     return list(downloads), list(derivations)
 
 
+EXPIRED = "微信照片已过期或不存在"
+
+
+def expire_stalled_items(now: datetime | None = None) -> int:
+    """Chat photos still not downloaded when WeChat has forgotten them: refused, so that they leave 处理中 and are
+    listed among those not saved (the officer can send them again). Returns how many."""
+    from server.services.tips import CHAT_MEDIA_LIFETIME
+
+    now = now or utcnow()
+    expired = db.session.execute(
+        sa.update(MaterialItem)
+        .where(
+            MaterialItem.state == MaterialState.PENDING,
+            MaterialItem.original_path.is_(None),
+            MaterialItem.media_id.is_not(None),
+            MaterialItem.received_at < now - CHAT_MEDIA_LIFETIME,
+        )
+        .values(state=MaterialState.FAILED, error=EXPIRED)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return expired
+
+
 def fetch_chat_photo(item_id: int) -> None:
     """Task body: download an officer's chat photo, verify, store, derive. Idempotent; transient errors raise."""
     item = db.session.get(MaterialItem, item_id)
@@ -367,7 +391,7 @@ def fetch_chat_photo(item_id: int) -> None:
     except WeChatClientException as exc:
         if exc.errcode not in (40007, 41006):
             raise
-        _fail(item, "微信照片已过期或不存在")
+        _fail(item, EXPIRED)
 
 
 # -- upload page -----------------------------------------------------------------------------------------------------

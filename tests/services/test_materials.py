@@ -307,3 +307,23 @@ def test_items_left_pending_are_found_by_the_sweep_until_wechat_forgets_them(db_
     item.received_at = utcnow() - CHAT_MEDIA_LIFETIME - timedelta(hours=1)
     db.session.commit()
     assert materials.stalled_items() == ([], [])
+
+
+def test_a_chat_photo_never_downloaded_while_wechat_kept_it_is_listed_as_not_saved(db_session):
+    """Its downloads failed for three days (WeChat's API or our token down): it stayed 处理中 for good, and was not
+    among the photos an editor is told did not make it into the library."""
+    from server.services.tips import CHAT_MEDIA_LIFETIME
+    from server.tasks import materials as tasks
+
+    officer = factories.staff("qian", "officer", unit=factories.unit("长宁分局"), name="钱七")
+    old, recent = factories.photo_library(officer, 2, set())
+    for item, media_id in ((old, "media-old"), (recent, "media-recent")):
+        item.source, item.state, item.media_id = MaterialSource.CHAT, MaterialState.PENDING, media_id
+    old.received_at, recent.received_at = utcnow() - CHAT_MEDIA_LIFETIME - timedelta(minutes=1), utcnow()
+    db.session.commit()
+    tasks.requeue_stalled_items.delay()
+    db.session.expire_all()
+    assert (old.state, old.error) == (MaterialState.FAILED, "微信照片已过期或不存在")
+    assert recent.state is MaterialState.PENDING  # its download may still be under way
+    f = materials.MaterialFilter(day_from=old.received_at.date() - timedelta(days=1))
+    assert materials.recent_failures(f, None) == ([old], 1)
