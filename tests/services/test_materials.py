@@ -7,10 +7,12 @@ import random
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image, ImageOps
 
 from models import MaterialItem, MaterialSource, MaterialState, utcnow
 from server.extensions import db
+from server.filters import LOCAL_TZ
 from server.services import images, materials
 from tests import factories
 from tests.services.test_images import exif_of, phone_jpeg
@@ -145,6 +147,53 @@ def test_near_duplicates_share_a_group_and_mark_used(officer):
     assert materials.search(materials.MaterialFilter(used=True), None)[0].lead.article_id == 42
     [row] = materials.weekly_counts(None)
     assert (row["officer"], row["unit"], row["photos"], row["used"]) == ("赵六", "徐汇分局", 4, 1)
+
+
+def test_the_weekly_numbers_are_counted_without_loading_every_photo(db_session):
+    """The statistics page loaded each photo of eight weeks with its officer and unit (1.5 s for 30,000 photos)."""
+    squad, other = factories.unit("陆家嘴中队"), factories.unit("黄浦分局")
+    wang = factories.staff("wangwu", "officer", unit=squad, name="王队员")
+    li = factories.staff("liqi", "officer", unit=other, name="李队员")
+    now = utcnow()
+    rows = [(wang, now, True), (wang, now, False), (li, now, False), (wang, now - timedelta(weeks=1), False)]
+    rows += [(wang, now - timedelta(weeks=9), True)]  # too old
+    for n, (who, at, used) in enumerate(rows):
+        item = MaterialItem(key=f"upload:week-{n}", source=MaterialSource.UPLOAD, state=MaterialState.READY)
+        item.uploader_id, item.unit_id, item.received_at, item.used_in_article, item.tags = (
+            who.id,
+            who.unit_id,
+            at,
+            used,
+            [],
+        )
+        db.session.add(item)
+    refused = MaterialItem(key="chat:week-refused", source=MaterialSource.CHAT, state=MaterialState.FAILED)
+    refused.uploader_id, refused.unit_id, refused.received_at = wang.id, squad.id, now
+    db.session.add(refused)
+    db.session.commit()
+    db.session.expunge_all()
+
+    def week(at):
+        year, number, _ = at.astimezone(LOCAL_TZ).isocalendar()
+        return f"{year}-W{number:02d}"
+
+    loaded = []
+
+    def seen(item, _context):
+        loaded.append(item.id)
+
+    sa.event.listen(MaterialItem, "load", seen)
+    try:
+        counts = materials.weekly_counts(None)
+    finally:
+        sa.event.remove(MaterialItem, "load", seen)
+    assert loaded == []  # counted from four columns, not built into photos
+    assert [(r["week"], r["unit"], r["officer"], r["photos"], r["used"]) for r in counts] == [
+        (week(now), "黄浦分局", "李队员", 1, 0),
+        (week(now), "陆家嘴中队", "王队员", 2, 1),
+        (week(now - timedelta(weeks=1)), "陆家嘴中队", "王队员", 1, 0),
+    ]
+    assert [r["officer"] for r in materials.weekly_counts([other.id])] == ["李队员"]
 
 
 def test_a_far_older_near_duplicate_starts_a_new_group(officer):
