@@ -437,6 +437,7 @@ def upload_photo(
         )
     )
     if (existing := db.session.scalars(stmt).first()) is not None:
+        _add_details(existing, caption, latitude, longitude, address)  # a retry's are there already
         return existing, False
     mime = images.verify_image(data)  # a refusal is an ImageRejected (a ServiceError) with the reason
     lat, lng = _point(latitude, longitude)
@@ -464,6 +465,19 @@ def upload_photo(
 
         _enqueue(tasks.derive_item, item.id)
     return item, created
+
+
+def _add_details(item: MaterialItem, caption: str | None, latitude: Any, longitude: Any, address: str | None) -> None:
+    """A photo the library has, uploaded again with a caption or place (it went up without them, or by chat): they are
+    for it, as a chat caption for a copy is; its own caption is kept before the new one, its own place stays."""
+    if (text := _clean(caption, CAPTION_MAX)) and text not in (item.caption or ""):
+        item.caption = _clean(f"{item.caption} {text}" if item.caption else text, CAPTION_MAX)
+    lat, lng = _point(latitude, longitude)
+    if lat is not None and not item.has_point:
+        item.latitude, item.longitude = lat, lng
+    if not item.address:
+        item.address = _clean(address, ADDRESS_MAX)
+    db.session.commit()
 
 
 # -- derive: public copy, thumbnail, perceptual hash, group ---------------------------------------------------------
