@@ -572,14 +572,15 @@ def edit_item(
     """An editor's caption, tags and address; what changed is audited (a save that changes nothing is not).
     `base`: the edit_token the form was filled from; refused if the item changed since."""
     db.session.refresh(item, with_for_update=True)  # two editors at once: one after the other
-    if base is not None and base != edit_token(item):
+    wanted = {"caption": _clean(caption, CAPTION_MAX), "tags": parse_tags(tags), "address": item.address}
+    if address is not None:
+        wanted["address"] = _clean(address, ADDRESS_MAX)
+    before = audit.snapshot(item, EDIT_FIELDS)
+    # A page changed since it was filled in is refused, unless it asks for what is there already (a double click).
+    if base is not None and base != edit_token(item) and wanted != before:
         db.session.rollback()
         raise ServiceError("这张照片的说明或标签刚被他人修改，请查看后再保存")
-    before = audit.snapshot(item, EDIT_FIELDS)
-    item.caption = _clean(caption, CAPTION_MAX)
-    item.tags = parse_tags(tags)
-    if address is not None:
-        item.address = _clean(address, ADDRESS_MAX)
+    item.caption, item.tags, item.address = wanted["caption"], wanted["tags"], wanted["address"]
     after = audit.snapshot(item, EDIT_FIELDS)
     if changed := [name for name in EDIT_FIELDS if before[name] != after[name]]:
         audit.record(

@@ -207,6 +207,19 @@ def test_a_save_from_a_page_someone_else_has_changed_since_is_refused(as_admin, 
     assert (item.caption, item.tags) == ("乙写的", ["夜查"])
 
 
+def test_a_double_click_on_save_is_not_taken_for_someone_elses_change(as_admin, db_session):
+    """Both clicks' requests arrive; the second found the photo changed (by the first) and said 刚被他人修改."""
+    officer = factories.staff("zhengs", "officer", unit=factories.unit("闵行分局"), name="郑十一")
+    item, _ = materials.upload_photo(officer, jpeg_bytes((320, 240)), client_id="double-client")
+    page = as_admin.get(f"/admin/materials/{item.id}").get_data(as_text=True)
+    base = re.search(r'name="base" value="([0-9a-f]+)"', page).group(1)
+    form = {"caption": "占道经营，已劝离", "tags": "占道", "address": "世纪大道", "base": base}
+    assert as_admin.post(f"/admin/materials/{item.id}/edit", form).status_code == 302
+    assert as_admin.post(f"/admin/materials/{item.id}/edit", form).status_code == 302
+    edits = db.session.scalars(sa.select(AuditLog).filter_by(action="material.edit")).all()
+    assert len(edits) == 1
+
+
 def test_photos_that_did_not_make_it_are_listed_with_why_for_their_unit_only(console, wechat, media, db_session):
     mine, other = factories.unit("闵行分局"), factories.unit("奉贤分局")
     officer = factories.staff("zhou", "officer", unit=mine, name="周九")
