@@ -211,7 +211,8 @@
         }
         var img = document.createElement("img");
         img.src = json.url;
-        img.alt = box.querySelector(".caption").title;
+        // Not the caption: an officer's note (a plate number, a name) would go out unseen in the published article.
+        img.alt = "现场照片";
         dialog.close();
         insertAtCursor(img);
         editor.focus();  // after: the selection set inside the editor is kept

@@ -60,6 +60,7 @@ def test_pick_library_photos_into_the_body_and_as_the_cover(page, live_server):
     assert not dialog.is_visible()
     html = page.inner_html("#editor")
     assert re.search(r"案情在前。<img [^>]*>处理在后。", html), html  # at the cursor, not appended
+    assert "陆家嘴路口流动摊贩" not in html  # the officer's caption is not published unseen as the alt text
     page.click("#library-open")  # the photo in the body is not offered for it again
     page.wait_for_selector(f"#library-grid .library-card[data-id='{scene.id}'] button[data-action=body]:disabled")
     in_body = dialog.locator(f".library-card[data-id='{scene.id}'] button[data-action=body]")
