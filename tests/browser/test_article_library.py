@@ -75,6 +75,7 @@ def test_pick_library_photos_into_the_body_and_as_the_cover(page, live_server):
     page.click("#article-form button[type=submit]")
     page.wait_for_selector(".flash.success:has-text('已保存')")
     article_id = int(re.search(r"/admin/articles/(\d+)$", page.url).group(1))
+    page.wait_for_function("[...document.querySelectorAll('img')].every(img => img.complete)")  # loaded, under load
     cover = page.locator("img[alt='封面']")
     assert f"/articles/library/{crowd.id}/cover-" in cover.get_attribute("src")
     assert cover.evaluate("img => img.naturalWidth / img.naturalHeight") > 2.3
