@@ -288,9 +288,20 @@ def _burst_count(items: list[MaterialItem], photos: list[MaterialItem]) -> str:
     if copies:
         notes.append(f"其中 {len(copies)} 张素材库中已有，未重复保存")
     if lost:
-        reasons = "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in lost))
-        notes.append(f"另有 {len(lost)} 张未能存入素材库：{reasons}，请重新发送")
+        notes.append(f"另有 {len(lost)} 张未能存入素材库：{_why(lost)}，请重新发送")
     return f"{counted}（{'；'.join(notes)}）" if notes else counted
+
+
+def _why(lost: list[MaterialItem]) -> str:
+    """Why these photos were refused, each reason once, without the advice the upload page gives with it."""
+    return "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in lost))
+
+
+def _nothing_kept(scene: list[MaterialItem], what: str, resend: str) -> str:
+    """The reply to a caption or place for photos none of which made it into the library: it is not saved."""
+    return (
+        f"刚发送的 {len(scene)} 张照片未能存入素材库（{_why(scene)}），{what}没有保存，请重新发送照片后再发送{resend}。"
+    )
 
 
 def _copy_of(item: MaterialItem) -> int | None:
@@ -316,7 +327,9 @@ def attach_chat_text(openid: str, text: str) -> str | None:
     if not found or not found[1] or not (caption := _clean(text, CAPTION_MAX)):
         return None
     scene = _scene(openid, found[1])
-    photos = _library_photos(scene)
+    if not (photos := _library_photos(scene)):
+        db.session.commit()
+        return _nothing_kept(scene, f"说明「{caption}」", "说明")
     for item in photos:
         item.caption = _clean(f"{item.caption} {caption}" if item.caption else caption, CAPTION_MAX)
     db.session.commit()
@@ -338,7 +351,9 @@ def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str 
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
         return "位置信息有误，请重新发送位置。"
     scene = _scene(openid, found[1])
-    photos = _library_photos(scene)
+    if not (photos := _library_photos(scene)):
+        db.session.commit()
+        return _nothing_kept(scene, "位置", "位置")
     sent = {i.id for i in scene}
     for item in photos:
         if item.id in sent or not item.has_point:  # an earlier photo's own place stays

@@ -39,6 +39,19 @@ def test_the_caption_reply_counts_only_the_photos_kept_and_says_why_the_others_a
     assert "已为 2 张照片（另有 1 张" in send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
 
 
+def test_a_caption_for_photos_none_of_which_was_kept_says_it_was_not_saved(wechat, media, db_session):
+    """It said 「已为 0 张照片（另有 1 张未能存入素材库…）添加说明」 and that later texts would be added to it."""
+    _officer()
+    send_image(wechat, OFFICER, media(b"\xff\xd8\xff\xe0 not a photo"))
+    reply = wechat.text(OFFICER, "沿街晾晒整治")["Content"]
+    assert reply.startswith("刚发送的 1 张照片未能存入素材库（文件不是有效的图片")
+    assert "说明「沿街晾晒整治」没有保存，请重新发送照片后再发送说明。" in reply and "0 张" not in reply
+    reply = send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
+    assert reply.startswith("刚发送的 1 张照片未能存入素材库") and reply.endswith(
+        "位置没有保存，请重新发送照片后再发送位置。"
+    )
+
+
 def test_a_chat_caption_leaves_the_photos_from_the_upload_page_alone(wechat, media, db_session):
     officer = _officer()
     page, _ = materials.upload_photo(officer, jpeg_bytes(colour="red"), client_id="page-photo-1", caption="页面说明")
