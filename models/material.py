@@ -67,6 +67,9 @@ class MaterialItem(db.Model):
     height: Mapped[int | None]
     phash: Mapped[str | None] = mapped_column(sa.String(16))  # 64-bit perceptual hash, hex
     group_id: Mapped[int | None] = mapped_column(index=True)  # first item of its near-duplicate group
+    # Chat photos: the first photo of the scene they were captioned or placed with (the photos an officer sent since
+    # the previous caption or place); None until a text or location is sent for them.
+    scene_id: Mapped[int | None]
     caption: Mapped[str | None] = mapped_column(sa.String(500))
     latitude: Mapped[float | None] = mapped_column(sa.Double)
     longitude: Mapped[float | None] = mapped_column(sa.Double)

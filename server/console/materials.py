@@ -78,12 +78,21 @@ def material_list():  # type: ignore[no-untyped-def]
 @bp.get("/materials/feed.json")
 @require_roles(*CONSOLE_ROLES)
 def material_feed():  # type: ignore[no-untyped-def]
-    """New photos since `after` (polled by the list page): small, newest first."""
+    """New photos since `after` (polled by the list page): small, newest first. And what became of the photos the
+    page shows as 处理中 (`pending`, their ids): the cards of those processed since, the ids of those refused."""
     after = request.args.get("after", "0")
     f = materials.parse_filter(request.args)
     groups = materials.search(f, visible_unit_ids(), after_id=to_int(after, 0, lo=0), limit=50)
     last = max((m.id for g in groups for m in g.members), default=0)
-    return jsonify({"items": [_card(g) for g in groups], "last_id": last})
+    ready, gone = materials.settled(to_ids(request.args.get("pending", "").split(",")), visible_unit_ids())
+    return jsonify(
+        {
+            "items": [_card(g) for g in groups],
+            "last_id": last,
+            "ready": [_card(materials.Group(item, [item])) for item in ready],
+            "gone": gone,
+        }
+    )
 
 
 @bp.post("/materials/star")
@@ -104,7 +113,11 @@ def material_stats():  # type: ignore[no-untyped-def]
 @bp.get("/materials/<int:item_id>")
 @require_roles(*CONSOLE_ROLES)
 def material_detail(item_id: int):  # type: ignore[no-untyped-def]
-    item = _item_or_404(item_id)
+    return _detail_page(_item_or_404(item_id))
+
+
+def _detail_page(item: MaterialItem, form: Any = None, error: str | None = None) -> str:
+    """The photo's page; after a refused save, with what was typed (`form`) and why."""
     group = []
     if item.group_id:
         stmt = sa.select(MaterialItem).where(MaterialItem.group_id == item.group_id).order_by(MaterialItem.id)
@@ -117,6 +130,8 @@ def material_detail(item_id: int):  # type: ignore[no-untyped-def]
         positions=materials.POSITIONS,
         uploads=materials.uploads_of(item),
         edit_token=materials.edit_token(item),
+        form=form,
+        error=error,
     )
 
 
@@ -132,9 +147,8 @@ def material_edit(item_id: int):  # type: ignore[no-untyped-def]
             address=request.form.get("address"),
             base=request.form.get("base") or None,
         )
-    except ServiceError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("console.material_detail", item_id=item_id))
+    except ServiceError as exc:  # the page again with what was typed: a caption written at length is not lost
+        return _detail_page(item, request.form, str(exc)), 409
     if "starred" in request.form:
         materials.set_starred([item.id], request.form["starred"] == "1", None)  # _item_or_404 checked the unit
     flash("已保存", "success")

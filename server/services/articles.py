@@ -63,6 +63,8 @@ def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
         raise ServiceError("正文不能为空")
     if len(body) >= 20000:
         raise ServiceError("正文过长（微信限制 2 万字符以内）")
+    if twice := _repeated_photos(body):
+        raise ServiceError(f"素材 #{twice} 在正文中出现了不止一次，请删除重复的那张后再保存")
     column_id, unit_id = _ref(fields, "column_id", NewsColumn, "栏目"), _ref(fields, "unit_id", Unit, "单位")
     return {
         "title": title,
@@ -290,6 +292,12 @@ def store_library_image(by: Staff, item_id: int) -> str:
     relative = f"{LIBRARY_FOLDER}/{item_id}/{hashlib.sha256(data).hexdigest()[:32]}.jpg"
     images.write_media(relative, data)
     return f"/admin/articles/media/{relative}"
+
+
+def _repeated_photos(body_html: str) -> int | None:
+    """A library photo the body holds more than once (inserted twice from the picker), if any."""
+    ids = [int(m.group(1)) for src in image_sources(body_html) if (m := _LIBRARY_ITEM.match(src))]
+    return next((i for i in ids if ids.count(i) > 1), None)
 
 
 def library_item_ids(article: Article) -> list[int]:

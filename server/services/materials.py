@@ -2,8 +2,10 @@
 
 Ways in: a bound officer's chat photo (`receive_chat_image`, the download runs in a task) and the mobile upload page
 (`upload_photo`, one request per photo, deduplicated by client id and SHA-256). A text or location the officer sends
-within PAIR_WINDOW of a burst of photos becomes their caption / position. Processing (`render`) decodes an original
-once (JPEG draft: DCT-domain downscale), shrinks that once, and cuts every requested rendition from the shrunk copy.
+within PAIR_WINDOW of a burst of photos becomes the caption / position of the photos sent since the previous text or
+location (their scene: the officer walks on and photographs the next one within the window). Processing (`render`)
+decodes an original once (JPEG draft: DCT-domain downscale), shrinks that once, and cuts every requested rendition from
+the shrunk copy.
 """
 
 from __future__ import annotations
@@ -29,7 +31,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from wechatpy.exceptions import WeChatClientException
 
-from models import MaterialItem, MaterialRendition, MaterialSource, MaterialState, Role, Staff, WechatImage, utcnow
+from models import (
+    MaterialItem,
+    MaterialRendition,
+    MaterialSource,
+    MaterialState,
+    Role,
+    Staff,
+    Unit,
+    WechatImage,
+    utcnow,
+)
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ
 from server.inputs import to_int
@@ -41,7 +53,7 @@ log = logging.getLogger(__name__)
 PAIR_WINDOW = timedelta(minutes=5)
 BURST_LOOKBACK = timedelta(hours=2)  # how far back the rows are read for a burst when Redis is down
 BURST_KEY = "materials:burst:{}"  # openid → burst start (epoch seconds); its TTL slides with each photo
-COUNT_KEY = "materials:count:{}"  # openid → photos in the current burst
+COUNT_KEY = "materials:count:{}"  # openid → photos of the burst not yet captioned or placed
 GROUP_DISTANCE = 6  # phash Hamming distance: at most this far apart is "the same shot"
 GROUP_SPAN = timedelta(hours=1)
 CAPTION_MAX, ADDRESS_MAX, TAG_MAX, TAGS_MAX = 500, 200, 16, 10
@@ -155,7 +167,7 @@ def _count_in_burst(officer: Staff, at: datetime) -> int:
         from server.services import chat  # imports this module
 
         chat.pointer_lost()
-        return len(_burst_from_rows(officer, at))
+        return len(_new_scene(_burst_from_rows(officer, at)))
 
 
 def _burst_from_rows(officer: Staff, now: datetime) -> list[MaterialItem]:
@@ -192,7 +204,7 @@ def repoint_bursts() -> None:
         ttl = max(int((PAIR_WINDOW - (now - max(i.received_at for i in burst))).total_seconds()), 1)
         pipe = get_redis().pipeline()  # NX: a photo counted meanwhile wrote newer values than these rows had
         pipe.set(BURST_KEY.format(officer.openid), int(min(i.received_at for i in burst).timestamp()), ex=ttl, nx=True)
-        pipe.set(COUNT_KEY.format(officer.openid), len(burst), ex=ttl, nx=True)
+        pipe.set(COUNT_KEY.format(officer.openid), len(_new_scene(burst)), ex=ttl, nx=True)
         pipe.execute()
 
 
@@ -241,6 +253,30 @@ def _burst_items(openid: str) -> tuple[Staff, list[MaterialItem]] | None:
     return officer, list(db.session.scalars(stmt.order_by(MaterialItem.id)))
 
 
+def _new_scene(items: list[MaterialItem]) -> list[MaterialItem]:
+    """The photos of a burst sent since its last caption or place (none yet: all of them)."""
+    return [i for i in items if i.scene_id is None]
+
+
+def _scene(openid: str, items: list[MaterialItem]) -> list[MaterialItem]:
+    """The photos of a burst a caption or place is for: those sent since the previous caption or place, which form a
+    scene from now on; if there are none, the scene the previous caption or place was for (photos, a place, a text).
+    An officer on patrol photographs the next scene within minutes: its caption and place are not the last one's."""
+    if fresh := _new_scene(items):
+        scene_id = min(i.id for i in fresh)
+        for item in fresh:
+            item.scene_id = scene_id
+        try:  # the next photo starts the count again
+            get_redis().delete(COUNT_KEY.format(openid))
+        except RedisError:
+            from server.services import chat  # imports this module
+
+            chat.pointer_lost()
+        return fresh
+    last = max(i.scene_id or 0 for i in items)
+    return [i for i in items if i.scene_id == last]
+
+
 def _burst_count(items: list[MaterialItem], photos: list[MaterialItem]) -> str:
     """「N 张照片」 of a burst, and the photos that did not make it into the library with why: by the time the
     officer sends a caption or a place the downloads are done, and this reply is the only word they get of them."""
@@ -252,9 +288,20 @@ def _burst_count(items: list[MaterialItem], photos: list[MaterialItem]) -> str:
     if copies:
         notes.append(f"其中 {len(copies)} 张素材库中已有，未重复保存")
     if lost:
-        reasons = "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in lost))
-        notes.append(f"另有 {len(lost)} 张未能存入素材库：{reasons}，请重新发送")
+        notes.append(f"另有 {len(lost)} 张未能存入素材库：{_why(lost)}，请重新发送")
     return f"{counted}（{'；'.join(notes)}）" if notes else counted
+
+
+def _why(lost: list[MaterialItem]) -> str:
+    """Why these photos were refused, each reason once, without the advice the upload page gives with it."""
+    return "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in lost))
+
+
+def _nothing_kept(scene: list[MaterialItem], what: str, resend: str) -> str:
+    """The reply to a caption or place for photos none of which made it into the library: it is not saved."""
+    return (
+        f"刚发送的 {len(scene)} 张照片未能存入素材库（{_why(scene)}），{what}没有保存，请重新发送照片后再发送{resend}。"
+    )
 
 
 def _copy_of(item: MaterialItem) -> int | None:
@@ -274,21 +321,26 @@ def _library_photos(items: list[MaterialItem]) -> list[MaterialItem]:
 
 
 def attach_chat_text(openid: str, text: str) -> str | None:
-    """A text right after a burst of photos is their caption; None when no burst is open (one Redis GET)."""
+    """A text right after photos is their caption (those sent since the previous caption or place); None when no
+    burst is open (one Redis GET)."""
     found = _burst_items(openid)
     if not found or not found[1] or not (caption := _clean(text, CAPTION_MAX)):
         return None
-    photos = _library_photos(found[1])
+    scene = _scene(openid, found[1])
+    if not (photos := _library_photos(scene)):
+        db.session.commit()
+        return _nothing_kept(scene, f"说明「{caption}」", "说明")
     for item in photos:
         item.caption = _clean(f"{item.caption} {caption}" if item.caption else caption, CAPTION_MAX)
     db.session.commit()
-    # Every text of the burst adds to the captions: the officer should know, and where to change them.
-    added = f"已为 {_burst_count(found[1], photos)}添加说明：「{caption}」。"
+    # Every text for the same photos adds to their captions: the officer should know, and where to change them.
+    added = f"已为 {_burst_count(scene, photos)}添加说明：「{caption}」。"
     return added + "5 分钟内再发的文字会接在后面；如需修改，请在后台素材库中编辑。"
 
 
 def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str | None) -> str | None:
-    """A location right after a burst of photos is where they were taken; None when no burst is open."""
+    """A location right after photos is where they were taken (those sent since the previous caption or place);
+    None when no burst is open."""
     found = _burst_items(openid)
     if not found or not found[1]:
         return None
@@ -298,14 +350,17 @@ def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str 
         lat = lng = math.nan
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
         return "位置信息有误，请重新发送位置。"
-    photos = _library_photos(found[1])
-    burst = {i.id for i in found[1]}
+    scene = _scene(openid, found[1])
+    if not (photos := _library_photos(scene)):
+        db.session.commit()
+        return _nothing_kept(scene, "位置", "位置")
+    sent = {i.id for i in scene}
     for item in photos:
-        if item.id in burst or not item.has_point:  # an earlier photo's own place stays
+        if item.id in sent or not item.has_point:  # an earlier photo's own place stays
             item.latitude, item.longitude, item.address = lat, lng, _clean(label, ADDRESS_MAX)
     db.session.commit()
     where = f"：{_clean(label, ADDRESS_MAX)}" if label else ""
-    return f"已为 {_burst_count(found[1], photos)}记录位置{where}。"
+    return f"已为 {_burst_count(scene, photos)}记录位置{where}。"
 
 
 def stalled_items(now: datetime | None = None) -> tuple[list[int], list[int]]:
@@ -325,6 +380,30 @@ def stalled_items(now: datetime | None = None) -> tuple[list[int], list[int]]:
     return list(downloads), list(derivations)
 
 
+EXPIRED = "微信照片已过期或不存在"
+
+
+def expire_stalled_items(now: datetime | None = None) -> int:
+    """Chat photos still not downloaded when WeChat has forgotten them: refused, so that they leave 处理中 and are
+    listed among those not saved (the officer can send them again). Returns how many."""
+    from server.services.tips import CHAT_MEDIA_LIFETIME
+
+    now = now or utcnow()
+    expired = db.session.execute(
+        sa.update(MaterialItem)
+        .where(
+            MaterialItem.state == MaterialState.PENDING,
+            MaterialItem.original_path.is_(None),
+            MaterialItem.media_id.is_not(None),
+            MaterialItem.received_at < now - CHAT_MEDIA_LIFETIME,
+        )
+        .values(state=MaterialState.FAILED, error=EXPIRED)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return expired
+
+
 def fetch_chat_photo(item_id: int) -> None:
     """Task body: download an officer's chat photo, verify, store, derive. Idempotent; transient errors raise."""
     item = db.session.get(MaterialItem, item_id)
@@ -337,7 +416,7 @@ def fetch_chat_photo(item_id: int) -> None:
     except WeChatClientException as exc:
         if exc.errcode not in (40007, 41006):
             raise
-        _fail(item, "微信照片已过期或不存在")
+        _fail(item, EXPIRED)
 
 
 # -- upload page -----------------------------------------------------------------------------------------------------
@@ -373,6 +452,7 @@ def upload_photo(
         )
     )
     if (existing := db.session.scalars(stmt).first()) is not None:
+        _add_details(existing, caption, latitude, longitude, address)  # a retry's are there already
         return existing, False
     mime = images.verify_image(data)  # a refusal is an ImageRejected (a ServiceError) with the reason
     lat, lng = _point(latitude, longitude)
@@ -400,6 +480,19 @@ def upload_photo(
 
         _enqueue(tasks.derive_item, item.id)
     return item, created
+
+
+def _add_details(item: MaterialItem, caption: str | None, latitude: Any, longitude: Any, address: str | None) -> None:
+    """A photo the library has, uploaded again with a caption or place (it went up without them, or by chat): they are
+    for it, as a chat caption for a copy is; its own caption is kept before the new one, its own place stays."""
+    if (text := _clean(caption, CAPTION_MAX)) and text not in (item.caption or ""):
+        item.caption = _clean(f"{item.caption} {text}" if item.caption else text, CAPTION_MAX)
+    lat, lng = _point(latitude, longitude)
+    if lat is not None and not item.has_point:
+        item.latitude, item.longitude = lat, lng
+    if not item.address:
+        item.address = _clean(address, ADDRESS_MAX)
+    db.session.commit()
 
 
 # -- derive: public copy, thumbnail, perceptual hash, group ---------------------------------------------------------
@@ -494,14 +587,15 @@ def edit_item(
     """An editor's caption, tags and address; what changed is audited (a save that changes nothing is not).
     `base`: the edit_token the form was filled from; refused if the item changed since."""
     db.session.refresh(item, with_for_update=True)  # two editors at once: one after the other
-    if base is not None and base != edit_token(item):
+    wanted = {"caption": _clean(caption, CAPTION_MAX), "tags": parse_tags(tags), "address": item.address}
+    if address is not None:
+        wanted["address"] = _clean(address, ADDRESS_MAX)
+    before = audit.snapshot(item, EDIT_FIELDS)
+    # A page changed since it was filled in is refused, unless it asks for what is there already (a double click).
+    if base is not None and base != edit_token(item) and wanted != before:
         db.session.rollback()
         raise ServiceError("这张照片的说明或标签刚被他人修改，请查看后再保存")
-    before = audit.snapshot(item, EDIT_FIELDS)
-    item.caption = _clean(caption, CAPTION_MAX)
-    item.tags = parse_tags(tags)
-    if address is not None:
-        item.address = _clean(address, ADDRESS_MAX)
+    item.caption, item.tags, item.address = wanted["caption"], wanted["tags"], wanted["address"]
     after = audit.snapshot(item, EDIT_FIELDS)
     if changed := [name for name in EDIT_FIELDS if before[name] != after[name]]:
         audit.record(
@@ -618,8 +712,10 @@ def _where(f: MaterialFilter, visible_units: list[int] | None, *, failed: bool =
     where: list[Any] = [refused if failed else sa.not_(refused)]
     if visible_units is not None:
         where.append(MaterialItem.unit_id.in_(visible_units))
-    if f.unit_id:
-        where.append(MaterialItem.unit_id == f.unit_id)
+    if f.unit_id:  # a district takes in its squads, as the liaisons' reach and the tips' filter do
+        from server.services import staff as staff_service
+
+        where.append(MaterialItem.unit_id.in_(staff_service.unit_and_descendants(f.unit_id)))
     if f.uploader_id:
         where.append(MaterialItem.uploader_id == f.uploader_id)
     if f.day_from:
@@ -698,6 +794,21 @@ def search_page(
     return _grouped(rows), (rows[-1].id if more else None)
 
 
+def settled(item_ids: Iterable[int], visible_units: list[int] | None) -> tuple[list[MaterialItem], list[int]]:
+    """Of photos a page shows as still processing: those processed since, and the ids of those refused (they will
+    not be in the library). Those still processing, and another unit's, are in neither."""
+    ids = list(dict.fromkeys(item_ids))[:PAGE_SIZE]
+    stmt = (
+        sa.select(MaterialItem)
+        .options(selectinload(MaterialItem.uploader), selectinload(MaterialItem.unit))
+        .where(MaterialItem.id.in_(ids), MaterialItem.state != MaterialState.PENDING)
+    )
+    if visible_units is not None:
+        stmt = stmt.where(MaterialItem.unit_id.in_(visible_units))
+    rows = list(db.session.scalars(stmt.order_by(MaterialItem.id))) if ids else []
+    return [i for i in rows if i.state is MaterialState.READY], [i.id for i in rows if i.state is MaterialState.FAILED]
+
+
 COPY_OF = "与素材 #"  # starts the reason of a photo refused as a copy of one kept: it is in the library
 FAILURES_SHOWN = 50
 FAILURES_DAYS = 7  # without a date filter, the photos refused this long ago or since
@@ -728,21 +839,26 @@ def recent_failures(f: MaterialFilter, visible_units: list[int] | None) -> tuple
 def weekly_counts(visible_units: list[int] | None, weeks: int = 8) -> list[dict[str, Any]]:
     """Photos per (ISO week, unit, officer) and how many of them were used in articles."""
     since = utcnow() - timedelta(weeks=weeks)
-    stmt = (
-        sa.select(MaterialItem)
-        .where(MaterialItem.received_at >= since, MaterialItem.state != MaterialState.FAILED)
-        .options(sa.orm.joinedload(MaterialItem.uploader), sa.orm.joinedload(MaterialItem.unit))
-    )
+    # Four columns a photo, not the photos with their officer and unit: a busy bureau has tens of thousands.
+    stmt = sa.select(
+        MaterialItem.received_at, MaterialItem.unit_id, MaterialItem.uploader_id, MaterialItem.used_in_article
+    ).where(MaterialItem.received_at >= since, MaterialItem.state != MaterialState.FAILED)
     if visible_units is not None:
         stmt = stmt.where(MaterialItem.unit_id.in_(visible_units))
-    table: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for item in db.session.scalars(stmt):
-        year, week, _ = item.received_at.astimezone(LOCAL_TZ).isocalendar()
-        key = (f"{year}-W{week:02d}", item.unit.name if item.unit else "—", item.uploader.name)
-        row = table.setdefault(key, {"week": key[0], "unit": key[1], "officer": key[2], "photos": 0, "used": 0})
-        row["photos"] += 1
-        row["used"] += int(item.used_in_article)
-    return sorted(table.values(), key=lambda r: (r["week"], r["unit"], r["officer"]), reverse=True)
+    counts: dict[tuple[str, int | None, int], list[int]] = {}
+    for received_at, unit_id, uploader_id, used in db.session.execute(stmt):
+        year, week, _ = received_at.astimezone(LOCAL_TZ).isocalendar()
+        count = counts.setdefault((f"{year}-W{week:02d}", unit_id, uploader_id), [0, 0])
+        count[0] += 1
+        count[1] += int(used)
+    units = dict(db.session.execute(sa.select(Unit.id, Unit.name)).all())
+    officers = {k[2] for k in counts}
+    names = dict(db.session.execute(sa.select(Staff.id, Staff.name).where(Staff.id.in_(officers))).all())
+    table = [
+        {"week": week, "unit": units.get(unit_id, "—"), "officer": names[uploader_id], "photos": n, "used": used}
+        for (week, unit_id, uploader_id), (n, used) in counts.items()
+    ]
+    return sorted(table, key=lambda r: (r["week"], r["unit"], r["officer"]), reverse=True)
 
 
 # -- use in articles -------------------------------------------------------------------------------------------------
@@ -1137,5 +1253,8 @@ def _per_unit(column: Any, *conditions: Any) -> targets.Counter:
     return counter
 
 
-targets.register_counter("photos_contributed", _per_unit(MaterialItem.received_at))
+# A photo refused (not an image, expired in WeChat, a copy of one kept) is not in the library: no contribution.
+targets.register_counter(
+    "photos_contributed", _per_unit(MaterialItem.received_at, MaterialItem.state != MaterialState.FAILED)
+)
 targets.register_counter("photos_used", _per_unit(MaterialItem.used_at, MaterialItem.used_in_article))

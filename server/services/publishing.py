@@ -293,7 +293,7 @@ def _prepare(article: Article) -> dict[str, Any]:
         if src.startswith("/admin/articles/media/") and src not in mapping:
             data = _read_media(article, src.removeprefix("/admin/articles/media/"), "正文图片")
             mapping[src] = _upload("media/uploadimg", _shrink(data, 1024 * 1024 - 1024))["url"]
-            article.wechat_images = mapping
+            article.wechat_images = dict(mapping)  # a new object: the one assigned before is not seen as changed
             db.session.commit()
     for local, remote in mapping.items():
         body = body.replace(f'src="{local}"', f'src="{remote}"')

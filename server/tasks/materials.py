@@ -27,6 +27,7 @@ def derive_item(item_id: int) -> None:
 @shared_task
 def requeue_stalled_items() -> None:
     # Both steps are idempotent (an item past PENDING is skipped), so an item queued twice costs one lookup.
+    materials.expire_stalled_items()
     downloads, derivations = materials.stalled_items()
     for item_id in downloads:
         fetch_chat_photo.delay(item_id)

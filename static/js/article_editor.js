@@ -113,12 +113,15 @@
     caption.title = item.caption || "";
     var actions = document.createElement("div");
     actions.className = "actions";
-    [["插入正文", "body"], ["设为封面", "cover"]].forEach(function (pair) {
+    // A photo the body already holds is not offered again (the save would refuse the article with it twice).
+    var inBody = editor.querySelector('img[src*="/articles/library/' + item.id + '/"]');
+    [[inBody ? "已在正文中" : "插入正文", "body"], ["设为封面", "cover"]].forEach(function (pair) {
       var button = document.createElement("button");
       button.type = "button";
       button.className = "btn small" + (pair[1] === "cover" ? " secondary" : "");
       button.textContent = pair[0];
       button.dataset.action = pair[1];
+      button.disabled = pair[1] === "body" && !!inBody;
       actions.appendChild(button);
     });
     box.append(img, meta, caption, actions);
@@ -208,7 +211,8 @@
         }
         var img = document.createElement("img");
         img.src = json.url;
-        img.alt = box.querySelector(".caption").title;
+        // Not the caption: an officer's note (a plate number, a name) would go out unseen in the published article.
+        img.alt = "现场照片";
         dialog.close();
         insertAtCursor(img);
         editor.focus();  // after: the selection set inside the editor is kept

@@ -60,6 +60,12 @@ def test_pick_library_photos_into_the_body_and_as_the_cover(page, live_server):
     assert not dialog.is_visible()
     html = page.inner_html("#editor")
     assert re.search(r"案情在前。<img [^>]*>处理在后。", html), html  # at the cursor, not appended
+    assert "陆家嘴路口流动摊贩" not in html  # the officer's caption is not published unseen as the alt text
+    page.click("#library-open")  # the photo in the body is not offered for it again
+    page.wait_for_selector(f"#library-grid .library-card[data-id='{scene.id}'] button[data-action=body]:disabled")
+    in_body = dialog.locator(f".library-card[data-id='{scene.id}'] button[data-action=body]")
+    assert in_body.inner_text() == "已在正文中"
+    page.click("#library-close")
 
     page.click("#cover-library")
     dialog.locator("input[name=tag]").fill("")  # the filter is kept between openings
@@ -69,6 +75,7 @@ def test_pick_library_photos_into_the_body_and_as_the_cover(page, live_server):
     page.click("#article-form button[type=submit]")
     page.wait_for_selector(".flash.success:has-text('已保存')")
     article_id = int(re.search(r"/admin/articles/(\d+)$", page.url).group(1))
+    page.wait_for_function("[...document.querySelectorAll('img')].every(img => img.complete)")  # loaded, under load
     cover = page.locator("img[alt='封面']")
     assert f"/articles/library/{crowd.id}/cover-" in cover.get_attribute("src")
     assert cover.evaluate("img => img.naturalWidth / img.naturalHeight") > 2.3

@@ -50,3 +50,26 @@ def test_staff_upload_with_retries_is_deduplicated(client, citizen_login, db_ses
     assert len(items) == 2
     assert items[0].source is MaterialSource.UPLOAD and items[0].state is MaterialState.READY
     assert items[0].caption == "静安寺周边巡查" and items[0].latitude == 31.22 and items[0].unit.name == "静安分局"
+
+
+def test_the_same_photo_uploaded_again_with_a_caption_and_place_gets_them(client, citizen_login, db_session):
+    """Uploaded first without a caption (or sent in chat), then again with one: 已上传, and the caption and place
+    typed the second time were dropped."""
+    officer = factories.staff("zhaoliu", "officer", unit=factories.unit("徐汇分局"), name="赵六")
+    officer.openid = "o-upload-again"
+    db.session.commit()
+    citizen_login("o-upload-again", path="/m/upload")
+    token = _csrf(client)
+    photo = jpeg_bytes()
+    assert _post(client, token, photo, "client-1001").status_code == 201
+    again = {"caption": "徐家汇 占道经营", "address": "虹桥路 1 号", "latitude": "31.19", "longitude": "121.43"}
+    assert _post(client, token, photo, "client-1002", **again).status_code == 200
+    assert _post(client, token, photo, "client-1003", caption="徐家汇 占道经营").status_code == 200  # once
+    assert _post(client, token, photo, "client-1002", **again).status_code == 200  # that request retried
+    [item] = db.session.scalars(sa.select(MaterialItem)).all()
+    assert (item.caption, item.address, item.latitude, item.longitude) == (
+        "徐家汇 占道经营",
+        "虹桥路 1 号",
+        31.19,
+        121.43,
+    )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from models import AuditLog, MaterialItem, MaterialState
 from server.extensions import db
 from server.filters import LOCAL_TZ
-from server.services import materials
+from server.services import images, materials
 from tests import factories
 from tests.handlers.test_tips import media as media  # noqa: F401  (a fixture, shared)
 from tests.handlers.test_tips import send_image, send_location
@@ -52,6 +52,30 @@ def test_officer_conversation_appears_in_the_feed_and_citizen_photo_does_not(as_
     [cover] = item.renditions
     assert abs(cover.width / cover.height - 2.35) < 0.1 and cover.sha256
     assert "钱七" in as_admin.get("/admin/materials/stats").get_data(as_text=True)
+
+
+def test_the_feed_tells_what_became_of_the_photos_shown_as_processing(console, admin, db_session):
+    """A chat photo reaches the page while its download runs (处理中); the card stayed so until a reload, even when
+    the photo never made it into the library."""
+    officer = factories.staff("zhou", "officer", unit=factories.unit("闵行分局"), name="周九")
+    ready, refused, waiting = factories.photo_library(officer, 3, set())
+    for item in (ready, refused, waiting):
+        item.state = MaterialState.PENDING
+    db.session.commit()
+    console.login("admin1")
+    feed = console.get("/admin/materials/feed.json?after=0").get_json()
+    assert [c["state"] for c in feed["items"]] == ["处理中"] * 3
+    ready.state, ready.thumb_path, ready.caption = MaterialState.READY, "materials/ab/ready.thumb.jpg", "公园门口"
+    refused.state, refused.error = MaterialState.FAILED, images.NOT_AN_IMAGE
+    db.session.commit()
+    pending = ",".join(str(i.id) for i in (ready, refused, waiting))
+    feed = console.get(f"/admin/materials/feed.json?after={feed['last_id']}&pending={pending}").get_json()
+    assert feed["items"] == []
+    [card] = feed["ready"]
+    assert (card["id"], card["state"], card["caption"]) == (ready.id, "可用", "公园门口") and card["thumb"]
+    assert feed["gone"] == [refused.id]  # the one still downloading stays as it is
+    elsewhere = factories.unit("奉贤分局")  # another unit's photos are not told of
+    assert materials.settled([ready.id, refused.id, waiting.id], [elsewhere.id]) == ([], [])
 
 
 def test_a_liaison_sees_only_their_unit(console, wechat, media, db_session):
@@ -169,10 +193,31 @@ def test_a_save_from_a_page_someone_else_has_changed_since_is_refused(as_admin, 
     first = {"caption": "甲写的", "tags": "占道", "base": base}
     assert as_admin.post(f"/admin/materials/{item.id}/edit", first).status_code == 302
     second = {"caption": "乙写的", "tags": "夜查", "base": base}  # the same page, opened before the first save
-    res = as_admin.post(f"/admin/materials/{item.id}/edit", second, follow_redirects=True)
-    assert "刚被他人修改" in res.get_data(as_text=True)
+    res = as_admin.post(f"/admin/materials/{item.id}/edit", second)
+    assert res.status_code == 409
+    page = res.get_data(as_text=True)
+    assert "刚被他人修改" in page
     db.session.refresh(item)
     assert (item.caption, item.tags) == ("甲写的", ["占道"])
+    # What 乙 typed is still in the form (it was thrown away), beside what 甲 saved; saved again, it is kept.
+    assert ">乙写的</textarea>" in page and 'value="夜查"' in page and "甲写的" in page
+    again = {**second, "base": re.search(r'name="base" value="([0-9a-f]+)"', page).group(1)}
+    assert as_admin.post(f"/admin/materials/{item.id}/edit", again).status_code == 302
+    db.session.refresh(item)
+    assert (item.caption, item.tags) == ("乙写的", ["夜查"])
+
+
+def test_a_double_click_on_save_is_not_taken_for_someone_elses_change(as_admin, db_session):
+    """Both clicks' requests arrive; the second found the photo changed (by the first) and said 刚被他人修改."""
+    officer = factories.staff("zhengs", "officer", unit=factories.unit("闵行分局"), name="郑十一")
+    item, _ = materials.upload_photo(officer, jpeg_bytes((320, 240)), client_id="double-client")
+    page = as_admin.get(f"/admin/materials/{item.id}").get_data(as_text=True)
+    base = re.search(r'name="base" value="([0-9a-f]+)"', page).group(1)
+    form = {"caption": "占道经营，已劝离", "tags": "占道", "address": "世纪大道", "base": base}
+    assert as_admin.post(f"/admin/materials/{item.id}/edit", form).status_code == 302
+    assert as_admin.post(f"/admin/materials/{item.id}/edit", form).status_code == 302
+    edits = db.session.scalars(sa.select(AuditLog).filter_by(action="material.edit")).all()
+    assert len(edits) == 1
 
 
 def test_photos_that_did_not_make_it_are_listed_with_why_for_their_unit_only(console, wechat, media, db_session):

@@ -39,6 +39,19 @@ def test_the_caption_reply_counts_only_the_photos_kept_and_says_why_the_others_a
     assert "已为 2 张照片（另有 1 张" in send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
 
 
+def test_a_caption_for_photos_none_of_which_was_kept_says_it_was_not_saved(wechat, media, db_session):
+    """It said 「已为 0 张照片（另有 1 张未能存入素材库…）添加说明」 and that later texts would be added to it."""
+    _officer()
+    send_image(wechat, OFFICER, media(b"\xff\xd8\xff\xe0 not a photo"))
+    reply = wechat.text(OFFICER, "沿街晾晒整治")["Content"]
+    assert reply.startswith("刚发送的 1 张照片未能存入素材库（文件不是有效的图片")
+    assert "说明「沿街晾晒整治」没有保存，请重新发送照片后再发送说明。" in reply and "0 张" not in reply
+    reply = send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
+    assert reply.startswith("刚发送的 1 张照片未能存入素材库") and reply.endswith(
+        "位置没有保存，请重新发送照片后再发送位置。"
+    )
+
+
 def test_a_chat_caption_leaves_the_photos_from_the_upload_page_alone(wechat, media, db_session):
     officer = _officer()
     page, _ = materials.upload_photo(officer, jpeg_bytes(colour="red"), client_id="page-photo-1", caption="页面说明")
@@ -67,6 +80,26 @@ def test_officer_photos_then_location_and_caption_become_items(wechat, media, db
         assert not exif_of(images.media_path(item.public_path).read_bytes()).get_ifd(0x8825)
         assert item.phash and item.group_id
     assert db.session.scalar(sa.select(sa.func.count()).select_from(TipDraft)) == 0
+
+
+def test_the_next_scene_within_minutes_gets_its_own_caption_and_place(wechat, media, db_session):
+    """An officer on patrol: photos, a place and a text at one scene, then the next scene a minute later. The second
+    caption and place went to every photo since the first of the burst (the first scene's photo ended up with both
+    captions and the second scene's place), and the first scene's refused photo was reported again."""
+    _officer()
+    send_image(wechat, OFFICER, media(jpeg_bytes()))
+    send_image(wechat, OFFICER, media(b"\xff\xd8\xff\xe0 not a photo"))
+    assert "已为 1 张照片（另有 1 张未能存入" in send_location(wechat, OFFICER, 31.2365, 121.4835, "南京东路")
+    assert "已为 1 张照片（另有 1 张未能存入" in wechat.text(OFFICER, "占道经营")["Content"]
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="blue", size=(80, 40)))).startswith("已收到 1 张")
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="red", size=(80, 40)))).startswith("已收到 2 张")
+    assert wechat.text(OFFICER, "乱堆物料")["Content"].startswith("已为 2 张照片添加说明：「乱堆物料」")
+    assert send_location(wechat, OFFICER, 31.2301, 121.4801, "福州路").startswith("已为 2 张照片记录位置：福州路")
+    assert wechat.text(OFFICER, "已清理")["Content"].startswith("已为 2 张照片添加说明")  # the same two photos
+    first, refused, *second = _items()
+    assert (first.caption, first.address) == ("占道经营", "南京东路")
+    assert refused.state is MaterialState.FAILED
+    assert [(i.caption, i.address) for i in second] == [("乱堆物料 已清理", "福州路")] * 2
 
 
 def test_the_same_message_delivered_twice_is_one_item(wechat, media, db_session):

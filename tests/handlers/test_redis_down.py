@@ -63,8 +63,20 @@ def test_an_officers_burst_keeps_its_caption_after_redis_lost_its_data(wechat, m
     assert send_image(wechat, OFFICER, media(jpeg_bytes())).startswith("已收到 1 张现场照片")
     assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="blue"))).startswith("已收到 2 张现场照片")
     redis_client.flushdb()
-    assert "2 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营整治现场")["Content"]
-    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="red"))).startswith("已收到 3 张现场照片")
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="green"))).startswith("已收到 3 张现场照片")
+    redis_client.flushdb()
+    assert "3 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营整治现场")["Content"]
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="red"))).startswith("已收到 1 张现场照片")  # the next
+
+
+def test_an_officers_next_scene_gets_its_own_caption_while_redis_is_down(wechat, media, db_session, redis_down):
+    _officer()
+    send_image(wechat, OFFICER, media(jpeg_bytes()))
+    assert "1 张照片添加说明" in wechat.text(OFFICER, "南京东路占道经营")["Content"]
+    assert send_image(wechat, OFFICER, media(jpeg_bytes(colour="blue"))).startswith("已收到 1 张现场照片")
+    assert "1 张照片添加说明" in wechat.text(OFFICER, "福州路乱堆物料")["Content"]
+    items = db.session.scalars(sa.select(MaterialItem).order_by(MaterialItem.id)).all()
+    assert [i.caption for i in items] == ["南京东路占道经营", "福州路乱堆物料"]
 
 
 # Redis down for a while, then back with the data it had (a restart with persistence, a network cut): the flows that

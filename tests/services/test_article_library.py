@@ -58,6 +58,21 @@ def test_a_photo_goes_into_the_body_and_the_cover_from_the_articles_folder(peopl
     assert not body_item.used_in_article  # a draft uses nothing yet: publishing marks
 
 
+def test_the_same_photo_twice_in_one_body_is_refused(people):
+    """Inserted twice from the picker (once more after a reload, say), the photo went out twice in the article."""
+    item, other = photo(people["officer"], 11), photo(people["officer"], 12)
+    first = articles.store_library_image(people["liaison"], item.id)
+    again = articles.store_library_image(people["liaison"], item.id)
+    body = f'<p>案情</p><img src="{first}"><p>处理</p><img src="{again}">'
+    with pytest.raises(ServiceError, match=f"素材 #{item.id}"):
+        articles.save_article(people["liaison"], title="占道经营", body_html=body)
+    # A photo in the body may still be the cover; two different photos are two.
+    second = articles.store_library_image(people["liaison"], other.id)
+    body = f'<p>案情</p><img src="{first}"><img src="{second}">'
+    article = articles.save_article(people["liaison"], title="占道经营", body_html=body, cover_item_id=item.id)
+    assert articles.library_item_ids(article) == sorted([item.id, other.id])
+
+
 def test_an_editors_own_rendition_is_preferred(people):
     item = photo(people["officer"], 3)
     [blurred] = materials.render(item.id, [materials.make_recipe("article", blur=[[0, 0, 0.5, 0.5]], watermark="tl")])
@@ -115,7 +130,8 @@ def test_publishing_marks_the_photos_used_once_and_the_scoreboard_counts_them(em
     url = articles.store_library_image(people["editor"], used.id)
     gone = articles.store_library_image(people["editor"], removed.id)
     theirs = articles.store_library_image(people["editor"], other_unit_photo.id)
-    body = f'<p>案情</p><img src="{url}"><p>处理</p><img src="{theirs}"><img src="{url}">'
+    also_cover = articles.store_library_image(people["editor"], cover_item.id)  # in the body and the cover: once
+    body = f'<p>案情</p><img src="{url}"><p>处理</p><img src="{theirs}"><img src="{also_cover}">'
     article = articles.save_article(
         people["editor"], title="夜查", body_html=body + f'<img src="{gone}">', cover_item_id=cover_item.id
     )

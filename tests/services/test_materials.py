@@ -7,10 +7,12 @@ import random
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image, ImageOps
 
-from models import MaterialItem, MaterialState, utcnow
+from models import MaterialItem, MaterialSource, MaterialState, utcnow
 from server.extensions import db
+from server.filters import LOCAL_TZ
 from server.services import images, materials
 from tests import factories
 from tests.services.test_images import exif_of, phone_jpeg
@@ -147,6 +149,53 @@ def test_near_duplicates_share_a_group_and_mark_used(officer):
     assert (row["officer"], row["unit"], row["photos"], row["used"]) == ("赵六", "徐汇分局", 4, 1)
 
 
+def test_the_weekly_numbers_are_counted_without_loading_every_photo(db_session):
+    """The statistics page loaded each photo of eight weeks with its officer and unit (1.5 s for 30,000 photos)."""
+    squad, other = factories.unit("陆家嘴中队"), factories.unit("黄浦分局")
+    wang = factories.staff("wangwu", "officer", unit=squad, name="王队员")
+    li = factories.staff("liqi", "officer", unit=other, name="李队员")
+    now = utcnow()
+    rows = [(wang, now, True), (wang, now, False), (li, now, False), (wang, now - timedelta(weeks=1), False)]
+    rows += [(wang, now - timedelta(weeks=9), True)]  # too old
+    for n, (who, at, used) in enumerate(rows):
+        item = MaterialItem(key=f"upload:week-{n}", source=MaterialSource.UPLOAD, state=MaterialState.READY)
+        item.uploader_id, item.unit_id, item.received_at, item.used_in_article, item.tags = (
+            who.id,
+            who.unit_id,
+            at,
+            used,
+            [],
+        )
+        db.session.add(item)
+    refused = MaterialItem(key="chat:week-refused", source=MaterialSource.CHAT, state=MaterialState.FAILED)
+    refused.uploader_id, refused.unit_id, refused.received_at = wang.id, squad.id, now
+    db.session.add(refused)
+    db.session.commit()
+    db.session.expunge_all()
+
+    def week(at):
+        year, number, _ = at.astimezone(LOCAL_TZ).isocalendar()
+        return f"{year}-W{number:02d}"
+
+    loaded = []
+
+    def seen(item, _context):
+        loaded.append(item.id)
+
+    sa.event.listen(MaterialItem, "load", seen)
+    try:
+        counts = materials.weekly_counts(None)
+    finally:
+        sa.event.remove(MaterialItem, "load", seen)
+    assert loaded == []  # counted from four columns, not built into photos
+    assert [(r["week"], r["unit"], r["officer"], r["photos"], r["used"]) for r in counts] == [
+        (week(now), "黄浦分局", "李队员", 1, 0),
+        (week(now), "陆家嘴中队", "王队员", 2, 1),
+        (week(now - timedelta(weeks=1)), "陆家嘴中队", "王队员", 1, 0),
+    ]
+    assert [r["officer"] for r in materials.weekly_counts([other.id])] == ["李队员"]
+
+
 def test_a_far_older_near_duplicate_starts_a_new_group(officer):
     a = _item(officer, noisy_jpeg((320, 240), seed=21), "old-client")
     a.received_at = utcnow() - timedelta(hours=3)
@@ -255,6 +304,28 @@ def test_the_tag_filter_is_sql_so_every_page_is_full_and_nothing_is_missed(offic
     assert materials.search(materials.MaterialFilter(tag="夜查"), [officer.unit_id + 1000]) == []
 
 
+def test_the_unit_filter_takes_in_the_units_below(db_session):
+    """The filter lists units as a tree; a district (分局) chosen showed none of its squads' (中队) photos, though the
+    squads' officers send nearly all of them."""
+    district = factories.unit("浦东分局")
+    squad = factories.unit("陆家嘴中队", kind="squad", parent=district)
+    elsewhere = factories.unit("黄浦分局")
+    ids = {}
+    for unit in (district, squad, elsewhere):
+        who = factories.staff(f"of-{unit.id}", "officer", unit=unit)
+        item = MaterialItem(key=f"upload:unit-{unit.id}", source=MaterialSource.UPLOAD, state=MaterialState.READY)
+        item.uploader_id, item.unit_id, item.tags = who.id, unit.id, []
+        db.session.add(item)
+        db.session.commit()
+        ids[unit.id] = item.id
+    found = [g.lead.id for g in materials.search(materials.MaterialFilter(unit_id=district.id), None)]
+    assert sorted(found) == sorted([ids[district.id], ids[squad.id]])
+    found = [g.lead.id for g in materials.search(materials.MaterialFilter(unit_id=squad.id), None)]
+    assert found == [ids[squad.id]]
+    picked, _ = materials.pickable_page(materials.MaterialFilter(unit_id=district.id), None)
+    assert sorted(i.id for i in picked) == sorted([ids[district.id], ids[squad.id]])
+
+
 def test_a_feed_catching_up_gets_the_photos_after_its_cursor_in_order(officer):
     items = factories.photo_library(officer, 12, tagged=set(range(12)))
     night = materials.MaterialFilter(tag="夜查")
@@ -285,3 +356,23 @@ def test_items_left_pending_are_found_by_the_sweep_until_wechat_forgets_them(db_
     item.received_at = utcnow() - CHAT_MEDIA_LIFETIME - timedelta(hours=1)
     db.session.commit()
     assert materials.stalled_items() == ([], [])
+
+
+def test_a_chat_photo_never_downloaded_while_wechat_kept_it_is_listed_as_not_saved(db_session):
+    """Its downloads failed for three days (WeChat's API or our token down): it stayed 处理中 for good, and was not
+    among the photos an editor is told did not make it into the library."""
+    from server.services.tips import CHAT_MEDIA_LIFETIME
+    from server.tasks import materials as tasks
+
+    officer = factories.staff("qian", "officer", unit=factories.unit("长宁分局"), name="钱七")
+    old, recent = factories.photo_library(officer, 2, set())
+    for item, media_id in ((old, "media-old"), (recent, "media-recent")):
+        item.source, item.state, item.media_id = MaterialSource.CHAT, MaterialState.PENDING, media_id
+    old.received_at, recent.received_at = utcnow() - CHAT_MEDIA_LIFETIME - timedelta(minutes=1), utcnow()
+    db.session.commit()
+    tasks.requeue_stalled_items.delay()
+    db.session.expire_all()
+    assert (old.state, old.error) == (MaterialState.FAILED, "微信照片已过期或不存在")
+    assert recent.state is MaterialState.PENDING  # its download may still be under way
+    f = materials.MaterialFilter(day_from=old.received_at.date() - timedelta(days=1))
+    assert materials.recent_failures(f, None) == ([old], 1)

@@ -564,6 +564,31 @@ def test_48001_fails_plainly_with_manual_fallback(emulator, db_session, people):
     assert push.articles[0].url == "https://mp.weixin.qq.com/s/abc"
 
 
+def test_every_body_image_uploaded_is_remembered_for_the_manual_export_and_a_retry(emulator, db_session, people):
+    """Only the first body image's WeChat URL was kept (the mapping was changed in place after its first commit):
+    the manual fallback's HTML pointed the others at the console, which WeChat's editor cannot fetch."""
+    body = [articles.store_body_image(jpeg(colour=c)) for c in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
+    a = articles.save_article(
+        people["liaison"],
+        title="三张现场照片",
+        body_html="<p>案情</p>" + "".join(f'<img src="{src}">' for src in body),
+        cover=jpeg(),
+    )
+    articles.submit(people["liaison"], a.id)
+    articles.review(people["reviewer"], a.id, approve=True)
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    push = articles.schedule_push(people["editor"], [a.id], start, None)
+    emulator.hook("fail", {"path": "cgi-bin/freepublish/submit", "errcode": 48001})
+    publishing.run_due(start + timedelta(minutes=1))
+    db.session.expire_all()
+    push = db.session.get(ArticlePush, push.id)
+    assert push.status is PushStatus.FAILED
+    assert sorted(push.articles[0].wechat_images) == sorted(body)
+    html = articles.export_html(push)
+    assert "/admin/" not in html and html.count(emulator.url) == 3
+    assert len(calls_to(emulator, "cgi-bin/media/uploadimg")) == 3
+
+
 def test_content_rejected_by_wechat_is_a_failure(emulator, wechat, people):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)

@@ -281,7 +281,7 @@ def test_a_district_counts_its_squads_and_squads_rank_among_themselves(db_sessio
 def test_material_photos_feed_the_scoreboard(db_session):
     from datetime import timedelta
 
-    from models import MaterialItem, MaterialSource, utcnow
+    from models import MaterialItem, MaterialSource, MaterialState, utcnow
     from server.services import targets
     from tests.factories import staff, unit
 
@@ -298,6 +298,20 @@ def test_material_photos_feed_the_scoreboard(db_session):
                 received_at=now,
                 used_in_article=used,
                 used_at=now if used else None,
+            )
+        )
+    # Not in the library, so no contribution: a photo refused (not an image, expired in WeChat), or one resent
+    # (refused as a copy of the one kept: counted twice before).
+    for i, error in enumerate(("文件不是有效的图片", "与素材 #1 是同一张照片")):
+        db_session.add(
+            MaterialItem(
+                key=f"chat:refused-{i}",
+                source=MaterialSource.CHAT,
+                state=MaterialState.FAILED,
+                error=error,
+                uploader_id=officer.id,
+                unit_id=district.id,
+                received_at=now,
             )
         )
     db_session.flush()
