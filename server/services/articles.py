@@ -239,11 +239,12 @@ def cover_jpeg(data: bytes) -> bytes:
     processed = images.process_image(data)  # verified, upright, no EXIF
     with Image.open(io.BytesIO(processed.public_jpeg)) as img:
         w, h = img.size
+        # Rounded, not truncated: the library's 900 × 383 cover came out 900 × 382.
         if w / h > COVER_RATIO:
-            nw = int(h * COVER_RATIO)
+            nw = min(w, round(h * COVER_RATIO))
             box = ((w - nw) // 2, 0, (w - nw) // 2 + nw, h)
         else:
-            nh = int(w / COVER_RATIO)
+            nh = min(h, round(w / COVER_RATIO))
             box = (0, (h - nh) // 2, w, (h - nh) // 2 + nh)
         if box[2] - box[0] < COVER_MIN_WIDTH or box[3] - box[1] < COVER_MIN_WIDTH / COVER_RATIO:
             raise images.ImageRejected("封面图片太小或过于狭长，请换一张（建议 900×383 像素）")

@@ -95,6 +95,8 @@ def test_cover_is_cropped_to_235_and_small(people):
     assert len(data) <= 64 * 1024
     with Image.open(BytesIO(data)) as img:
         assert abs(img.width / img.height - 2.35) < 0.02
+    with Image.open(BytesIO(articles.cover_jpeg(jpeg(900, 383)))) as img:
+        assert img.size == (900, 383)  # the library's cover rendition as it is, not a row short
 
 
 def test_gap_reminders_go_to_the_units_turn_contact_once(people):
