@@ -116,7 +116,7 @@ def material_detail(item_id: int):  # type: ignore[no-untyped-def]
     return _detail_page(_item_or_404(item_id))
 
 
-def _detail_page(item: MaterialItem, form: Any = None, error: str | None = None) -> str:
+def _detail_page(item: MaterialItem, form: Any = None, error: str | None = None, **context: Any) -> str:
     """The photo's page; after a refused save, with what was typed (`form`) and why."""
     group = []
     if item.group_id:
@@ -132,7 +132,28 @@ def _detail_page(item: MaterialItem, form: Any = None, error: str | None = None)
         edit_token=materials.edit_token(item),
         form=form,
         error=error,
+        **context,
     )
+
+
+@bp.post("/materials/<int:item_id>/delete")
+@require_roles(*CURATORS)
+def material_delete(item_id: int):  # type: ignore[no-untyped-def]
+    item = db.session.get(MaterialItem, item_id)
+    if item is None:  # a double click's second copy, or another editor's delete
+        flash("这张照片已被删除", "success")
+        return redirect(url_for("console.material_list"))
+    require_unit(item.unit_id)
+    reason = request.form.get("reason", "")
+    try:
+        label = materials.delete_item(item.id, reason)
+    except ServiceError as exc:
+        if (item := db.session.get(MaterialItem, item_id)) is None:
+            flash(str(exc), "success")
+            return redirect(url_for("console.material_list"))
+        return _detail_page(item, delete_error=str(exc), delete_reason=reason), 400
+    flash(f"已删除照片 {label}", "success")
+    return redirect(url_for("console.material_list"))
 
 
 @bp.post("/materials/<int:item_id>/edit")

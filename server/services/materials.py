@@ -43,7 +43,7 @@ from models import (
     utcnow,
 )
 from server.extensions import db, get_redis
-from server.filters import LOCAL_TZ
+from server.filters import LOCAL_TZ, local_dt
 from server.inputs import to_int
 from server.services import ServiceError, audit, images, targets
 from server.wechat.client import get_client
@@ -99,8 +99,10 @@ audit.ACTION_LABELS.update(
         "material.unstar": "素材取消星标",
         "material.process": "加工素材",
         "material.upload": "加工素材并上传到微信",
+        "material.delete": "删除素材",
     }
 )
+DELETE_REASON_MAX = 200
 
 
 def _enqueue(task: Any, *args: Any) -> None:
@@ -627,6 +629,43 @@ def set_starred(item_ids: Iterable[int], starred: bool, visible_units: list[int]
         )
     db.session.commit()
     return len(items)
+
+
+def delete_item(item_id: int, reason: str) -> str:
+    """Take a photo out of the library for good (sent by mistake, a private picture, a face that must not be kept):
+    its row, processed copies and files, audited with the reason. Copies already in articles are the articles' own
+    and stay. Its near-duplicates and scene go on under their next photo. Returns what the photo was, for the page."""
+    reason = " ".join((reason or "").split())
+    if not 2 <= len(reason) <= DELETE_REASON_MAX:
+        raise ServiceError(f"请填写删除原因（2–{DELETE_REASON_MAX} 字），会记入操作日志")
+    item = db.session.get(MaterialItem, item_id, with_for_update=True, populate_existing=True)
+    if item is None:
+        db.session.rollback()
+        raise ServiceError("这张照片不存在或已被删除")
+    label = f"#{item.id}（{item.uploader.name}，{local_dt(item.received_at)}）"
+    files = {item.original_path, item.public_path, item.thumb_path, *(r.path for r in item.renditions)} - {None}
+    for column in (MaterialItem.group_id, MaterialItem.scene_id):  # both name the first photo of theirs
+        rest = list(db.session.scalars(sa.select(MaterialItem.id).where(column == item.id, MaterialItem.id != item.id)))
+        if rest:
+            db.session.execute(sa.update(MaterialItem).where(MaterialItem.id.in_(rest)).values({column: min(rest)}))
+    audit.record(
+        "material.delete",
+        target=item,
+        before={
+            "uploader": item.uploader.name,
+            "received_at": local_dt(item.received_at),
+            "caption": item.caption,
+            "used_in_article": item.used_in_article,
+        },  # fmt: skip
+        after={"reason": reason},
+    )
+    db.session.delete(item)
+    db.session.commit()
+    # Files named by the photo's content are shared with the same photo sent by another officer.
+    paths = (MaterialItem.original_path, MaterialItem.public_path, MaterialItem.thumb_path)
+    shared = set(db.session.scalars(sa.union(*(sa.select(p).where(p.in_(files)) for p in paths))))
+    images.delete_media(*(files - shared))
+    return label
 
 
 def request_processing(item: MaterialItem, recipe: Recipe, *, upload: bool) -> None:

@@ -91,6 +91,49 @@ def test_a_liaison_sees_only_their_unit(console, wechat, media, db_session):
     assert console.get(f"/admin/materials/{item.id}").status_code == 403
 
 
+def test_a_photo_is_deleted_with_its_files_and_a_reason_and_its_group_goes_on(as_admin, db_session):
+    officer = factories.staff("zhou", "officer", unit=factories.unit("静安分局"), name="周九")
+    colleague = factories.staff("zheng", "officer", unit=officer.unit, name="郑一")
+    photo = jpeg_bytes((1600, 1200))
+    first, _ = materials.upload_photo(officer, photo, client_id="delete-client-1")
+    second, _ = materials.upload_photo(officer, jpeg_bytes((640, 480), colour="darkred"), client_id="delete-client-2")
+    same, _ = materials.upload_photo(
+        colleague, photo, client_id="delete-client-3"
+    )  # the same picture, by another officer
+    third, _ = materials.upload_photo(officer, jpeg_bytes((640, 480), colour="navy"), client_id="delete-client-4")
+    for item in (first, second, same, third):
+        db.session.refresh(item)  # derived by the eager task in its own session
+    second.group_id = third.group_id = first.id  # near-duplicates of the first
+    second.scene_id = third.scene_id = first.id
+    db.session.commit()
+    assert as_admin.post(f"/admin/materials/{first.id}/process", {"purpose": "cover"}).status_code == 302
+    db.session.refresh(first)
+    files = [first.original_path, first.public_path, first.thumb_path, first.renditions[0].path]
+    assert all(images.media_path(f).is_file() for f in files)
+
+    refused = as_admin.post(f"/admin/materials/{first.id}/delete", {"reason": " "})
+    assert refused.status_code == 400 and "请填写删除原因" in refused.get_data(as_text=True)
+    res = as_admin.post(f"/admin/materials/{first.id}/delete", {"reason": "队员误发的私人照片"})
+    assert res.status_code == 302
+    assert "已删除照片 #" in as_admin.get(res.headers["Location"]).get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(MaterialItem, first.id) is None
+    # Its own files are gone; the picture's files the other officer's copy shares stay.
+    assert not images.media_path(files[3]).exists()
+    assert all(images.media_path(f).is_file() for f in files[:3])
+    assert {
+        (i.group_id, i.scene_id)
+        for i in (db.session.get(MaterialItem, second.id), db.session.get(MaterialItem, third.id))
+    } == {(second.id, second.id)}
+    [entry] = db.session.scalars(sa.select(AuditLog).filter_by(action="material.delete"))
+    assert entry.after == {"reason": "队员误发的私人照片"} and entry.before["uploader"] == "周九"
+    again = as_admin.post(f"/admin/materials/{first.id}/delete", {"reason": "队员误发的私人照片"})  # a double click
+    assert again.status_code == 302 and "已被删除" in as_admin.get(again.headers["Location"]).get_data(as_text=True)
+    # The last holder of the picture deleted: its files go too.
+    assert as_admin.post(f"/admin/materials/{same.id}/delete", {"reason": "同一张误发照片"}).status_code == 302
+    assert not any(images.media_path(f).exists() for f in files[:3])
+
+
 def test_a_reviewer_reads_the_library_but_changes_nothing(console, db_session):
     officer = factories.staff("wushi", "officer", unit=factories.unit("徐汇分局"), name="吴十")
     item, _ = materials.upload_photo(officer, jpeg_bytes((320, 240)), client_id="rv-client")
@@ -100,6 +143,7 @@ def test_a_reviewer_reads_the_library_but_changes_nothing(console, db_session):
     assert console.post(f"/admin/materials/{item.id}/edit", {"caption": "审核改了"}).status_code == 403
     assert console.post(f"/admin/materials/{item.id}/process", {"watermark": "x"}).status_code == 403
     assert console.post("/admin/materials/star", {"item_id": str(item.id), "starred": "1"}).status_code == 403
+    assert console.post(f"/admin/materials/{item.id}/delete", {"reason": "审核删了"}).status_code == 403
     db.session.refresh(item)
     assert item.caption != "审核改了" and not item.starred
 
