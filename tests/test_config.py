@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -153,3 +155,35 @@ def test_a_forwarded_request_without_trusted_proxies_is_said_once_in_the_log(cap
     for _ in range(3):
         assert app({"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "36.1.2.3"}, None) == [b"ok"]
     assert caplog.text.count("TRUSTED_PROXIES=0") == 1
+
+
+class _Recording(dict):
+    """An environment that remembers every variable asked of it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, name, default=None):  # type: ignore[no-untyped-def,override]
+        self.read.add(name)
+        return super().get(name, default)
+
+
+def test_every_setting_read_from_the_environment_is_in_the_readme(tmp_path):
+    """The README's settings table and the prose around it name what an operator can set, and nothing else."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    env = _Recording({"DATABASE_URL": "postgresql://u:p@db/app"})  # the pool size is read for PostgreSQL only
+    load_settings(tmp_path, env)
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)(?:=[^`]*)?`", readme))  # `DEMO=1` names DEMO
+    prefixes = set(re.findall(r"`([A-Z][A-Z0-9_]+_)\*`", readme))
+    # WECHAT_TEMPLATE_* lists its suffixes as `_TIP_STATUS` and so on
+    suffixes = set(re.findall(r"`(_[A-Z][A-Z0-9_]+)`", readme))
+    missing = {
+        name
+        for name in env.read
+        if name not in named and not any(name.startswith(p) and name[len(p) - 1 :] in suffixes for p in prefixes)
+    }
+    assert not missing, f"read from the environment, not in README.md: {sorted(missing)}"
+    table = re.findall(r"^\| ((?:`[A-Z][A-Z0-9_]+`(?:, )?)+) \|", readme, re.MULTILINE)
+    in_table = {name for row in table for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+    assert in_table and not in_table - env.read, f"in README.md's table, never read: {sorted(in_table - env.read)}"
