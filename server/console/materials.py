@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from sqlalchemy.orm import selectinload
 
 from models import MaterialItem, Role, Staff
 from server.console import bp
@@ -57,7 +58,13 @@ def material_list():  # type: ignore[no-untyped-def]
     before = request.args.get("before", "")
     before_id = to_int(before, lo=1)
     groups, next_before = materials.search_page(f, visible_unit_ids(), before_id=before_id)
-    officers = db.session.scalars(sa.select(Staff).where(Staff.role == Role.OFFICER).order_by(Staff.name)).all()
+    # Those with photos this person may see (a former officer's stay in the library; another unit's are not theirs).
+    uploaders = sa.select(MaterialItem.uploader_id)
+    if (visible := visible_unit_ids()) is not None:
+        uploaders = uploaders.where(MaterialItem.unit_id.in_(visible))
+    officers = db.session.scalars(
+        sa.select(Staff).options(selectinload(Staff.unit)).where(Staff.id.in_(uploaders)).order_by(Staff.name)
+    ).all()
     failures, failure_count = materials.recent_failures(f, visible_unit_ids()) if before_id is None else ([], 0)
     return render_template(
         "console/material_list.html",

@@ -86,8 +86,13 @@ def test_a_liaison_sees_only_their_unit(console, wechat, media, db_session):
     db.session.commit()
     send_image(wechat, "o-sun", media(jpeg_bytes()))
     item = db.session.scalars(sa.select(MaterialItem)).one()
+    factories.staff("lijiu", "officer", unit=mine, name="李九")  # no photo yet: nothing to filter by
     console.login("liaison1")
     assert console.get("/admin/materials/feed.json").get_json()["items"] == []
+    officers = re.search(
+        r'<select name="officer".*?</select>', console.get("/admin/materials").get_data(as_text=True), re.S
+    )
+    assert "孙八" not in officers.group(0) and "李九" not in officers.group(0)  # another unit's officer is not theirs
     assert console.get(f"/admin/materials/{item.id}").status_code == 403
 
 
