@@ -903,9 +903,18 @@ def cancel_session(session: EventSession, reason: str, now: datetime | None = No
     if locked.cancelled_at is not None:
         db.session.rollback()
         raise ServiceError("该场次已经取消")
-    if locked.starts_at <= now:
+    if locked.ends_at <= now:
         db.session.rollback()
-        raise ServiceError("场次已开始，不能取消")
+        raise ServiceError("场次已结束，不能取消")
+    if locked.starts_at <= now:  # under way: a livestream that cannot go on, a venue closed before anyone came
+        arrived = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Registration)
+            .where(Registration.session_id == locked.id, Registration.checked_in_at.is_not(None))
+        )
+        if arrived:
+            db.session.rollback()
+            raise ServiceError(f"场次已开始，已有 {arrived} 人签到，不能取消")
     before = _audit_view(locked, ("taken",))
     locked.cancelled_at, locked.cancel_reason, locked.taken = now, reason, 0
     ids = _cancel_live(locked.id, now)

@@ -295,14 +295,25 @@ def test_calling_a_session_off_cancels_and_tells_everyone_once_and_frees_nothing
         assert session.id not in [sid for sid, _ in events.due_reminders(session.starts_at - before)]
 
 
-def test_calling_off_needs_a_reason_and_a_session_still_ahead(db_session, emulator):
+def test_calling_off_needs_a_reason_and_a_session_not_over_nor_attended(db_session, emulator):
     event, (session,) = make_event(quota=3)
     for reason in ("", " 雨", "很长" * 30):
         with pytest.raises(events.ServiceError, match="取消原因"):
             events.cancel_session(session, reason)
-    with pytest.raises(events.ServiceError, match="已开始"):
+    with pytest.raises(events.ServiceError, match="已结束"):
+        events.cancel_session(session, "临时有事", now=session.ends_at)
+    events.walk_in(event, session.id, events.Applicant(name="来访者"))  # checked in at the gate
+    with pytest.raises(events.ServiceError, match="已有 1 人签到"):
         events.cancel_session(session, "临时有事", now=session.starts_at + timedelta(minutes=1))
     assert session.cancelled_at is None
+
+
+def test_a_session_under_way_that_nobody_has_reached_can_be_called_off(db_session, emulator):
+    # A livestream whose broadcast failed: its reservations are told, though the start has passed.
+    event, (session,) = make_event(quota=3)
+    reg, _ = events.register("oViewer", event.id, session.id, events.Applicant(name="观众"))
+    assert events.cancel_session(session, "直播信号故障，本场取消", now=session.starts_at + timedelta(minutes=5)) == 1
+    assert db.session.get(Registration, reg.id, populate_existing=True).status is RegistrationStatus.CANCELLED
 
 
 def test_a_registration_racing_the_cancellation_is_refused_or_swept(db_session, emulator, monkeypatch):
