@@ -152,14 +152,27 @@ class SharedTokenClient(WeChatClient):
             retry_kwargs["params"] = {k: v for k, v in kwargs["params"].items() if k != "access_token"}
             kwargs["params"] = dict(kwargs["params"])
         try:
-            return super()._request(method, url_or_endpoint, **kwargs)
+            return self._send(method, url_or_endpoint, **kwargs)
         except WeChatClientException as exc:
             if exc.errcode not in TOKEN_ERRORS or "access_token" in retry_kwargs.get("params", {}):
                 raise
             used = self._token_in(exc)
             log.info("wechat answered %s; refreshing the token and retrying once", exc.errcode)
             self.refresh_token(stale=used or self.session.get(self.access_token_key))
-            return super()._request(method, url_or_endpoint, **retry_kwargs)
+            return self._send(method, url_or_endpoint, **retry_kwargs)
+
+    def _send(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
+        try:
+            return super()._request(method, url_or_endpoint, **kwargs)
+        except WeChatClientException as exc:
+            if exc.errcode is not None:
+                raise
+            # wechatpy's raise_for_status() on an HTTP error status: the HTTPError chained to it names the URL, token
+            # and all, in every traceback a log or Celery prints. errcode stays None: not WeChat's answer.
+            status = getattr(exc.response, "status_code", None)
+            raise WeChatClientException(
+                None, f"HTTP {status}", client=self, request=exc.request, response=exc.response
+            ) from None
 
     def _decode_result(self, res: requests.Response) -> Any:  # type: ignore[override]
         """wechatpy hands back the raw response when the body is not JSON: right for a media download, but a proxy's
@@ -254,9 +267,11 @@ def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
     return None, False
 
 
-def template_error_text(errcode: int, errmsg: str | None) -> str:
+def template_error_text(errcode: int | None, errmsg: str | None) -> str:
     """`40003 openid 无效：…`: the code, then what it means in Chinese, or WeChat's text without its request id."""
     detail = _ERRMSG_NOISE.sub("", str(errmsg or "")).strip()
+    if errcode is None:  # an HTTP error status from WeChat's side (or a proxy's), not one of its codes
+        return f"{detail or 'HTTP 错误'}：微信服务器暂时出错"
     text = TEMPLATE_ERROR_TEXT.get(errcode)
     if text is None:
         return f"{errcode} {detail or '未知错误'}"
