@@ -53,7 +53,7 @@ from server.services.articles import display_title, library_item_ids, locked_pus
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.urls import public_url
-from server.wechat.client import get_client, send_template
+from server.wechat.client import UnreadableAnswer, get_client, send_template
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +343,8 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
         db.session.rollback()
         if submitting and exc.errcode is None:  # an HTTP error status, not WeChat's answer: it may have gone through
             return _uncertain(push, f"提交时 HTTP 错误 {getattr(exc.response, 'status_code', '')}")
+        if submitting and isinstance(exc, UnreadableAnswer):  # not WeChat's -1: its answer was lost on the way
+            return _uncertain(push, f"提交后{exc.errmsg}")
         if submitting:
             _clear_submit(push)  # WeChat refused the submit: nothing was published, a later attempt may submit
             if exc.errcode == 40007:  # WeChat takes a draft out of the draft box once it is published

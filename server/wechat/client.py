@@ -48,6 +48,11 @@ def redact(text: str) -> str:
     return _SECRET_PARAMS.sub(r"\1***", text)
 
 
+class UnreadableAnswer(WeChatClientException):
+    """An answer that is not JSON (a proxy's page, a body cut off): errcode -1, retried like "system busy", but the
+    call may have done its work - a caller for which a second call is not harmless must tell it from WeChat's -1."""
+
+
 class ForeignHostError(RuntimeError):
     """A request would have left for a host other than WECHAT_API_BASE."""
 
@@ -177,14 +182,14 @@ class SharedTokenClient(WeChatClient):
     def _decode_result(self, res: requests.Response) -> Any:  # type: ignore[override]
         """wechatpy hands back the raw response when the body is not JSON: right for a media download, but a proxy's
         error page or a cut-off body would read as success (a notice marked sent that never left). Those become
-        WeChat's own "system busy" (-1), which every caller already retries."""
+        UnreadableAnswer, a "system busy" (-1) that every caller already retries."""
         result = super()._decode_result(res)
         if isinstance(result, requests.Response):
             kind = result.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if not kind.startswith(MEDIA_TYPES):
                 path = urlsplit(res.url).path
                 log.warning("wechat answered %s with a body that is not JSON (%s)", path, kind or "no type")
-                raise WeChatClientException(-1, "微信返回了无法解析的应答", client=self, response=res)
+                raise UnreadableAnswer(-1, "微信返回了无法解析的应答", client=self, response=res)
         return result
 
     def _json_answer(self, res: requests.Response) -> dict[str, Any]:

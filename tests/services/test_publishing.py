@@ -521,6 +521,18 @@ def test_read_timeout_on_submit_waits_for_a_person(emulator, db_session, people,
     assert len(calls_to(emulator, SUBMIT)) == 1
 
 
+def test_a_cut_off_answer_to_submit_waits_for_a_person(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("publish-outcome", {"publish_status": 1})  # still publishing: the draft is still in the box
+    emulator.hook("garble", {"path": SUBMIT})  # WeChat took it; its answer arrived cut off (a proxy, a reset)
+    publishing.run_due(start + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.UNCERTAIN and "无法解析" in push.error_message
+    publishing.run_due(start + timedelta(minutes=30))
+    assert len(calls_to(emulator, SUBMIT)) == 1  # a second submit would have published it twice
+
+
 def test_a_lost_cover_file_fails_plainly(emulator, db_session, people):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
