@@ -685,6 +685,10 @@ def poll_submitted(now: datetime | None = None, *, after: timedelta = POLL_AFTER
                 break
             log.warning("freepublish/get for push %s: %s", push.id, exc.errcode)
             continue
+        except requests.RequestException as exc:
+            # Unreachable or slow: the next run polls again, and this one goes on to send the failure notices.
+            log.warning("freepublish/get for push %s: %s", push.id, type(exc).__name__)
+            break
         push.polls += 1
         db.session.commit()
         polled += 1

@@ -612,6 +612,27 @@ def test_polling_respects_the_daily_budget(emulator, db_session, people, redis_c
     assert not [c for c in emulator.state()["calls"] if c["path"] == "cgi-bin/freepublish/get"]
 
 
+def test_a_poll_that_times_out_holds_up_neither_the_run_nor_the_failure_notices(
+    app, emulator, db_session, people, monkeypatch
+):
+    emulator.hook("users", {"users": [{"openid": "o-ed", "subscribe": 1}]})
+    bind(people["editor"], "o-ed")
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (waiting,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("publish-outcome", {"publish_status": 1})  # the event is late: polled after POLL_AFTER
+    publishing.run_due(start + timedelta(minutes=1))
+    (failing,) = week_of_daily_cases(people, start + timedelta(minutes=2), 1)
+    emulator.hook("fail", {"path": "cgi-bin/draft/add", "errcode": 48001})
+    with app.app_context():
+        monkeypatch.setattr(client_module.get_client(), "timeout", 0.5)
+    emulator.hook("delay", {"path": "cgi-bin/freepublish/get", "seconds": 1.5})  # a slow WeChat: a ReadTimeout
+    publishing.run_due(start + timedelta(minutes=10))
+    assert db.session.get(ArticlePush, failing.id, populate_existing=True).status is PushStatus.FAILED
+    assert db.session.get(ArticlePush, waiting.id, populate_existing=True).status is PushStatus.SUBMITTED
+    sent = emulator.state()["templates_sent"]
+    assert [(t["touser"], t["data"]["character_string5"]["value"]) for t in sent] == [("o-ed", f"P{failing.id}")]
+
+
 def test_unapproved_articles_cannot_be_scheduled_and_the_calendar_shows_gaps(db_session, people):
     column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
     draft = articles.save_article(people["editor"], title="未审", body_html="<p>x</p>", column_id=column.id)
