@@ -53,7 +53,7 @@ from server.services.articles import display_title, library_item_ids, locked_pus
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.urls import public_url
-from server.wechat.client import UnreadableAnswer, get_client, send_template
+from server.wechat.client import UnreadableAnswer, get_client, plain_errmsg, send_template
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,10 @@ ERROR_TEXT = {
     40007: "素材无效（40007）：封面或草稿已失效",
     45002: "正文过长（45002）",
     45003: "标题过长（45003）",
+    # freepublish/submit's own refusals: the draft itself, not the moment
+    53503: "草稿未通过微信的发布检查（53503）：请检查标题、正文和封面有无违规内容或外部链接，修改后重新排期",
+    53504: "需在公众平台发表这篇草稿（53504）：请在公众号后台「草稿箱」打开它并发表，再粘贴文章链接标记为已发布",
+    53505: "需先在公众平台手动保存草稿（53505）：请在公众号后台「草稿箱」打开、保存后发表，再粘贴文章链接标记为已发布",
 }
 UNCERTAIN_TEXT = "发布状态不明，请在公众平台核对后标记"
 DRAFT_GONE_TEXT = "草稿已不在草稿箱（40007）：多半已经发表，请在公众平台核对；已发表的粘贴链接标记为已发布"
@@ -355,7 +359,8 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
             db.session.commit()
         if exc.errcode in TRANSIENT_CODES or exc.errcode is None:  # None: an HTTP error status, e.g. a 502
             return _retry_later(push, now, exc.errcode, str(exc.errmsg or getattr(exc.response, "status_code", "")))
-        return _fail(push, exc.errcode, ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{exc.errmsg}")
+        text = ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{plain_errmsg(exc.errmsg)}"
+        return _fail(push, exc.errcode, text)
     except (requests.ConnectionError, requests.Timeout) as exc:
         db.session.rollback()
         if submitting and not isinstance(exc, requests.ConnectTimeout):  # the request may have reached WeChat

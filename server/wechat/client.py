@@ -272,9 +272,14 @@ def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
     return None, False
 
 
+def plain_errmsg(errmsg: str | None) -> str:
+    """WeChat's errmsg without its request id and hint: no use to a reader."""
+    return _ERRMSG_NOISE.sub("", str(errmsg or "")).strip()
+
+
 def template_error_text(errcode: int | None, errmsg: str | None) -> str:
     """`40003 openid 无效：…`: the code, then what it means in Chinese, or WeChat's text without its request id."""
-    detail = _ERRMSG_NOISE.sub("", str(errmsg or "")).strip()
+    detail = plain_errmsg(errmsg)
     if errcode is None:  # an HTTP error status from WeChat's side (or a proxy's), not one of its codes
         return f"{detail or 'HTTP 错误'}：微信服务器暂时出错"
     text = TEMPLATE_ERROR_TEXT.get(errcode)

@@ -576,6 +576,30 @@ def test_48001_fails_plainly_with_manual_fallback(emulator, db_session, people):
     assert push.articles[0].url == "https://mp.weixin.qq.com/s/abc"
 
 
+@pytest.mark.parametrize(
+    ("errcode", "errmsg", "told"),
+    [
+        (
+            53503,
+            "draft not pass publish check rid: 64ffdf3b-25c2606d-7d6d6392",
+            "草稿未通过微信的发布检查（53503）：请",
+        ),
+        (53504, "please use draft on mp.weixin.qq.com rid: 1-2-3", "需在公众平台发表这篇草稿（53504）：请"),
+        (53505, "please save draft manually rid: 1-2-3", "需先在公众平台手动保存草稿（53505）：请"),
+        (53599, "something new hint: [x1] rid: 1-2-3", "微信返回错误 53599：something new"),  # as sent, no noise
+    ],
+)
+def test_a_refused_submit_tells_the_editor_what_to_do(emulator, db_session, people, errcode, errmsg, told):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("fail", {"path": SUBMIT, "errcode": errcode, "errmsg": errmsg})
+    publishing.run_due(start + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.FAILED and push.error_code == errcode
+    assert push.error_message.startswith(told) and "rid" not in push.error_message
+    assert "hint" not in push.error_message
+
+
 def test_content_rejected_by_wechat_is_a_failure(emulator, wechat, people):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
