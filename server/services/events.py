@@ -1286,7 +1286,9 @@ def _claim(notice_id: int, now: datetime) -> int | None:
     attempt = db.session.scalar(
         sa.update(EventNotice)
         .where(EventNotice.id == notice_id, _due(now))
-        .values(state=EventNoticeState.SENDING, attempts=EventNotice.attempts + 1, claimed_at=now)
+        # Stamped with the clock, not the run's `now`: a long run (thousands of reminders) claims a row minutes after
+        # it began, and a stamp that old would hand the row in flight to the sweep as a dead worker's.
+        .values(state=EventNoticeState.SENDING, attempts=EventNotice.attempts + 1, claimed_at=utcnow())
         .returning(EventNotice.attempts)
         .execution_options(synchronize_session=False)
     )
