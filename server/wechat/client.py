@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
 # Template messages that no retry will deliver: bad openid or template, the user unfollowed or refused, data invalid.
 PERMANENT_TEMPLATE_ERRORS = {40003, 40037, 43004, 43101, 47001, 47003}
-# What editors read where a template message failed (notice lists, logs): the code stays for support tickets.
+# What editors read where a call failed (notice lists, pushes, logs): the code stays for support tickets.
 TEMPLATE_ERROR_TEXT = {
     -1: "微信系统繁忙",
     40001: "access_token 无效或已过期",
@@ -32,6 +32,7 @@ TEMPLATE_ERROR_TEXT = {
     43004: "用户未关注公众号",
     43101: "用户拒收：未订阅此类消息",
     45009: "接口调用超过今日限额",
+    45011: "接口调用过于频繁，请稍后再试",
     47003: "模板参数不正确",
 }
 _ERRMSG_NOISE = re.compile(r"\s*(?:rid:\s*\S+|hint:\s*\[[^\]]*\])")  # WeChat's per-request ids, no use to a reader

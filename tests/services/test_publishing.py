@@ -625,6 +625,19 @@ def test_transient_error_retries_with_backoff(emulator, db_session, people):
     assert len(published_titles(emulator)) == 1
 
 
+def test_a_push_busy_at_every_attempt_fails_saying_why_in_chinese(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    busy = {"path": "cgi-bin/draft/add", "errcode": -1, "errmsg": "system error rid: 6752e0b1-1a2b3c4d-5e6f7a8b"}
+    emulator.hook("fail", busy | {"times": publishing.MAX_ATTEMPTS})
+    now = start + timedelta(minutes=1)
+    for _ in range(publishing.MAX_ATTEMPTS):
+        publishing.run_due(now)
+        push = db.session.get(ArticlePush, push.id, populate_existing=True)
+        now = (push.lease_until or now) + timedelta(seconds=1)
+    assert push.status is PushStatus.FAILED and push.error_message == "多次重试仍失败：-1 微信系统繁忙"
+
+
 def test_polling_respects_the_daily_budget(emulator, db_session, people, redis_client):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
