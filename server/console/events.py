@@ -133,6 +133,7 @@ def _detail_page(event: Event, session_id: int, walk_in: Mapping[str, str] | Non
         event=event,
         current=current,
         listing=events.session_rows(current.id, page=to_int(request.args.get("page"), 1, lo=1)) if current else None,
+        notices=events.notice_tally(current.id) if current else [],
         numbers=numbers,
         sent=flask_session.pop("session_form", None),
         can_manage=current_user.role in MANAGERS,

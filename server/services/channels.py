@@ -157,6 +157,8 @@ def update_channel(channel: Channel, *, name: str, unit_id: int | None, reply: R
 
 
 def _qr_error(exc: WeChatClientException) -> str:
+    if exc.errcode is None:  # an HTTP error status, not a code of WeChat's
+        return f"微信服务器暂时出错（{exc.errmsg}），请稍后再试"
     known = {
         45029: "永久二维码数量已达微信上限（10 万个），无法再生成",
         45009: "今天调用微信接口的次数已用完（明天恢复）",

@@ -1295,7 +1295,9 @@ def _claim(notice_id: int, now: datetime) -> int | None:
     attempt = db.session.scalar(
         sa.update(EventNotice)
         .where(EventNotice.id == notice_id, _due(now))
-        .values(state=EventNoticeState.SENDING, attempts=EventNotice.attempts + 1, claimed_at=now)
+        # Stamped with the clock, not the run's `now`: a long run (thousands of reminders) claims a row minutes after
+        # it began, and a stamp that old would hand the row in flight to the sweep as a dead worker's.
+        .values(state=EventNoticeState.SENDING, attempts=EventNotice.attempts + 1, claimed_at=utcnow())
         .returning(EventNotice.attempts)
         .execution_options(synchronize_session=False)
     )
@@ -1470,6 +1472,42 @@ def send_due_reminders(now: datetime | None = None) -> int:
         for notice_ids in _queue_committed(rids, kind, now, revision=revision or 0):
             sent += sum(deliver_notice(notice_id, now) for notice_id in notice_ids)
     return sent
+
+
+@dataclass
+class NoticeTally:
+    """One kind of a session's notices: how many went, wait for an attempt, or were not sent, and why not."""
+
+    kind: EventNoticeKind
+    sent: int = 0
+    waiting: int = 0
+    failed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # why not sent (WeChat's refusal, outdated) → how many
+
+
+def notice_tally(session_id: int) -> list[NoticeTally]:
+    """The session's notices per kind, for its console page: a reminder WeChat refused (the citizen declines such
+    messages, unfollowed, a wrong template id) is counted there, not only in a log line."""
+    rows = db.session.execute(
+        sa.select(EventNotice.kind, EventNotice.state, EventNotice.error, sa.func.count())
+        .join(Registration, Registration.id == EventNotice.registration_id)
+        .where(Registration.session_id == session_id)
+        .group_by(EventNotice.kind, EventNotice.state, EventNotice.error)
+    ).all()
+    tally = {kind: NoticeTally(kind) for kind in EventNoticeKind}
+    for kind, state, error, n in rows:
+        line = tally[kind]
+        if state is EventNoticeState.SENT:
+            line.sent += n
+        elif state is EventNoticeState.FAILED:
+            line.failed += n
+            reason = error or "未知原因"
+            line.reasons[reason] = line.reasons.get(reason, 0) + n
+        else:
+            line.waiting += n
+    for line in tally.values():
+        line.reasons = dict(sorted(line.reasons.items()))
+    return [line for line in tally.values() if line.sent or line.waiting or line.failed]
 
 
 def notices_of(reg: Registration) -> list[EventNotice]:

@@ -477,6 +477,8 @@ def discard_draft(kind: MenuKind | str) -> None:
 
 
 def wechat_error_message(exc: Exception) -> str:
+    if isinstance(exc, WeChatClientException) and exc.errcode is None:  # an HTTP error status, not a code of WeChat's
+        return f"微信服务器暂时出错（{exc.errmsg}），请稍后再试"
     if isinstance(exc, WeChatClientException):
         meaning = WECHAT_ERRORS.get(exc.errcode, exc.errmsg or "未知错误")
         return f"微信接口返回错误 {exc.errcode}：{meaning}"

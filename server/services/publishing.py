@@ -53,7 +53,7 @@ from server.services.articles import display_title, library_item_ids, locked_pus
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.urls import public_url
-from server.wechat.client import get_client, send_template
+from server.wechat.client import UnreadableAnswer, get_client, plain_errmsg, send_template, template_error_text
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,10 @@ ERROR_TEXT = {
     40007: "素材无效（40007）：封面或草稿已失效",
     45002: "正文过长（45002）",
     45003: "标题过长（45003）",
+    # freepublish/submit's own refusals: the draft itself, not the moment
+    53503: "草稿未通过微信的发布检查（53503）：请检查标题、正文和封面有无违规内容或外部链接，修改后重新排期",
+    53504: "需在公众平台发表这篇草稿（53504）：请在公众号后台「草稿箱」打开它并发表，再粘贴文章链接标记为已发布",
+    53505: "需先在公众平台手动保存草稿（53505）：请在公众号后台「草稿箱」打开、保存后发表，再粘贴文章链接标记为已发布",
 }
 UNCERTAIN_TEXT = "发布状态不明，请在公众平台核对后标记"
 DRAFT_GONE_TEXT = "草稿已不在草稿箱（40007）：多半已经发表，请在公众平台核对；已发表的粘贴链接标记为已发布"
@@ -343,6 +347,8 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
         db.session.rollback()
         if submitting and exc.errcode is None:  # an HTTP error status, not WeChat's answer: it may have gone through
             return _uncertain(push, f"提交时 HTTP 错误 {getattr(exc.response, 'status_code', '')}")
+        if submitting and isinstance(exc, UnreadableAnswer):  # not WeChat's -1: its answer was lost on the way
+            return _uncertain(push, f"提交后{exc.errmsg}")
         if submitting:
             _clear_submit(push)  # WeChat refused the submit: nothing was published, a later attempt may submit
             if exc.errcode == 40007:  # WeChat takes a draft out of the draft box once it is published
@@ -352,8 +358,9 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
                 article.cover_media_id = None  # uploaded afresh when the articles are scheduled again
             db.session.commit()
         if exc.errcode in TRANSIENT_CODES or exc.errcode is None:  # None: an HTTP error status, e.g. a 502
-            return _retry_later(push, now, exc.errcode, str(exc.errmsg or getattr(exc.response, "status_code", "")))
-        return _fail(push, exc.errcode, ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{exc.errmsg}")
+            return _retry_later(push, now, exc.errcode, template_error_text(exc.errcode, exc.errmsg))
+        text = ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{plain_errmsg(exc.errmsg)}"
+        return _fail(push, exc.errcode, text)
     except (requests.ConnectionError, requests.Timeout) as exc:
         db.session.rollback()
         if submitting and not isinstance(exc, requests.ConnectTimeout):  # the request may have reached WeChat
@@ -683,6 +690,10 @@ def poll_submitted(now: datetime | None = None, *, after: timedelta = POLL_AFTER
                 break
             log.warning("freepublish/get for push %s: %s", push.id, exc.errcode)
             continue
+        except requests.RequestException as exc:
+            # Unreachable or slow: the next run polls again, and this one goes on to send the failure notices.
+            log.warning("freepublish/get for push %s: %s", push.id, type(exc).__name__)
+            break
         push.polls += 1
         db.session.commit()
         polled += 1

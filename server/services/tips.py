@@ -1179,7 +1179,7 @@ def _queue_notice(tip: Tip, kind: NoticeKind, key: str, payload: dict[str, Any],
     db.session.add(TipNotice(tip_id=tip.id, kind=kind, dedupe_key=key, payload=payload, unit_id=unit_id))
 
 
-def _claim(limit: int) -> list[int]:
+def _claim(limit: int) -> list[tuple[int, int]]:
     """Claim due rows for this worker: SKIP LOCKED lets workers run side by side without taking the same row."""
     now = utcnow()
     stmt = (
@@ -1200,7 +1200,7 @@ def _claim(limit: int) -> list[int]:
     for row in rows:
         row.state, row.claimed_at, row.attempts = NoticeState.SENDING, now, row.attempts + 1
     db.session.commit()
-    return [row.id for row in rows]
+    return [(row.id, row.attempts) for row in rows]
 
 
 def _recipient(notice: TipNotice) -> str | None:
@@ -1219,10 +1219,23 @@ def unreachable_warning(unit_id: int | None) -> str | None:
     return f"「{unit.name}」的 A/B 岗都没有绑定微信的在职人员，派发通知无法送达，请电话告知该单位"
 
 
-def _send(notice_id: int) -> None:
-    notice = db.session.get(TipNotice, notice_id)
-    if notice is None or notice.state is not NoticeState.SENDING:
+def _still_mine(notice_id: int, attempt: int) -> bool:
+    """Stamp the claim again as its send starts: the rows of a batch go one after another, and one that waited in it
+    past NOTICE_STALE (WeChat answering at the timeout) is taken by the next run; False then, and it is left alone."""
+    mine = db.session.execute(
+        sa.update(TipNotice)
+        .where(TipNotice.id == notice_id, TipNotice.state == NoticeState.SENDING, TipNotice.attempts == attempt)
+        .values(claimed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return mine == 1
+
+
+def _send(notice_id: int, attempt: int) -> None:
+    if not _still_mine(notice_id, attempt):
         return
+    notice = db.session.get(TipNotice, notice_id, populate_existing=True)
     to = _recipient(notice)
     if to is None:
         notice.state, notice.last_error = NoticeState.FAILED, "单位未设置 A/B 岗，或联络人未绑定微信"
@@ -1255,10 +1268,10 @@ def _send(notice_id: int) -> None:
 
 def deliver_due_notices(limit: int = 50) -> int:
     """Send what is due; returns how many rows this call claimed. Safe to run in any number of workers at once."""
-    ids = _claim(limit)
-    for notice_id in ids:
-        _send(notice_id)
-    return len(ids)
+    claimed = _claim(limit)
+    for notice_id, attempt in claimed:
+        _send(notice_id, attempt)
+    return len(claimed)
 
 
 def forget_contact_details(before: datetime) -> int:

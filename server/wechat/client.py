@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
 # Template messages that no retry will deliver: bad openid or template, the user unfollowed or refused, data invalid.
 PERMANENT_TEMPLATE_ERRORS = {40003, 40037, 43004, 43101, 47001, 47003}
-# What editors read where a template message failed (notice lists, logs): the code stays for support tickets.
+# What editors read where a call failed (notice lists, pushes, logs): the code stays for support tickets.
 TEMPLATE_ERROR_TEXT = {
     -1: "微信系统繁忙",
     40001: "access_token 无效或已过期",
@@ -32,6 +32,7 @@ TEMPLATE_ERROR_TEXT = {
     43004: "用户未关注公众号",
     43101: "用户拒收：未订阅此类消息",
     45009: "接口调用超过今日限额",
+    45011: "接口调用过于频繁，请稍后再试",
     47003: "模板参数不正确",
 }
 _ERRMSG_NOISE = re.compile(r"\s*(?:rid:\s*\S+|hint:\s*\[[^\]]*\])")  # WeChat's per-request ids, no use to a reader
@@ -46,6 +47,11 @@ _SECRET_PARAMS = re.compile(r"(?<![A-Za-z_])((?:access_token|secret|code|ticket)
 def redact(text: str) -> str:
     """Text that may hold a WeChat URL, without its credentials (token, secret, OAuth code, ticket)."""
     return _SECRET_PARAMS.sub(r"\1***", text)
+
+
+class UnreadableAnswer(WeChatClientException):
+    """An answer that is not JSON (a proxy's page, a body cut off): errcode -1, retried like "system busy", but the
+    call may have done its work - a caller for which a second call is not harmless must tell it from WeChat's -1."""
 
 
 class ForeignHostError(RuntimeError):
@@ -152,26 +158,39 @@ class SharedTokenClient(WeChatClient):
             retry_kwargs["params"] = {k: v for k, v in kwargs["params"].items() if k != "access_token"}
             kwargs["params"] = dict(kwargs["params"])
         try:
-            return super()._request(method, url_or_endpoint, **kwargs)
+            return self._send(method, url_or_endpoint, **kwargs)
         except WeChatClientException as exc:
             if exc.errcode not in TOKEN_ERRORS or "access_token" in retry_kwargs.get("params", {}):
                 raise
             used = self._token_in(exc)
             log.info("wechat answered %s; refreshing the token and retrying once", exc.errcode)
             self.refresh_token(stale=used or self.session.get(self.access_token_key))
-            return super()._request(method, url_or_endpoint, **retry_kwargs)
+            return self._send(method, url_or_endpoint, **retry_kwargs)
+
+    def _send(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
+        try:
+            return super()._request(method, url_or_endpoint, **kwargs)
+        except WeChatClientException as exc:
+            if exc.errcode is not None:
+                raise
+            # wechatpy's raise_for_status() on an HTTP error status: the HTTPError chained to it names the URL, token
+            # and all, in every traceback a log or Celery prints. errcode stays None: not WeChat's answer.
+            status = getattr(exc.response, "status_code", None)
+            raise WeChatClientException(
+                None, f"HTTP {status}", client=self, request=exc.request, response=exc.response
+            ) from None
 
     def _decode_result(self, res: requests.Response) -> Any:  # type: ignore[override]
         """wechatpy hands back the raw response when the body is not JSON: right for a media download, but a proxy's
         error page or a cut-off body would read as success (a notice marked sent that never left). Those become
-        WeChat's own "system busy" (-1), which every caller already retries."""
+        UnreadableAnswer, a "system busy" (-1) that every caller already retries."""
         result = super()._decode_result(res)
         if isinstance(result, requests.Response):
             kind = result.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if not kind.startswith(MEDIA_TYPES):
                 path = urlsplit(res.url).path
                 log.warning("wechat answered %s with a body that is not JSON (%s)", path, kind or "no type")
-                raise WeChatClientException(-1, "微信返回了无法解析的应答", client=self, response=res)
+                raise UnreadableAnswer(-1, "微信返回了无法解析的应答", client=self, response=res)
         return result
 
     def _json_answer(self, res: requests.Response) -> dict[str, Any]:
@@ -254,9 +273,16 @@ def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
     return None, False
 
 
-def template_error_text(errcode: int, errmsg: str | None) -> str:
+def plain_errmsg(errmsg: str | None) -> str:
+    """WeChat's errmsg without its request id and hint: no use to a reader."""
+    return _ERRMSG_NOISE.sub("", str(errmsg or "")).strip()
+
+
+def template_error_text(errcode: int | None, errmsg: str | None) -> str:
     """`40003 openid 无效：…`: the code, then what it means in Chinese, or WeChat's text without its request id."""
-    detail = _ERRMSG_NOISE.sub("", str(errmsg or "")).strip()
+    detail = plain_errmsg(errmsg)
+    if errcode is None:  # an HTTP error status from WeChat's side (or a proxy's), not one of its codes
+        return f"{detail or 'HTTP 错误'}：微信服务器暂时出错"
     text = TEMPLATE_ERROR_TEXT.get(errcode)
     if text is None:
         return f"{errcode} {detail or '未知错误'}"

@@ -17,6 +17,10 @@ Test hooks, no token needed, JSON in and out:
        delay {path, seconds, times}: the next `times` calls to `path` do their work, then answer `seconds` late
        (a slow WeChat; a client that dies waiting never learns the answer). The call record notes the delay and
        the client's port, so a test can tell which process is waiting.
+       garble {path, status, body, content_type, work, times}: the next `times` calls to `path` answer HTTP
+       `status` (200) with `body` (default: a JSON object cut off mid-way) instead of WeChat's answer. With `work`
+       (default true) the call did its work first: the answer was lost on its way back (a proxy, a reset); without,
+       it never reached WeChat (a gateway's error page).
 Python callers can use ``app.extensions["wechat_emulator"]`` (an :class:`EmulatorState`) directly.
 """
 
@@ -570,6 +574,7 @@ class EmulatorState:
         self.daily_limits: dict[str, int] = dict(DEFAULT_DAILY_LIMITS)
         self.failures: dict[str, dict[str, Any]] = {}
         self.delays: dict[str, dict[str, Any]] = {}
+        self.garbles: dict[str, dict[str, Any]] = {}
         self.menu: dict[str, Any] | None = None
         self.conditional_menus: list[dict[str, Any]] = []
         self.next_menuid = 208396938
@@ -689,6 +694,7 @@ class EmulatorState:
             "daily_counts": self.daily_counts.get(self.today().isoformat(), {}),
             "failures": self.failures,
             "delays": self.delays,
+            "garbles": self.garbles,
             "oauth_auto_openid": self.oauth_auto_openid,
             "calls": self.calls,
         }
@@ -723,6 +729,27 @@ class EmulatorState:
         if not delay["times"]:
             del self.delays[path]
         return float(delay["seconds"])
+
+    def _set_garble(self, path: str, body: dict[str, Any]) -> None:
+        times = int(body.get("times", 1))
+        if times < 1:
+            raise ValueError("garble wants times >= 1")
+        self.garbles[path.lstrip("/")] = {
+            "status": int(body.get("status", 200)),
+            "body": str(body.get("body", '{"errcode":0,"errmsg":"ok","')),
+            "content_type": str(body.get("content_type", "application/json")),
+            "work": bool(body.get("work", True)),
+            "times": times,
+        }
+
+    def _take_garble(self, path: str) -> dict[str, Any] | None:
+        garble = self.garbles.get(path)
+        if not garble:
+            return None
+        garble["times"] -= 1
+        if not garble["times"]:
+            del self.garbles[path]
+        return garble
 
     def _store_media(
         self, data: bytes, media_id: str | None, media_type: str, filename: str | None, content_type: str | None
@@ -2232,6 +2259,8 @@ def _hook(st: EmulatorState, name: str) -> Response:
         _finish_publish(st, job, int(body.get("publish_status", 0)), list(body.get("fail_idx") or []))
     elif name == "delay":
         st._set_delay(str(body["path"]), float(body["seconds"]), int(body.get("times", 1)))
+    elif name == "garble":
+        st._set_garble(str(body["path"]), body)
     elif name == "clear-calls":
         st.calls.clear()
     elif name == "qr-limit":
@@ -2291,28 +2320,40 @@ def _dispatch(st: EmulatorState, path: str) -> Response:
         if route is None:
             call["errcode"] = -1
             return _json({"errcode": -1, "errmsg": f"emulator: unknown endpoint {path}"}, 404)
-        try:
-            if request.method not in route.methods:
-                raise WxError(43001 if "GET" in route.methods else 43002)
-            failure = st.failures.get(path)
-            if failure and failure["times"] > 0:
-                failure["times"] -= 1
-                if not failure["times"]:
-                    del st.failures[path]
-                raise WxError(failure["errcode"], failure["errmsg"], raw=True)
-            if route.auth:
-                st._check_token(request.args.get("access_token"))
-            st._charge(path)
-            result = route.handler(st)
-        except WxError as err:
-            call["errcode"] = err.errcode
-            status = 404 if path == "cgi-bin/showqrcode" else 200  # WeChat answers a bad ticket with a 404
-            return _json(err.body(), status)
-        if isinstance(result, Response):
-            call["errcode"] = 0
-            return result
-        call["errcode"] = result.get("errcode", 0)
-        return _json(result)
+        if garble := st._take_garble(path):
+            call["garbled"] = garble["status"]
+            if garble["work"]:
+                _answer(st, path, route, call)  # done, recorded; its answer is what gets lost
+            else:
+                call["errcode"] = None  # never reached WeChat
+            return Response(garble["body"], status=garble["status"], content_type=garble["content_type"])
+        return _answer(st, path, route, call)
+
+
+def _answer(st: EmulatorState, path: str, route: _Route, call: dict[str, Any]) -> Response:
+    """WeChat's answer to one call (caller holds the lock)."""
+    try:
+        if request.method not in route.methods:
+            raise WxError(43001 if "GET" in route.methods else 43002)
+        failure = st.failures.get(path)
+        if failure and failure["times"] > 0:
+            failure["times"] -= 1
+            if not failure["times"]:
+                del st.failures[path]
+            raise WxError(failure["errcode"], failure["errmsg"], raw=True)
+        if route.auth:
+            st._check_token(request.args.get("access_token"))
+        st._charge(path)
+        result = route.handler(st)
+    except WxError as err:
+        call["errcode"] = err.errcode
+        status = 404 if path == "cgi-bin/showqrcode" else 200  # WeChat answers a bad ticket with a 404
+        return _json(err.body(), status)
+    if isinstance(result, Response):
+        call["errcode"] = 0
+        return result
+    call["errcode"] = result.get("errcode", 0)
+    return _json(result)
 
 
 def create_emulator(appid: str, secret: str, *, token_ttl: int = 7200) -> Flask:

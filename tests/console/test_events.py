@@ -269,6 +269,20 @@ def test_calling_a_session_off_from_the_console(as_admin, emulator):
     assert "现场登记：本场次已取消（受台风影响，本场活动取消）" in scan and "登记并签到" not in scan
 
 
+def test_reminders_wechat_refused_are_counted_with_their_reasons_on_the_session(as_admin, emulator):
+    emulator.hook("users", {"users": [{"openid": "oA"}, {"openid": "oB"}, {"openid": "oC", "subscribe": 0}]})
+    event, (session,) = make_event(quota=10, starts_in=timedelta(hours=3))
+    for openid in ("oA", "oB", "oC"):
+        events.register(openid, event.id, session.id)
+    # oA declines this kind of message, oC has unfollowed: no retry will reach them, and staff should know
+    emulator.hook("fail", {"path": "cgi-bin/message/template/send", "errcode": 43101})
+    assert events.send_due_reminders() == 1
+    page = as_admin.get(f"/admin/events/{event.id}", query_string={"session": session.id}).get_data(as_text=True)
+    row = re.search(r"<tr class=\"notice-tally\">(.*?)</tr>", page, re.S).group(1)
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    assert cells == ["前一天提醒", "1", "0", "2", "43004 用户未关注公众号（1）；43101 用户拒收：未订阅此类消息（1）"]
+
+
 def test_reviewer_cannot_edit_events(console, db_session):
     factories.staff("reviewer1", "reviewer")
     console.login("reviewer1")

@@ -117,6 +117,13 @@ def test_a_refused_qr_keeps_the_channel_and_a_retry_makes_it(db_session, emulato
     assert stored.qr_url and stored.qr_url.startswith("http://weixin.qq.com/q/")
 
 
+def test_an_http_error_status_is_explained(db_session, emulator):
+    gateway = {"status": 502, "body": "<html>502</html>", "content_type": "text/html", "work": False}
+    emulator.hook("garble", {"path": "cgi-bin/qrcode/create"} | gateway)
+    with pytest.raises(ServiceError, match=r"^微信服务器暂时出错（HTTP 502），请稍后再试$"):
+        channels.request_qr(make())
+
+
 def test_the_permanent_code_limit_is_explained(db_session, emulator):
     emulator.hook("qr-limit", {"permanent": 0})
     with pytest.raises(ServiceError, match="10 万"):

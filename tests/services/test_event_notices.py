@@ -168,6 +168,29 @@ def test_a_notice_orphaned_mid_send_is_taken_up_again(db_session, emulator):
     assert calls == [f"event-notice-{notice.id}"] * 2  # the same id: WeChat drops a repeat it already delivered
 
 
+def test_a_notice_claimed_late_in_a_long_run_is_not_taken_for_an_orphan(db_session, emulator, monkeypatch):
+    emulator.hook("users", {"users": [{"openid": "oL0"}, {"openid": "oL1"}]})
+    event, (session,) = make_event(quota=10, starts_in=timedelta(hours=3))
+    for openid in ("oL0", "oL1"):
+        events.register(openid, event.id, session.id)
+    from server.wechat import client as client_module
+
+    real, swept = client_module.send_template, []
+
+    def send_while_the_sweep_runs(body):
+        if not swept:  # the minute sweep runs while this run's first message is on its way to WeChat
+            swept.append(None)
+            swept[0] = events.deliver_due_notices()
+        return real(body)
+
+    monkeypatch.setattr(client_module, "send_template", send_while_the_sweep_runs)
+    # A reminder run over a big session began six minutes ago (thousands of messages): it claims each row as it
+    # reaches it, and a row claimed just now is not one a dead worker left behind.
+    events.send_due_reminders(utcnow() - timedelta(minutes=6))
+    assert sorted(_sent(emulator)) == ["oL0", "oL1"]  # each once, though the sweep ran in between
+    assert swept == [1]  # the sweep sent the row the run had not reached yet, and left the one in flight alone
+
+
 @pytest.mark.skipif(SQLITE, reason="needs concurrent connections")
 def test_retries_go_once_even_with_several_sweeps_at_once(app, committed_db, emulator):
     people = [f"oW{i}" for i in range(8)]

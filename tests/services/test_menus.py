@@ -306,6 +306,16 @@ def test_a_wechat_error_is_shown_with_its_code_and_nothing_is_published(db_sessi
     assert db_session.scalar(sa.select(AuditLog).filter_by(action="menu.publish")) is None
 
 
+def test_an_http_error_status_is_explained_not_shown_as_code_none(db_session, emulator):
+    menus.save_draft("default", MENU)
+    gateway = {"status": 503, "body": "<html>503</html>", "content_type": "text/html", "work": False}
+    emulator.hook("garble", {"path": "cgi-bin/menu/create"} | gateway)
+    with pytest.raises(MenuError) as caught:
+        menus.publish_draft("default")
+    assert str(caught.value) == "微信服务器暂时出错（HTTP 503），请稍后再试"
+    assert menus.live(MenuKind.DEFAULT) is None and menus.draft(MenuKind.DEFAULT) is not None
+
+
 def test_publishing_twice_without_changes_is_refused(db_session, emulator):
     menus.save_draft("default", MENU)
     menus.publish_draft("default")

@@ -521,6 +521,18 @@ def test_read_timeout_on_submit_waits_for_a_person(emulator, db_session, people,
     assert len(calls_to(emulator, SUBMIT)) == 1
 
 
+def test_a_cut_off_answer_to_submit_waits_for_a_person(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("publish-outcome", {"publish_status": 1})  # still publishing: the draft is still in the box
+    emulator.hook("garble", {"path": SUBMIT})  # WeChat took it; its answer arrived cut off (a proxy, a reset)
+    publishing.run_due(start + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.UNCERTAIN and "无法解析" in push.error_message
+    publishing.run_due(start + timedelta(minutes=30))
+    assert len(calls_to(emulator, SUBMIT)) == 1  # a second submit would have published it twice
+
+
 def test_a_lost_cover_file_fails_plainly(emulator, db_session, people):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
@@ -589,6 +601,30 @@ def test_every_body_image_uploaded_is_remembered_for_the_manual_export_and_a_ret
     assert len(calls_to(emulator, "cgi-bin/media/uploadimg")) == 3
 
 
+@pytest.mark.parametrize(
+    ("errcode", "errmsg", "told"),
+    [
+        (
+            53503,
+            "draft not pass publish check rid: 64ffdf3b-25c2606d-7d6d6392",
+            "草稿未通过微信的发布检查（53503）：请",
+        ),
+        (53504, "please use draft on mp.weixin.qq.com rid: 1-2-3", "需在公众平台发表这篇草稿（53504）：请"),
+        (53505, "please save draft manually rid: 1-2-3", "需先在公众平台手动保存草稿（53505）：请"),
+        (53599, "something new hint: [x1] rid: 1-2-3", "微信返回错误 53599：something new"),  # as sent, no noise
+    ],
+)
+def test_a_refused_submit_tells_the_editor_what_to_do(emulator, db_session, people, errcode, errmsg, told):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("fail", {"path": SUBMIT, "errcode": errcode, "errmsg": errmsg})
+    publishing.run_due(start + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.FAILED and push.error_code == errcode
+    assert push.error_message.startswith(told) and "rid" not in push.error_message
+    assert "hint" not in push.error_message
+
+
 def test_content_rejected_by_wechat_is_a_failure(emulator, wechat, people):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
@@ -614,6 +650,19 @@ def test_transient_error_retries_with_backoff(emulator, db_session, people):
     assert len(published_titles(emulator)) == 1
 
 
+def test_a_push_busy_at_every_attempt_fails_saying_why_in_chinese(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    busy = {"path": "cgi-bin/draft/add", "errcode": -1, "errmsg": "system error rid: 6752e0b1-1a2b3c4d-5e6f7a8b"}
+    emulator.hook("fail", busy | {"times": publishing.MAX_ATTEMPTS})
+    now = start + timedelta(minutes=1)
+    for _ in range(publishing.MAX_ATTEMPTS):
+        publishing.run_due(now)
+        push = db.session.get(ArticlePush, push.id, populate_existing=True)
+        now = (push.lease_until or now) + timedelta(seconds=1)
+    assert push.status is PushStatus.FAILED and push.error_message == "多次重试仍失败：-1 微信系统繁忙"
+
+
 def test_polling_respects_the_daily_budget(emulator, db_session, people, redis_client):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
@@ -623,6 +672,27 @@ def test_polling_respects_the_daily_budget(emulator, db_session, people, redis_c
     assert publishing.poll_submitted(later) == 0
     assert db.session.get(ArticlePush, push.id).status is PushStatus.SUBMITTED
     assert not [c for c in emulator.state()["calls"] if c["path"] == "cgi-bin/freepublish/get"]
+
+
+def test_a_poll_that_times_out_holds_up_neither_the_run_nor_the_failure_notices(
+    app, emulator, db_session, people, monkeypatch
+):
+    emulator.hook("users", {"users": [{"openid": "o-ed", "subscribe": 1}]})
+    bind(people["editor"], "o-ed")
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (waiting,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("publish-outcome", {"publish_status": 1})  # the event is late: polled after POLL_AFTER
+    publishing.run_due(start + timedelta(minutes=1))
+    (failing,) = week_of_daily_cases(people, start + timedelta(minutes=2), 1)
+    emulator.hook("fail", {"path": "cgi-bin/draft/add", "errcode": 48001})
+    with app.app_context():
+        monkeypatch.setattr(client_module.get_client(), "timeout", 0.5)
+    emulator.hook("delay", {"path": "cgi-bin/freepublish/get", "seconds": 1.5})  # a slow WeChat: a ReadTimeout
+    publishing.run_due(start + timedelta(minutes=10))
+    assert db.session.get(ArticlePush, failing.id, populate_existing=True).status is PushStatus.FAILED
+    assert db.session.get(ArticlePush, waiting.id, populate_existing=True).status is PushStatus.SUBMITTED
+    sent = emulator.state()["templates_sent"]
+    assert [(t["touser"], t["data"]["character_string5"]["value"]) for t in sent] == [("o-ed", f"P{failing.id}")]
 
 
 def test_unapproved_articles_cannot_be_scheduled_and_the_calendar_shows_gaps(db_session, people):

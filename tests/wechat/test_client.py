@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 
 import pytest
 import requests
@@ -230,3 +231,22 @@ def test_a_template_refusal_reads_in_chinese_with_its_code_and_no_request_id(app
 )
 def test_template_error_texts(errcode, errmsg, text):
     assert template_error_text(errcode, errmsg) == text
+
+
+GATEWAY = {"status": 502, "body": "<html>502 Bad Gateway</html>", "content_type": "text/html", "work": False}
+
+
+def test_an_http_error_status_names_no_token_in_its_traceback_and_reads_in_chinese(app, emulator, redis_client):
+    emulator.hook("users", {"users": [{"openid": "o-citizen", "subscribe": 1}]})
+    body = {"touser": "o-citizen", "template_id": "TPL", "data": {"thing1": {"value": "x"}}}
+    with app.app_context():
+        client = get_client()
+        emulator.hook("garble", {"path": "cgi-bin/user/get"} | GATEWAY)
+        with pytest.raises(WeChatClientException) as raised:
+            client.user.get_followers()
+        # What a log line or Celery prints of a failed task: the exception with everything chained to it.
+        printed = "".join(traceback.format_exception(raised.value))
+        assert client.access_token not in printed
+        assert raised.value.errcode is None and raised.value.errmsg == "HTTP 502"  # still told from WeChat's codes
+        emulator.hook("garble", {"path": "cgi-bin/message/template/send"} | GATEWAY)
+        assert send_template(body) == ("HTTP 502：微信服务器暂时出错", False)  # retried, and says why

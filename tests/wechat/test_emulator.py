@@ -736,6 +736,23 @@ def test_fail_hook_answers_the_next_calls_with_an_error(wx: Wx) -> None:
     assert wx.fetch_token()["errcode"] == 45009 and "access_token" in wx.fetch_token()
 
 
+def test_garble_hook_loses_the_answer_after_the_work_or_answers_in_place_of_wechat(wx: Wx) -> None:
+    menu = {"button": [{"type": "click", "name": "联系我们", "key": "CONTACT"}]}
+    wx.hook("garble", {"path": "cgi-bin/menu/create"})  # done, but the answer is cut off on its way back
+    res = wx.http.post("/cgi-bin/menu/create", query_string={"access_token": wx.token}, json=menu)
+    assert res.status_code == 200 and res.data == b'{"errcode":0,"errmsg":"ok","'
+    assert wx.get("cgi-bin/menu/get")["menu"]["button"][0]["key"] == "CONTACT"
+    page = "<html>502 Bad Gateway</html>"
+    gateway = {"status": 502, "body": page, "content_type": "text/html", "work": False, "times": 2}
+    wx.hook("garble", {"path": "cgi-bin/menu/delete"} | gateway)
+    assert wx.get("cgi-bin/menu/delete").status_code == 502
+    assert wx.get("cgi-bin/menu/delete").status_code == 502
+    assert "menu" in wx.get("cgi-bin/menu/get")  # never reached WeChat: the menu stands
+    assert wx.get("cgi-bin/menu/delete") == {"errcode": 0, "errmsg": "ok"}
+    calls = [c for c in wx.http.get("/_emulator/calls").json if c["path"] != "cgi-bin/token"]
+    assert [c.get("garbled") for c in calls] == [200, None, 502, 502, None, None]
+
+
 def test_every_call_is_recorded_without_its_token(wx: Wx) -> None:
     wx.get("cgi-bin/user/info", openid=ALICE)
     wx.post("cgi-bin/tags/create", {"tag": {"name": "网格员"}})
