@@ -36,7 +36,7 @@ from models import (
 from server.extensions import db, dialect_insert, get_redis
 from server.filters import LOCAL_TZ
 from server.services.binding import SCENE_PREFIX as BIND_PREFIX
-from server.wechat.client import get_client
+from server.wechat.client import get_client, template_error_text
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +354,9 @@ def wanted_days(name: str, *, today: date | None = None) -> list[date]:
     return [d for d in _days(state.start_date, last) if d not in done or d in refresh]
 
 
+RANGE_REFUSED = {61500, 61501}  # a date range WeChat will not take: skipped, not a stop for the days after it
+
+
 @dataclass
 class SyncResult:
     endpoint: str
@@ -375,13 +378,24 @@ def sync_endpoint(name: str, *, start: date | None = None, today: date | None = 
         state.last_run_at = utcnow()
         db.session.commit()
         missing: set[date] = set()
+        refused: list[str] = []
         for begin, end in _chunks(wanted_days(name, today=today), endpoint.max_span):
             try:
                 covered, delayed = _fetch(endpoint, begin, end)
+            except WeChatClientException as exc:
+                db.session.rollback()
+                state = _state(name, None)
+                if exc.errcode in RANGE_REFUSED:  # this range only: the days after it are still fetched
+                    log.warning("datacube %s %s–%s refused: %s %s", name, begin, end, exc.errcode, exc.errmsg)
+                    refused.append(f"{begin}–{end}（{template_error_text(exc.errcode, exc.errmsg)}）")
+                    continue
+                state.last_error = f"{begin}–{end}：{template_error_text(exc.errcode, exc.errmsg)}"[:256]
+                db.session.commit()
+                raise
             except Exception as exc:
                 db.session.rollback()
                 state = _state(name, None)
-                state.last_error = f"{begin}–{end}: {type(exc).__name__}: {exc}"[:256]
+                state.last_error = f"{begin}–{end}：无法连接微信服务器（{type(exc).__name__}）"[:256]
                 db.session.commit()
                 raise
             _upsert(
@@ -400,7 +414,9 @@ def sync_endpoint(name: str, *, start: date | None = None, today: date | None = 
             result.fetched_days += len(covered)
             result.calls += 1
         state.last_success_at = utcnow()
-        state.last_error = None if not missing else f"未发布：{min(missing)}–{max(missing)}"
+        problems = [f"未发布：{min(missing)}–{max(missing)}"] if missing else []
+        problems += [f"被拒绝：{r}" for r in refused]
+        state.last_error = "；".join(problems)[:256] or None
         db.session.commit()
         if missing:
             raise DatacubeNotReady(f"{name}: {len(missing)} day(s) not published yet")

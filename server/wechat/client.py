@@ -34,6 +34,9 @@ TEMPLATE_ERROR_TEXT = {
     45009: "接口调用超过今日限额",
     45011: "接口调用过于频繁，请稍后再试",
     47003: "模板参数不正确",
+    48001: "公众号没有此接口的权限（需微信认证）",
+    61500: "日期格式不正确",
+    61501: "微信不接受这个日期范围",
 }
 _ERRMSG_NOISE = re.compile(r"\s*(?:rid:\s*\S+|hint:\s*\[[^\]]*\])")  # WeChat's per-request ids, no use to a reader
 TOKEN_MARGIN = 300  # refresh this long before WeChat's expiry, so no call carries a dying token

@@ -131,7 +131,7 @@ def test_interrupted_backfill_resumes_where_it_stopped(cube, db_session, monkeyp
     assert stored == 19 * 7  # the 19 chunks before the failure were committed
     state = db_session.get(DatacubeSyncState, "getusercumulate")
     assert state.cursor == YEAR[0] + timedelta(days=19 * 7 - 1)
-    assert state.last_error and "WeChatClientException" in state.last_error
+    assert state.last_error and "微信系统繁忙" in state.last_error  # in Chinese, for the sync page
 
     calls.clear()
     armed["at"] = 0
@@ -263,7 +263,17 @@ def test_a_refusal_no_retry_can_change_is_kept_not_retried(cube, db_session):
     stats_tasks.sync_datacube_endpoint.delay("getusercumulate", start)  # eager: a retry would run again right here
     assert len([c for c in _calls(cube) if c["path"] == "datacube/getusercumulate"]) == 1
     state = db_session.get(DatacubeSyncState, "getusercumulate", populate_existing=True)
-    assert "48001" in state.last_error
+    assert "48001" in state.last_error and "公众号没有此接口的权限" in state.last_error  # as editors read it
+
+
+def test_a_refused_date_range_does_not_hold_back_the_days_after_it(cube, db_session):
+    cube.hook("fail", {"path": "datacube/getusercumulate", "errcode": 61501, "errmsg": "date range error", "times": 1})
+    start = TODAY - timedelta(days=21)  # three chunks of seven days
+    datacube.sync_endpoint("getusercumulate", start=start, today=TODAY)
+    days = set(db_session.scalars(sa.select(DatacubeDay.ref_date).filter_by(endpoint="getusercumulate")))
+    assert start not in days and sorted(days) == [TODAY - timedelta(days=d) for d in range(14, 0, -1)]
+    state = db_session.get(DatacubeSyncState, "getusercumulate", populate_existing=True)
+    assert state.last_error.startswith(f"被拒绝：{start}–") and "61501 微信不接受这个日期范围" in state.last_error
 
 
 def test_articles_without_a_title_are_named_from_ours_then_from_wechats_list(cube, db_session):
