@@ -220,8 +220,12 @@ def material_file(item_id: int, which: str):  # type: ignore[no-untyped-def]
         path = item.thumb_path if which == "thumb" else item.public_path
     else:
         path = next((r.path for r in item.renditions if r.recipe_key == which), None)
-    if not path:
+    try:
+        data = images.media_path(path).read_bytes() if path else None  # ≤ a few MB, closed at once
+    except FileNotFoundError:  # its files removed under it (a delete racing the page, a restored backup)
+        data = None
+    if data is None:
         abort(404)
-    res = Response(images.media_path(path).read_bytes(), mimetype="image/jpeg")  # ≤ a few MB, closed at once
+    res = Response(data, mimetype="image/jpeg")
     res.headers["Cache-Control"] = "private, max-age=3600"
     return res
