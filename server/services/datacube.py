@@ -36,7 +36,7 @@ from models import (
 from server.extensions import db, dialect_insert, get_redis
 from server.filters import LOCAL_TZ
 from server.services.binding import SCENE_PREFIX as BIND_PREFIX
-from server.wechat.client import get_client, template_error_text
+from server.wechat.client import error_text, get_client
 
 log = logging.getLogger(__name__)
 
@@ -387,9 +387,9 @@ def sync_endpoint(name: str, *, start: date | None = None, today: date | None = 
                 state = _state(name, None)
                 if exc.errcode in RANGE_REFUSED:  # this range only: the days after it are still fetched
                     log.warning("datacube %s %s–%s refused: %s %s", name, begin, end, exc.errcode, exc.errmsg)
-                    refused.append(f"{begin}–{end}（{template_error_text(exc.errcode, exc.errmsg)}）")
+                    refused.append(f"{begin}–{end}（{error_text(exc.errcode, exc.errmsg)}）")
                     continue
-                state.last_error = f"{begin}–{end}：{template_error_text(exc.errcode, exc.errmsg)}"[:256]
+                state.last_error = f"{begin}–{end}：{error_text(exc.errcode, exc.errmsg)}"[:256]
                 db.session.commit()
                 raise
             except Exception as exc:

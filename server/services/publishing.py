@@ -53,7 +53,7 @@ from server.services.articles import display_title, library_item_ids, locked_pus
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.urls import public_url
-from server.wechat.client import UnreadableAnswer, get_client, plain_errmsg, send_template, template_error_text
+from server.wechat.client import UnreadableAnswer, error_text, get_client, plain_errmsg, send_template
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
                 article.cover_media_id = None  # uploaded afresh when the articles are scheduled again
             db.session.commit()
         if exc.errcode in TRANSIENT_CODES or exc.errcode is None:  # None: an HTTP error status, e.g. a 502
-            return _retry_later(push, now, exc.errcode, template_error_text(exc.errcode, exc.errmsg))
+            return _retry_later(push, now, exc.errcode, error_text(exc.errcode, exc.errmsg))
         text = ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{plain_errmsg(exc.errmsg)}"
         return _fail(push, exc.errcode, text)
     except (requests.ConnectionError, requests.Timeout) as exc:

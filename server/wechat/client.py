@@ -23,7 +23,7 @@ TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expir
 # Template messages that no retry will deliver: bad openid or template, the user unfollowed or refused, data invalid.
 PERMANENT_TEMPLATE_ERRORS = {40003, 40037, 43004, 43101, 47001, 47003}
 # What editors read where a call failed (notice lists, pushes, logs): the code stays for support tickets.
-TEMPLATE_ERROR_TEXT = {
+ERROR_TEXT = {
     -1: "微信系统繁忙",
     40001: "access_token 无效或已过期",
     42001: "access_token 无效或已过期",
@@ -267,7 +267,7 @@ def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
     try:
         get_client().raw_post("cgi-bin/message/template/send", body)
     except WeChatClientException as exc:
-        return template_error_text(exc.errcode, exc.errmsg), exc.errcode in PERMANENT_TEMPLATE_ERRORS
+        return error_text(exc.errcode, exc.errmsg), exc.errcode in PERMANENT_TEMPLATE_ERRORS
     except (requests.RequestException, OSError) as exc:
         return f"网络错误：{type(exc).__name__}", False
     except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
@@ -281,12 +281,12 @@ def plain_errmsg(errmsg: str | None) -> str:
     return _ERRMSG_NOISE.sub("", str(errmsg or "")).strip()
 
 
-def template_error_text(errcode: int | None, errmsg: str | None) -> str:
+def error_text(errcode: int | None, errmsg: str | None) -> str:
     """`40003 openid 无效：…`: the code, then what it means in Chinese, or WeChat's text without its request id."""
     detail = plain_errmsg(errmsg)
     if errcode is None:  # an HTTP error status from WeChat's side (or a proxy's), not one of its codes
         return f"{detail or 'HTTP 错误'}：微信服务器暂时出错"
-    text = TEMPLATE_ERROR_TEXT.get(errcode)
+    text = ERROR_TEXT.get(errcode)
     if text is None:
         return f"{errcode} {detail or '未知错误'}"
     if errcode == -1 and detail and detail != "system error":  # ours (a proxy's page, an HTTP status): keep it

@@ -14,10 +14,10 @@ from server.wechat.client import (
     ForeignHostError,
     RedirectingSession,
     SharedTokenClient,
+    error_text,
     get_client,
     redact,
     send_template,
-    template_error_text,
 )
 from tests.conftest import APPID, SECRET, foreign_lookups
 
@@ -229,8 +229,8 @@ def test_a_template_refusal_reads_in_chinese_with_its_code_and_no_request_id(app
         (40033, "invalid charset hint: [abc] rid: 1-2-3", "40033 invalid charset"),  # not ours to explain: as sent
     ],
 )
-def test_template_error_texts(errcode, errmsg, text):
-    assert template_error_text(errcode, errmsg) == text
+def test_error_texts(errcode, errmsg, text):
+    assert error_text(errcode, errmsg) == text
 
 
 GATEWAY = {"status": 502, "body": "<html>502 Bad Gateway</html>", "content_type": "text/html", "work": False}
