@@ -44,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--modes", default="plain,aes", help="which /wechat runs (default plain,aes)")
     parser.add_argument(
+        "--no-reference", dest="reference", action="store_false", help="skip the Flask + wechatpy reference runs"
+    )
+    parser.add_argument(
         "--py-spy",
         choices=("gil", "wall"),
         help="record every worker with py-spy during the measured runs into bench/out/gateway-<mode>-<view>.txt "
@@ -64,6 +67,11 @@ def prepare(env: dict[str, str], *, wrk: bool = True) -> None:
     common.flush_redis(REDIS_DB)
     common.migrate(env)
     common.psql(DATABASE, "TRUNCATE inbound_message, channel, reply_rule, site_setting RESTART IDENTITY")
+    common.psql(
+        DATABASE,
+        "CREATE TABLE IF NOT EXISTS bench_reference_log (dedupe_key varchar(128) PRIMARY KEY, body text NOT NULL,"
+        " received_at timestamptz NOT NULL DEFAULT now()); TRUNCATE bench_reference_log",
+    )
     seed = (
         "from server import create_app\n"
         "from server.services import replies\n"
@@ -175,6 +183,62 @@ def print_result(result: common.WrkResult) -> None:
         log(f"  first bad reply: {result.first_bad}")
 
 
+class Runner:
+    """One mode's warm-up and measured run against a server, each with its own distinct messages.
+
+    Warm-up: enough messages for a server as fast as the floor (it cannot be faster). Measured run: twice the
+    warm-up's rate (a pool that still runs dry shows up as pool_exhausted errors), at most the floor's.
+    """
+
+    def __init__(self, messages: Messages, args: argparse.Namespace, pools: Path, wrk: dict, floor_rps: float) -> None:
+        self.messages, self.args, self.pools, self.wrk = messages, args, pools, wrk
+        self.floor_per_second = floor_rps * 1.25 + 200
+
+    @staticmethod
+    def check(mode: str) -> dict[str, str]:
+        if mode == "aes":
+            return {"check": "contains", "expected": "<Encrypt><![CDATA["}
+        return {"check": "contains", "expected": f"<Content><![CDATA[{REPLY}]]></Content>"}
+
+    def warm(self, server: common.Server, mode: str, label: str) -> None:
+        """The warm-up, then the measured run's messages made."""
+        args, pools, aes = self.args, self.pools, mode == "aes"
+        t0 = time.monotonic()
+        made = self.messages.pool(
+            pools / f"{label}-warmup", int(self.floor_per_second * args.warmup), aes, args.threads
+        )
+        warm = common.run_wrk(
+            f"{label} warm-up",
+            server.url,
+            pools / f"{label}-warmup",
+            duration=args.warmup,
+            **self.check(mode),
+            **self.wrk,
+        )
+        if warm.errors:
+            print_result(warm)
+        per_second = min(self.floor_per_second, warm.rps * 2 + 500)
+        made += self.messages.pool(pools / label, int(per_second * args.duration), aes, args.threads)
+        log(
+            f"{label}: {made} distinct signed requests generated in {time.monotonic() - t0 - warm.duration_s:.1f}s"
+            f" (warm-up {warm.rps:,.0f} req/s)"
+        )
+        time.sleep(0.3)
+
+    def measure(self, server: common.Server, mode: str, label: str) -> tuple[common.WrkResult, common.CpuSampler]:
+        args = self.args
+        profiler = Profiler(server, label, args.duration, args.py_spy) if args.py_spy else None
+        with common.CpuSampler([server]) as cpu:
+            result = common.run_wrk(
+                label, server.url, self.pools / label, duration=args.duration, **self.check(mode), **self.wrk
+            )
+        if profiler:
+            profiler.finish()
+        print_result(result)
+        log(f"  {cpu.describe()}; wrk {result.wrk_cpu_s}")
+        return result, cpu
+
+
 class Profiler:
     """py-spy over every worker of a server for one run (optional: pip install py-spy)."""
 
@@ -232,47 +296,27 @@ def main() -> int:
     print_result(floor_result)
     log(f"  {floor_cpu.describe()}; wrk {floor_result.wrk_cpu_s}")
 
-    # Warm-up: enough distinct messages for a /wechat as fast as the floor (it cannot be faster). Measured run: twice
-    # the warm-up's rate (a pool that still runs dry shows up as pool_exhausted errors), at most the floor's.
-    floor_per_second = floor_result.rps * 1.25 + 200
+    modes = args.modes.split(",")
+    run = Runner(messages, args, pools, wrk, floor_result.rps)
+    references: dict[str, Any] = {}
+    # Flask + wechatpy alone, then with a Redis claim and a durable row: same gunicorn configuration, same kind of
+    # requests. What the first leaves is the budget for our own work; the second is the least that work can be.
+    for name, app_name in (("ref", "app"), ("ref+db", "stored")) if args.reference else ():
+        ref_env = {**env, "BENCH_REPLY": REPLY}
+        with common.gunicorn(
+            name, f"bench.gateway.reference:{app_name}", ref_env, args=gunicorn_args, ready_path="/"
+        ) as ref:
+            for mode in modes:
+                run.warm(ref, mode, f"{name}-{mode}")
+                result, cpu = run.measure(ref, mode, f"{name}-{mode}")
+                references[f"{name}-{mode}"] = {**result.summary(), "cpu": cpu.result}
     results: dict[str, Any] = {}
     with common.gunicorn("app", "wsgi:app", env, args=gunicorn_args) as app:
         sanity_check(app, messages)
-        for mode in args.modes.split(","):
-            aes = mode == "aes"
-            t0 = time.monotonic()
-            made = messages.pool(pools / f"{mode}-warmup", int(floor_per_second * args.warmup), aes, args.threads)
-            check, expected = (
-                ("contains", "<Encrypt><![CDATA[") if aes else ("contains", f"<Content><![CDATA[{REPLY}]]></Content>")
-            )
-            warm = common.run_wrk(
-                f"{mode} warm-up",
-                app.url,
-                pools / f"{mode}-warmup",
-                duration=args.warmup,
-                check=check,
-                expected=expected,
-                **wrk,
-            )
-            if warm.errors:
-                print_result(warm)
-            per_second = min(floor_per_second, warm.rps * 2 + 500)
-            made += messages.pool(pools / mode, int(per_second * args.duration), aes, args.threads)
-            log(
-                f"{mode}: {made} distinct signed requests generated in {time.monotonic() - t0 - warm.duration_s:.1f}s"
-                f" (warm-up {warm.rps:,.0f} req/s)"
-            )
-            time.sleep(0.3)
+        for mode in modes:
+            run.warm(app, mode, mode)
             _, max_id = log_rows()
-            profiler = Profiler(app, mode, args.duration, args.py_spy) if args.py_spy else None
-            with common.CpuSampler([app]) as cpu:
-                result = common.run_wrk(
-                    mode, app.url, pools / mode, duration=args.duration, check=check, expected=expected, **wrk
-                )
-            if profiler:
-                profiler.finish()
-            print_result(result)
-            log(f"  {cpu.describe()}; wrk {result.wrk_cpu_s}")
+            result, cpu = run.measure(app, mode, mode)
             results[mode] = {**result.summary(), "cpu": cpu.result, "message_log": verify_rows(max_id, result)}
         tail = app.log_path.read_text(errors="replace").count("Traceback")
         if tail:
@@ -285,17 +329,29 @@ def main() -> int:
         f"gunicorn {' '.join(gunicorn_args)}; wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s "
         f"(+{args.warmup:g}s warm-up); {os.cpu_count()} cores"
     )
-    print(f"{'run':<8} {'msg/s':>9} {'ratio':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  log rows")
+    print(f"{'run':<13} {'msg/s':>9} {'ratio':>7} {'of ref':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  log rows")
     print(
-        f"{'floor':<8} {floor_rps:>9,.0f} {1:>7.2f} {floor_result.latency_ms['p50']:>8} "
+        f"{'floor':<13} {floor_rps:>9,.0f} {1:>7.2f} {'':>7} {floor_result.latency_ms['p50']:>8} "
         f"{floor_result.latency_ms['p99']:>8} {floor_result.errors:>7}"
     )
+    what = {"ref": "Flask + wechatpy", "ref+db": "Flask + wechatpy + SET NX + INSERT"}
+    for label, res in references.items():
+        res["ratio_to_floor"] = round(res["rps"] / floor_rps if floor_rps else 0.0, 3)
+        print(
+            f"{label:<13} {res['rps']:>9,.0f} {res['ratio_to_floor']:>7.2f} {'':>7} "
+            f"{res['latency_ms']['p50']:>8} {res['latency_ms']['p99']:>8} {res['errors']:>7}  "
+            f"({what[label.rsplit('-', 1)[0]]})"
+        )
     for mode, res in results.items():
         ratio = res["rps"] / floor_rps if floor_rps else 0.0
         res["ratio_to_floor"] = round(ratio, 3)
+        of_reference = ""
+        if references.get(f"ref-{mode}", {}).get("rps"):
+            res["ratio_to_reference"] = round(res["rps"] / references[f"ref-{mode}"]["rps"], 3)
+            of_reference = f"{res['ratio_to_reference']:.2f}"
         log_check = res["message_log"]
         print(
-            f"{mode:<8} {res['rps']:>9,.0f} {ratio:>7.2f} {res['latency_ms']['p50']:>8} "
+            f"{mode:<13} {res['rps']:>9,.0f} {ratio:>7.2f} {of_reference:>7} {res['latency_ms']['p50']:>8} "
             f"{res['latency_ms']['p99']:>8} {res['errors']:>7}  {log_check['rows']} rows / {res['ok200']} 200s "
             f"({'ok' if log_check['ok'] else 'MISMATCH'})"
         )
@@ -322,6 +378,7 @@ def main() -> int:
         "wrk": {**wrk, "duration_s": args.duration, "warmup_s": args.warmup},
         "targets": TARGETS,
         "floor": {**floor_result.summary(), "cpu": floor_cpu.result},
+        "reference": references,
         "runs": results,
         "verdicts": [{"check": n, "pass": p, "value": v} for n, p, v in verdicts],
         "all_pass": all(p for _, p, _ in verdicts),
