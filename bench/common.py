@@ -468,6 +468,17 @@ class CpuSampler:
         )
 
 
+def latency_bound(connections: int, p99_ms: float, floor_rps: float) -> str:
+    """Little's law for a closed-loop driver: every connection always has a request out, so the mean latency is
+    connections / throughput, and a p99 under the target needs at least this throughput (more, as p99 > mean)."""
+    need = connections / (p99_ms / 1000)
+    return (
+        f"Little's law: {connections} connections always waiting -> mean latency = {connections} / throughput; "
+        f"p99 < {p99_ms:g} ms needs over {need:,.0f} req/s ({need / floor_rps:.2f} of this floor) "
+        "even if every request took the mean"
+    )
+
+
 def write_json(name: str, data: dict[str, Any]) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name

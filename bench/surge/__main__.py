@@ -24,7 +24,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from bench import common
+from bench import common, minimal
 from bench.common import log
 from bench.surge.driver import DriverResult, drive
 
@@ -265,6 +265,24 @@ def main() -> int:
         report("floor", floor_result)
         log(f"  {floor_cpu.describe()}")
 
+        # The least a registration can be (bench/minimal.py): same driver, connections and kind of requests.
+        common.psql(DATABASE, minimal.TABLES)
+        least_env = {**env, "BENCH_QUOTA": str(args.quota)}
+        with common.gunicorn(
+            "surge-minimal", "bench.minimal:register", least_env, args=gunicorn_args, ready_path="/"
+        ) as least:
+            drive("127.0.0.1", least.port, citizen_requests(env, 0, 0, 400, "least-warm"), connections=args.connections)
+            with common.CpuSampler([least]) as least_cpu:
+                least_result = drive(
+                    "127.0.0.1",
+                    least.port,
+                    citizen_requests(env, 0, 1, args.citizens, "least"),
+                    connections=args.connections,
+                )
+        least_counts = classify(least_result)
+        report("minimal", least_result, least_counts)
+        log(f"  {least_cpu.describe()}")
+
         runs: dict[str, Any] = {}
         with common.gunicorn("surge-app", "wsgi:app", env, args=gunicorn_args) as app:
             # Warm-up: workers import, connect and fill their pools on another event (not measured).
@@ -295,6 +313,13 @@ def main() -> int:
         f"{'floor':<16} {floor_result.rps:>8,.0f} {1:>6.2f} {floor_result.percentile(50):>8} "
         f"{floor_result.percentile(99):>8}"
     )
+    least_errors = sum(least_counts[k] for k in ("5xx", "socket_or_timeout", "other_4xx"))
+    print(
+        f"{'minimal':<16} {least_result.rps:>8,.0f} {least_result.rps / floor_result.rps:>6.2f} "
+        f"{least_result.percentile(50):>8} {least_result.percentile(99):>8} {least_counts['confirmed']:>5} "
+        f"{least_counts['waiting']:>5} {max(least_counts['confirmed'] - args.quota, 0):>5} {least_errors:>4}"
+        "  (Flask + session + form token + Lua + INSERT)"
+    )
     for name, res in runs.items():
         ratio = res["rps"] / floor_result.rps if floor_result.rps else 0.0
         res["ratio_to_floor"] = round(ratio, 3)
@@ -319,6 +344,7 @@ def main() -> int:
                 ),
                 (f"{name}: ratio >= {TARGETS['ratio']}", ratio >= TARGETS["ratio"], f"{ratio:.2f}"),
             ]
+    print("\n" + common.latency_bound(args.connections, TARGETS["p99_ms"], floor_result.rps))
     print()
     for name, passed, value in verdicts:
         print(f"  {'PASS' if passed else 'FAIL'}  {name:<40} {value}")
@@ -336,6 +362,13 @@ def main() -> int:
             "p50": floor_result.percentile(50),
             "p99": floor_result.percentile(99),
             "cpu": floor_cpu.result,
+        },
+        "minimal": {
+            "rps": least_result.rps,
+            "p50": least_result.percentile(50),
+            "p99": least_result.percentile(99),
+            "answers": least_counts,
+            "cpu": least_cpu.result,
         },
         "runs": runs,
         "verdicts": [{"check": n, "pass": p, "value": v} for n, p, v in verdicts],

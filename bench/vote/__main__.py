@@ -20,7 +20,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from bench import common
+from bench import common, minimal
 from bench.common import log
 from bench.surge.driver import DriverResult, drive
 
@@ -201,6 +201,15 @@ def main() -> int:
     floor_kinds = show("floor", floor)
     log(f"  {floor_cpu.describe()}")
 
+    # The least a vote can be (bench/minimal.py): same driver, connections and request bytes.
+    common.psql(DATABASE, minimal.TABLES)
+    with common.gunicorn("vote-minimal", "bench.minimal:vote", app_env, args=gunicorn_args, ready_path="/") as least:
+        drive("127.0.0.1", least.port, warm_requests, connections=args.connections)
+        with common.CpuSampler([least]) as least_cpu:
+            least_result = drive("127.0.0.1", least.port, requests, connections=args.connections)
+    least_kinds = show("minimal", least_result)
+    log(f"  {least_cpu.describe()}")
+
     with common.gunicorn("vote-app", "wsgi:app", app_env, args=gunicorn_args) as app:
         show("warm-up", drive("127.0.0.1", app.port, warm_requests, connections=args.connections))
         time.sleep(0.5)
@@ -226,7 +235,13 @@ def main() -> int:
         f"{'floor':<7} {floor.rps:>9,.0f} {1:>6.2f} {floor.percentile(50):>8} {floor.percentile(99):>8}"
         f" {floor_kinds['errors']:>7}"
     )
+    print(
+        f"{'minimal':<7} {least_result.rps:>9,.0f} {least_result.rps / floor.rps:>6.2f} "
+        f"{least_result.percentile(50):>8} {least_result.percentile(99):>8} {least_kinds['errors']:>7}"
+        "  (Flask + session + form token + INSERT + ZINCRBY)"
+    )
     print(f"{'vote':<7} {result.rps:>9,.0f} {ratio:>6.2f} {result.percentile(50):>8} {p99:>8} {kinds['errors']:>7}")
+    print("\n" + common.latency_bound(args.connections, TARGETS["p99_ms"], floor.rps))
     print(
         f"\ntotals: sent {len(requests)}, accepted {accepted}, refused {kinds['refused']}, database rows {rows}"
         f" from {voters} citizens, Redis ranking {ranking}"
@@ -257,6 +272,7 @@ def main() -> int:
         "votes": total,
         "targets": TARGETS,
         "floor": {**summary_of(floor, floor_kinds), "cpu": floor_cpu.result},
+        "minimal": {**summary_of(least_result, least_kinds), "cpu": least_cpu.result},
         "vote": {**summary_of(result, kinds), "cpu": cpu.result, "ratio_to_floor": round(ratio, 3)},
         "totals": {"accepted": accepted, "db_rows": rows, "voters": voters, "redis": ranking},
         "verdicts": [{"check": n, "pass": p, "value": v} for n, p, v in verdicts],
