@@ -836,3 +836,36 @@ def test_a_cover_wechat_no_longer_has_is_uploaded_again_when_rescheduled(emulato
     publishing.run_due(start + timedelta(minutes=3))
     assert db.session.get(ArticlePush, again.id, populate_existing=True).status is PushStatus.SUBMITTED
     assert len(calls_to(emulator, "cgi-bin/material/add_material")) == 1
+
+
+def test_a_draft_whose_answer_was_lost_is_used_not_made_again(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("garble", {"path": "cgi-bin/draft/add"})  # WeChat made the draft; its answer arrived cut off
+    publishing.run_due(start + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.PUBLISHING and push.draft_media_id is None
+    (made,) = [d["media_id"] for d in emulator.state()["drafts"]]
+    publishing.run_due(push.lease_until + timedelta(seconds=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.SUBMITTED and push.draft_media_id == made
+    assert len(calls_to(emulator, "cgi-bin/draft/add")) == 1  # no second draft left in the box
+    assert published_titles(emulator) == ["每日一案｜案例0"]
+
+
+def test_a_lost_draft_of_content_changed_since_is_not_used(emulator, db_session, people):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    emulator.hook("garble", {"path": "cgi-bin/draft/add"})
+    publishing.run_due(start + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    (stale,) = [d["media_id"] for d in emulator.state()["drafts"]]
+    # the article changed after that draft was made: the draft holds the old text
+    db.session.execute(
+        sa.update(Article).where(Article.push_id == push.id).values(updated_at=datetime.now(UTC) + timedelta(seconds=5))
+    )
+    db.session.commit()
+    publishing.run_due(push.lease_until + timedelta(seconds=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.SUBMITTED and push.draft_media_id not in (None, stale)
+    assert len(calls_to(emulator, "cgi-bin/draft/add")) == 2
