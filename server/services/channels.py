@@ -27,7 +27,7 @@ from models import Channel, Follower, InboundMessage, MatchType, ReplyRule, Repl
 from server.extensions import db
 from server.services import ServiceError, audit, replies
 from server.services.binding import SCENE_PREFIX as BIND_PREFIX
-from server.wechat.client import get_client
+from server.wechat.client import describe, get_client
 
 log = logging.getLogger(__name__)
 
@@ -156,17 +156,6 @@ def update_channel(channel: Channel, *, name: str, unit_id: int | None, reply: R
     return channel
 
 
-def _qr_error(exc: WeChatClientException) -> str:
-    if exc.errcode is None:  # an HTTP error status, not a code of WeChat's
-        return f"微信服务器暂时出错（{exc.errmsg}），请稍后再试"
-    known = {
-        45029: "永久二维码数量已达微信上限（10 万个），无法再生成",
-        45009: "今天调用微信接口的次数已用完（明天恢复）",
-        40053: "微信不接受这个场景值",
-    }
-    return known.get(exc.errcode, f"微信拒绝生成二维码（错误码 {exc.errcode}）")
-
-
 def request_qr(channel: Channel) -> Channel:
     """Ask WeChat for the channel's permanent QR (QR_LIMIT_STR_SCENE) unless it has one; ServiceError if refused.
 
@@ -180,10 +169,10 @@ def request_qr(channel: Channel) -> Channel:
         )
     except WeChatClientException as exc:
         log.warning("qrcode/create refused for channel %s: %s", channel.id, exc.errcode)
-        raise ServiceError(_qr_error(exc)) from None
-    except requests.RequestException:
+        raise ServiceError(describe(exc)) from None  # the page says the QR was not made
+    except requests.RequestException as exc:
         log.warning("qrcode/create unreachable for channel %s", channel.id, exc_info=True)
-        raise ServiceError("暂时连不上微信服务器") from None
+        raise ServiceError(describe(exc)) from None
     ticket, url = result.get("ticket"), result.get("url")
     if not isinstance(ticket, str) or not isinstance(url, str) or not url:
         log.warning("qrcode/create answered without ticket/url for channel %s", channel.id)

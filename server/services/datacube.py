@@ -36,7 +36,7 @@ from models import (
 from server.extensions import db, dialect_insert, get_redis
 from server.filters import LOCAL_TZ
 from server.services.binding import SCENE_PREFIX as BIND_PREFIX
-from server.wechat.client import error_text, get_client
+from server.wechat.client import describe, get_client
 
 log = logging.getLogger(__name__)
 
@@ -387,15 +387,15 @@ def sync_endpoint(name: str, *, start: date | None = None, today: date | None = 
                 state = _state(name, None)
                 if exc.errcode in RANGE_REFUSED:  # this range only: the days after it are still fetched
                     log.warning("datacube %s %s–%s refused: %s %s", name, begin, end, exc.errcode, exc.errmsg)
-                    refused.append(f"{begin}–{end}（{error_text(exc.errcode, exc.errmsg)}）")
+                    refused.append(f"{begin}–{end}（{describe(exc)}）")
                     continue
-                state.last_error = f"{begin}–{end}：{error_text(exc.errcode, exc.errmsg)}"[:256]
+                state.last_error = describe(exc, f"{begin}–{end}：")[:256]
                 db.session.commit()
                 raise
             except Exception as exc:
                 db.session.rollback()
                 state = _state(name, None)
-                state.last_error = f"{begin}–{end}：无法连接微信服务器（{type(exc).__name__}）"[:256]
+                state.last_error = describe(exc, f"{begin}–{end}：")[:256]  # no connection, or a bug: told apart
                 db.session.commit()
                 raise
             _upsert(

@@ -19,7 +19,7 @@ from models import AuditKind, Follower, InboundMessage
 from server.extensions import db
 from server.filters import LOCAL_TZ, local_dt
 from server.services import ServiceError, audit, channels, sheets
-from server.wechat.client import get_client
+from server.wechat.client import describe, get_client
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def record_location(openid: str, latitude: float, longitude: float, precision: f
 
 PAGE_SIZE = 50
 REMARK_MAX_BYTES = 30  # WeChat's limit for user/info/updateremark (40092 beyond it)
+REMARK_FAILED = "备注未保存："  # then WeChat's reason (describe)
 SCENE_NONE = "-"  # filter value: followers no QR scene brought
 
 
@@ -276,15 +277,6 @@ def daily_changes(days: int = 30) -> list[tuple[date, int, int]]:
     return [(first + timedelta(days=i), int(counts[2 * i]), int(counts[2 * i + 1])) for i in range(days)]
 
 
-def _remark_error(exc: WeChatClientException) -> str:
-    known = {
-        40092: f"备注名不符合微信的要求：最长 {REMARK_MAX_BYTES} 个字节（约 10 个汉字）",
-        40003: "微信不认识这个 openid：对方可能从未关注本公众号",
-        45009: "今天调用微信接口的次数已用完，请明天再试",
-    }
-    return known.get(exc.errcode, f"微信拒绝了修改（错误码 {exc.errcode}），备注未保存")
-
-
 def set_remark(follower: Follower, remark: str) -> Follower:
     """Set the remark in WeChat, then here: if WeChat refuses, nothing changes on either side.
 
@@ -299,10 +291,10 @@ def set_remark(follower: Follower, remark: str) -> Follower:
         get_client().user.update_remark(follower.openid, remark)
     except WeChatClientException as exc:
         log.info("updateremark refused: %s", exc.errcode)
-        raise ServiceError(_remark_error(exc)) from None
-    except requests.RequestException:
+        raise ServiceError(describe(exc, REMARK_FAILED)) from None
+    except requests.RequestException as exc:
         log.warning("updateremark unreachable", exc_info=True)
-        raise ServiceError("暂时连不上微信服务器，备注未保存，请稍后再试") from None
+        raise ServiceError(describe(exc, REMARK_FAILED)) from None
     if (follower.remark or "") != remark:
         audit.record("follower.remark", target=follower, before={"remark": follower.remark}, after={"remark": remark})
         follower.remark = remark or None

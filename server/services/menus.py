@@ -22,7 +22,7 @@ from wechatpy.exceptions import WeChatClientException
 from models import MatchType, MenuKind, MenuVersion, ReplyRule, ReplyType, utcnow
 from server.extensions import db, get_redis
 from server.services import ServiceError, audit, replies
-from server.wechat.client import get_client
+from server.wechat.client import describe, get_client
 
 log = logging.getLogger(__name__)
 
@@ -78,34 +78,7 @@ OFFICER_TAG = "一线队员"
 OFFICER_UPLOAD = {"type": "pic_photo_or_album", "name": "现场上传", "key": "OFFICER_UPLOAD"}
 STARTER_MENU = [{"type": "click", "name": "随手拍", "key": "TIP_HOWTO"}]
 
-# What WeChat's menu and tag error codes mean, for the editor (the code is shown too).
-WECHAT_ERRORS = {
-    40001: "access_token 无效，请检查公众号 AppID/AppSecret 配置",
-    40007: "素材 media_id 无效（须为永久素材）",
-    40016: "一级菜单个数不合法（须为 1–3 个）",
-    40017: "一级菜单类型不合法",
-    40018: "一级菜单名称长度不合法（不超过 16 字节）",
-    40019: "一级菜单 key 长度不合法（不超过 128 字节）",
-    40020: "一级菜单网页链接长度不合法",
-    40022: "子菜单级数不合法",
-    40023: "子菜单个数不合法（不超过 5 个）",
-    40024: "子菜单类型不合法",
-    40025: "子菜单名称长度不合法（不超过 60 字节）",
-    40026: "子菜单 key 长度不合法",
-    40027: "子菜单网页链接长度不合法",
-    40054: "子菜单网页链接域名不合法",
-    40055: "一级菜单网页链接域名不合法",
-    45009: "今日接口调用次数已达上限，请明天再试",
-    45056: "公众号标签数量已达上限",
-    46003: "公众号当前没有设置菜单",
-    47001: "提交的数据格式有误",
-    48001: "公众号没有自定义菜单接口权限",
-    53600: "已发布文章 article_id 无效",
-    65301: "微信上不存在该个性化菜单",
-    65303: "还没有默认菜单，不能发布个性化菜单，请先发布默认菜单",
-    65304: "个性化菜单的匹配规则为空",
-    65316: "菜单中的网页链接指向的域名过多（最多 3 个）",
-}
+PUBLISH_FAILED, PULL_FAILED = "菜单发布失败：", "拉取菜单失败："  # what an editor reads before WeChat's reason
 
 
 class MenuError(ServiceError):
@@ -476,22 +449,13 @@ def discard_draft(kind: MenuKind | str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def wechat_error_message(exc: Exception) -> str:
-    if isinstance(exc, WeChatClientException) and exc.errcode is None:  # an HTTP error status, not a code of WeChat's
-        return f"微信服务器暂时出错（{exc.errmsg}），请稍后再试"
-    if isinstance(exc, WeChatClientException):
-        meaning = WECHAT_ERRORS.get(exc.errcode, exc.errmsg or "未知错误")
-        return f"微信接口返回错误 {exc.errcode}：{meaning}"
-    return "无法连接微信服务器，请稍后再试"
-
-
 @contextmanager
-def _wechat_call():
+def _wechat_call(context: str):
     try:
         yield
     except (WeChatClientException, requests.RequestException) as exc:
         log.warning("menu call to wechat failed: %r", exc)
-        raise MenuError(wechat_error_message(exc)) from None
+        raise MenuError(describe(exc, context)) from None
 
 
 @contextmanager
@@ -515,10 +479,10 @@ def _menu_lock():
                 pass
 
 
-def officer_tag_id() -> int:
+def officer_tag_id(context: str = PUBLISH_FAILED) -> int:
     """The WeChat tag id of 一线队员, creating the tag if it does not exist yet."""
     client = get_client()
-    with _wechat_call():
+    with _wechat_call(context):
         for tag in client.tag.get():
             if tag.get("name") == OFFICER_TAG:
                 return int(tag["id"])
@@ -530,11 +494,11 @@ def _push(version: MenuVersion, previous: MenuVersion | None) -> None:
     the old one deleted, so officers never fall back to the default menu in between)."""
     client = get_client()
     if version.kind is MenuKind.DEFAULT:
-        with _wechat_call():
+        with _wechat_call(PUBLISH_FAILED):
             client.post("menu/create", data={"button": version.buttons})
         return
     version.matchrule = {"tag_id": officer_tag_id()}  # looked up each time: the tag may have been re-created
-    with _wechat_call():
+    with _wechat_call(PUBLISH_FAILED):
         result = client.post("menu/addconditional", data={"button": version.buttons, "matchrule": version.matchrule})
     version.wechat_menuid = str(result["menuid"])
     old = previous.wechat_menuid if previous else None
@@ -623,18 +587,17 @@ def pull_from_wechat(kind: MenuKind | str) -> MenuVersion:
     """Import the live menu of a kind from WeChat into the draft (source "pulled")."""
     kind = _kind(kind)
     client = get_client()
-    try:
-        answer = client.get("menu/get")
-    except WeChatClientException as exc:
-        if exc.errcode == 46003:
-            raise MenuError("微信上当前没有自定义菜单（46003），没有可拉取的内容") from None
-        raise MenuError(wechat_error_message(exc)) from None
-    except requests.RequestException as exc:
-        raise MenuError(wechat_error_message(exc)) from None
+    with _wechat_call(PULL_FAILED):
+        try:
+            answer = client.get("menu/get")
+        except WeChatClientException as exc:
+            if exc.errcode == 46003:  # not a failure: there is just nothing to pull
+                raise MenuError("微信上当前没有自定义菜单（46003），没有可拉取的内容") from None
+            raise
     if kind is MenuKind.DEFAULT:
         buttons = _from_wechat((answer.get("menu") or {}).get("button") or [])
     else:
-        tag_id = officer_tag_id()
+        tag_id = officer_tag_id(PULL_FAILED)
         found = [
             m
             for m in answer.get("conditionalmenu") or []

@@ -53,7 +53,7 @@ from server.services.articles import display_title, library_item_ids, locked_pus
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.urls import public_url
-from server.wechat.client import UnreadableAnswer, error_text, get_client, plain_errmsg, send_template
+from server.wechat.client import UnreadableAnswer, describe, get_client, send_template
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,12 @@ PUBLISH_FAILURES = {
     5: "发布成功后已被删除",
     6: "发布成功后被系统封禁",
 }
-ERROR_TEXT = {
+# Refusals with a way out of their own in publishing (export and publish by hand, tomorrow, a new cover), said first
+# for the duty notice's 20 characters; any other code reads as describe() has it.
+REFUSAL_TEXT = {
     48001: "公众号没有发布接口权限（48001）：请导出 HTML 在公众号后台手动发布，再把文章链接粘贴回来标记为已发布",
     45009: "今日接口调用次数已用完（45009），请明天再试或手动发布",
     40007: "素材无效（40007）：封面或草稿已失效",
-    45002: "正文过长（45002）",
-    45003: "标题过长（45003）",
     # freepublish/submit's own refusals: the draft itself, not the moment
     53503: "草稿未通过微信的发布检查（53503）：请检查标题、正文和封面有无违规内容或外部链接，修改后重新排期",
     53504: "需在公众平台发表这篇草稿（53504）：请在公众号后台「草稿箱」打开它并发表，再粘贴文章链接标记为已发布",
@@ -375,8 +375,8 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
                 article.cover_media_id = None  # uploaded afresh when the articles are scheduled again
             db.session.commit()
         if exc.errcode in TRANSIENT_CODES or exc.errcode is None:  # None: an HTTP error status, e.g. a 502
-            return _retry_later(push, now, exc.errcode, error_text(exc.errcode, exc.errmsg))
-        text = ERROR_TEXT.get(exc.errcode) or f"微信返回错误 {exc.errcode}：{plain_errmsg(exc.errmsg)}"
+            return _retry_later(push, now, exc.errcode, describe(exc))
+        text = REFUSAL_TEXT.get(exc.errcode) or describe(exc, "微信拒绝发布：")
         return _fail(push, exc.errcode, text)
     except (requests.ConnectionError, requests.Timeout) as exc:
         db.session.rollback()
@@ -384,7 +384,7 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
             return _uncertain(push, f"提交时网络错误：{type(exc).__name__}")
         if submitting:
             _clear_submit(push)  # no connection was made: nothing was sent
-        return _retry_later(push, now, None, f"网络错误：{type(exc).__name__}")
+        return _retry_later(push, now, None, describe(exc))
     except ServiceError as exc:
         db.session.rollback()
         return _fail(push, None, str(exc))
@@ -393,7 +393,7 @@ def publish_claimed(push_id: int, now: datetime | None = None) -> ArticlePush:
         log.exception("push %s: unexpected error", push.id)
         if submitting:  # the submit may have reached WeChat: a person checks, it is never resubmitted
             return _uncertain(push, f"提交时出错：{type(exc).__name__}")
-        return _retry_later(push, now, None, f"意外错误：{type(exc).__name__}")
+        return _retry_later(push, now, None, describe(exc))
     return push
 
 

@@ -1,8 +1,9 @@
 """The annual publicity plan, the manual records, progress against the plan and the unit scoreboard.
 
 Other features feed counts in without this module importing them: they call `register_counter(name, fn)` at import
-time, where `fn(start, end)` returns {unit_id or None: value} for the Beijing days start..end. Names used here:
-media_reports, activities, livestreams, products (added to the manual records), articles_submitted,
+time, where `fn(start, end)` returns {unit_id or None: value} for the Beijing days start..end, or
+`register_counters(names, fn)` for one query that feeds several names ({name: {unit_id or None: value}}).
+Names used here: media_reports, activities, livestreams, products (added to the manual records), articles_submitted,
 articles_published, photos_contributed, photos_used (counts) and tip_handling_hours (an average, lower is better);
 positive_reports counts towards the 正面报道 target together with media_reports (the account's own articles).
 """
@@ -31,7 +32,9 @@ from server.services import ServiceError, audit, datacube
 log = logging.getLogger(__name__)
 
 Counter = Callable[[date, date], dict[int | None, float]]
+Counters = Callable[[date, date], dict[str, dict[int | None, float]]]
 _counters: dict[str, list[Counter]] = defaultdict(list)
+_joint: dict[str, list[Counters]] = defaultdict(list)  # name → providers that feed it along with other names
 
 RECORD_COUNTERS = {
     "media_reports": RecordKind.MEDIA_REPORT,
@@ -54,24 +57,52 @@ def unregister_counter(name: str, fn: Counter) -> None:
         _counters[name].remove(fn)
 
 
-def count_by_unit(name: str, start: date, end: date) -> dict[int | None, float]:
-    """Manual records (grouped in SQL) plus every registered provider, per unit."""
-    out: dict[int | None, float] = defaultdict(float)
-    if kind := RECORD_COUNTERS.get(name):
-        rows = db.session.execute(
-            sa.select(PublicityRecord.unit_id, sa.func.count())
-            .where(PublicityRecord.kind == kind, PublicityRecord.happened_on.between(start, end))
-            .group_by(PublicityRecord.unit_id)
-        ).all()
-        for unit_id, n in rows:
-            out[unit_id] += n
-    for fn in list(_counters.get(name, [])):
+def register_counters(names: tuple[str, ...], fn: Counters) -> Counters:
+    """One provider for names that one query answers together (an average and how many it is of): asked once by
+    counts_by_unit however many of them it wants."""
+    for name in names:
+        if fn not in _joint[name]:
+            _joint[name].append(fn)
+    return fn
+
+
+def unregister_counters(names: tuple[str, ...], fn: Counters) -> None:
+    for name in names:
+        if fn in _joint.get(name, []):
+            _joint[name].remove(fn)
+
+
+def counts_by_unit(names: list[str], start: date, end: date) -> dict[str, dict[int | None, float]]:
+    """Per name: manual records (grouped in SQL) plus every registered provider, per unit."""
+    out: dict[str, dict[int | None, float]] = {name: defaultdict(float) for name in names}
+    for name in names:
+        if kind := RECORD_COUNTERS.get(name):
+            rows = db.session.execute(
+                sa.select(PublicityRecord.unit_id, sa.func.count())
+                .where(PublicityRecord.kind == kind, PublicityRecord.happened_on.between(start, end))
+                .group_by(PublicityRecord.unit_id)
+            ).all()
+            for unit_id, n in rows:
+                out[name][unit_id] += n
+        for fn in list(_counters.get(name, [])):
+            try:
+                for unit_id, value in (fn(start, end) or {}).items():
+                    out[name][unit_id] += value
+            except Exception:  # a broken provider must not take the dashboard down with it
+                log.exception("stats counter %s failed", name)
+    for joint in dict.fromkeys(fn for name in names for fn in list(_joint.get(name, []))):  # each once, in order
         try:
-            for unit_id, value in (fn(start, end) or {}).items():
-                out[unit_id] += value
-        except Exception:  # a broken provider must not take the dashboard down with it
-            log.exception("stats counter %s failed", name)
-    return dict(out)
+            for name, values in (joint(start, end) or {}).items():
+                if name in out and joint in _joint.get(name, ()):
+                    for unit_id, value in values.items():
+                        out[name][unit_id] += value
+        except Exception:
+            log.exception("stats counter %s failed", getattr(joint, "__name__", joint))
+    return {name: dict(values) for name, values in out.items()}
+
+
+def count_by_unit(name: str, start: date, end: date) -> dict[int | None, float]:
+    return counts_by_unit([name], start, end)[name]
 
 
 def count(name: str, start: date, end: date) -> float:
@@ -508,8 +539,8 @@ def scoreboard(year: int, month: int | None = None) -> list[ScoreRow]:
     share a rank) and listed as the tree, the best first at each level."""
     start, end = period_bounds(year, month)
     weights = get_weights()
-    metrics = {metric: count_by_unit(metric, start, end) for metric in METRICS}
-    resolved = count_by_unit(AVERAGED_WEIGHT, start, end)
+    metrics = counts_by_unit([*METRICS, AVERAGED_WEIGHT], start, end)  # the average and its weight: one query
+    resolved = metrics.pop(AVERAGED_WEIGHT)
     units = db.session.execute(sa.select(Unit.id, Unit.name, Unit.parent_id).order_by(Unit.sort, Unit.id)).all()
     known = {u.id for u in units}
     children: dict[int | None, list[Any]] = defaultdict(list)

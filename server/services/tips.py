@@ -1574,14 +1574,13 @@ def _resolved_per_unit(start: date, end: date) -> list[Any]:
     )
 
 
-def _handling_hours(start: date, end: date) -> dict[int | None, float]:
-    rows = _resolved_per_unit(start, end)
-    return {unit_id: round(float(avg) / 3600, 1) for unit_id, avg, _ in rows if avg is not None}
+def _handling(start: date, end: date) -> dict[str, dict[int | None, float]]:
+    """Each unit's average handling hours and how many tips it is of, from one query: the scoreboard wants both."""
+    rows = [(unit_id, avg, n) for unit_id, avg, n in _resolved_per_unit(start, end) if avg is not None]
+    return {
+        targets.AVERAGED: {unit_id: round(float(avg) / 3600, 1) for unit_id, avg, _ in rows},
+        targets.AVERAGED_WEIGHT: {unit_id: float(n) for unit_id, _, n in rows},
+    }
 
 
-def _tips_resolved(start: date, end: date) -> dict[int | None, float]:
-    return {unit_id: float(n) for unit_id, avg, n in _resolved_per_unit(start, end) if avg is not None}
-
-
-targets.register_counter(targets.AVERAGED, _handling_hours)
-targets.register_counter(targets.AVERAGED_WEIGHT, _tips_resolved)
+targets.register_counters((targets.AVERAGED, targets.AVERAGED_WEIGHT), _handling)

@@ -22,22 +22,53 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
 # Template messages that no retry will deliver: bad openid or template, the user unfollowed or refused, data invalid.
 PERMANENT_TEMPLATE_ERRORS = {40003, 40037, 43004, 43101, 47001, 47003}
-# What editors read where a call failed (notice lists, pushes, logs): the code stays for support tickets.
+# What a WeChat code means, for whoever reads a failed call (a console page, a notice list, the sync page): the one
+# table, read through describe(); the code is shown with it, for support tickets.
 ERROR_TEXT = {
     -1: "微信系统繁忙",
-    40001: "access_token 无效或已过期",
+    40001: "access_token 无效或已过期，请检查公众号 AppID/AppSecret 配置",
     42001: "access_token 无效或已过期",
     40003: "openid 无效：不是本公众号的粉丝",
+    40007: "素材 media_id 无效：素材不存在或已过期（菜单和图文须用永久素材）",
+    40029: "网页授权 code 无效或已使用",
     40037: "模板 ID 无效：请核对公众平台里的模板",
+    40053: "微信不接受这个场景值",
+    40092: "备注名不符合微信的要求：最长 30 个字节（约 10 个汉字）",
     43004: "用户未关注公众号",
     43101: "用户拒收：未订阅此类消息",
-    45009: "接口调用超过今日限额",
+    45002: "正文过长",
+    45003: "标题过长",
+    45009: "今天调用微信接口的次数已用完，请明天再试",
     45011: "接口调用过于频繁，请稍后再试",
+    45029: "永久二维码数量已达微信上限（10 万个），无法再生成",
+    45056: "公众号标签数量已达上限",
+    46003: "公众号当前没有设置菜单",
+    47001: "提交的数据格式有误",
     47003: "模板参数不正确",
     48001: "公众号没有此接口的权限（需微信认证）",
+    53600: "已发布文章 article_id 无效",
     61500: "日期格式不正确",
     61501: "微信不接受这个日期范围",
+    # menu/create and addconditional
+    40016: "一级菜单个数不合法（须为 1–3 个）",
+    40017: "一级菜单类型不合法",
+    40018: "一级菜单名称长度不合法（不超过 16 字节）",
+    40019: "一级菜单 key 长度不合法（不超过 128 字节）",
+    40020: "一级菜单网页链接长度不合法",
+    40022: "子菜单级数不合法",
+    40023: "子菜单个数不合法（不超过 5 个）",
+    40024: "子菜单类型不合法",
+    40025: "子菜单名称长度不合法（不超过 60 字节）",
+    40026: "子菜单 key 长度不合法",
+    40027: "子菜单网页链接长度不合法",
+    40054: "子菜单网页链接域名不合法",
+    40055: "一级菜单网页链接域名不合法",
+    65301: "微信上不存在该个性化菜单",
+    65303: "还没有默认菜单，不能发布个性化菜单，请先发布默认菜单",
+    65304: "个性化菜单的匹配规则为空",
+    65316: "菜单中的网页链接指向的域名过多（最多 3 个）",
 }
+NETWORK_TEXT = "无法连接微信服务器，请稍后再试"
 _ERRMSG_NOISE = re.compile(r"\s*(?:rid:\s*\S+|hint:\s*\[[^\]]*\])")  # WeChat's per-request ids, no use to a reader
 TOKEN_MARGIN = 300  # refresh this long before WeChat's expiry, so no call carries a dying token
 MEDIA_TYPES = ("image/", "audio/", "video/", "application/octet-stream")  # what media downloads answer with
@@ -267,28 +298,35 @@ def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
     try:
         get_client().raw_post("cgi-bin/message/template/send", body)
     except WeChatClientException as exc:
-        return error_text(exc.errcode, exc.errmsg), exc.errcode in PERMANENT_TEMPLATE_ERRORS
+        return describe(exc), exc.errcode in PERMANENT_TEMPLATE_ERRORS
     except (requests.RequestException, OSError) as exc:
-        return f"网络错误：{type(exc).__name__}", False
+        return describe(exc), False
     except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
         log.exception("template message %s: unexpected error", body.get("client_msg_id"))
-        return f"意外错误：{type(exc).__name__}", False
+        return describe(exc), False
     return None, False
 
 
-def plain_errmsg(errmsg: str | None) -> str:
+def _plain(errmsg: str | None) -> str:
     """WeChat's errmsg without its request id and hint: no use to a reader."""
     return _ERRMSG_NOISE.sub("", str(errmsg or "")).strip()
 
 
-def error_text(errcode: int | None, errmsg: str | None) -> str:
-    """`40003 openid 无效：…`: the code, then what it means in Chinese, or WeChat's text without its request id."""
-    detail = plain_errmsg(errmsg)
-    if errcode is None:  # an HTTP error status from WeChat's side (or a proxy's), not one of its codes
-        return f"{detail or 'HTTP 错误'}：微信服务器暂时出错"
-    text = ERROR_TEXT.get(errcode)
-    if text is None:
-        return f"{errcode} {detail or '未知错误'}"
-    if errcode == -1 and detail and detail != "system error":  # ours (a proxy's page, an HTTP status): keep it
-        text += f"（{detail}）"
-    return f"{errcode} {text}"
+def describe(exc: BaseException, context: str = "") -> str:
+    """A failed WeChat call in Chinese, for whoever reads it; `context` goes first ("菜单发布失败：").
+
+    A code of WeChat's reads `40003 openid 无效：…` (ERROR_TEXT), or the code and WeChat's own text without its
+    request id when the table has no entry; an HTTP error status (errcode None) and a failed connection say so."""
+    if isinstance(exc, WeChatClientException):
+        detail = _plain(exc.errmsg)
+        if exc.errcode is None:  # an HTTP error status from WeChat's side (or a proxy's), not one of its codes
+            return f"{context}微信服务器暂时出错（{detail or 'HTTP 错误'}），请稍后再试"
+        text = ERROR_TEXT.get(exc.errcode)
+        if text is None:
+            return f"{context}{exc.errcode} {detail or '未知错误'}"
+        if exc.errcode == -1 and detail and detail != "system error":  # ours (a proxy's page, an HTTP status): keep it
+            text += f"（{detail}）"
+        return f"{context}{exc.errcode} {text}"
+    if isinstance(exc, (requests.RequestException, OSError)):
+        return context + NETWORK_TEXT
+    return f"{context}意外错误：{type(exc).__name__}"  # a bug or a shape nobody expected: the logs say more

@@ -124,7 +124,7 @@ def test_a_wechat_error_is_shown_the_channel_kept_and_the_qr_retried(as_editor, 
     emulator.hook("fail", {"path": "cgi-bin/qrcode/create", "errcode": 45009})
     res = as_editor.post("/admin/channels/new", _form(), follow_redirects=True)
     html = res.get_data(as_text=True)
-    assert "渠道「开放日现场海报」已保存，但二维码暂未生成：今天调用微信接口的次数已用完" in html
+    assert "渠道「开放日现场海报」已保存，但二维码暂未生成：45009 今天调用微信接口的次数已用完" in html
     assert "二维码待生成" in html and "生成二维码" in html
     channel = _channel()
     assert channel.qr_url is None

@@ -244,7 +244,7 @@ def test_when_wechat_refuses_nothing_is_kept(as_editor, emulator):
     # A follower WeChat does not know: its own error, in Chinese.
     stranger = follower("o-stranger")
     res = as_editor.post(f"/admin/followers/{stranger.id}/remark", {"remark": "谁"})
-    assert res.status_code == 400 and "微信不认识这个 openid" in res.get_data(as_text=True)
+    assert res.status_code == 400 and "备注未保存：40003 openid 无效：不是本公众号的粉丝" in res.get_data(as_text=True)
 
 
 def test_csv_export_of_the_filtered_list_is_audited(as_editor):

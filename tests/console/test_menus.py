@@ -147,7 +147,7 @@ def test_a_wechat_error_is_shown_plainly_with_its_code(as_admin, emulator):
     res = as_admin.post("/admin/menu/publish", {"kind": "default", "payload": payload(MENU)})
     html = res.get_data(as_text=True)
     assert res.status_code == 400
-    assert "微信接口返回错误 40018：一级菜单名称长度不合法" in html
+    assert "菜单发布失败：40018 一级菜单名称长度不合法" in html
     assert menus.live(MenuKind.DEFAULT) is None
     assert menus.draft(MenuKind.DEFAULT).buttons == MENU  # the work is kept as a draft
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from models import AuditLog, Channel, Follower, MatchType, ReplyRule, ReplyType, utcnow
 from server.extensions import db
 from server.services import ServiceError, channels, replies
+from server.wechat.client import SharedTokenClient
 from tests.conftest import SQLITE
 from tests.services.test_datacube import _event
 from tests.services.test_tips import _threads
@@ -124,9 +125,24 @@ def test_an_http_error_status_is_explained(db_session, emulator):
         channels.request_qr(make())
 
 
+def test_an_unreachable_wechat_is_explained(app, db_session, redis_client, monkeypatch):
+    channel = make()
+    dead = SharedTokenClient("wxdead", "secret", base="http://127.0.0.1:9/", redis=redis_client, timeout=1)
+    monkeypatch.setitem(app.extensions, "wechat_client", dead)  # the real client, pointed at a closed port
+    with pytest.raises(ServiceError, match=r"^无法连接微信服务器，请稍后再试$"):
+        channels.request_qr(channel)
+    assert db.session.get(Channel, channel.id).qr_url is None
+
+
 def test_the_permanent_code_limit_is_explained(db_session, emulator):
     emulator.hook("qr-limit", {"permanent": 0})
-    with pytest.raises(ServiceError, match="10 万"):
+    with pytest.raises(ServiceError, match=r"^45029 永久二维码数量已达微信上限（10 万个），无法再生成$"):
+        channels.request_qr(make())
+
+
+def test_a_refusal_without_a_chinese_text_keeps_wechats_reason(db_session, emulator):
+    emulator.hook("fail", {"path": "cgi-bin/qrcode/create", "errcode": 40013, "errmsg": "invalid appid rid: 1-2-3"})
+    with pytest.raises(ServiceError, match=r"^40013 invalid appid$"):  # it said only 错误码 40013
         channels.request_qr(make())
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
+import requests
 import sqlalchemy as sa
 from wechatpy.exceptions import WeChatClientException
 
 from models import DatacubeDay, DatacubeSyncState, InboundMessage, StatArticle, StatArticleDaily, StatDaily
 from server.services import datacube
 from server.wechat import emulator as emu
+from server.wechat.client import SharedTokenClient
 from server.wechat.emulator import DATACUBE
 
 TODAY = date(2026, 1, 1)  # yesterday is 2025-12-31: a backfill from 2025-01-01 is one whole year
@@ -264,6 +266,24 @@ def test_a_refusal_no_retry_can_change_is_kept_not_retried(cube, db_session):
     assert len([c for c in _calls(cube) if c["path"] == "datacube/getusercumulate"]) == 1
     state = db_session.get(DatacubeSyncState, "getusercumulate", populate_existing=True)
     assert "48001" in state.last_error and "公众号没有此接口的权限" in state.last_error  # as editors read it
+
+
+def test_no_connection_and_a_malformed_answer_read_apart_on_the_sync_page(
+    app, cube, db_session, redis_client, monkeypatch
+):
+    start = TODAY - timedelta(days=3)
+    odd = {"path": "datacube/getusercumulate", "body": '{"list": [1]}', "content_type": "application/json"}
+    cube.hook("garble", odd)  # JSON, but not of the shape WeChat answers with: a bug of ours or a change of theirs
+    with pytest.raises(TypeError):
+        datacube.sync_endpoint("getusercumulate", start=start, today=TODAY)
+    state = db_session.get(DatacubeSyncState, "getusercumulate", populate_existing=True)
+    assert state.last_error == f"{start}–{TODAY - timedelta(days=1)}：意外错误：TypeError"  # not "无法连接"
+    dead = SharedTokenClient("wxdead", "secret", base="http://127.0.0.1:9/", redis=redis_client, timeout=1)
+    monkeypatch.setitem(app.extensions, "wechat_client", dead)  # the real client, pointed at a closed port
+    with pytest.raises(requests.ConnectionError):
+        datacube.sync_endpoint("getusercumulate", start=start, today=TODAY)
+    state = db_session.get(DatacubeSyncState, "getusercumulate", populate_existing=True)
+    assert state.last_error == f"{start}–{TODAY - timedelta(days=1)}：无法连接微信服务器，请稍后再试"
 
 
 def test_a_refused_date_range_does_not_hold_back_the_days_after_it(cube, db_session):

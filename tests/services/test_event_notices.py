@@ -85,7 +85,7 @@ def test_an_offer_made_while_wechat_is_unreachable_goes_when_it_is_back(app, db_
     try:
         _, b = _offer(emulator)
         notice = _notice(b)
-        assert notice.state is EventNoticeState.PENDING and notice.error.startswith("网络错误：")
+        assert notice.state is EventNoticeState.PENDING and notice.error == "无法连接微信服务器，请稍后再试"
         assert events.deliver_due_notices(notice.next_attempt_at) == 0  # still down
         notice = _notice(b)
         assert (notice.state, notice.attempts) == (EventNoticeState.PENDING, 2)

@@ -131,11 +131,28 @@ def test_clearing_a_remark_clears_it_in_wechat(db_session, emulator):
     assert next(u for u in emulator.state()["users"] if u["openid"] == "o-r")["remark"] == ""
 
 
+def test_a_refused_remark_says_why_and_changes_nothing(db_session, emulator):
+    f = svc.subscribe("o-r", datetime(2026, 1, 1, tzinfo=UTC))
+    emulator.hook("users", {"openids": ["o-r"]})
+    emulator.hook("fail", {"path": "cgi-bin/user/info/updateremark", "errcode": 40092})
+    with pytest.raises(ServiceError) as caught:
+        svc.set_remark(f, "新备注")
+    assert str(caught.value) == "备注未保存：40092 备注名不符合微信的要求：最长 30 个字节（约 10 个汉字）"
+    assert f"{svc.REMARK_MAX_BYTES} 个字节" in str(caught.value)  # the shared text states our limit
+    gateway = {"status": 502, "body": "<html>502</html>", "content_type": "text/html", "work": False}
+    emulator.hook("garble", {"path": "cgi-bin/user/info/updateremark"} | gateway)
+    with pytest.raises(ServiceError) as caught:
+        svc.set_remark(f, "新备注")
+    assert str(caught.value) == "备注未保存：微信服务器暂时出错（HTTP 502），请稍后再试"  # was "错误码 None"
+    db.session.expire_all()
+    assert db.session.get(Follower, f.id).remark is None
+
+
 def test_an_unreachable_wechat_leaves_the_remark_alone(app, db_session, redis_client, monkeypatch):
     f = svc.subscribe("o-r", datetime(2026, 1, 1, tzinfo=UTC))
     dead = SharedTokenClient("wxdead", "secret", base="http://127.0.0.1:9/", redis=redis_client, timeout=1)
     monkeypatch.setitem(app.extensions, "wechat_client", dead)  # the real client, pointed at a closed port
-    with pytest.raises(ServiceError, match="连不上微信服务器"):
+    with pytest.raises(ServiceError, match=r"^备注未保存：无法连接微信服务器，请稍后再试$"):
         svc.set_remark(f, "新备注")
     db.session.expire_all()
     assert db.session.get(Follower, f.id).remark is None

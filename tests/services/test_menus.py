@@ -300,10 +300,19 @@ def test_a_wechat_error_is_shown_with_its_code_and_nothing_is_published(db_sessi
     emulator.hook("fail", {"path": "cgi-bin/menu/create", "errcode": 40018})
     with pytest.raises(MenuError) as caught:
         menus.publish_draft("default")
-    assert str(caught.value) == "微信接口返回错误 40018：一级菜单名称长度不合法（不超过 16 字节）"
+    assert str(caught.value) == "菜单发布失败：40018 一级菜单名称长度不合法（不超过 16 字节）"
     assert emulator.state()["menu"] is None
     assert menus.live(MenuKind.DEFAULT) is None and menus.draft(MenuKind.DEFAULT) is not None
     assert db_session.scalar(sa.select(AuditLog).filter_by(action="menu.publish")) is None
+
+
+def test_a_code_without_a_chinese_text_shows_wechats_own_without_its_request_id(db_session, emulator):
+    menus.save_draft("default", MENU)
+    fail = {"path": "cgi-bin/menu/create", "errcode": 40033, "errmsg": "invalid charset hint: [x1] rid: 1-2-3"}
+    emulator.hook("fail", fail)
+    with pytest.raises(MenuError) as caught:
+        menus.publish_draft("default")
+    assert str(caught.value) == "菜单发布失败：40033 invalid charset"
 
 
 def test_an_http_error_status_is_explained_not_shown_as_code_none(db_session, emulator):
@@ -312,7 +321,7 @@ def test_an_http_error_status_is_explained_not_shown_as_code_none(db_session, em
     emulator.hook("garble", {"path": "cgi-bin/menu/create"} | gateway)
     with pytest.raises(MenuError) as caught:
         menus.publish_draft("default")
-    assert str(caught.value) == "微信服务器暂时出错（HTTP 503），请稍后再试"
+    assert str(caught.value) == "菜单发布失败：微信服务器暂时出错（HTTP 503），请稍后再试"
     assert menus.live(MenuKind.DEFAULT) is None and menus.draft(MenuKind.DEFAULT) is not None
 
 
@@ -358,6 +367,14 @@ def test_pull_imports_the_live_menu_into_the_draft(db_session, emulator, app):
     version = menus.pull_from_wechat("default")
     assert version.source == "pulled" and version.published_at is None and version.buttons == MENU
     assert menus.draft(MenuKind.DEFAULT).id == version.id
+
+
+def test_a_failed_pull_says_it_was_the_pull_and_why(db_session, emulator):
+    emulator.hook("fail", {"path": "cgi-bin/menu/get", "errcode": 48001})
+    with pytest.raises(MenuError) as caught:
+        menus.pull_from_wechat("default")
+    assert str(caught.value) == "拉取菜单失败：48001 公众号没有此接口的权限（需微信认证）"
+    assert menus.draft(MenuKind.DEFAULT) is None
 
 
 def test_pull_of_an_empty_menu_says_so(db_session, emulator):

@@ -521,6 +521,21 @@ def test_read_timeout_on_submit_waits_for_a_person(emulator, db_session, people,
     assert len(calls_to(emulator, SUBMIT)) == 1
 
 
+def test_an_unreachable_wechat_is_retried_and_says_so_in_chinese(
+    app, emulator, db_session, people, redis_client, monkeypatch
+):
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    (push,) = week_of_daily_cases(people, start, 1)
+    dead = client_module.SharedTokenClient(
+        "wxdead", "secret", base="http://127.0.0.1:9/", redis=redis_client, timeout=1
+    )
+    monkeypatch.setitem(app.extensions, "wechat_client", dead)  # the real client, pointed at a closed port
+    publishing.run_due(start + timedelta(minutes=1))
+    push = db.session.get(ArticlePush, push.id, populate_existing=True)
+    assert push.status is PushStatus.PUBLISHING and push.lease_until is not None  # tried again after its backoff
+    assert push.error_message == "无法连接微信服务器，请稍后再试"  # not "网络错误：ConnectionError"
+
+
 def test_a_cut_off_answer_to_submit_waits_for_a_person(emulator, db_session, people):
     start = datetime.now(UTC) + timedelta(minutes=5)
     (push,) = week_of_daily_cases(people, start, 1)
@@ -611,7 +626,8 @@ def test_every_body_image_uploaded_is_remembered_for_the_manual_export_and_a_ret
         ),
         (53504, "please use draft on mp.weixin.qq.com rid: 1-2-3", "需在公众平台发表这篇草稿（53504）：请"),
         (53505, "please save draft manually rid: 1-2-3", "需先在公众平台手动保存草稿（53505）：请"),
-        (53599, "something new hint: [x1] rid: 1-2-3", "微信返回错误 53599：something new"),  # as sent, no noise
+        (53599, "something new hint: [x1] rid: 1-2-3", "微信拒绝发布：53599 something new"),  # as sent, no noise
+        (45003, "title size out of limit rid: 1-2-3", "微信拒绝发布：45003 标题过长"),  # the shared table's
     ],
 )
 def test_a_refused_submit_tells_the_editor_what_to_do(emulator, db_session, people, errcode, errmsg, told):

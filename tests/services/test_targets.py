@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from models import PublicityRecord, RecordKind, StatArticle, StatDaily
+from models import PublicityRecord, RecordKind, StatArticle, StatDaily, Tip, TipSource, TipStatus, TipStatusChange
+from server.extensions import db
 from server.services import ServiceError, datacube, targets
 from tests import factories
 
@@ -347,3 +348,53 @@ def test_a_day_wechat_has_not_published_yet_is_not_projected_as_a_day_without_gr
     db_session.commit()
     followers = {item.key: item for item in targets.progress(2026)}["followers"]
     assert followers.projected is None and followers.summary == "本年尚无粉丝数据（同步微信统计后显示）"
+
+
+def test_the_scoreboard_reads_the_closed_tips_once(db_session):
+    pudong = factories.unit("浦东分局")
+    lujiazui = factories.unit("陆家嘴中队", "squad", parent=pudong)
+    closed = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)
+    for i, (unit, hours) in enumerate([(lujiazui, 10), (pudong, 40), (pudong, 40)]):
+        tip = Tip(
+            tracking_no=f"SCORE{i:03d}",
+            submit_key=f"score-{i}",
+            openid="o-1",
+            category="其他",
+            description="占道经营五天了",
+            source=TipSource.H5,
+            unit_id=unit.id,
+            created_at=closed - timedelta(hours=hours),
+        )
+        tip.history.append(TipStatusChange(to_status=TipStatus.RESOLVED, at=closed))
+        db.session.add(tip)
+    db.session.flush()
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    conn = db.session.connection()
+    sa.event.listen(conn, "before_cursor_execute", seen)
+    try:
+        rows = {r.unit_name: r for r in targets.scoreboard(2026, 3)}
+    finally:
+        sa.event.remove(conn, "before_cursor_execute", seen)
+    # The handling time and the number of tips it averages come from one query, not one each.
+    assert sum("tip_status_change" in s for s in statements) == 1
+    assert rows["陆家嘴中队"].values[targets.AVERAGED] == 10.0
+    assert rows["浦东分局"].values[targets.AVERAGED] == 30.0  # (10 + 2 × 40) / 3: its squad's tip counts once
+
+
+def test_a_broken_joint_provider_leaves_the_rest_of_the_board(db_session):
+    factories.unit("浦东分局")
+    names = (targets.AVERAGED, targets.AVERAGED_WEIGHT)
+
+    def broken(start, end):
+        raise RuntimeError("a provider's bug")
+
+    targets.register_counters(names, broken)
+    try:
+        (row,) = targets.scoreboard(2026, 3)
+    finally:
+        targets.unregister_counters(names, broken)
+    assert row.unit_name == "浦东分局" and row.values[targets.AVERAGED] is None and row.score == 0

@@ -14,7 +14,8 @@ from server.wechat.client import (
     ForeignHostError,
     RedirectingSession,
     SharedTokenClient,
-    error_text,
+    UnreadableAnswer,
+    describe,
     get_client,
     redact,
     send_template,
@@ -222,15 +223,40 @@ def test_a_template_refusal_reads_in_chinese_with_its_code_and_no_request_id(app
         (43101, "user refuse to accept the msg rid: 1-2-3", "43101 用户拒收：未订阅此类消息"),
         (40037, "invalid template_id", "40037 模板 ID 无效：请核对公众平台里的模板"),
         (47003, "argument invalid! data.thing1.value invalid", "47003 模板参数不正确"),
-        (45009, "reach max api daily quota limit", "45009 接口调用超过今日限额"),
+        (45009, "reach max api daily quota limit", "45009 今天调用微信接口的次数已用完，请明天再试"),
         (42001, "access_token expired", "42001 access_token 无效或已过期"),
         (-1, "system error rid: 1-2-3", "-1 微信系统繁忙"),
-        (-1, "微信返回了无法解析的应答", "-1 微信系统繁忙（微信返回了无法解析的应答）"),
+        (40018, "invalid button name size rid: 1-2-3", "40018 一级菜单名称长度不合法（不超过 16 字节）"),  # a menu's
+        (45029, "qrcode count out of limit", "45029 永久二维码数量已达微信上限（10 万个），无法再生成"),  # a QR's
         (40033, "invalid charset hint: [abc] rid: 1-2-3", "40033 invalid charset"),  # not ours to explain: as sent
+        (40033, "rid: 1-2-3", "40033 未知错误"),  # nothing but noise
+        (None, "HTTP 502", "微信服务器暂时出错（HTTP 502），请稍后再试"),  # a status code, not one of WeChat's
     ],
 )
-def test_error_texts(errcode, errmsg, text):
-    assert error_text(errcode, errmsg) == text
+def test_a_wechat_error_reads_in_chinese_with_its_code_and_no_request_id(errcode, errmsg, text):
+    assert describe(WeChatClientException(errcode, errmsg)) == text
+
+
+def test_an_answer_we_could_not_read_says_so_after_the_busy_text():
+    assert describe(UnreadableAnswer(-1, "微信返回了无法解析的应答")) == "-1 微信系统繁忙（微信返回了无法解析的应答）"
+
+
+def test_a_caller_puts_its_context_first():
+    assert describe(WeChatClientException(40018, "x"), "菜单发布失败：") == (
+        "菜单发布失败：40018 一级菜单名称长度不合法（不超过 16 字节）"
+    )
+    assert (
+        describe(requests.ConnectionError("refused"), "菜单发布失败：")
+        == "菜单发布失败：无法连接微信服务器，请稍后再试"
+    )
+
+
+def test_no_connection_and_a_bug_read_apart(redis_client):
+    dead = SharedTokenClient(APPID, SECRET, base="http://127.0.0.1:9/", redis=redis_client, timeout=1)
+    with pytest.raises(requests.RequestException) as raised:  # a real refused connection, through our session
+        dead.refresh_token()
+    assert describe(raised.value) == "无法连接微信服务器，请稍后再试"
+    assert describe(KeyError("media_id")) == "意外错误：KeyError"  # not blamed on the network
 
 
 GATEWAY = {"status": 502, "body": "<html>502 Bad Gateway</html>", "content_type": "text/html", "work": False}
@@ -249,4 +275,4 @@ def test_an_http_error_status_names_no_token_in_its_traceback_and_reads_in_chine
         assert client.access_token not in printed
         assert raised.value.errcode is None and raised.value.errmsg == "HTTP 502"  # still told from WeChat's codes
         emulator.hook("garble", {"path": "cgi-bin/message/template/send"} | GATEWAY)
-        assert send_template(body) == ("HTTP 502：微信服务器暂时出错", False)  # retried, and says why
+        assert send_template(body) == ("微信服务器暂时出错（HTTP 502），请稍后再试", False)  # retried, says why
