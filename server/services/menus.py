@@ -490,8 +490,8 @@ def officer_tag_id(context: str = PUBLISH_FAILED) -> int:
 
 
 def _push(version: MenuVersion, previous: MenuVersion | None) -> None:
-    """Send a version to WeChat; a conditional one replaces the previous conditional menu (added first, then
-    the old one deleted, so officers never fall back to the default menu in between)."""
+    """Send a version to WeChat; a conditional one replaces the officers' previous conditional menus (added first,
+    then the others for their tag deleted, so officers never fall back to the default menu in between)."""
     client = get_client()
     if version.kind is MenuKind.DEFAULT:
         with _wechat_call(PUBLISH_FAILED):
@@ -501,8 +501,7 @@ def _push(version: MenuVersion, previous: MenuVersion | None) -> None:
     with _wechat_call(PUBLISH_FAILED):
         result = client.post("menu/addconditional", data={"button": version.buttons, "matchrule": version.matchrule})
     version.wechat_menuid = str(result["menuid"])
-    old = previous.wechat_menuid if previous else None
-    if old and old != version.wechat_menuid:
+    for old in _officer_menus_but(version, previous):
         try:
             client.post("menu/delconditional", data={"menuid": old})
         except WeChatClientException as exc:
@@ -510,6 +509,19 @@ def _push(version: MenuVersion, previous: MenuVersion | None) -> None:
                 log.warning("could not delete conditional menu %s: %r", old, exc)
         except requests.RequestException as exc:
             log.warning("could not delete conditional menu %s: %r", old, exc)
+
+
+def _officer_menus_but(version: MenuVersion, previous: MenuVersion | None) -> set[str]:
+    """The officers' conditional menus on WeChat other than `version`'s: the previous one, and any an earlier
+    publish made without learning its menuid (its answer lost). Only the previous one if WeChat cannot list them."""
+    tag = str(version.matchrule["tag_id"])
+    try:
+        listed = get_client().get("menu/get").get("conditionalmenu") or []
+        found = {str(m["menuid"]) for m in listed if str((m.get("matchrule") or {}).get("tag_id")) == tag}
+    except (WeChatClientException, requests.RequestException, KeyError, TypeError) as exc:
+        log.warning("could not list conditional menus: %r", exc)
+        found = {previous.wechat_menuid} if previous and previous.wechat_menuid else set()
+    return found - {version.wechat_menuid}
 
 
 def _publish(version: MenuVersion, action: str) -> MenuVersion:

@@ -431,3 +431,49 @@ def test_pull_of_the_officers_menu(db_session, emulator):
     menus.discard_draft("conditional")
     pulled = menus.pull_from_wechat("conditional")
     assert pulled.buttons == [TIPS, menus.OFFICER_UPLOAD] and pulled.kind is MenuKind.CONDITIONAL
+
+
+def test_a_conditional_menu_whose_answer_was_lost_is_removed_by_the_next_publish(db_session, emulator):
+    menus.save_draft("default", [TIPS, SERVICES])
+    menus.publish_draft("default")
+    buttons, _ = menus.editor_buttons(MenuKind.CONDITIONAL)
+    menus.save_draft("conditional", buttons)
+    menus.publish_draft("conditional")
+    edited = [*buttons[:2], {"type": "view", "name": "现场上传", "url": "https://example.gov.cn/m/upload"}]
+    menus.save_draft("conditional", edited)
+    emulator.hook("garble", {"path": "cgi-bin/menu/addconditional"})  # WeChat made it; the menuid never came back
+    with pytest.raises(MenuError):
+        menus.publish_draft("conditional")
+    assert len(emulator.state()["conditional_menus"]) == 2
+    published = menus.publish_draft("conditional")
+    # officers see one menu for their tag: the one recorded, not an unknown one left behind
+    assert [m["menuid"] for m in emulator.state()["conditional_menus"]] == [int(published.wechat_menuid)]
+
+
+def test_other_tags_conditional_menus_are_left_alone(db_session, emulator):
+    menus.save_draft("default", [TIPS, SERVICES])
+    menus.publish_draft("default")
+    other = menus.get_client().tag.create("志愿者")["id"]
+    theirs = menus.get_client().post(
+        "menu/addconditional", data={"button": wechat_shape([TIPS]), "matchrule": {"tag_id": str(other)}}
+    )["menuid"]
+    buttons, _ = menus.editor_buttons(MenuKind.CONDITIONAL)
+    menus.save_draft("conditional", buttons)
+    ours = menus.publish_draft("conditional")
+    assert sorted(m["menuid"] for m in emulator.state()["conditional_menus"]) == sorted(
+        [int(theirs), int(ours.wechat_menuid)]
+    )
+
+
+def test_the_previous_conditional_menu_goes_even_when_wechat_cannot_list_them(db_session, emulator):
+    menus.save_draft("default", [TIPS, SERVICES])
+    menus.publish_draft("default")
+    buttons, _ = menus.editor_buttons(MenuKind.CONDITIONAL)
+    menus.save_draft("conditional", buttons)
+    menus.publish_draft("conditional")
+    menus.save_draft(
+        "conditional", [*buttons[:2], {"type": "view", "name": "现场上传", "url": "https://example.gov.cn/u"}]
+    )
+    emulator.hook("fail", {"path": "cgi-bin/menu/get", "errcode": -1})
+    second = menus.publish_draft("conditional")
+    assert [m["menuid"] for m in emulator.state()["conditional_menus"]] == [int(second.wechat_menuid)]
