@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
 # Template messages that no retry will deliver: bad openid or template, the user unfollowed or refused, data invalid.
 PERMANENT_TEMPLATE_ERRORS = {40003, 40037, 43004, 43101, 47001, 47003}
+# A customer-service message refused with these may go through at another try: WeChat busy, a token that kept failing.
+RETRYABLE_CUSTOM_ERRORS = {-1} | TOKEN_ERRORS
 # What editors read where a call failed (notice lists, pushes, logs): the code stays for support tickets.
 ERROR_TEXT = {
     -1: "微信系统繁忙",
@@ -33,6 +35,8 @@ ERROR_TEXT = {
     43101: "用户拒收：未订阅此类消息",
     45009: "接口调用超过今日限额",
     45011: "接口调用过于频繁，请稍后再试",
+    45015: "对方超过 48 小时未给公众号发消息（或已取消关注），客服消息发不出去",
+    45047: "客服消息已达条数上限，需对方回复后才能再发",
     47003: "模板参数不正确",
     48001: "公众号没有此接口的权限（需微信认证）",
     61500: "日期格式不正确",
@@ -272,6 +276,26 @@ def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
         return f"网络错误：{type(exc).__name__}", False
     except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
         log.exception("template message %s: unexpected error", body.get("client_msg_id"))
+        return f"意外错误：{type(exc).__name__}", False
+    return None, False
+
+
+def send_text(openid: str, content: str) -> tuple[str | None, bool]:
+    """Send one customer-service text message (WeChat takes them within 48 hours of the user's last message to the
+    account). Returns (None, False) when WeChat took it, else the error's text and whether another try may succeed.
+    Never raises. An answer that could not be read is not retried: the message may have gone out."""
+    try:
+        get_client().message.send_text(openid, content)
+    except UnreadableAnswer as exc:
+        return error_text(exc.errcode, exc.errmsg), False
+    except WeChatClientException as exc:
+        return error_text(exc.errcode, exc.errmsg), exc.errcode is None or exc.errcode in RETRYABLE_CUSTOM_ERRORS
+    except requests.ConnectionError as exc:  # WeChat not reached (a connect timeout is one too)
+        return f"网络错误：{type(exc).__name__}", True
+    except (requests.RequestException, OSError) as exc:  # a read timeout: the message may have gone out
+        return f"网络错误：{type(exc).__name__}", False
+    except Exception as exc:  # the token's Redis lock, say: not sent, and not tried again in a loop
+        log.exception("customer-service message: unexpected error")
         return f"意外错误：{type(exc).__name__}", False
     return None, False
 
