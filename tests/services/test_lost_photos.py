@@ -192,3 +192,13 @@ def test_an_officer_sending_photo_after_photo_hears_of_a_lost_one_within_15_minu
     _age([refused], timedelta(minutes=2))
     assert lost_photos.tell_officers() == 1
     assert len(_sent(emulator)) == 1
+
+
+def test_a_text_whose_answer_was_lost_on_the_way_back_is_not_sent_again(officer, wechat, media, emulator):
+    send_image(wechat, OFFICER, media(NOT_A_PHOTO))
+    emulator.hook("garble", {"path": CUSTOM_SEND})  # WeChat sent it; its answer arrived cut off
+    assert lost_photos.tell_officers(_burst_over()) == 1
+    assert lost_photos.tell_officers(_burst_over()) == 0
+    assert len(_sent(emulator)) == 1 and emulator.state()["call_counts"][CUSTOM_SEND] == 1
+    [after] = _notices().values()
+    assert after["notice"] == lost_photos.NOT_SENT and "无法解析" in after["error"]
