@@ -18,7 +18,7 @@ from models import Follower, ReplyRule
 from server.extensions import db
 from server.services import menus, replies
 from server.wechat import simulator
-from server.wechat.emulator import SIMULATOR_OPENID
+from server.wechat.emulator import SIMULATOR_OPENID, opens_window
 
 DEMO_RULES = [
     (
@@ -260,7 +260,7 @@ def wechat_send(text, event, key, image, location, openid, aes, url) -> None:  #
         msg_type, fields = "text", {"Content": text}
     else:
         raise click.UsageError("give TEXT, --event, --image or --location")
-    _follow_in_emulator(openid, event, url)
+    _follow_in_emulator(openid, event, url, writes=opens_window(msg_type, event))
     xml = simulator.message_xml(openid, msg_type, fields, to=account.original_id)
     params, body = simulator.signed_request(account, xml, aes=aes)
     if url:
@@ -281,20 +281,23 @@ def wechat_send(text, event, key, image, location, openid, aes, url) -> None:  #
         click.echo(f"← {reply.get('MsgType')}: {json.dumps(reply, ensure_ascii=False)}")
 
 
-def _follow_in_emulator(openid: str, event: str | None, server_url: str | None) -> None:
+def _follow_in_emulator(openid: str, event: str | None, server_url: str | None, *, writes: bool) -> None:
     """The demo's WeChat learns who subscribed, as WeChat would: template messages to the sender then reach them.
-    Only followers can chat, so any other message makes an unknown sender a follower too. Nothing happens
-    without a demo emulator (tests keep theirs as strict as WeChat: unknown openids are 40003)."""
+    Only followers can chat, so any other message makes an unknown sender a follower too. `writes`: the message
+    opens the 48 hours in which customer-service messages reach the sender. Nothing happens without a demo emulator
+    (tests keep theirs as strict as WeChat: unknown openids are 40003)."""
     spec: dict[str, object] = {"openid": openid}
     if event and event.lower() in ("subscribe", "unsubscribe"):
         spec["subscribe"] = int(event.lower() == "subscribe")
+    hooks = [("users", spec)] + ([("interaction", {"openid": openid})] if writes else [])
     emulator = current_app.extensions.get("wechat_emulator_app")
     try:
-        if server_url:  # a running demo server mounts its emulator beside /wechat; another server answers 404
-            base = server_url.rsplit("/wechat", 1)[0] + "/wechat-emulator/"
-            requests.post(base + "_emulator/users", json=spec, timeout=5)
-        elif emulator is not None:  # DEMO=1 in this process: the in-process app sends to its own emulator
-            emulator.test_client().post("/_emulator/users", json=spec)
+        for name, body in hooks:
+            if server_url:  # a running demo server mounts its emulator beside /wechat; another server answers 404
+                base = server_url.rsplit("/wechat", 1)[0] + "/wechat-emulator/"
+                requests.post(base + f"_emulator/{name}", json=body, timeout=5)
+            elif emulator is not None:  # DEMO=1 in this process: the in-process app sends to its own emulator
+                emulator.test_client().post(f"/_emulator/{name}", json=body)
     except requests.RequestException:
         pass  # the message itself says whether the server is there
 

@@ -156,6 +156,8 @@ def load_settings(instance_path: Path, environ: Mapping[str, str] | None = None)
                 # broker down when queued): queued again while WeChat still has the media.
                 "tip-photos": {"task": "server.tasks.tips.requeue_stalled_photos", "schedule": 300.0},
                 "material-items": {"task": "server.tasks.materials.requeue_stalled_items", "schedule": 300.0},
+                # Officers told in chat of their photos not saved, once their burst is over; each photo told once.
+                "material-lost": {"task": "server.tasks.materials.tell_lost_photos", "schedule": 60.0},
                 # Escalates alerts unacknowledged past their SLA; the conditional UPDATE claims each one once.
                 "alerts-sweep": {"task": "server.tasks.alerts.sweep_alerts", "schedule": 60.0},
                 # Events: reminders (claimed by a unique row each), expired waiting-list holds, counter repair,

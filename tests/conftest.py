@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from server import create_app
 from server.extensions import db
 from server.wechat import simulator
-from server.wechat.emulator import create_emulator
+from server.wechat.emulator import create_emulator, opens_window
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -207,10 +207,12 @@ def account() -> simulator.Account:
 
 @dataclass
 class Sender:
-    """Posts simulated WeChat deliveries to the app and decodes the replies."""
+    """Posts simulated WeChat deliveries to the app and decodes the replies. WeChat knows of each message it delivers
+    (customer-service messages may follow for 48 hours): the emulator, when given, is told first."""
 
     client: Any
     account: simulator.Account
+    emulator: Emulator | None = None
 
     def post(self, xml: str, *, aes: bool = False, **kwargs: Any):
         params, body = simulator.signed_request(self.account, xml, aes=aes, **kwargs)
@@ -220,6 +222,8 @@ class Sender:
         self, openid: str, msg_type: str, fields: dict[str, Any], *, aes: bool = False, **xml_kwargs: Any
     ) -> dict[str, Any] | None:
         xml = simulator.message_xml(openid, msg_type, fields, to=self.account.original_id, **xml_kwargs)
+        if self.emulator is not None and opens_window(msg_type, fields.get("Event")):
+            self.emulator.hook("interaction", {"openid": openid})
         res = self.post(xml, aes=aes)
         assert res.status_code == 200, res.get_data(as_text=True)
         return simulator.decode_reply(self.account, res.get_data(as_text=True), aes=aes)
@@ -232,8 +236,8 @@ class Sender:
 
 
 @pytest.fixture
-def wechat(client, account) -> Sender:
-    return Sender(client, account)
+def wechat(client, account, emulator) -> Sender:
+    return Sender(client, account, emulator)
 
 
 @dataclass

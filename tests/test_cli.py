@@ -65,6 +65,14 @@ def test_simulated_senders_become_followers_of_the_demo_emulator_only(app, db_se
     runner.invoke(args=["wechat", "send", "--event", "subscribe", "--from", "o-demo-b"])
     assert known()["o-demo-b"] == 1
 
+    # What the sender wrote opens WeChat's 48 hours for customer-service messages (an unsubscribe does not).
+    def wrote() -> set[str]:
+        return set(demo_emulator.extensions["wechat_emulator"].snapshot()["interactions"])
+
+    assert wrote() == {"o-simulator-0001", "o-demo-b"}
+    runner.invoke(args=["wechat", "send", "--event", "unsubscribe", "--from", "o-demo-c"])
+    assert "o-demo-c" not in wrote()
+
 
 def test_simulator_refuses_a_bad_location(app, db_session):
     result = app.test_cli_runner().invoke(args=["wechat", "send", "--location", "north"])

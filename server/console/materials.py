@@ -20,7 +20,7 @@ from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.inputs import to_ids, to_int
 from server.redirects import local_path
-from server.services import ServiceError, images, materials
+from server.services import ServiceError, images, lost_photos, materials
 from server.services import staff as staff_service
 
 # Who may caption, tag, star, crop and upload photos: not reviewers (they read), a liaison only in their own unit.
@@ -69,6 +69,7 @@ def material_list():  # type: ignore[no-untyped-def]
     return render_template(
         "console/material_list.html",
         failures=failures,
+        failure_notices=lost_photos.notice_states(failures),
         failure_count=failure_count,
         failure_days=materials.FAILURES_DAYS,
         cards=[_card(g) for g in groups],

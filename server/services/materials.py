@@ -279,22 +279,34 @@ def _scene(openid: str, items: list[MaterialItem]) -> list[MaterialItem]:
     return [i for i in items if i.scene_id == last]
 
 
+def lost_of(items: list[MaterialItem]) -> list[MaterialItem]:
+    """The photos that did not make it into the library, but for copies of one that did (nothing to send again)."""
+    return [i for i in items if i.state is MaterialState.FAILED and not _copy_of(i)]
+
+
+def _told_in_reply(scene: list[MaterialItem]) -> None:
+    """The reply about to go out names the scene's lost photos: lost_photos will not tell the officer again."""
+    from server.services import lost_photos  # imports this module
+
+    lost_photos.told_in_reply(lost_of(scene))
+
+
 def _burst_count(items: list[MaterialItem], photos: list[MaterialItem]) -> str:
     """「N 张照片」 of a burst, and the photos that did not make it into the library with why: by the time the
-    officer sends a caption or a place the downloads are done, and this reply is the only word they get of them."""
+    officer sends a caption or a place the downloads are usually done (those lost later, lost_photos tells)."""
     failed = [i for i in items if i.state is MaterialState.FAILED]
     copies = [i for i in failed if _copy_of(i)]  # already in the library: nothing to resend
-    lost = [i for i in failed if i not in copies]
+    lost = lost_of(items)
     counted = f"{len(photos)} 张照片"
     notes = []
     if copies:
         notes.append(f"其中 {len(copies)} 张素材库中已有，未重复保存")
     if lost:
-        notes.append(f"另有 {len(lost)} 张未能存入素材库：{_why(lost)}，请重新发送")
+        notes.append(f"另有 {len(lost)} 张未能存入素材库：{why_lost(lost)}，请重新发送")
     return f"{counted}（{'；'.join(notes)}）" if notes else counted
 
 
-def _why(lost: list[MaterialItem]) -> str:
+def why_lost(lost: list[MaterialItem]) -> str:
     """Why these photos were refused, each reason once, without the advice the upload page gives with it."""
     return "；".join(dict.fromkeys((i.error or "照片无法处理").split("，请")[0] for i in lost))
 
@@ -302,7 +314,8 @@ def _why(lost: list[MaterialItem]) -> str:
 def _nothing_kept(scene: list[MaterialItem], what: str, resend: str) -> str:
     """The reply to a caption or place for photos none of which made it into the library: it is not saved."""
     return (
-        f"刚发送的 {len(scene)} 张照片未能存入素材库（{_why(scene)}），{what}没有保存，请重新发送照片后再发送{resend}。"
+        f"刚发送的 {len(scene)} 张照片未能存入素材库（{why_lost(scene)}），"
+        f"{what}没有保存，请重新发送照片后再发送{resend}。"
     )
 
 
@@ -329,6 +342,7 @@ def attach_chat_text(openid: str, text: str) -> str | None:
     if not found or not found[1] or not (caption := _clean(text, CAPTION_MAX)):
         return None
     scene = _scene(openid, found[1])
+    _told_in_reply(scene)
     if not (photos := _library_photos(scene)):
         db.session.commit()
         return _nothing_kept(scene, f"说明「{caption}」", "说明")
@@ -353,6 +367,7 @@ def attach_chat_location(openid: str, latitude: Any, longitude: Any, label: str 
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
         return "位置信息有误，请重新发送位置。"
     scene = _scene(openid, found[1])
+    _told_in_reply(scene)
     if not (photos := _library_photos(scene)):
         db.session.commit()
         return _nothing_kept(scene, "位置", "位置")

@@ -1,4 +1,4 @@
-"""Material library: chat photo downloads, derivation, processing and WeChat uploads."""
+"""Material library: chat photo downloads, derivation, officers told of lost photos, processing and WeChat uploads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from celery import shared_task
 from wechatpy.exceptions import WeChatClientException
 
 from server.extensions import exclusive
-from server.services import materials
+from server.services import lost_photos, materials
 
 
 @shared_task(autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=5)
@@ -33,6 +33,13 @@ def requeue_stalled_items() -> None:
         fetch_chat_photo.delay(item_id)
     for item_id in derivations:
         derive_item.delay(item_id)
+
+
+@shared_task
+def tell_lost_photos() -> None:
+    # Each officer under a claim, each photo's outcome recorded: overlapping or repeated runs tell nobody twice, and
+    # a refusal (45015: no message from the officer for 48 hours) is recorded, not raised, so nothing retries it.
+    lost_photos.tell_officers()
 
 
 @shared_task

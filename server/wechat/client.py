@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid credential, invalid token, expired token
 # Template messages that no retry will deliver: bad openid or template, the user unfollowed or refused, data invalid.
 PERMANENT_TEMPLATE_ERRORS = {40003, 40037, 43004, 43101, 47001, 47003}
+# A customer-service message refused with these may go through at another try: WeChat busy, a token that kept failing.
+RETRYABLE_CUSTOM_ERRORS = {-1} | TOKEN_ERRORS
 # What a WeChat code means, for whoever reads a failed call (a console page, a notice list, the sync page): the one
 # table, read through describe(); the code is shown with it, for support tickets.
 ERROR_TEXT = {
@@ -40,7 +42,9 @@ ERROR_TEXT = {
     45003: "标题过长",
     45009: "今天调用微信接口的次数已用完，请明天再试",
     45011: "接口调用过于频繁，请稍后再试",
+    45015: "对方超过 48 小时未给公众号发消息（或已取消关注），客服消息发不出去",
     45029: "永久二维码数量已达微信上限（10 万个），无法再生成",
+    45047: "客服消息已达条数上限，需对方回复后才能再发",
     45056: "公众号标签数量已达上限",
     46003: "公众号当前没有设置菜单",
     47001: "提交的数据格式有误",
@@ -303,6 +307,26 @@ def send_template(body: dict[str, Any]) -> tuple[str | None, bool]:
         return describe(exc), False
     except Exception as exc:  # the token's Redis lock, say: counted like any failed attempt, so it cannot loop
         log.exception("template message %s: unexpected error", body.get("client_msg_id"))
+        return describe(exc), False
+    return None, False
+
+
+def send_text(openid: str, content: str) -> tuple[str | None, bool]:
+    """Send one customer-service text message (WeChat takes them within 48 hours of the user's last message to the
+    account). Returns (None, False) when WeChat took it, else the error's text and whether another try may succeed.
+    Never raises. An answer that could not be read is not retried: the message may have gone out."""
+    try:
+        get_client().message.send_text(openid, content)
+    except UnreadableAnswer as exc:
+        return describe(exc), False
+    except WeChatClientException as exc:
+        return describe(exc), exc.errcode is None or exc.errcode in RETRYABLE_CUSTOM_ERRORS
+    except requests.ConnectionError as exc:  # WeChat not reached (a connect timeout is one too)
+        return describe(exc), True
+    except (requests.RequestException, OSError) as exc:  # a read timeout: the message may have gone out
+        return describe(exc), False
+    except Exception as exc:  # the token's Redis lock, say: not sent, and not tried again in a loop
+        log.exception("customer-service message: unexpected error")
         return describe(exc), False
     return None, False
 

@@ -12,6 +12,8 @@ Test hooks, no token needed, JSON in and out:
        templates {templates: [{template_id, ...}]}, publish-outcome {publish_status, fail_idx, times},
        finish-publish {publish_id, publish_status}, clear-calls,
        qr-limit {permanent}: how many permanent QR codes the account may make (WeChat: 100000; 45029 beyond),
+       interaction {openid, at}: the user messaged the account (at: epoch seconds, default now), which opens the
+       48 hours in which customer-service messages reach them (what WeChat learns from every message it delivers),
        user-page-size {size}: openids per user/get page (WeChat: 10000), user-page-gap {missing}: the next page
        leaves out that many openids,
        delay {path, seconds, times}: the next `times` calls to `path` do their work, then answer `seconds` late
@@ -58,6 +60,14 @@ TEMP_MEDIA_TTL = 3 * 86400
 QR_DEFAULT_EXPIRE = 60
 QR_MAX_EXPIRE = 2592000
 QR_PERMANENT_LIMIT = 100000  # permanent codes per account, scene_id and scene_str together; 45029 beyond
+CUSTOM_WINDOW = 48 * 3600  # customer-service messages reach a user this long after their last message; 45015 after
+CUSTOM_PER_INTERACTION = 5  # ...and at most this many of them until the user writes again; 45047 beyond
+CUSTOM_TEXT_BYTES = 2048  # a text customer-service message's content; 45002 beyond
+# Besides any message, the events WeChat counts as the user writing to the account (opening those 48 hours).
+INTERACTION_EVENTS = frozenset({"subscribe", "scan", "click", "scancode_push", "scancode_waitmsg"})
+CUSTOM_MSGTYPES = frozenset(
+    "text image voice video music news mpnews mpnewsarticle msgmenu wxcard miniprogrampage".split()
+)
 DATACUBE_EPOCH = date(2014, 12, 1)  # WeChat keeps no statistics before this day
 ARTICLE_DATA_EPOCH = date(2025, 11, 1)  # ...and the newer article endpoints nothing before this one
 STABLE_FORCE_KEY = "cgi-bin/stable_token#force_refresh"
@@ -72,6 +82,7 @@ ERRMSG: dict[int, str] = {
     40005: "invalid file type",
     40006: "invalid meida size",
     40007: "invalid media_id",
+    40008: "invalid message type",
     40009: "invalid image size",
     40010: "invalid voice size",
     40011: "invalid video size",
@@ -119,7 +130,9 @@ ERRMSG: dict[int, str] = {
     45005: "url size out of limit",
     45008: "article size out of limit",
     45009: "reach max api daily quota limit",
+    45015: "response out of time limit or subscription is canceled",
     45029: "qrcode count out of limit",
+    45047: "out of response count limit",
     45056: "too many tags",
     45058: "can't modify sys tag",
     45059: "too many tag now, no need to add new",
@@ -160,6 +173,11 @@ class WxError(Exception):
 
 def _ok(**extra: Any) -> dict[str, Any]:
     return {"errcode": 0, "errmsg": "ok", **extra}
+
+
+def opens_window(msg_type: str, event: str | None = None) -> bool:
+    """Whether a delivery of this type is the user writing to the account: customer-service messages may follow."""
+    return msg_type != "event" or (event or "").lower() in INTERACTION_EVENTS
 
 
 def make_openid(seed: str) -> str:
@@ -585,6 +603,9 @@ class EmulatorState:
         self.permanent_qr_limit = QR_PERMANENT_LIMIT
         self.templates: dict[str, dict[str, Any]] = {}
         self.templates_sent: list[dict[str, Any]] = []
+        self.interactions: dict[str, float] = {}  # openid → when the user last messaged the account
+        self.custom_counts: dict[str, int] = {}  # openid → customer-service messages sent since then
+        self.custom_sent: list[dict[str, Any]] = []
         self.next_msgid = 1000000001
         self.media: dict[str, dict[str, Any]] = {}
         self.images: dict[str, dict[str, Any]] = {}
@@ -629,6 +650,11 @@ class EmulatorState:
         """Add (or update) followers: each spec an openid plus any user/info field; subscribed unless told."""
         with self.lock:
             return [dict(self._upsert_user(spec)) for spec in specs]
+
+    def interact(self, openid: str, at: float | None = None) -> None:
+        """The user messaged the account at `at` (default now): customer-service messages may follow for 48 hours."""
+        with self.lock:
+            self._interact(openid, at)
 
     def expire_tokens(self, mode: str = "invalidate") -> None:
         """Mode "invalidate": every current token answers 40001 from now on; mode "expire": 42001."""
@@ -680,6 +706,8 @@ class EmulatorState:
             "qrcodes": list(self.qrcodes.values()),
             "templates": list(self.templates.values()),
             "templates_sent": self.templates_sent,
+            "custom_sent": self.custom_sent,
+            "interactions": {openid: int(at) for openid, at in self.interactions.items()},
             "media": public(self.media),
             "images": public(self.images),
             "materials": public(self.materials),
@@ -787,6 +815,12 @@ class EmulatorState:
             if key in spec:
                 user[key] = spec[key]
         return user
+
+    def _interact(self, openid: str, at: float | None) -> None:
+        if not isinstance(openid, str) or not openid:
+            raise ValueError("interaction wants an openid")
+        self.interactions[openid] = self.now() if at is None else float(at)
+        self.custom_counts.pop(openid, None)  # the user's message answers the account: the count starts again
 
     def _tag_count(self, tag_id: int) -> int:
         return sum(1 for u in self.users.values() if tag_id in u["tagid_list"])
@@ -1449,6 +1483,42 @@ def _template_send(st: EmulatorState) -> dict[str, Any]:
         }
     )
     return _ok(msgid=msgid)
+
+
+@_api("cgi-bin/message/custom/send", "POST")
+def _custom_send(st: EmulatorState) -> dict[str, Any]:
+    """A customer-service message: only within 48 hours of the user's last message, at most 5 until they write."""
+    body = _json_body()
+    user = st._user(body.get("touser"))
+    msgtype = body.get("msgtype")
+    if msgtype not in CUSTOM_MSGTYPES:
+        raise WxError(40008)
+    content = body.get(msgtype)
+    if not isinstance(content, dict):
+        raise WxError(47001, hint=f"{msgtype} must be an object")
+    if msgtype == "text":
+        text = content.get("content")
+        if not isinstance(text, str) or not text.strip():
+            raise WxError(44004)
+        if _utf8_len(text) > CUSTOM_TEXT_BYTES:
+            raise WxError(45002)
+    last = st.interactions.get(user["openid"])
+    if not user["subscribe"] or last is None or st.now() - last > CUSTOM_WINDOW:
+        raise WxError(45015)
+    if st.custom_counts.get(user["openid"], 0) >= CUSTOM_PER_INTERACTION:
+        raise WxError(45047)
+    st.custom_counts[user["openid"]] = st.custom_counts.get(user["openid"], 0) + 1
+    kf = body.get("customservice")
+    st.custom_sent.append(
+        {
+            "touser": user["openid"],
+            "msgtype": msgtype,
+            msgtype: content,
+            "kf_account": kf.get("kf_account") if isinstance(kf, dict) else None,
+            "sent_at": int(st.now()),
+        }
+    )
+    return _ok()
 
 
 @_api("cgi-bin/template/get_all_private_template", "GET")
@@ -2263,6 +2333,8 @@ def _hook(st: EmulatorState, name: str) -> Response:
         st._set_garble(str(body["path"]), body)
     elif name == "clear-calls":
         st.calls.clear()
+    elif name == "interaction":
+        st._interact(body["openid"], body.get("at"))
     elif name == "qr-limit":
         st.permanent_qr_limit = int(body["permanent"])
     elif name == "user-page-size":

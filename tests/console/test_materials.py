@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from models import AuditLog, MaterialItem, MaterialState
+from models import AuditLog, MaterialItem, MaterialState, utcnow
 from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.services import images, materials
@@ -299,3 +299,27 @@ def test_photos_that_did_not_make_it_are_listed_with_why_for_their_unit_only(con
     console.post("/admin/logout")
     assert console.login("liaison-other").status_code == 302
     assert "material-failures" not in console.get("/admin/materials").get_data(as_text=True)
+
+
+def test_the_photos_not_saved_say_whether_the_officer_was_told_in_wechat(as_admin, wechat, media, emulator, db_session):
+    from server.services import lost_photos
+
+    officer = factories.staff("sun", "officer", unit=factories.unit("杨浦分局"), name="孙八")
+    officer.openid = "o-sun"
+    db.session.commit()
+    emulator.hook("users", {"openids": ["o-sun"]})
+    send_image(wechat, "o-sun", media(b"%PDF-1.4 not a photo"))
+    send_image(wechat, "o-sun", media(b"GIF89a broken"))
+
+    def told() -> list[str]:
+        page = as_admin.get("/admin/materials").get_data(as_text=True)
+        listed = page[page.index('id="material-failures"') : page.index('id="material-grid"')]
+        return re.findall(r"<td>([^<]*)</td></tr>", listed)
+
+    assert told() == ["待告知", "待告知"]  # the officer may still send a caption, whose reply tells them
+    emulator.hook("interaction", {"openid": "o-sun", "at": emulator.state()["now"] - 49 * 3600})
+    assert lost_photos.tell_officers(utcnow() + materials.PAIR_WINDOW + timedelta(seconds=1)) == 1
+    [error] = {
+        e.after["error"] for e in db.session.scalars(sa.select(AuditLog).filter_by(action="material.lost_notice"))
+    }
+    assert error.startswith("45015 ") and told() == [html.escape(f"未能告知：{error}")] * 2

@@ -401,6 +401,57 @@ def test_template_send_errors(wx: Wx) -> None:
     assert len(wx.state.snapshot()["templates_sent"]) == 1
 
 
+# -- customer-service messages --------------------------------------------------------------------------------
+
+
+def _text(to: str, content: str = "您的照片未能保存，请重新发送。") -> dict[str, Any]:
+    return {"touser": to, "msgtype": "text", "text": {"content": content}}
+
+
+def test_custom_send_reaches_a_user_only_within_48_hours_of_their_message_and_is_recorded(wx: Wx) -> None:
+    send = lambda body: wx.post("cgi-bin/message/custom/send", body)  # noqa: E731
+    answer = send(_text(ALICE))
+    assert answer["errcode"] == 45015 and answer["errmsg"].startswith("response out of time limit")
+    wx.hook("interaction", {"openid": ALICE})
+    assert send(_text(ALICE, "照片未能保存")) == {"errcode": 0, "errmsg": "ok"}
+    [sent] = wx.state.snapshot()["custom_sent"]
+    assert (sent["touser"], sent["msgtype"], sent["text"]) == (ALICE, "text", {"content": "照片未能保存"})
+    assert wx.state.snapshot()["interactions"][ALICE] == int(wx.state.now())
+    # 48 hours after the user's last message the window has closed; a new message opens it again.
+    wx.hook("interaction", {"openid": ALICE, "at": wx.state.now() - 48 * 3600 - 1})
+    assert send(_text(ALICE))["errcode"] == 45015
+    wx.hook("interaction", {"openid": ALICE, "at": wx.state.now() - 47 * 3600})
+    assert send(_text(ALICE))["errcode"] == 0
+    # Unfollowed: nothing reaches them, whenever they wrote.
+    wx.hook("interaction", {"openid": BOB})
+    wx.hook("users", {"users": [{"openid": BOB, "subscribe": 0}]})
+    assert send(_text(BOB))["errcode"] == 45015
+    assert len(wx.state.snapshot()["custom_sent"]) == 2
+
+
+def test_custom_send_allows_five_messages_until_the_user_writes_again(wx: Wx) -> None:
+    wx.hook("interaction", {"openid": ALICE})
+    codes = [wx.post("cgi-bin/message/custom/send", _text(ALICE, f"第 {n} 条"))["errcode"] for n in range(6)]
+    assert codes == [0, 0, 0, 0, 0, 45047]
+    wx.hook("interaction", {"openid": ALICE})
+    assert wx.post("cgi-bin/message/custom/send", _text(ALICE))["errcode"] == 0
+    assert len(wx.state.snapshot()["custom_sent"]) == 6
+
+
+def test_custom_send_errors(wx: Wx) -> None:
+    wx.hook("interaction", {"openid": ALICE})
+    send = lambda body: wx.post("cgi-bin/message/custom/send", body)["errcode"]  # noqa: E731
+    assert send(_text(make_openid("stranger"))) == 40003
+    assert send({"msgtype": "text", "text": {"content": "x"}}) == 41009
+    assert send({"touser": ALICE, "msgtype": "fax", "fax": {}}) == 40008
+    assert send({"touser": ALICE, "msgtype": "text"}) == 47001
+    assert send(_text(ALICE, " ")) == 44004
+    assert send(_text(ALICE, "字" * 683)) == 45002  # 2049 bytes
+    assert send(_text(ALICE, "字" * 682)) == 0
+    assert wx.http.post("/cgi-bin/message/custom/send", json=_text(ALICE)).json["errcode"] == 41001
+    assert len(wx.state.snapshot()["custom_sent"]) == 1
+
+
 # -- media ----------------------------------------------------------------------------------------------------
 
 
@@ -789,6 +840,8 @@ def test_state_dump_and_reset(wx: Wx) -> None:
         "users",
         "tags",
         "templates_sent",
+        "custom_sent",
+        "interactions",
         "media",
         "materials",
         "drafts",
@@ -864,6 +917,12 @@ def test_wechatpy_over_real_http() -> None:
         assert client.datacube.get_user_summary(yesterday - timedelta(days=2), yesterday) == [
             row for i in (2, 1, 0) for row in datacube_user_summary(yesterday - timedelta(days=i))
         ]
+        app.extensions["wechat_emulator"].interact(ALICE)
+        client.message.send_text(ALICE, "照片未能保存，请重新发送")
+        assert (
+            app.extensions["wechat_emulator"].snapshot()["custom_sent"][0]["text"]["content"]
+            == "照片未能保存，请重新发送"
+        )
         app.extensions["wechat_emulator"].expire_tokens()
         assert client.menu.get()["menu"]["menuid"] > 0  # wechatpy refetches on 40001 and retries
     assert app.extensions["wechat_emulator"].snapshot()["token_fetches"]["token"] == 2
