@@ -7,7 +7,7 @@ An item is one photo; near-duplicates share `group_id` (the id of the group's fi
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +17,15 @@ from models.base import UTCDateTime, utcnow
 from models.staff import Staff, Unit
 from server.extensions import db
 
-__all__ = ["MaterialItem", "MaterialRendition", "MaterialSource", "MaterialState", "WechatImage"]
+__all__ = [
+    "MaterialItem",
+    "MaterialRendition",
+    "MaterialSource",
+    "MaterialState",
+    "UPLOAD_STALE",
+    "UploadState",
+    "WechatImage",
+]
 
 
 class MaterialSource(enum.StrEnum):
@@ -37,6 +45,25 @@ class MaterialState(enum.StrEnum):
     @property
     def label(self) -> str:
         return {"pending": "处理中", "ready": "可用", "failed": "失败"}[self.value]
+
+
+class UploadState(enum.StrEnum):
+    """A rendition's upload to WeChat as an editor asked for it; what WeChat gave back is in WechatImage."""
+
+    QUEUED = "queued"  # its task is on its way, or waits to try again after a transient failure (upload_error)
+    UPLOADING = "uploading"  # a worker is sending it
+    UPLOADED = "uploaded"
+    FAILED = "failed"  # refused by WeChat or out of retries; upload_error says why, an editor may retry
+
+    @property
+    def label(self) -> str:
+        return {"queued": "排队中", "uploading": "上传中", "uploaded": "已上传", "failed": "失败"}[self.value]
+
+
+# A task runs its last retry within about two minutes; a rendition queued or uploading for longer has lost its task
+# (the broker down when queued, or flushed; a killed worker's comes back only after Redis's hour of visibility): an
+# editor may queue it again. Whichever task comes second finds it settled and does nothing.
+UPLOAD_STALE = timedelta(minutes=15)
 
 
 class MaterialItem(db.Model):
@@ -108,8 +135,18 @@ class MaterialRendition(db.Model):
     width: Mapped[int]
     height: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    upload_state: Mapped[UploadState | None] = mapped_column(
+        sa.Enum(UploadState, native_enum=False, length=16)
+    )  # None: nobody asked for its upload (its bytes may be on WeChat all the same: WechatImage says)
+    upload_error: Mapped[str | None] = mapped_column(sa.String(200))  # in Chinese, for the editor
+    upload_state_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     item: Mapped[MaterialItem] = relationship(back_populates="renditions")
+
+    def upload_stalled(self, now: datetime) -> bool:
+        """Queued or uploading for longer than any task takes: its task was lost."""
+        in_flight = self.upload_state in (UploadState.QUEUED, UploadState.UPLOADING)
+        return in_flight and self.upload_state_at is not None and now - self.upload_state_at > UPLOAD_STALE
 
 
 class WechatImage(db.Model):

@@ -137,6 +137,24 @@ def redis_client(app):
 
 
 @pytest.fixture
+def broker(app, monkeypatch):
+    """Tasks go to the app's broker instead of running inline; returns what was queued: (task name, arguments)."""
+    celery = app.extensions["celery"]
+    monkeypatch.setitem(celery.conf, "task_always_eager", False)
+    seen: list[tuple[str, str]] = []
+
+    def queued() -> list[tuple[str, str]]:
+        with celery.connection_for_read() as conn:
+            while (message := conn.default_channel.basic_get("celery", no_ack=True)) is not None:
+                seen.append((message.headers["task"], message.headers["argsrepr"]))
+        return seen
+
+    queued()  # whatever an earlier test left
+    yield queued
+    queued()
+
+
+@pytest.fixture
 def redis_down(app, monkeypatch):
     """Redis stopped (or restarting): a client built as init_redis builds it, on a port that refuses connections."""
     import redis

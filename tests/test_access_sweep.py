@@ -82,7 +82,7 @@ LIAISON_MAY = {
     "console.follower_list", "console.follower_detail",
     "console.material_list", "console.material_feed", "console.material_detail", "console.material_file",
     "console.material_stats", "console.material_edit", "console.material_process", "console.material_star",
-    "console.material_delete",
+    "console.material_delete", "console.material_upload_retry",
     "console.stats_dashboard", "console.stats_plan", "console.stats_records", "console.stats_record_delete",
     "console.stats_scoreboard", "console.stats_reports", "console.stats_report_download",
     "console.stats_report_export", "console.stats_report_print",

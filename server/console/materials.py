@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy.orm import selectinload
 
-from models import MaterialItem, Role, Staff
+from models import MaterialItem, MaterialRendition, Role, Staff, UploadState
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.extensions import db
@@ -136,7 +136,7 @@ def _detail_page(item: MaterialItem, form: Any = None, error: str | None = None,
         group=group,
         purposes=materials.PURPOSES,
         positions=materials.POSITIONS,
-        uploads=materials.uploads_of(item),
+        uploads=materials.rendition_uploads(item),
         edit_token=materials.edit_token(item),
         form=form,
         error=error,
@@ -204,13 +204,42 @@ def _recipe_from_form() -> materials.Recipe:
 @require_roles(*CURATORS)
 def material_process(item_id: int):  # type: ignore[no-untyped-def]
     item = _item_or_404(item_id)
-    upload = request.form.get("wechat") == "1"
     try:
-        materials.request_processing(item, _recipe_from_form(), upload=upload)
-        flash("已提交上传到微信" if upload else "已提交处理", "success")
+        if request.form.get("wechat") == "1":
+            rendition, queued = materials.request_upload(item.id, _recipe_from_form())
+            _flash_upload(rendition, queued, "已提交上传到微信")
+        else:
+            materials.request_processing(item, _recipe_from_form())
+            flash("已提交处理", "success")
     except ServiceError as exc:
         flash(str(exc), "error")
     return redirect(url_for("console.material_detail", item_id=item.id))
+
+
+@bp.post("/materials/<int:item_id>/renditions/<int:rendition_id>/retry")
+@require_roles(*CURATORS)
+def material_upload_retry(item_id: int, rendition_id: int):  # type: ignore[no-untyped-def]
+    item = _item_or_404(item_id)
+    rendition = db.session.get(MaterialRendition, rendition_id)
+    if rendition is None or rendition.item_id != item.id:
+        abort(404)
+    _flash_upload(rendition, materials.retry_upload(rendition), "已重新提交上传到微信")
+    return redirect(url_for("console.material_detail", item_id=item.id))
+
+
+def _flash_upload(rendition: MaterialRendition, queued: bool, done: str) -> None:
+    """What became of a request to upload: queued, or why nothing was (a double click finds it on its way)."""
+    if queued:
+        flash(f"{done}，上传结果见下方加工版本列表", "success")
+        return
+    db.session.refresh(rendition)
+    [row] = [r for r in materials.rendition_uploads(rendition.item) if r.rendition.id == rendition.id]
+    messages = {
+        UploadState.UPLOADED: "这个版本已上传到微信",
+        UploadState.QUEUED: "这个版本已在上传队列中，无需重复提交",
+        UploadState.UPLOADING: "这个版本正在上传到微信，无需重复提交",
+    }
+    flash(messages.get(row.state, "这个版本没有需要重试的上传") if row.state else "这个版本没有需要重试的上传", "info")
 
 
 @bp.get("/materials/<int:item_id>/file/<which>")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import imagehash
+import requests
 import sqlalchemy as sa
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from redis.exceptions import RedisError
@@ -39,14 +40,16 @@ from models import (
     Role,
     Staff,
     Unit,
+    UploadState,
     WechatImage,
     utcnow,
 )
+from models.material import UPLOAD_STALE
 from server.extensions import db, get_redis
 from server.filters import LOCAL_TZ, local_dt
 from server.inputs import to_int
 from server.services import ServiceError, audit, images, targets
-from server.wechat.client import get_client
+from server.wechat.client import TOKEN_ERRORS, describe, get_client
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ audit.ACTION_LABELS.update(
         "material.unstar": "素材取消星标",
         "material.process": "加工素材",
         "material.upload": "加工素材并上传到微信",
+        "material.upload_retry": "重试上传到微信",
         "material.delete": "删除素材",
     }
 )
@@ -683,15 +687,15 @@ def delete_item(item_id: int, reason: str) -> str:
     return label
 
 
-def request_processing(item: MaterialItem, recipe: Recipe, *, upload: bool) -> None:
-    """An editor asks for a rendition (and its upload to WeChat): audited now, made by a worker."""
+def request_processing(item: MaterialItem, recipe: Recipe) -> None:
+    """An editor asks for a rendition: audited now, made by a worker."""
     if item.state is not MaterialState.READY:
         raise ServiceError("素材尚未处理完成")
-    audit.record("material.upload" if upload else "material.process", target=item, after=recipe.as_dict())
+    audit.record("material.process", target=item, after=recipe.as_dict())
     db.session.commit()
     from server.tasks import materials as tasks
 
-    (tasks.upload_to_wechat if upload else tasks.render_item).delay(item.id, recipe.as_dict())
+    tasks.render_item.delay(item.id, recipe.as_dict())
 
 
 def mark_used(item_ids: Iterable[int], article_id: int, *, commit: bool = True) -> int:
@@ -1274,6 +1278,154 @@ def upload_rendition(rendition: MaterialRendition) -> WechatImage:
         db.session.rollback()
         return db.session.scalars(stmt).one()
     return record
+
+
+# Answers a retry may change: WeChat busy (-1, also a body that is not JSON), a minute's rate limit, a token another
+# process was renewing, an HTTP error status (no errcode). Any other code is WeChat's verdict on these bytes or this
+# account (file type or size, 48001 no permission, 45009 the day's quota, which retries minutes apart cannot outlast):
+# the upload fails at once with its reason, and an editor retries once it is fixed (45009: the next day).
+RETRYABLE_UPLOAD_ERRORS = {-1, 45011, None, *TOKEN_ERRORS}
+UPLOAD_ERROR_MAX = 200
+
+
+def _claim_upload(rendition_id: int, *, fresh: bool) -> bool:
+    """Queue a rendition's upload: one conditional UPDATE, so that a double click or two editors at once queue it once.
+    Open to a failed upload, one whose task was lost (UPLOAD_STALE) and, when `fresh`, one never asked for."""
+    now = utcnow()
+    claimable = [
+        MaterialRendition.upload_state == UploadState.FAILED,
+        sa.and_(
+            MaterialRendition.upload_state.in_((UploadState.QUEUED, UploadState.UPLOADING)),
+            MaterialRendition.upload_state_at < now - UPLOAD_STALE,
+        ),
+    ]
+    if fresh:
+        claimable.append(MaterialRendition.upload_state.is_(None))
+    claim = (
+        sa.update(MaterialRendition)
+        .where(MaterialRendition.id == rendition_id, sa.or_(*claimable))
+        .values(upload_state=UploadState.QUEUED, upload_error=None, upload_state_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    return db.session.execute(claim).rowcount == 1
+
+
+def request_upload(item_id: int, recipe: Recipe, *, audited: bool = True) -> tuple[MaterialRendition, bool]:
+    """生成并上传到微信: the rendition is made now, so that the page lists it with its upload state at once; its upload
+    is queued (and audited) once however often the button is pressed. Returns it and whether this call queued it."""
+    item = db.session.get(MaterialItem, item_id)
+    if item is None or item.state is not MaterialState.READY:
+        raise ServiceError("素材尚未处理完成")
+    [rendition] = render(item.id, [recipe])
+    if queued := _claim_upload(rendition.id, fresh=True):
+        if audited:
+            audit.record("material.upload", target=item, after=recipe.as_dict())
+    db.session.commit()
+    if queued:
+        from server.tasks import materials as tasks
+
+        _enqueue(tasks.upload_rendition, rendition.id)
+        db.session.expire(rendition)  # an eager task (tests, demo) changed it in a session of its own
+    return rendition, queued
+
+
+def retry_upload(rendition: MaterialRendition) -> bool:
+    """重试: a failed upload (or one whose task was lost) queued again, once however often it is pressed; audited with
+    the reason it had failed. False: nothing to retry (queued, uploading or uploaded meanwhile)."""
+    before = {"upload_state": rendition.upload_state and rendition.upload_state.value, "error": rendition.upload_error}
+    if not _claim_upload(rendition.id, fresh=False):
+        db.session.rollback()
+        return False
+    audit.record(
+        "material.upload_retry",
+        target=rendition.item,
+        before=before,
+        after={"rendition_id": rendition.id, "purpose": rendition.purpose},
+    )
+    db.session.commit()
+    from server.tasks import materials as tasks
+
+    _enqueue(tasks.upload_rendition, rendition.id)
+    db.session.expire(rendition)  # an eager task (tests, demo) changed it in a session of its own
+    return True
+
+
+def _settle_upload(rendition_id: int, state: UploadState, error: str | None) -> None:
+    db.session.rollback()  # whatever the failed attempt left in the session
+    db.session.execute(
+        sa.update(MaterialRendition)
+        .where(MaterialRendition.id == rendition_id)
+        .values(upload_state=state, upload_error=error and error[:UPLOAD_ERROR_MAX], upload_state_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def upload_queued(rendition_id: int, *, retried: int, last_try: bool) -> None:
+    """A worker's attempt at a queued upload. Success, or a refusal no retry changes, is recorded and that is all; a
+    transient failure is noted (the page shows it while it waits) and raised for the task to retry, unless this was
+    the last try: then it is recorded as failed, with its reason."""
+    started = db.session.execute(
+        sa.update(MaterialRendition)
+        .where(
+            MaterialRendition.id == rendition_id,
+            MaterialRendition.upload_state.in_((UploadState.QUEUED, UploadState.UPLOADING)),
+        )
+        .values(upload_state=UploadState.UPLOADING, upload_state_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if not started:  # done or failed already (a duplicated delivery), or deleted with its photo
+        return
+    if (rendition := db.session.get(MaterialRendition, rendition_id, populate_existing=True)) is None:
+        return  # deleted with its photo meanwhile
+    try:
+        upload_rendition(rendition)
+    except WeChatClientException as exc:
+        failure, reason, transient = exc, describe(exc), exc.errcode in RETRYABLE_UPLOAD_ERRORS
+    except requests.RequestException as exc:
+        failure, reason, transient = exc, describe(exc), True
+    except Exception as exc:  # a file gone, a lock timed out: recorded, or it would read 上传中 for ever
+        log.exception("material rendition %s: upload failed", rendition_id)
+        failure, reason, transient = exc, describe(exc), False
+    else:
+        _settle_upload(rendition_id, UploadState.UPLOADED, None)
+        return
+    if transient and not last_try:
+        _settle_upload(rendition_id, UploadState.QUEUED, reason)
+        raise failure  # the task's autoretry takes it from here
+    log.warning("material rendition %s: upload failed: %s", rendition_id, reason)
+    _settle_upload(rendition_id, UploadState.FAILED, f"多次重试仍失败：{reason}" if retried else reason)
+
+
+@dataclass(frozen=True)
+class RenditionUpload:
+    """A rendition as its page lists it: what WeChat has of it, and where its upload stands."""
+
+    rendition: MaterialRendition
+    wechat: WechatImage | None
+    state: UploadState | None  # None: never asked for
+    error: str | None  # a failure's reason, or the transient one a queued upload waits out
+    retry: bool  # failed, or queued by a task that was lost
+
+    @property
+    def waiting(self) -> bool:
+        """On its way: the page says a reload will tell."""
+        return self.state in (UploadState.QUEUED, UploadState.UPLOADING) and not self.retry
+
+
+def rendition_uploads(item: MaterialItem) -> list[RenditionUpload]:
+    """The item's renditions with their uploads. The same bytes on WeChat already (another request, another photo)
+    read as uploaded, whatever became of this request."""
+    uploads, now, rows = uploads_of(item), utcnow(), []
+    for r in item.renditions:
+        done = uploads.get(f"{r.sha256}:{PURPOSES[r.purpose].kind}")
+        state = UploadState.UPLOADED if done else r.upload_state
+        error = None if done else r.upload_error
+        rows.append(
+            RenditionUpload(r, done, state, error, not done and (state is UploadState.FAILED or r.upload_stalled(now)))
+        )
+    return rows
 
 
 def wechat_image(item_id: int, purpose: str, recipe: Recipe | None = None) -> str:

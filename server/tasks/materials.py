@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import requests
-from celery import shared_task
+from celery import Task, shared_task
 from wechatpy.exceptions import WeChatClientException
 
 from server.extensions import exclusive
@@ -47,7 +47,22 @@ def render_item(item_id: int, recipe: dict) -> None:
     materials.render(item_id, [materials.make_recipe(**recipe)])
 
 
-@shared_task(autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=5)
+@shared_task(
+    bind=True, autoretry_for=(WeChatClientException, requests.RequestException), retry_backoff=True, max_retries=5
+)
+def upload_rendition(self: Task, rendition_id: int) -> None:
+    # Only transient failures are raised (and retried); the last try records them. Run inline and propagating (the
+    # demo, tests) a failure is never retried, so every try is the last. The claim keeps a duplicated delivery from
+    # sending the same file alongside: WeChat would keep both.
+    inline = bool(self.request.is_eager and self.app.conf.task_eager_propagates)
+    with exclusive(f"material-upload:{rendition_id}") as mine:
+        if mine:
+            materials.upload_queued(
+                rendition_id, retried=self.request.retries, last_try=inline or self.request.retries >= self.max_retries
+            )
+
+
+@shared_task
 def upload_to_wechat(item_id: int, recipe: dict) -> None:
-    rec = materials.make_recipe(**recipe)
-    materials.wechat_image(item_id, rec.purpose, rec)
+    # Queued (and audited) before uploads had a state: made and queued as a request is now, so it gets one too.
+    materials.request_upload(item_id, materials.make_recipe(**recipe), audited=False)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from models import AuditLog, MaterialItem, MaterialState, utcnow
+from models import AuditLog, MaterialItem, MaterialState, Unit, utcnow
 from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.services import images, materials
@@ -323,3 +323,119 @@ def test_the_photos_not_saved_say_whether_the_officer_was_told_in_wechat(as_admi
         e.after["error"] for e in db.session.scalars(sa.select(AuditLog).filter_by(action="material.lost_notice"))
     }
     assert error.startswith("45015 ") and told() == [html.escape(f"未能告知：{error}")] * 2
+
+
+# -- uploads to WeChat -----------------------------------------------------------------------------------------------
+
+ADD_MATERIAL = "cgi-bin/material/add_material"
+UPLOAD_FORM = {"purpose": "cover", "watermark": "br", "wechat": "1"}
+
+
+def _photo(client_id: str, unit: Unit | None = None) -> MaterialItem:
+    officer = factories.staff(f"off-{client_id}", "officer", unit=unit or factories.unit("浦东分局"), name="王队员")
+    item, _ = materials.upload_photo(officer, jpeg_bytes((640, 480)), client_id=client_id)
+    db.session.refresh(item)  # derived by the eager task in its own session
+    return item
+
+
+def _upload_cell(page: str) -> str:
+    found = re.search(r'<td class="upload"[^>]*>(.*?)</td>', page, re.S)
+    assert found, "no upload cell on the page"
+    return found.group(1)
+
+
+def test_an_upload_wechat_refuses_reads_failed_with_why_and_its_retry_goes_once_wechat_recovers(
+    as_admin, emulator, db_session
+):
+    item = _photo("wx-refused")
+    emulator.hook("fail", {"path": ADD_MATERIAL, "errcode": 40009, "errmsg": "invalid image size", "times": 1})
+    res = as_admin.post(f"/admin/materials/{item.id}/process", UPLOAD_FORM, follow_redirects=True)
+    page = res.get_data(as_text=True)
+    assert "已提交上传到微信，上传结果见下方加工版本列表" in page
+    db.session.refresh(item)
+    [rendition] = item.renditions
+    cell = _upload_cell(page)
+    assert "失败" in cell and "40009 图片大小不合法：超出微信的限制" in cell  # at once: a refusal is not retried
+    retry = f"/admin/materials/{item.id}/renditions/{rendition.id}/retry"
+    assert f'action="{retry}"' in cell and "重试" in cell
+    assert sum(c["path"] == ADD_MATERIAL for c in emulator.state()["calls"]) == 1
+
+    page = as_admin.post(retry, follow_redirects=True).get_data(as_text=True)  # WeChat takes it now
+    assert "已重新提交上传到微信" in page
+    [uploaded] = emulator.state()["materials"]
+    cell = _upload_cell(page)
+    assert "已上传" in cell and uploaded["media_id"] in cell and "重试" not in cell and "40009" not in cell
+
+    entries = db.session.scalars(
+        sa.select(AuditLog).where(AuditLog.action.like("material.upload%")).order_by(AuditLog.id)
+    ).all()
+    assert [e.action for e in entries] == ["material.upload", "material.upload_retry"]
+    assert entries[1].before == {"upload_state": "failed", "error": "40009 图片大小不合法：超出微信的限制"}
+    assert entries[1].after == {"rendition_id": rendition.id, "purpose": "cover"}
+    assert '重试上传到微信 <code class="hint">material.upload_retry</code>' in as_admin.get(
+        "/admin/audit?action=material."
+    ).get_data(as_text=True)
+
+
+def test_a_double_click_on_retry_queues_one_upload(as_admin, emulator, db_session, request):
+    item = _photo("wx-double")
+    broker = request.getfixturevalue("broker")  # tasks queued from now on, not run
+    emulator.hook("fail", {"path": ADD_MATERIAL, "errcode": 45009, "times": 1})
+    assert as_admin.post(f"/admin/materials/{item.id}/process", UPLOAD_FORM).status_code == 302
+    db.session.refresh(item)
+    [rendition] = item.renditions
+    [(task, args)] = broker()
+    assert args == f"({rendition.id},)"
+    page = as_admin.get(f"/admin/materials/{item.id}").get_data(as_text=True)
+    assert "排队中" in _upload_cell(page) and 'id="upload-wait"' in page  # the page says a reload will tell
+    celery_app = as_admin.client.application.extensions["celery"]
+    celery_app.tasks[task].apply((rendition.id,))  # a worker runs it: the day's quota is spent
+    db.session.expire_all()  # the page is read through the test's session (a request of its own would not hold it)
+    page = as_admin.get(f"/admin/materials/{item.id}").get_data(as_text=True)
+    assert "45009 今天调用微信接口的次数已用完，请明天再试" in _upload_cell(page) and 'id="upload-wait"' not in page
+
+    retry = f"/admin/materials/{item.id}/renditions/{rendition.id}/retry"
+    assert as_admin.post(retry).status_code == 302
+    second = as_admin.post(retry, follow_redirects=True).get_data(as_text=True)
+    assert "这个版本已在上传队列中，无需重复提交" in second
+    assert "排队中" in _upload_cell(second) and "重试" not in _upload_cell(second)
+    assert len(broker()) == 2  # the first request's and one retry
+    assert db.session.scalar(sa.select(sa.func.count()).where(AuditLog.action == "material.upload_retry")) == 1
+
+
+def test_only_curators_of_the_photos_unit_may_retry_an_upload(console, emulator, db_session):
+    item = _photo("wx-rights")
+    other = _photo("wx-rights-other", unit=factories.unit("黄浦分局"))
+    emulator.hook("fail", {"path": ADD_MATERIAL, "errcode": 40009, "times": 1})
+    rendition, _ = materials.request_upload(item.id, materials.make_recipe("cover"))
+    db.session.refresh(rendition)
+    assert rendition.upload_state.value == "failed"
+    retry = f"/admin/materials/{item.id}/renditions/{rendition.id}/retry"
+    wrong_item = f"/admin/materials/{other.id}/renditions/{rendition.id}/retry"
+    factories.staff("officer-r", "officer", unit=item.unit)
+    factories.staff("reviewer-r", "reviewer")
+    factories.staff("liaison-r", "liaison", unit=other.unit)
+    factories.staff("liaison-own", "liaison", unit=item.unit)
+
+    def as_(who: str) -> None:
+        console.post("/admin/logout")
+        assert console.login(who).status_code == 302
+
+    for who in ("officer-r", "reviewer-r", "liaison-r"):
+        as_(who)
+        assert console.post(retry).status_code == 403, who
+    as_("reviewer-r")
+    page = console.get(f"/admin/materials/{item.id}").get_data(as_text=True)
+    assert "40009" in _upload_cell(page) and "/retry" not in page  # reviewers read why, and get no button
+    as_("liaison-own")
+    assert console.post(wrong_item).status_code == 403  # the other unit's photo
+    assert "/retry" in console.get(f"/admin/materials/{item.id}").get_data(as_text=True)
+    db.session.refresh(rendition)
+    assert rendition.upload_state.value == "failed" and emulator.state()["materials"] == []
+    assert (
+        console.post(wrong_item.replace(str(other.id), str(_photo("wx-rights-same", unit=item.unit).id))).status_code
+        == 404
+    )
+    assert console.post(retry).status_code == 302  # the photo's own unit's liaison may
+    db.session.refresh(rendition)
+    assert rendition.upload_state.value == "uploaded"
