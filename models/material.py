@@ -72,6 +72,13 @@ class MaterialItem(db.Model):
         sa.UniqueConstraint("uploader_id", "sha256", name="uq_material_item_uploader_sha256"),
         sa.Index("ix_material_item_unit_received", "unit_id", "received_at"),
         sa.Index("ix_material_item_uploader_received", "uploader_id", "received_at"),
+        # The lost-photo sweep (every minute) reads only the few photos that failed: not the whole library.
+        sa.Index(
+            "ix_material_item_failed_received",
+            "received_at",
+            postgresql_where=sa.text("state = 'FAILED'"),
+            sqlite_where=sa.text("state = 'FAILED'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
