@@ -1,5 +1,7 @@
 """Every citizen page on the narrowest phones WeChat runs on (320 and 375 px wide), filled with the long texts that
-editors and citizens really type: nothing may widen the page (WeChat then zooms the page out or scrolls it sideways)."""
+editors and citizens really type: nothing may widen the page (WeChat then zooms the page out or scrolls it sideways),
+no text is smaller than 14 px, and whatever a thumb taps (buttons, fields, links standing on their own) is at least
+44 px tall; a link inside a sentence is exempt, as in WCAG 2.5.8."""
 
 from __future__ import annotations
 
@@ -92,7 +94,25 @@ def long_texts() -> list[str]:
         "/m/tips/new",
         "/m/events",
         "/m/",
+        "/m/events/mine",
+        "/m/contacts",
     ]
+
+
+# What a citizen reads and taps on the page: text under 14 px, and tap targets under 44 px tall.
+FINDINGS = """() => {
+  const small = [], tiny = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const box = el.getBoundingClientRect(), style = getComputedStyle(el);
+    if (!box.width || !box.height || style.visibility === "hidden") continue;
+    const own = [...el.childNodes].some(n => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+    if (own && parseFloat(style.fontSize) < 14) tiny.push(`${el.tagName} ${style.fontSize} ${el.textContent.trim()}`);
+    const target = el.matches("button, select, textarea, input:not([type=hidden], [type=radio], [type=checkbox])")
+      || (el.matches("a") && el.namespaceURI === "http://www.w3.org/1999/xhtml" && style.display !== "inline");
+    if (target && box.height < 44) small.push(`${el.tagName} ${Math.round(box.height)}px ${el.textContent.trim()}`);
+  }
+  return {small, tiny};
+}"""
 
 
 def test_long_texts_wrap_instead_of_widening_the_page(narrow_phone, live_server, emulator):
@@ -104,3 +124,12 @@ def test_long_texts_wrap_instead_of_widening_the_page(narrow_phone, live_server,
         phone.goto(path)
         # A mobile browser widens its layout viewport (innerWidth too) to the content: compare with the screen.
         assert phone.evaluate("document.documentElement.scrollWidth") <= width, path
+
+
+def test_text_is_readable_and_targets_are_big_enough_for_a_thumb(narrow_phone, live_server, emulator):
+    phone = narrow_phone
+    pages = long_texts()
+    open_as(phone, emulator, CITIZEN, pages[0])
+    for path in pages:
+        phone.goto(path)
+        assert phone.evaluate(FINDINGS) == {"small": [], "tiny": []}, path
