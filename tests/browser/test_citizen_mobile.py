@@ -133,3 +133,14 @@ def test_text_is_readable_and_targets_are_big_enough_for_a_thumb(narrow_phone, l
     for path in pages:
         phone.goto(path)
         assert phone.evaluate(FINDINGS) == {"small": [], "tiny": []}, path
+
+
+def test_the_id_number_field_is_not_corrected_by_the_phone(narrow_phone, live_server, emulator):
+    # A number pad has no X, so the field stays text; but no auto-correction or lower-case x from the keyboard.
+    event, _ = make_event(fields=("name", "phone", "id_number"))
+    open_as(narrow_phone, emulator, CITIZEN, f"/m/events/{event.id}")
+    phone_field = narrow_phone.locator("#f-phone")
+    assert phone_field.get_attribute("type") == "tel" and phone_field.get_attribute("inputmode") == "numeric"
+    id_field = narrow_phone.locator("#f-id_number")
+    assert id_field.get_attribute("autocapitalize") == "characters"
+    assert id_field.get_attribute("autocorrect") == "off" and id_field.get_attribute("spellcheck") == "false"
