@@ -12,6 +12,7 @@ from models import Registration, RegistrationStatus
 from server.extensions import db
 from server.filters import LOCAL_TZ
 from server.services import events
+from server.services.events import Applicant
 from tests import factories
 from tests.browser.conftest import login, shoot
 from tests.services.test_events import make_event
@@ -267,3 +268,23 @@ def test_a_party_bigger_than_the_session_is_told_to_shrink_not_to_wait(phone_pag
     phone_page.select_option("#companions", "1")
     phone_page.wait_for_selector("#ev-over-hint", state="hidden")
     assert phone_page.is_enabled("#ev-submit")
+
+
+def test_a_double_tap_on_confirm_sends_once(phone_page, live_server, emulator):
+    # Offered a place from the waiting list, a citizen taps 确认参加 twice: one request, and no error after success.
+    event, (session,) = make_event(quota=1, companions=0)
+    first, _ = events.register(ALICE, event.id, session.id, Applicant())
+    events.register(BOB, event.id, session.id, Applicant())
+    events.cancel(ALICE, first.id)
+    assert registration(BOB).status is RegistrationStatus.OFFERED
+    phone = phone_page
+    open_as(phone, emulator, BOB, "/m/events/mine")
+    posts = []
+    phone.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    # the second tap a moment later, while the first request is under way
+    phone.evaluate(
+        "() => { const b = document.querySelector('button[type=submit]'); b.click(); setTimeout(() => b.click(), 5); }"
+    )
+    phone.wait_for_selector("text=已确认参加")
+    assert len(posts) == 1 and phone.locator(".error").count() == 0
+    assert registration(BOB).status is RegistrationStatus.CONFIRMED

@@ -98,3 +98,34 @@ def test_the_survey_button_sends_once(phone_page, live_server, emulator, committ
     assert state == [True, "提交中…"]
     phone.wait_for_selector("text=提交成功")
     assert committed_db.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 1
+
+
+def test_a_survey_sent_on_a_hanging_network_gives_the_button_back_with_the_answers(phone_page, live_server, emulator):
+    phone = phone_page
+    now = datetime.now(UTC)
+    survey = surveys.save_survey(
+        title="2026年下半年满意度测评",
+        intro="",
+        starts_at=now - timedelta(days=1),
+        ends_at=now + timedelta(days=1),
+        questions="[单选] 您对市容环境是否满意\n满意\n不满意\n[填空 选填] 您的建议",
+    )
+    open_as(phone, emulator, "o-phone-slow", f"/m/survey/{survey.id}")
+    phone.get_by_label("满意", exact=True).check()
+    phone.get_by_label("2. 您的建议").fill("多设几个垃圾桶")
+    # A send whose answer never comes: the page's own handler runs, then the navigation is held back (Playwright
+    # cannot drive a page whose navigation hangs); 1 s of patience instead of a phone's 20 s.
+    phone.eval_on_selector(
+        "form.survey",
+        """form => { form.dataset.patience = 1000;
+                     window.holdBack = e => e.preventDefault(); form.addEventListener("submit", window.holdBack); }""",
+    )
+    phone.click("button[type=submit]")
+    assert phone.is_disabled("button[type=submit]")
+    phone.wait_for_selector("#survey-error:visible")
+    assert "网络较慢，暂未收到结果" in phone.inner_text("#survey-error")
+    assert phone.is_enabled("button[type=submit]") and phone.inner_text("button[type=submit]") == "提交"
+    assert phone.input_value("textarea") == "多设几个垃圾桶" and phone.get_by_label("满意", exact=True).is_checked()
+    phone.eval_on_selector("form.survey", "form => form.removeEventListener('submit', window.holdBack)")
+    phone.click("button[type=submit]")  # the signal is back
+    phone.wait_for_selector("text=提交成功")
