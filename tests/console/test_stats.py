@@ -221,3 +221,11 @@ def test_the_scoreboard_chart_draws_a_fractional_score_as_the_table_prints_it(as
     chart = page.split('class="card chart"')[1].split("</svg>")[0]
     assert re.findall(r'<text class="value"[^>]*>([^<]*)</text>', chart) == ["0.8"]
     assert "浦东分局：0.8</title>" in chart
+
+
+def test_without_last_years_reads_the_reads_target_is_unknown_not_zero(as_admin, db_session, today):
+    page = as_admin.get("/admin/stats?year=2026").get_data(as_text=True)
+    row = page.split("<td>阅读量")[1].split("</tr>")[0]
+    cells = re.findall(r'<td class="num">(.*?)</td>', row, re.S)
+    assert cells[0].startswith("—") and "+20 %" in cells[0]
+    assert "缺少上年阅读量基线" in row
