@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
+from server.filters import figure
+
 LABEL_SIZE = 11  # axis text, in viewBox units
 LABELLED_BARS = 12  # up to this many bars carry their value
 
@@ -39,20 +41,21 @@ def _axis_label(x: float, y: float, label: str, max_width: float) -> str:
     )
 
 
-def bar_chart(points: Sequence[tuple[str, int]], *, width: int = 720, height: int = 200, title: str = "") -> Markup:
-    """Bars with a label under every few bars and the maximum on the axis."""
+def bar_chart(points: Sequence[tuple[str, float]], *, width: int = 720, height: int = 200, title: str = "") -> Markup:
+    """Bars with a label under every few bars and the maximum on the axis; values may be fractional (scores), and
+    print as the tables print them."""
     if not points:
         return Markup('<p class="hint">暂无数据</p>')
     top = max(max(v for _, v in points), 1)
     pad_b, pad_t = 24, 12
-    pad_l = _axis_room(f"{top:,}")
+    pad_l = _axis_room(figure(top))
     inner_w, inner_h = width - pad_l - 8, height - pad_b - pad_t
     step = inner_w / len(points)
     every = max(1, len(points) // 8)
     parts = [
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f'<line x1="{pad_l}" y1="{pad_t + inner_h}" x2="{width - 8}" y2="{pad_t + inner_h}" stroke="#d1d5db"/>',
-        f'<text x="{pad_l - 6}" y="{pad_t + 8}" text-anchor="end" font-size="11" fill="#6b7280">{top:,}</text>',
+        f'<text x="{pad_l - 6}" y="{pad_t + 8}" text-anchor="end" font-size="11" fill="#6b7280">{figure(top)}</text>',
         f'<text x="{pad_l - 6}" y="{pad_t + inner_h}" text-anchor="end" font-size="11" fill="#6b7280">0</text>',
     ]
     for i, (label, value) in enumerate(points):
@@ -60,12 +63,12 @@ def bar_chart(points: Sequence[tuple[str, int]], *, width: int = 720, height: in
         x = pad_l + i * step + step * 0.15
         parts.append(
             f'<rect x="{x:.1f}" y="{pad_t + inner_h - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" '
-            f'fill="#0b5cad"><title>{escape(label)}：{value}</title></rect>'
+            f'fill="#0b5cad"><title>{escape(label)}：{figure(value)}</title></rect>'
         )
         if len(points) <= LABELLED_BARS:  # few bars: each says its value (a 0 is then a 0, not a missing bar)
             parts.append(
                 f'<text class="value" x="{x + step * 0.35:.1f}" y="{max(pad_t + inner_h - h - 3, 10):.1f}" '
-                f'text-anchor="middle" font-size="10" fill="#374151">{value:,}</text>'
+                f'text-anchor="middle" font-size="10" fill="#374151">{figure(value)}</text>'
             )
         if i % every == 0:
             centre = x + step * 0.35

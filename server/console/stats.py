@@ -222,7 +222,8 @@ def stats_scoreboard():  # type: ignore[no-untyped-def]
     month = to_int(request.values.get("month"), lo=1, hi=12)
     rows = targets.scoreboard(year, month)
     top = [r for r in rows if r.depth == 0]  # a district's bar holds its squads': theirs would count twice
-    chart = bar_chart([(r.unit_name, max(int(r.score), 0)) for r in top[:20]], title="单位得分")
+    # Not int(): scores are fractional (0.2 a photo), and a 0.8 drawn as 0 contradicted the table below.
+    chart = bar_chart([(r.unit_name, max(r.score, 0)) for r in top[:20]], title="单位得分")
     return render_template(
         "console/stats_scoreboard.html",
         year=year,

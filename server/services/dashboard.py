@@ -1,14 +1,16 @@
-"""Figures for the console home: followers and messages, aggregated in SQL."""
+"""Figures for the console home: followers and messages, and what waits on someone in publishing; in SQL."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from models import Follower, InboundMessage, MatchType, ReplyRule
+from models import Article, ArticleStatus, Follower, InboundMessage, MatchType, ReplyRule
 from server.extensions import db
 from server.filters import LOCAL_TZ
+from server.services import publishing
 
 
 def _local_midnight_utc(day: date) -> datetime:
@@ -54,3 +56,26 @@ def daily_new_followers(days: int = 30) -> list[tuple[date, int]]:
     ]
     counts = db.session.execute(sa.select(*columns).where(Follower.first_subscribed_at >= bounds[0])).one()
     return [(first + timedelta(days=i), int(n)) for i, n in enumerate(counts)]
+
+
+def publishing_todo(unit_ids: Collection[int] | None = None) -> dict[str, int]:
+    """Articles waiting on someone: a reviewer (submitted), an editor (approved, not yet in a push), their writer
+    (sent back, not yet reworked), and pushes gone wrong (failed in the last 7 days, or awaiting a check).
+    `unit_ids`: a liaison's units only (None: every unit)."""
+    where = [Article.unit_id.in_(unit_ids)] if unit_ids is not None else []
+    returned = sa.and_(
+        Article.status == ArticleStatus.DRAFT,
+        Article.reviewed_version.is_not(None),
+        sa.or_(Article.approved_version.is_(None), Article.approved_version != Article.reviewed_version),
+    )
+    row = db.session.execute(
+        sa.select(
+            sa.func.count().filter(Article.status == ArticleStatus.SUBMITTED),
+            sa.func.count().filter(Article.status == ArticleStatus.APPROVED),
+            sa.func.count().filter(returned),
+        )
+        .select_from(Article)
+        .where(*where)
+    ).one()
+    troubled = len(publishing.recent_failures())  # the calendar's red banners, counted
+    return {"submitted": row[0], "approved": row[1], "returned": row[2], "push_problems": troubled}

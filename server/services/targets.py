@@ -370,7 +370,10 @@ class Progress:
         if self.growth_target is not None and self.baseline:
             growth = self.projected / self.baseline * 100 - 100
             return f"按当前进度：年底 {growth:+.1f} %（目标 {self.growth_target:+.0f} %）— {self.status}"
-        return f"按当前进度：年底 {self.fmt(self.projected)} — {self.status}"
+        if self.unit == "%":
+            return f"按当前进度：年底 {self.fmt(self.projected)} — {self.status}"
+        # A count: whole ones, with its word (年底 1.1 read as a figure with no unit).
+        return f"按当前进度：年底约 {round(self.projected):,} {self.unit} — {self.status}"
 
 
 def year_fraction(year: int, as_of: date) -> tuple[float, date]:

@@ -397,3 +397,19 @@ def test_todays_gap_after_its_time_offers_a_time_still_ahead(console, db_session
     assert now + timedelta(minutes=10) <= at <= now + timedelta(minutes=16) and at.minute % 5 == 0
     # Days ahead keep the column's own time, and the reminders lead to the push form too.
     assert re.search(r'提醒：\S+「零点栏目」还没有排期（1 天后）。<a href="[^"]+T00:00">去排期</a>', page)
+
+
+def test_an_approved_articles_page_leads_an_editor_to_the_push_form_with_it_ticked(console, db_session):
+    people = factories.newsroom()
+    column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
+    article = approved(people, "占道经营整治", column.id)
+    assert console.login("ed1").status_code == 302
+    page = console.get(f"/admin/articles/{article.id}").get_data(as_text=True)
+    link = re.search(r'id="schedule-article" href="([^"]+)"', page)
+    assert link, "an approved article offers no way on to scheduling"
+    form = console.get(html.unescape(link.group(1))).get_data(as_text=True)
+    assert f'name="article_id" value="{article.id}" checked>' in form
+    assert f'<option value="{column.id}" selected>' in form
+    console.post("/admin/logout")
+    assert console.login("li1").status_code == 302  # a liaison may not schedule: no button that ends in a 403
+    assert 'id="schedule-article"' not in console.get(f"/admin/articles/{article.id}").get_data(as_text=True)

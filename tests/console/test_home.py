@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from server.services import channels, dashboard, followers, replies
+from server.services import articles, channels, dashboard, followers, replies
 
 
 def test_the_seven_day_card_is_the_sum_of_the_charts_last_seven_bars(db_session):
@@ -39,3 +39,31 @@ def test_the_auto_reply_card_counts_the_rules_the_auto_reply_page_lists(db_sessi
         name="开放日海报", scene="open_day", unit_id=None, reply=channels.ReplyInput("text", text="报名请点菜单")
     )
     assert dashboard.follower_counts()["rules"] == len(replies.list_rules()) == 1
+
+
+def test_the_home_page_tells_each_role_what_waits_on_them_in_publishing(console, db_session):
+    from tests import factories
+    from tests.services.test_publishing import approved
+
+    people = factories.newsroom()  # ed1, rv1, li1
+    for title in ("待审稿一", "待审稿二"):
+        a = articles.save_article(people["liaison"], title=title, body_html="<p>正文</p>")
+        articles.submit(people["liaison"], a.id)
+    approved(people, "已通过稿")
+    sent_back = articles.save_article(people["liaison"], title="退回稿", body_html="<p>正文</p>")
+    articles.submit(people["liaison"], sent_back.id)
+    articles.review(people["reviewer"], sent_back.id, approve=False, comment="补充法条")
+
+    def todo(username: str) -> str:
+        assert console.login(username).status_code == 302
+        page = console.get("/admin/").get_data(as_text=True)
+        console.post("/admin/logout")
+        return page.split('id="todo"')[1].split("</div>")[0]
+
+    reviewer = todo("rv1")
+    assert "待审核推文：<strong>2</strong>" in reviewer and "/admin/articles/list?status=submitted" in reviewer
+    assert "待排期" not in reviewer
+    editor = todo("ed1")
+    assert "已通过、待排期：<strong>1</strong>" in editor and "/admin/articles/pushes/new" in editor
+    assert "待审核推文" not in editor
+    assert "退回修改：<strong>1</strong>" in todo("li1")

@@ -210,3 +210,22 @@ def test_the_records_page_says_events_count_by_themselves(as_admin, db_session, 
     # had the open day counted twice.
     html = as_admin.get("/admin/stats/records?year=2026").get_data(as_text=True)
     assert "「活动」中发布的开放日和直播按场次日期自动计入，请勿重复登记" in html
+
+
+def test_the_scoreboard_chart_draws_a_fractional_score_as_the_table_prints_it(as_admin, db_session):
+    # Four photos at the default 0.2 each: 0.8. The chart drew int(0.8), a 0 bar under a table saying 0.8.
+    officer = factories.staff("of1", "officer", unit=factories.unit("浦东分局"))
+    factories.photo_library(officer, 4, set())
+    page = as_admin.get(f"/admin/stats/scoreboard?year={datetime.now(UTC).year}").get_data(as_text=True)
+    assert re.search(r"浦东分局</td>.*?<strong>0\.8</strong>", page, re.S)
+    chart = page.split('class="card chart"')[1].split("</svg>")[0]
+    assert re.findall(r'<text class="value"[^>]*>([^<]*)</text>', chart) == ["0.8"]
+    assert "浦东分局：0.8</title>" in chart
+
+
+def test_without_last_years_reads_the_reads_target_is_unknown_not_zero(as_admin, db_session, today):
+    page = as_admin.get("/admin/stats?year=2026").get_data(as_text=True)
+    row = page.split("<td>阅读量")[1].split("</tr>")[0]
+    cells = re.findall(r'<td class="num">(.*?)</td>', row, re.S)
+    assert cells[0].startswith("—") and "+20 %" in cells[0]
+    assert "缺少上年阅读量基线" in row

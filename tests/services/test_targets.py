@@ -97,7 +97,7 @@ def test_progress_matches_the_hand_computed_scenario(scenario):
     assert (reports.actual, reports.expected, reports.projected) == (100, pytest.approx(100), pytest.approx(500))
     assert reports.status == "正常"
     assert p["activities"].percent_of_target == pytest.approx(12.5)
-    assert p["activities"].summary == "按当前进度：年底 50 — 落后"
+    assert p["activities"].summary == "按当前进度：年底约 50 场 — 落后"
     assert p["livestreams"].actual == 1  # from the registered provider
     assert p["livestreams"].status == "正常"
     assert p["articles_100k"].actual == 1  # 100,000 counts, 99,999 and last year's do not
@@ -398,3 +398,8 @@ def test_a_broken_joint_provider_leaves_the_rest_of_the_board(db_session):
     finally:
         targets.unregister_counters(names, broken)
     assert row.unit_name == "浦东分局" and row.values[targets.AVERAGED] is None and row.score == 0
+
+
+def test_a_count_is_projected_in_whole_ones_with_its_word():
+    one_early = targets.Progress("positive_reports", "正面报道", "篇", 500, 1, 464.0, 1.08)
+    assert one_early.summary == "按当前进度：年底约 1 篇 — 落后"
