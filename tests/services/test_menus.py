@@ -433,14 +433,20 @@ def test_pull_of_the_officers_menu(db_session, emulator):
     assert pulled.buttons == [TIPS, menus.OFFICER_UPLOAD] and pulled.kind is MenuKind.CONDITIONAL
 
 
-def test_a_conditional_menu_whose_answer_was_lost_is_removed_by_the_next_publish(db_session, emulator):
+def _officers_menu_published_and_edited() -> None:
+    """A default menu and the officers' conditional one live, and a changed conditional draft saved."""
     menus.save_draft("default", [TIPS, SERVICES])
     menus.publish_draft("default")
     buttons, _ = menus.editor_buttons(MenuKind.CONDITIONAL)
     menus.save_draft("conditional", buttons)
     menus.publish_draft("conditional")
-    edited = [*buttons[:2], {"type": "view", "name": "现场上传", "url": "https://example.gov.cn/m/upload"}]
-    menus.save_draft("conditional", edited)
+    menus.save_draft(
+        "conditional", [*buttons[:2], {"type": "view", "name": "现场上传", "url": "https://example.gov.cn/u"}]
+    )
+
+
+def test_a_conditional_menu_whose_answer_was_lost_is_removed_by_the_next_publish(db_session, emulator):
+    _officers_menu_published_and_edited()
     emulator.hook("garble", {"path": "cgi-bin/menu/addconditional"})  # WeChat made it; the menuid never came back
     with pytest.raises(MenuError):
         menus.publish_draft("conditional")
@@ -466,14 +472,7 @@ def test_other_tags_conditional_menus_are_left_alone(db_session, emulator):
 
 
 def test_the_previous_conditional_menu_goes_even_when_wechat_cannot_list_them(db_session, emulator):
-    menus.save_draft("default", [TIPS, SERVICES])
-    menus.publish_draft("default")
-    buttons, _ = menus.editor_buttons(MenuKind.CONDITIONAL)
-    menus.save_draft("conditional", buttons)
-    menus.publish_draft("conditional")
-    menus.save_draft(
-        "conditional", [*buttons[:2], {"type": "view", "name": "现场上传", "url": "https://example.gov.cn/u"}]
-    )
+    _officers_menu_published_and_edited()
     emulator.hook("fail", {"path": "cgi-bin/menu/get", "errcode": -1})
     second = menus.publish_draft("conditional")
     assert [m["menuid"] for m in emulator.state()["conditional_menus"]] == [int(second.wechat_menuid)]
