@@ -21,6 +21,8 @@ cat <<MSG
     .venv/bin/flask --app wsgi wechat send --event CLICK --key CONTACT --url http://127.0.0.1:$PORT/wechat
     .venv/bin/flask --app wsgi wechat send --location 31.2304,121.4737 --url http://127.0.0.1:$PORT/wechat
     .venv/bin/flask --app wsgi wechat send --image /path/to/photo.jpg --url http://127.0.0.1:$PORT/wechat
+    .venv/bin/flask --app wsgi wechat send --from o_demo_officer --image /path/to/photo.jpg --url http://127.0.0.1:$PORT/wechat
+      (the demo officer: the photo, then a caption text, land in 素材库 at http://127.0.0.1:$PORT/admin/materials)
   What the emulated WeChat was asked to send (template messages, menu): http://127.0.0.1:$PORT/wechat-emulator/_emulator/state
   Signing requests yourself: Token, AppID and EncodingAESKey are the demo defaults in server/config.py
   (WECHAT_TOKEN=demotoken, WECHAT_APPID=wxd000000000000000, DEMO_AES_KEY), or what WECHAT_* say.

@@ -112,11 +112,13 @@ def seed_demo() -> None:
     _seed_demo_channel(open_day_id)
     click.echo(
         "demo data seeded: 6 reply rules, menu draft, welcome message, 12 followers, 3 contact points, the open day"
-        f" and a livestream, a channel QR (scene open_day), staff (password {DEMO_PASSWORD})"
+        f" and a livestream, a channel QR (scene open_day), staff (password {DEMO_PASSWORD}; the officer bound to"
+        f" WeChat as {DEMO_OFFICER_OPENID})"
     )
 
 
 DEMO_PASSWORD = "Demo-2026-pass"
+DEMO_OFFICER_OPENID = "o_demo_officer"  # README: `wechat send --from o_demo_officer --image photo.jpg`
 
 
 def _seed_demo_staff() -> None:
@@ -151,8 +153,10 @@ def _seed_demo_staff() -> None:
             post_b_id=made["liaison.b"].id,
             unit=unit,
         )
-    # Bound to WeChat (as by a binding code): dispatch requests and duty notices reach them in the emulator.
+    # Bound to WeChat (as by a binding code): dispatch requests and duty notices reach them in the emulator, and the
+    # officer's simulated photos reach the material library (the demo server gives it the officer tag at start).
     made["liaison"].openid, made["liaison.b"].openid = "o-demo-liaison-a", "o-demo-liaison-b"
+    made["officer"].openid = DEMO_OFFICER_OPENID
     db.session.commit()
 
 

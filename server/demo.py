@@ -60,10 +60,11 @@ def start(app: Flask) -> threading.Thread | None:
         for attempt in range(5):  # the server may not be listening yet: it calls itself over HTTP
             try:
                 publish_menu(app)
+                tag_bound_officers(app)
                 break
             except Exception:
                 if attempt == 4:
-                    log.exception("demo: could not publish the seeded menu to the WeChat emulator")
+                    log.exception("demo: could not publish the seeded menu or tag officers in the WeChat emulator")
                 time.sleep(1 + attempt)
         beat.run_forever(threading.Event(), also=push)
 
@@ -208,6 +209,28 @@ def publish_menu(app: Flask) -> bool:
         finally:
             from server.extensions import db
 
+            db.session.remove()
+
+
+def tag_bound_officers(app: Flask) -> int:
+    """Bound officers get the 一线队员 tag again, as binding gave it (the seed binds one before the server, so it
+    cannot reach the emulator, which also forgets tags on restart): the officers' conditional menu applies to them.
+    Returns how many were tagged."""
+    from models import Role, Staff
+    from server.extensions import db
+    from server.services import binding
+
+    if app.extensions.get("wechat_emulator_app") is None:
+        return 0
+    with app.app_context():
+        try:
+            ids = db.session.scalars(
+                sa.select(Staff.id).where(Staff.openid.is_not(None), Staff.role == Role.OFFICER, Staff.active)
+            ).all()
+            for staff_id in ids:
+                binding.tag_officer(staff_id)  # idempotent; raises while the server is not listening yet
+            return len(ids)
+        finally:
             db.session.remove()
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from models import Event, Follower, InboundMessage, ReplyRule
-from server.cli import DEMO_PASSWORD
+from models import Event, Follower, InboundMessage, MaterialItem, MaterialState, ReplyRule, Staff
+from server import demo
+from server.cli import DEMO_OFFICER_OPENID, DEMO_PASSWORD
 from server.services import staff as staff_service
 from server.wechat.emulator import create_emulator
 from tests.conftest import APPID, SECRET
+from tests.services.test_images import jpeg_bytes
 
 
 @pytest.mark.smoke
@@ -45,6 +47,34 @@ def test_seed_demo_then_simulated_conversation(app, db_session):
     result = runner.invoke(args=["wechat", "send", "--event", "SCAN", "--key", "open_day", "--from", "o-newcomer"])
     assert result.exit_code == 0, result.output
     assert "← 7·15 公众开放日正在报名" in result.output and f"/m/events/{open_day.id}" in result.output
+
+
+def test_the_demo_officer_is_bound_and_the_simulators_photo_from_it_reaches_the_library(
+    app, db_session, emulator, monkeypatch, tmp_path
+):
+    runner = app.test_cli_runner()
+    for _ in range(2):  # scripts/run.sh may be run twice
+        assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    [officer] = db_session.scalars(sa.select(Staff).where(Staff.openid == DEMO_OFFICER_OPENID)).all()
+    assert officer.username == "officer" and officer.unit.name == "陆家嘴中队"
+
+    # The demo server, once listening, tags the bound officer as binding would: the officers' menu applies to it.
+    monkeypatch.setitem(app.extensions, "wechat_emulator_app", emulator.app)  # the one the client calls over HTTP
+    demo.register_known_users(app)
+    assert demo.tag_bound_officers(app) == 1 and demo.tag_bound_officers(app) == 1  # each start: harmless again
+    tags = {t["name"]: t["id"] for t in emulator.state()["tags"]}
+    [user] = [u for u in emulator.state()["users"] if u["openid"] == DEMO_OFFICER_OPENID]
+    assert user["tagid_list"] == [tags["一线队员"]]
+    monkeypatch.delitem(app.extensions, "wechat_emulator_app")  # the simulator then uses WECHAT_API_BASE's emulator
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes())
+    result = runner.invoke(args=["wechat", "send", "--from", DEMO_OFFICER_OPENID, "--image", str(photo)])
+    assert result.exit_code == 0 and "已收到 1 张现场照片，已存入素材库" in result.output, result.output
+    result = runner.invoke(args=["wechat", "send", "陆家嘴环路占道经营整治", "--from", DEMO_OFFICER_OPENID])
+    assert "1 张照片添加说明：「陆家嘴环路占道经营整治」" in result.output, result.output
+    [item] = db_session.scalars(sa.select(MaterialItem)).all()
+    assert (item.uploader_id, item.state, item.caption) == (officer.id, MaterialState.READY, "陆家嘴环路占道经营整治")
 
 
 def test_simulated_senders_become_followers_of_the_demo_emulator_only(app, db_session, emulator, monkeypatch):

@@ -11,13 +11,14 @@ from flask import (
     flash,
     g,
     get_flashed_messages,
+    jsonify,
     redirect,
     render_template,
     request,
     send_from_directory,
     url_for,
 )
-from flask_wtf.csrf import CSRFError, validate_csrf
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms.validators import ValidationError
 
 from models import Survey, VoteCampaign, VoteCandidate, utcnow
@@ -171,17 +172,22 @@ def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
                 raise CSRFError(str(exc)) from None
             expired = True
             error = "页面停留太久已过期，您的答案都已保留，请再点一次「提交」"
+            if wants_json():  # the page's script swaps in the fresh token; the answers never left the page
+                return jsonify(error=error, csrf_token=generate_csrf()), 400
     if request.method == "POST" and not expired:
         answers = {q.id: request.form.getlist(f"q{q.id}") for q in survey.questions}
         try:
             surveys.submit_response(survey, g.openid, answers, snapshot=g.snapshot, now=now)
         except ServiceError as exc:
             # A double tap or a resend after a dropped answer: the first submit was saved, so say thank you.
-            if surveys.has_answered(survey.id, g.openid):
-                return render_template("citizen/survey_done.html", survey=survey)
-            error = str(exc)
-            missing = getattr(exc, "question_ids", [])
-        else:
+            if not surveys.has_answered(survey.id, g.openid):
+                error = str(exc)
+                missing = getattr(exc, "question_ids", [])
+                if wants_json():
+                    return jsonify(error=error, missing=missing), 400
+        if not error:
+            if wants_json():  # the page's script goes to the thanks itself: no POST is left in history to resend
+                return jsonify(url=url_for("citizen.survey_done", survey_id=survey.id))
             return render_template("citizen/survey_done.html", survey=survey)
     return render_template(
         "citizen/survey_form.html",
@@ -194,3 +200,13 @@ def survey_form(survey_id: int):  # type: ignore[no-untyped-def]
         form=request.form,
         scale_labels=surveys.SCALE_LABELS,
     ), 400 if error else 200
+
+
+@bp.get("/survey/<int:survey_id>/done")
+@citizen_required
+def survey_done(survey_id: int):  # type: ignore[no-untyped-def]
+    """Where the page's background send lands: the thanks, once this citizen's answer is in."""
+    survey = db.session.get(Survey, survey_id) or abort(404)
+    if not surveys.has_answered(survey.id, g.openid):
+        return redirect(url_for("citizen.survey_form", survey_id=survey.id))
+    return render_template("citizen/survey_done.html", survey=survey)

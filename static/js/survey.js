@@ -29,4 +29,12 @@
     box.hidden = false;
     blank[0].scrollIntoView({ block: "center" });
   });
+
+  // The server's refusal of a background send (submit_once.js) names the questions it found blank.
+  form.addEventListener("refused", function (e) {
+    (e.detail.missing || []).forEach(function (id) {
+      var fieldset = document.getElementById("q" + id);
+      if (fieldset) fieldset.classList.add("missing");
+    });
+  });
 })();

@@ -100,8 +100,7 @@ def test_the_survey_button_sends_once(phone_page, live_server, emulator, committ
     assert committed_db.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 1
 
 
-def test_a_survey_sent_on_a_hanging_network_gives_the_button_back_with_the_answers(phone_page, live_server, emulator):
-    phone = phone_page
+def _open_survey_answered(phone, emulator, openid):
     now = datetime.now(UTC)
     survey = surveys.save_survey(
         title="2026年下半年满意度测评",
@@ -110,22 +109,66 @@ def test_a_survey_sent_on_a_hanging_network_gives_the_button_back_with_the_answe
         ends_at=now + timedelta(days=1),
         questions="[单选] 您对市容环境是否满意\n满意\n不满意\n[填空 选填] 您的建议",
     )
-    open_as(phone, emulator, "o-phone-slow", f"/m/survey/{survey.id}")
+    open_as(phone, emulator, openid, f"/m/survey/{survey.id}")
     phone.get_by_label("满意", exact=True).check()
     phone.get_by_label("2. 您的建议").fill("多设几个垃圾桶")
-    # A send whose answer never comes: the page's own handler runs, then the navigation is held back (Playwright
-    # cannot drive a page whose navigation hangs); 1 s of patience instead of a phone's 20 s.
-    phone.eval_on_selector(
-        "form.survey",
-        """form => { form.dataset.patience = 1000;
-                     window.holdBack = e => e.preventDefault(); form.addEventListener("submit", window.holdBack); }""",
-    )
+    return survey
+
+
+def _answers_kept(phone) -> bool:
+    return phone.input_value("textarea") == "多设几个垃圾桶" and phone.get_by_label("满意", exact=True).is_checked()
+
+
+def test_a_survey_sent_on_a_hanging_network_gives_the_button_back_with_the_answers(phone_page, live_server, emulator):
+    phone = phone_page
+    survey = _open_survey_answered(phone, emulator, "o-phone-slow")
+    held = []  # a send whose answer never comes; 1 s of patience instead of a phone's 20 s
+    phone.route(f"**/m/survey/{survey.id}", lambda route: held.append(route))
+    phone.eval_on_selector("form.survey", "form => { form.dataset.patience = 1000; }")
     phone.click("button[type=submit]")
     assert phone.is_disabled("button[type=submit]")
     phone.wait_for_selector("#survey-error:visible")
-    assert "网络较慢，暂未收到结果" in phone.inner_text("#survey-error")
+    assert "网络较慢，暂未收到结果" in phone.inner_text("#survey-error") and len(held) == 1
     assert phone.is_enabled("button[type=submit]") and phone.inner_text("button[type=submit]") == "提交"
-    assert phone.input_value("textarea") == "多设几个垃圾桶" and phone.get_by_label("满意", exact=True).is_checked()
-    phone.eval_on_selector("form.survey", "form => form.removeEventListener('submit', window.holdBack)")
+    assert _answers_kept(phone)
+    held[0].abort()  # the hung send dies late: the citizen was already told, not told again
+    phone.wait_for_timeout(300)
+    assert "网络较慢，暂未收到结果" in phone.inner_text("#survey-error") and phone.is_enabled("button[type=submit]")
+    phone.unroute(f"**/m/survey/{survey.id}")
     phone.click("button[type=submit]")  # the signal is back
     phone.wait_for_selector("text=提交成功")
+
+
+def test_a_survey_send_that_fails_is_told_on_the_page_with_the_answers_kept(
+    phone_page, live_server, emulator, committed_db
+):
+    phone = phone_page
+    survey = _open_survey_answered(phone, emulator, "o-phone-reset")
+    failures = iter(["reset", "502"])
+    posts = []
+
+    def flaky(route):
+        posts.append(route.request.method)
+        if (failure := next(failures, None)) == "reset":
+            route.abort("connectionreset")
+        elif failure == "502":  # the proxy's own page, not the app's JSON
+            route.fulfill(status=502, content_type="text/html", body="<html>502 Bad Gateway</html>")
+        else:
+            route.continue_()
+
+    phone.route(f"**/m/survey/{survey.id}", flaky)
+    for _ in range(2):
+        phone.click("button[type=submit]")
+        phone.wait_for_selector("#survey-error:visible")
+        assert "提交未送达" in phone.inner_text("#survey-error") and "您填写的内容都还在" in phone.inner_text(
+            "#survey-error"
+        )
+        assert phone.is_enabled("button[type=submit]") and phone.inner_text("button[type=submit]") == "提交"
+        assert _answers_kept(phone) and f"/m/survey/{survey.id}" in phone.url
+        phone.evaluate("document.getElementById('survey-error').hidden = true")
+    phone.click("button[type=submit]")
+    phone.wait_for_url(f"**/m/survey/{survey.id}/done")
+    assert "提交成功" in phone.inner_text("body") and posts == ["POST"] * 3
+    assert committed_db.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 1
+    phone.go_back()  # no POST in the history for the back button to resend: the page says it was answered
+    phone.wait_for_selector("text=您已参加过本次测评")

@@ -192,6 +192,30 @@ def test_a_repeated_survey_submit_shows_the_thanks_not_an_error(client, citizen_
     assert db_session.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 1
 
 
+def test_the_survey_page_script_gets_json_and_a_page_to_go_to(client, citizen_login, db_session):
+    # The page sends in the background (a failed send then shows in place, not as WeChat's error page).
+    survey = _survey_with_text_question()
+    choice, text = survey.questions
+    citizen_login("o-fetch", path=f"/m/survey/{survey.id}")
+    assert client.get(f"/m/survey/{survey.id}/done").headers["Location"] == f"/m/survey/{survey.id}"  # not yet
+    html = client.get(f"/m/survey/{survey.id}").get_data(as_text=True)
+    ajax = {"Accept": "application/json", "X-Requested-With": "fetch", "Origin": "http://localhost"}
+    blank = client.post(f"/m/survey/{survey.id}", data={"csrf_token": csrf(html)}, headers=ajax)
+    assert blank.status_code == 400 and blank.json == {
+        "error": "还有 1 道题未回答：第 1 题，请补充后再提交",
+        "missing": [choice.id],
+    }
+    data = {"csrf_token": "expired", f"q{choice.id}": "0", f"q{text.id}": "路灯坏了"}
+    stale = client.post(f"/m/survey/{survey.id}", data=data, headers=ajax)
+    assert stale.status_code == 400 and "页面停留太久已过期" in stale.json["error"]
+    data["csrf_token"] = stale.json["csrf_token"]  # swapped in by the page: the next tap goes through
+    for _ in range(2):  # the second: a resend after an answer lost on the way back
+        sent = client.post(f"/m/survey/{survey.id}", data=data, headers=ajax)
+        assert sent.status_code == 200 and sent.json == {"url": f"/m/survey/{survey.id}/done"}
+    assert db_session.scalar(sa.select(sa.func.count()).select_from(SurveyResponse)) == 1
+    assert "提交成功" in client.get(f"/m/survey/{survey.id}/done").get_data(as_text=True)
+
+
 def test_a_refused_survey_still_shows_its_error_to_a_new_citizen(client, citizen_login, db_session):
     survey = _survey_with_text_question()
     citizen_login("o-first-time", path=f"/m/survey/{survey.id}")
