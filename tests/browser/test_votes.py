@@ -72,16 +72,20 @@ def test_hidden_results_stay_hidden_after_a_vote(phone_page, live_server, emulat
     assert phone.locator(".ranking").count() == 0 and phone.locator("[data-count]").count() == 0
 
 
-def test_the_survey_button_sends_once(phone_page, live_server, emulator, committed_db):
-    phone = phone_page
+def _survey():
     now = datetime.now(UTC)
-    survey = surveys.save_survey(
+    return surveys.save_survey(
         title="2026年下半年满意度测评",
         intro="",
         starts_at=now - timedelta(days=1),
         ends_at=now + timedelta(days=1),
         questions="[单选] 您对市容环境是否满意\n满意\n不满意\n[填空 选填] 您的建议",
     )
+
+
+def test_the_survey_button_sends_once(phone_page, live_server, emulator, committed_db):
+    phone = phone_page
+    survey = _survey()
     open_as(phone, emulator, "o-phone-survey", f"/m/survey/{survey.id}")
     phone.click("button[type=submit]")  # nothing answered: marked on the page, nothing sent
     assert phone.inner_text("#survey-error") == "还有 1 道题未回答：第 1 题，请补充后再提交"
@@ -101,14 +105,7 @@ def test_the_survey_button_sends_once(phone_page, live_server, emulator, committ
 
 
 def _open_survey_answered(phone, emulator, openid):
-    now = datetime.now(UTC)
-    survey = surveys.save_survey(
-        title="2026年下半年满意度测评",
-        intro="",
-        starts_at=now - timedelta(days=1),
-        ends_at=now + timedelta(days=1),
-        questions="[单选] 您对市容环境是否满意\n满意\n不满意\n[填空 选填] 您的建议",
-    )
+    survey = _survey()
     open_as(phone, emulator, openid, f"/m/survey/{survey.id}")
     phone.get_by_label("满意", exact=True).check()
     phone.get_by_label("2. 您的建议").fill("多设几个垃圾桶")
