@@ -173,17 +173,22 @@
   }
   document.getElementById("library-open").addEventListener("click", open);
   document.getElementById("cover-library").addEventListener("click", open);
-  document.getElementById("library-close").addEventListener("click", function () { dialog.close(); });
-  // 完成, Esc or 设为封面: back in the editor after the last photo inserted, to go on typing there.
-  dialog.addEventListener("close", function () {
-    if (!insertedCount) return;
+  // After photos went in: back in the editor after the last one, to go on typing there.
+  function backToEditor() {
+    if (!insertedCount || dialog.open) return;
+    insertedCount = 0;
     editor.focus();
     if (saved && editor.contains(saved.commonAncestorContainer)) {
       var sel = window.getSelection();
       sel.removeAllRanges();
       sel.addRange(saved);
     }
+  }
+  document.getElementById("library-close").addEventListener("click", function () {
+    dialog.close();
+    backToEditor();  // now, not on the close event, which comes a task later: a key typed at once goes in the body
   });
+  dialog.addEventListener("close", backToEditor);  // Esc, 设为封面
   filter.addEventListener("submit", function (event) {
     event.preventDefault();
     load(null);
