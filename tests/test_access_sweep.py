@@ -55,7 +55,7 @@ ADMIN_ONLY = {
 REVIEWER_MAY = {
     "console.alert_list", "console.alert_feed", "console.alert_detail", "console.alert_ack", "console.alert_close",
     "console.article_calendar", "console.article_list", "console.article_detail", "console.article_action",
-    "console.article_media", "console.article_numbers", "console.article_push_detail",
+    "console.article_media", "console.article_numbers", "console.article_push_detail", "console.article_push_list",
     "console.audit_list",
     "console.event_list", "console.event_detail", "console.event_public_key",
     "console.follower_list", "console.follower_detail",
@@ -76,7 +76,7 @@ LIAISON_MAY = {
     "console.article_calendar", "console.article_list", "console.article_detail", "console.article_action",
     "console.article_new", "console.article_edit", "console.article_media_upload", "console.article_media",
     "console.article_library", "console.article_library_body", "console.article_numbers",
-    "console.article_push_detail",
+    "console.article_push_detail", "console.article_push_list",
     "console.event_list", "console.event_detail", "console.event_public_key", "console.event_scan",
     "console.event_scan_check", "console.event_walk_in", "console.event_jssdk_config",
     "console.follower_list", "console.follower_detail",
@@ -210,7 +210,13 @@ def test_a_liaison_of_another_unit_lists_none_of_this_ones_records(app, sandbox,
         tip = db.session.get(models.Tip, sandbox.ids["tip_id"])
         article = db.session.get(models.Article, sandbox.ids["article_id"])
         shown = (tip.display_no, article.title)
-    for path in ("/admin/tips", "/admin/tips?view=map", "/admin/articles/list", "/admin/materials"):
+    for path in (
+        "/admin/tips",
+        "/admin/tips?view=map",
+        "/admin/articles/list",
+        "/admin/articles/pushes",
+        "/admin/materials",
+    ):
         page = request_as(app, sandbox, outsider, "GET", path).get_data(as_text=True)
         assert not [s for s in shown if s in page], path
     feed = request_as(app, sandbox, outsider, "GET", "/admin/materials/feed.json?after=0").json

@@ -9,7 +9,18 @@ from flask import Response, abort, flash, jsonify, redirect, render_template, re
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
-from models import Article, ArticlePush, ArticleStatus, Cadence, MaterialItem, NewsColumn, PublishMode, Role, Unit
+from models import (
+    Article,
+    ArticlePush,
+    ArticleStatus,
+    Cadence,
+    MaterialItem,
+    NewsColumn,
+    PublishMode,
+    PushStatus,
+    Role,
+    Unit,
+)
 from server.console import bp
 from server.console.access import CONSOLE_ROLES, require_roles, require_unit, visible_unit_ids
 from server.console.once import once_per_submit, submitted
@@ -290,6 +301,29 @@ def article_push_new():  # type: ignore[no-untyped-def]
         error=error,
         form=request.form if request.method == "POST" else request.args,  # a calendar gap links here prefilled
     ), (400 if error else 200)
+
+
+PUSHES_PER_PAGE = 50
+
+
+@bp.get("/articles/pushes")
+@require_roles(*CONSOLE_ROLES)
+def article_push_list():  # type: ignore[no-untyped-def]
+    """Every push, newest first: what is coming, what went out (links), what failed and why."""
+    status = request.args.get("status") or None
+    column_id = to_int(request.args.get("column_id"), lo=1)
+    stmt = publishing.push_listing(status, column_id)
+    listing = paginate(stmt, to_int(request.args.get("page"), 1, lo=1), PUSHES_PER_PAGE)
+    return render_template(
+        "console/article_push_list.html",
+        listing=listing,
+        statuses=list(PushStatus),
+        status=status,
+        column_id=column_id,
+        columns=db.session.scalars(sa.select(NewsColumn).order_by(NewsColumn.id)).all(),
+        visible=visible_unit_ids(),  # a liaison reads only their units' titles, as on a push's own page
+        can_act=current_user.role in EDITORS,
+    )
 
 
 @bp.get("/articles/pushes/<int:push_id>")

@@ -43,31 +43,41 @@ def _axis_label(x: float, y: float, label: str, max_width: float) -> str:
 
 def bar_chart(points: Sequence[tuple[str, float]], *, width: int = 720, height: int = 200, title: str = "") -> Markup:
     """Bars with a label under every few bars and the maximum on the axis; values may be fractional (scores), and
-    print as the tables print them."""
+    print as the tables print them. Negative values (a day of net follower loss) hang below a labelled zero line."""
     if not points:
         return Markup('<p class="hint">暂无数据</p>')
-    top = max(max(v for _, v in points), 1)
+    low = min(min(v for _, v in points), 0)
+    top = max(max(v for _, v in points), 0 if low < 0 else 1)
     pad_b, pad_t = 24, 12
-    pad_l = _axis_room(figure(top))
+    pad_l = _axis_room(figure(top), figure(low))
     inner_w, inner_h = width - pad_l - 8, height - pad_b - pad_t
+    scale = inner_h / (top - low)
+    zero = pad_t + top * scale  # the y of the zero line: the plot's bottom when nothing is negative
     step = inner_w / len(points)
     every = max(1, len(points) // 8)
+    axis = 'text-anchor="end" font-size="11" fill="#6b7280"'
     parts = [
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-        f'<line x1="{pad_l}" y1="{pad_t + inner_h}" x2="{width - 8}" y2="{pad_t + inner_h}" stroke="#d1d5db"/>',
-        f'<text x="{pad_l - 6}" y="{pad_t + 8}" text-anchor="end" font-size="11" fill="#6b7280">{figure(top)}</text>',
-        f'<text x="{pad_l - 6}" y="{pad_t + inner_h}" text-anchor="end" font-size="11" fill="#6b7280">0</text>',
+        f'<line class="zero" x1="{pad_l}" y1="{zero:.1f}" x2="{width - 8}" y2="{zero:.1f}" stroke="#d1d5db"/>',
     ]
+    if top > 0:
+        parts.append(f'<text x="{pad_l - 6}" y="{pad_t + 8}" {axis}>{figure(top)}</text>')
+    parts.append(f'<text x="{pad_l - 6}" y="{zero + (4 if 0 < top and low < 0 else 0):.1f}" {axis}>0</text>')
+    if low < 0:
+        parts.append(f'<text class="low" x="{pad_l - 6}" y="{pad_t + inner_h}" {axis}>{figure(low)}</text>')
     for i, (label, value) in enumerate(points):
-        h = inner_h * value / top
+        h = abs(value) * scale
+        y = zero - h if value >= 0 else zero
         x = pad_l + i * step + step * 0.15
+        colour = "#0b5cad" if value >= 0 else "#b91c1c"
         parts.append(
-            f'<rect x="{x:.1f}" y="{pad_t + inner_h - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" '
-            f'fill="#0b5cad"><title>{escape(label)}：{figure(value)}</title></rect>'
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" '
+            f'fill="{colour}"><title>{escape(label)}：{figure(value)}</title></rect>'
         )
         if len(points) <= LABELLED_BARS:  # few bars: each says its value (a 0 is then a 0, not a missing bar)
+            at = max(zero - h - 3, 10) if value >= 0 else min(zero + h + 11, pad_t + inner_h + 10)
             parts.append(
-                f'<text class="value" x="{x + step * 0.35:.1f}" y="{max(pad_t + inner_h - h - 3, 10):.1f}" '
+                f'<text class="value" x="{x + step * 0.35:.1f}" y="{at:.1f}" '
                 f'text-anchor="middle" font-size="10" fill="#374151">{figure(value)}</text>'
             )
         if i % every == 0:

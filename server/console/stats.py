@@ -44,7 +44,7 @@ def charts_for(rows: list[dict], grain: str) -> dict[str, object]:
         "followers": line_chart(
             list(zip(labels, [r["followers"] for r in rows], strict=True)), width=480, title="粉丝总数"
         ),
-        "net": bar_chart(list(zip(labels, [max(r["net"], 0) for r in rows], strict=True)), width=480, title="净增粉丝"),
+        "net": bar_chart(list(zip(labels, [r["net"] for r in rows], strict=True)), width=480, title="净增粉丝"),
         "reads": bar_chart(list(zip(labels, [r["reads"] for r in rows], strict=True)), title="阅读人数"),
     }
 

@@ -34,6 +34,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm import selectinload
 from wechatpy.exceptions import WeChatClientException
 
 from models import (
@@ -779,6 +780,30 @@ def release_failed(by: Staff, push_id: int) -> ArticlePush:
     push.status = PushStatus.CANCELLED
     db.session.commit()
     return push
+
+
+# The push list's status filter: one status, or these groups of them.
+PUSH_STATUS_GROUPS = {
+    "upcoming": (PushStatus.SCHEDULED, PushStatus.PUBLISHING, PushStatus.SUBMITTED),
+    "attention": (PushStatus.FAILED, PushStatus.UNCERTAIN),
+}
+
+
+def push_listing(status: str | None, column_id: int | None) -> sa.Select[tuple[ArticlePush]]:
+    """Pushes newest first (by their time slot), optionally of one status or group and one column, for a pager."""
+    where = []
+    if status in PUSH_STATUS_GROUPS:
+        where.append(ArticlePush.status.in_(PUSH_STATUS_GROUPS[status]))
+    elif status in {s.value for s in PushStatus}:
+        where.append(ArticlePush.status == PushStatus(status))
+    if column_id is not None:
+        where.append(ArticlePush.column_id == column_id)
+    return (
+        sa.select(ArticlePush)
+        .options(selectinload(ArticlePush.articles), selectinload(ArticlePush.column))
+        .where(*where)
+        .order_by(ArticlePush.scheduled_at.desc(), ArticlePush.id.desc())
+    )
 
 
 def recent_failures(days: int = 7) -> list[ArticlePush]:

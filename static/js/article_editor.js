@@ -91,6 +91,15 @@
     }
   }
 
+  function inEditor(id) {
+    return !!editor.querySelector('img[src*="/articles/library/' + id + '/"]');
+  }
+
+  function markInBody(button) {
+    button.textContent = "已在正文中";
+    button.disabled = true;
+  }
+
   function showError(text) {
     error.textContent = text || "";
     error.hidden = !text;
@@ -114,7 +123,7 @@
     var actions = document.createElement("div");
     actions.className = "actions";
     // A photo the body already holds is not offered again (the save would refuse the article with it twice).
-    var inBody = editor.querySelector('img[src*="/articles/library/' + item.id + '/"]');
+    var inBody = inEditor(item.id);
     [[inBody ? "已在正文中" : "插入正文", "body"], ["设为封面", "cover"]].forEach(function (pair) {
       var button = document.createElement("button");
       button.type = "button";
@@ -152,14 +161,34 @@
       .catch(function (err) { if (ticket === latest) showError(err.message); });
   }
 
+  var inserted = document.getElementById("library-inserted");
+  var insertedCount = 0;  // photos put into the body since the dialog opened
+
   function open() {
     remember();
+    insertedCount = 0;
+    inserted.hidden = true;
     dialog.showModal();
     load(null);
   }
   document.getElementById("library-open").addEventListener("click", open);
   document.getElementById("cover-library").addEventListener("click", open);
-  document.getElementById("library-close").addEventListener("click", function () { dialog.close(); });
+  // After photos went in: back in the editor after the last one, to go on typing there.
+  function backToEditor() {
+    if (!insertedCount || dialog.open) return;
+    insertedCount = 0;
+    editor.focus();
+    if (saved && editor.contains(saved.commonAncestorContainer)) {
+      var sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(saved);
+    }
+  }
+  document.getElementById("library-close").addEventListener("click", function () {
+    dialog.close();
+    backToEditor();  // now, not on the close event, which comes a task later: a key typed at once goes in the body
+  });
+  dialog.addEventListener("close", backToEditor);  // Esc, 设为封面
   filter.addEventListener("submit", function (event) {
     event.preventDefault();
     load(null);
@@ -209,13 +238,21 @@
           showError(json.error || "插入失败");
           return;
         }
+        if (inEditor(box.dataset.id)) {  // already there (a slow answer to an earlier click): never twice
+          markInBody(button);
+          return;
+        }
         var img = document.createElement("img");
         img.src = json.url;
         // Not the caption: an officer's note (a plate number, a name) would go out unseen in the published article.
         img.alt = "现场照片";
-        dialog.close();
+        // The dialog stays open for more photos; each goes after the one before, at the cursor the editor had.
         insertAtCursor(img);
-        editor.focus();  // after: the selection set inside the editor is kept
+        sync();
+        markInBody(button);
+        insertedCount += 1;
+        inserted.textContent = "已插入 " + insertedCount + " 张照片到正文，可继续选择，选好后点「完成」";
+        inserted.hidden = false;
       })
       .catch(function () {
         button.disabled = false;

@@ -57,19 +57,36 @@ def test_pick_library_photos_into_the_body_and_as_the_cover(page, live_server):
     shoot(page, "35-article-library-picker")
     cards.first.locator("button:has-text('插入正文')").click()
     page.wait_for_selector(f"#editor img[src^='/admin/articles/media/articles/library/{scene.id}/']")
+    # The picker stays open for more photos; the one inserted is marked and cannot go in twice.
+    assert dialog.is_visible()
+    inserted = dialog.locator(f".library-card[data-id='{scene.id}'] button[data-action=body]")
+    assert inserted.inner_text() == "已在正文中" and inserted.is_disabled()
+    assert "已插入 1 张" in dialog.locator("#library-inserted").inner_text()
+    dialog.locator("input[name=tag]").fill("")
+    dialog.locator("button:has-text('筛选')").click()
+    page.wait_for_function("document.querySelectorAll('#library-grid .library-card').length === 2")
+    assert dialog.locator(f".library-card[data-id='{scene.id}'] button[data-action=body]").is_disabled()
+    dialog.locator(f".library-card[data-id='{crowd.id}'] button:has-text('插入正文')").click()
+    page.wait_for_selector(f"#editor img[src^='/admin/articles/media/articles/library/{crowd.id}/']")
+    assert "已插入 2 张" in dialog.locator("#library-inserted").inner_text()
+    dialog.locator("button:has-text('完成')").click()
     assert not dialog.is_visible()
+    page.keyboard.type("随后")  # the cursor is back in the editor, after the last photo
     html = page.inner_html("#editor")
-    assert re.search(r"案情在前。<img [^>]*>处理在后。", html), html  # at the cursor, not appended
+    # At the cursor, not appended, in the order picked, each once.
+    assert re.search(
+        rf"案情在前。<img [^>]*library/{scene.id}/[^>]*><img [^>]*library/{crowd.id}/[^>]*>随后处理在后。", html
+    ), html
+    assert html.count(f"library/{scene.id}/") == 1 and html.count(f"library/{crowd.id}/") == 1
     assert "陆家嘴路口流动摊贩" not in html  # the officer's caption is not published unseen as the alt text
-    page.click("#library-open")  # the photo in the body is not offered for it again
-    page.wait_for_selector(f"#library-grid .library-card[data-id='{scene.id}'] button[data-action=body]:disabled")
+    page.click("#library-open")  # a later opening does not offer the photos in the body again
+    page.wait_for_selector(f"#library-grid .library-card[data-id='{crowd.id}'] button[data-action=body]:disabled")
     in_body = dialog.locator(f".library-card[data-id='{scene.id}'] button[data-action=body]")
-    assert in_body.inner_text() == "已在正文中"
+    assert in_body.inner_text() == "已在正文中" and in_body.is_disabled()
+    assert dialog.locator("#library-inserted").is_hidden()
     page.click("#library-close")
 
     page.click("#cover-library")
-    dialog.locator("input[name=tag]").fill("")  # the filter is kept between openings
-    dialog.locator("button:has-text('筛选')").click()
     dialog.locator(f".library-card[data-id='{crowd.id}'] button:has-text('设为封面')").click()
     assert f"素材 #{crowd.id}" in page.inner_text("#cover-picked")
     page.click("#article-form button[type=submit]")
@@ -79,8 +96,9 @@ def test_pick_library_photos_into_the_body_and_as_the_cover(page, live_server):
     cover = page.locator("img[alt='封面']")
     assert f"/articles/library/{crowd.id}/cover-" in cover.get_attribute("src")
     assert cover.evaluate("img => img.naturalWidth / img.naturalHeight") > 2.3
-    body_image = page.locator(".article-body img")
-    assert body_image.evaluate("img => img.naturalWidth") == 1080  # the in-article rendition
+    body_images = page.locator(".article-body img")
+    assert body_images.count() == 2
+    assert body_images.first.evaluate("img => img.naturalWidth") == 1080  # the in-article rendition
 
     # -- reviewed, published (by hand here; the beat job takes the same path), and the library says where it went
     articles.submit(liaison, article_id)

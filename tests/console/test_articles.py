@@ -413,3 +413,72 @@ def test_an_approved_articles_page_leads_an_editor_to_the_push_form_with_it_tick
     console.post("/admin/logout")
     assert console.login("li1").status_code == 302  # a liaison may not schedule: no button that ends in a 403
     assert 'id="schedule-article"' not in console.get(f"/admin/articles/{article.id}").get_data(as_text=True)
+
+
+def test_the_push_list_shows_whats_coming_what_went_out_and_what_failed(console, db_session, monkeypatch):
+    from server.console import articles as article_views
+
+    people = factories.newsroom()
+    other = factories.staff("li2", "liaison", unit=factories.unit("杨浦分局"))
+    column = next(c for c in columns.ensure_default_columns() if c.name == "每日一案")
+    soon = datetime.now(UTC) + timedelta(days=1)
+
+    def push(title: str, at: datetime, by=None, column_id=None) -> ArticlePush:
+        writers = people if by is None else {"liaison": by, "reviewer": people["reviewer"]}
+        article = approved(writers, title, column_id)
+        made = articles.schedule_push(people["editor"], [article.id], soon, column_id)
+        made.scheduled_at = at  # a slot in the past, as pushes that already ran have
+        db.session.commit()
+        return made
+
+    sent = push("已发的稿", datetime(2026, 3, 2, 0, 30, tzinfo=UTC), column_id=column.id)
+    publishing.mark_published_manually(people["editor"], sent.id, ["https://mp.weixin.qq.com/s/sent"])
+    failed = push("失败的稿", datetime(2026, 3, 3, 0, 30, tzinfo=UTC))
+    failed.status, failed.error_code, failed.error_message = PushStatus.FAILED, 48001, "公众号没有发布接口权限"
+    unknown = push("不明的稿", datetime(2026, 3, 4, 0, 30, tzinfo=UTC))
+    unknown.status, unknown.error_message = PushStatus.UNCERTAIN, "发布状态不明，请在公众平台核对后标记"
+    db.session.commit()
+    upcoming = push("待发的稿", soon, column_id=column.id)
+    theirs = push("乙分局稿件", soon - timedelta(hours=1), by=other)
+
+    assert console.login("ed1").status_code == 302
+    page = console.get("/admin/articles/pushes").get_data(as_text=True)
+    rows = re.findall(r'<tr class="push-row push-(\w+)">(.*?)</tr>', page, re.S)
+    # Newest first, by the time slot; shown in Beijing time (00:30 UTC is 08:30).
+    assert [s for s, _ in rows] == ["scheduled", "scheduled", "uncertain", "failed", "published"]
+    assert "待发的稿" in rows[0][1] and "乙分局稿件" in rows[1][1]
+    assert "2026-03-02 08:30" in rows[4][1] and "https://mp.weixin.qq.com/s/sent" in rows[4][1]
+    assert f"<td {RED}>失败</td>" in rows[3][1] and "公众号没有发布接口权限（错误码 48001）" in rows[3][1]
+    assert "处理：重新排期或手动发布" in rows[3][1] and f"/admin/articles/pushes/{failed.id}" in rows[3][1]
+    assert "处理：核对后标记或重新提交" in rows[2][1] and "发布状态不明，请在公众平台核对后标记" in rows[2][1]
+    assert "查看 / 取消排期" in rows[0][1]
+    assert 'href="/admin/articles/pushes"' in page  # the publishing tabs lead here
+
+    def titles(query: str) -> list[str]:
+        page = console.get(f"/admin/articles/pushes?{query}").get_data(as_text=True)
+        return re.findall(r'<a href="/admin/articles/\d+">(.*?)</a>', page)
+
+    assert titles("status=attention") == ["不明的稿", "失败的稿"]
+    assert titles("status=upcoming") == ["待发的稿", "乙分局稿件"]
+    assert titles("status=published") == ["已发的稿"]
+    assert titles(f"column_id={column.id}") == ["待发的稿", "已发的稿"]
+    assert titles(f"status=scheduled&column_id={column.id}") == ["待发的稿"]
+
+    monkeypatch.setattr(article_views, "PUSHES_PER_PAGE", 2)
+    first, last = titles(""), titles("page=3")
+    assert first == ["待发的稿", "乙分局稿件"] and last == ["已发的稿"]
+    assert "第 1 / 3 页" in console.get("/admin/articles/pushes").get_data(as_text=True)
+    monkeypatch.setattr(article_views, "PUSHES_PER_PAGE", 1)
+    assert (
+        f"column_id={column.id}"
+        in console.get(f"/admin/articles/pushes?column_id={column.id}").get_data(as_text=True).split('class="pager"')[1]
+    )  # the pager keeps the filters
+
+    # A liaison sees every slot, as on the calendar, but not another unit's titles, and acts on none.
+    monkeypatch.setattr(article_views, "PUSHES_PER_PAGE", 50)
+    console.post("/admin/logout")
+    assert console.login("li1").status_code == 302
+    page = console.get("/admin/articles/pushes").get_data(as_text=True)
+    assert "乙分局稿件" not in page and "其他单位的推文 1 篇" in page and "待发的稿" in page
+    assert f"/admin/articles/pushes/{theirs.id}" not in page and f"/admin/articles/pushes/{upcoming.id}" in page
+    assert "处理：" not in page and "取消排期" not in page

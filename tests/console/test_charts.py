@@ -70,3 +70,30 @@ def test_a_few_bars_say_their_values_zero_included_and_many_do_not():
     assert re.findall(r'<text class="value"[^>]*>([^<]*)</text>', few) == ["67", "0", "1,250"]
     many = str(bar_chart([(f"{d:02d}", d) for d in range(30)]))
     assert 'class="value"' not in many
+
+
+def _rects_and_axis(svg: str):
+    root = ET.fromstring(re.sub(r"<svg ", f'<svg xmlns="{SVG[1:-1]}" ', svg, count=1))
+    rects = {el.find(f"{SVG}title").text: el for el in root.iter(f"{SVG}rect")}
+    zero = float(root.find(f"{SVG}line").get("y1"))
+    axis = {el.text: float(el.get("y")) for el in root.iter(f"{SVG}text") if el.get("text-anchor") == "end"}
+    return rects, zero, axis
+
+
+def test_a_net_loss_hangs_below_a_labelled_zero_line():
+    svg = str(bar_chart([("03-01", 8), ("03-02", -4), ("03-03", 0)], title="净增粉丝"))
+    rects, zero, axis = _rects_and_axis(svg)
+    gain, loss = rects["03-01：8"], rects["03-02：-4"]
+    assert float(loss.get("height")) > 0 and float(loss.get("y")) == zero  # from the zero line downwards
+    assert abs(float(gain.get("y")) + float(gain.get("height")) - zero) < 0.1  # upwards from it
+    assert abs(float(loss.get("height")) - float(gain.get("height")) / 2) < 0.1  # one scale both ways
+    assert loss.get("fill") == "#b91c1c" and gain.get("fill") == "#0b5cad"
+    assert set(axis) == {"8", "0", "-4"} and axis["8"] < axis["0"] < axis["-4"]  # the axis names both ends and 0
+    assert abs(axis["0"] - zero) <= 4
+    assert re.findall(r'<text class="value"[^>]*>([^<]*)</text>', svg) == ["8", "-4", "0"]
+
+
+def test_only_losses_put_the_zero_line_on_top():
+    rects, zero, axis = _rects_and_axis(str(bar_chart([("03-01", -2), ("03-02", -6)])))
+    assert set(axis) == {"0", "-6"} and zero == 12  # the plot's top
+    assert all(float(r.get("y")) == zero for r in rects.values())

@@ -229,3 +229,18 @@ def test_without_last_years_reads_the_reads_target_is_unknown_not_zero(as_admin,
     cells = re.findall(r'<td class="num">(.*?)</td>', row, re.S)
     assert cells[0].startswith("—") and "+20 %" in cells[0]
     assert "缺少上年阅读量基线" in row
+
+
+def test_the_net_followers_chart_shows_a_day_of_net_loss_below_zero(as_admin, db_session, today):
+    db_session.add_all(
+        [
+            StatDaily(ref_date=date(2026, 3, 12), cumulate_user=1_000_030, new_user=40, cancel_user=10),
+            StatDaily(ref_date=date(2026, 3, 13), cumulate_user=1_000_005, new_user=5, cancel_user=30),
+        ]
+    )
+    db_session.commit()
+    html = as_admin.get("/admin/stats?year=2026&grain=day").get_data(as_text=True)
+    chart = re.search(r'<svg [^>]*aria-label="净增粉丝".*?</svg>', html, re.S).group(0)
+    assert "<title>03-13：-25</title>" in chart and 'fill="#b91c1c"' in chart
+    assert "<title>03-12：30</title>" in chart
+    assert re.search(r'<text class="low"[^>]*>-25</text>', chart)  # the axis is labelled down to the loss
