@@ -42,8 +42,11 @@ def test_the_auto_reply_card_counts_the_rules_the_auto_reply_page_lists(db_sessi
 
 
 def test_the_home_page_tells_each_role_what_waits_on_them_in_publishing(console, db_session):
+    from datetime import UTC, datetime, timedelta
+
+    from models import PushStatus
     from tests import factories
-    from tests.services.test_publishing import approved
+    from tests.services.test_publishing import approved, week_of_daily_cases
 
     people = factories.newsroom()  # ed1, rv1, li1
     for title in ("待审稿一", "待审稿二"):
@@ -53,6 +56,9 @@ def test_the_home_page_tells_each_role_what_waits_on_them_in_publishing(console,
     sent_back = articles.save_article(people["liaison"], title="退回稿", body_html="<p>正文</p>")
     articles.submit(people["liaison"], sent_back.id)
     articles.review(people["reviewer"], sent_back.id, approve=False, comment="补充法条")
+    (failed,) = week_of_daily_cases(people, datetime.now(UTC) + timedelta(minutes=5), 1)
+    failed.status = PushStatus.FAILED
+    db_session.commit()
 
     def todo(username: str) -> str:
         assert console.login(username).status_code == 302
@@ -66,4 +72,6 @@ def test_the_home_page_tells_each_role_what_waits_on_them_in_publishing(console,
     editor = todo("ed1")
     assert "已通过、待排期：<strong>1</strong>" in editor and "/admin/articles/pushes/new" in editor
     assert "待审核推文" not in editor
+    # the failed push: straight to the list of pushes that need someone
+    assert "发布失败或状态不明：<strong>1</strong>" in editor and "/admin/articles/pushes?status=attention" in editor
     assert "退回修改：<strong>1</strong>" in todo("li1")
