@@ -273,6 +273,21 @@ def test_the_calendar_marks_today(console, db_session):
     assert page.count('<td class="today"') == 1  # console.css shades it: otherwise no cell says which day it is
 
 
+def test_a_past_days_gap_is_history_not_a_missing_article(console, db_session):
+    factories.newsroom()
+    columns.ensure_default_columns()  # 每日一案 has a slot every day and nothing is planned
+    assert console.login("ed1").status_code == 302
+    today = columns.local_day(datetime.now(UTC))  # Beijing: UTC's date is still yesterday before 08:00 there
+    cells = {}
+    for day in (today - timedelta(days=1), today + timedelta(days=1)):
+        page = console.get(f"/admin/articles?view=week&d={day.isoformat()}").get_data(as_text=True)
+        cells[day] = page.split(f"<small>{day.month}/{day.day}</small>")[1].split("</td>")[0]
+    yesterday, tomorrow = cells[today - timedelta(days=1)], cells[today + timedelta(days=1)]
+    # Before: yesterday said 缺稿 too, though nothing can be scheduled for it any more.
+    assert "缺稿" not in yesterday and "未发布：每日一案" in yesterday
+    assert "缺稿：" in tomorrow and "每日一案" in tomorrow
+
+
 def _selected(page: str, name: str) -> list[str]:
     """The values of the selected options of one <select> on the page."""
     select = page.split(f'name="{name}"')[1].split("</select>")[0]
