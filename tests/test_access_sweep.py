@@ -55,6 +55,7 @@ ADMIN_ONLY = {
 REVIEWER_MAY = {
     "console.alert_list", "console.alert_feed", "console.alert_detail", "console.alert_ack", "console.alert_close",
     "console.article_calendar", "console.article_list", "console.article_detail", "console.article_action",
+    "console.article_preview",
     "console.article_media", "console.article_numbers", "console.article_push_detail", "console.article_push_list",
     "console.audit_list",
     "console.event_list", "console.event_detail", "console.event_public_key",
@@ -74,6 +75,7 @@ REVIEWER_MAY = {
 # export masks phones, as their tip pages do).
 LIAISON_MAY = {
     "console.article_calendar", "console.article_list", "console.article_detail", "console.article_action",
+    "console.article_preview",
     "console.article_new", "console.article_edit", "console.article_media_upload", "console.article_media",
     "console.article_library", "console.article_library_body", "console.article_numbers",
     "console.article_push_detail", "console.article_push_list",

@@ -179,6 +179,19 @@ def article_detail(article_id: int):  # type: ignore[no-untyped-def]
     )
 
 
+@bp.get("/articles/<int:article_id>/preview")
+@require_roles(*CONSOLE_ROLES)  # whoever may read the article page, with the same unit check
+def article_preview(article_id: int):  # type: ignore[no-untyped-def]
+    article = _article_or_404(article_id)
+    return render_template(
+        "console/article_preview.html",
+        article=article,
+        title=articles.display_title(article),
+        content=articles.sent_content(article),
+        char_count=articles.body_char_count(article),
+    )
+
+
 @bp.post("/articles/<int:article_id>/<any(submit, approve, reject):action>")
 @require_roles(*CONSOLE_ROLES)
 def article_action(article_id: int, action: str):  # type: ignore[no-untyped-def]

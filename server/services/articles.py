@@ -381,12 +381,24 @@ def export_html(push: ArticlePush) -> str:
     """The push as WeChat-ready HTML (manual fallback): header, body and footer of each article."""
     parts = []
     for article in push.articles:
-        column = article.column
-        body = (column.header_html if column else "") + article.body_html + (column.footer_html if column else "")
+        body = sent_content(article)
         for local, remote in (article.wechat_images or {}).items():
             body = body.replace(f'src="{local}"', f'src="{remote}"')
         parts.append(f"<article><h1>{_esc(display_title(article))}</h1>{body}</article>")
     return "<!doctype html><meta charset='utf-8'>" + "\n<hr>\n".join(parts)
+
+
+def sent_content(article: Article, body: str | None = None) -> str:
+    """The content WeChat is sent: the column's header, the body (`body`: with image URLs already swapped), its footer.
+    One place for publishing, the export and the phone preview, so the preview cannot drift from what goes out."""
+    column = article.column
+    body = article.body_html if body is None else body
+    return (column.header_html if column else "") + body + (column.footer_html if column else "")
+
+
+def body_char_count(article: Article) -> int:
+    """Characters of the body text, whitespace not counted (as a reader would count the words of the article)."""
+    return len(re.sub(r"\s", "", html_to_text(article.body_html)))
 
 
 def _patterned_title(article: Article) -> str | None:

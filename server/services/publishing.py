@@ -50,7 +50,7 @@ from models import (
 )
 from server.extensions import db, dialect_insert, get_redis
 from server.services import ServiceError, audit, images, materials
-from server.services.articles import display_title, library_item_ids, locked_push
+from server.services.articles import display_title, library_item_ids, locked_push, sent_content
 from server.services.columns import LOCAL_TZ
 from server.services.htmlclean import image_sources
 from server.urls import public_url
@@ -302,8 +302,7 @@ def _prepare(article: Article) -> dict[str, Any]:
             db.session.commit()
     for local, remote in mapping.items():
         body = body.replace(f'src="{local}"', f'src="{remote}"')
-    column = article.column
-    content = (column.header_html if column else "") + body + (column.footer_html if column else "")
+    content = sent_content(article, body)
     return {
         "article_type": "news",
         "title": display_title(article),

@@ -273,6 +273,21 @@ def test_the_calendar_marks_today(console, db_session):
     assert page.count('<td class="today"') == 1  # console.css shades it: otherwise no cell says which day it is
 
 
+def test_a_past_days_gap_is_history_not_a_missing_article(console, db_session):
+    factories.newsroom()
+    columns.ensure_default_columns()  # 每日一案 has a slot every day and nothing is planned
+    assert console.login("ed1").status_code == 302
+    today = columns.local_day(datetime.now(UTC))  # Beijing: UTC's date is still yesterday before 08:00 there
+    cells = {}
+    for day in (today - timedelta(days=1), today + timedelta(days=1)):
+        page = console.get(f"/admin/articles?view=week&d={day.isoformat()}").get_data(as_text=True)
+        cells[day] = page.split(f"<small>{day.month}/{day.day}</small>")[1].split("</td>")[0]
+    yesterday, tomorrow = cells[today - timedelta(days=1)], cells[today + timedelta(days=1)]
+    # Before: yesterday said 缺稿 too, though nothing can be scheduled for it any more.
+    assert "缺稿" not in yesterday and "未发布：每日一案" in yesterday
+    assert "缺稿：" in tomorrow and "每日一案" in tomorrow
+
+
 def _selected(page: str, name: str) -> list[str]:
     """The values of the selected options of one <select> on the page."""
     select = page.split(f'name="{name}"')[1].split("</select>")[0]
@@ -482,3 +497,40 @@ def test_the_push_list_shows_whats_coming_what_went_out_and_what_failed(console,
     assert "乙分局稿件" not in page and "其他单位的推文 1 篇" in page and "待发的稿" in page
     assert f"/admin/articles/pushes/{theirs.id}" not in page and f"/admin/articles/pushes/{upcoming.id}" in page
     assert "处理：" not in page and "取消排期" not in page
+
+
+def test_the_phone_preview_shows_the_article_as_sent_with_its_character_count(console, db_session):
+    people = factories.newsroom()
+    column = columns.save_column(name="以案说法", header_html="<p>栏目页头</p>", footer_html="<p>栏目页尾</p>")
+    body = "<p>夜市 占道的案情</p>\n<p>已整改</p>"
+    article = articles.save_article(
+        people["liaison"], title="夜市占道", body_html=body, column_id=column.id, author="城管", cover=jpeg()
+    )
+    articles.submit(people["liaison"], article.id)  # what a reviewer is asked to approve
+    assert console.login("rv1").status_code == 302
+    page = console.get(f"/admin/articles/{article.id}").get_data(as_text=True)
+    assert f'href="/admin/articles/{article.id}/preview">手机预览</a>' in page
+    res = console.get(f"/admin/articles/{article.id}/preview")
+    assert res.status_code == 200
+    preview = res.get_data(as_text=True)
+    phone = preview.split('id="phone-preview"')[1]
+    # The column's header and footer around the body, in the order publishing sends them.
+    assert re.search(r"栏目页头.*夜市 占道的案情.*已整改.*栏目页尾", phone, re.S)
+    assert ".phone-frame { width: 375px;" in preview
+    assert '<strong id="char-count">10</strong> 字' in preview  # 夜市占道的案情 + 已整改; blanks not counted
+
+
+def test_the_phone_preview_is_refused_to_whoever_cannot_read_the_article(console, db_session):
+    people = factories.newsroom()
+    article = approved(people, "夜市占道")
+    factories.staff("li2", "liaison", unit=factories.unit("杨浦分局"))
+    factories.staff("of1", "officer", unit=people["unit"])
+    for login, code in (("li2", 403), ("of1", 403)):
+        assert console.login(login).status_code == 302
+        assert console.get(f"/admin/articles/{article.id}").status_code == code  # as the article page
+        res = console.get(f"/admin/articles/{article.id}/preview")
+        assert res.status_code == code and "夜市占道的案情" not in res.get_data(as_text=True)
+        console.post("/admin/logout")
+    assert console.login("li1").status_code == 302  # the article's own unit may
+    assert console.get(f"/admin/articles/{article.id}/preview").status_code == 200
+    assert console.get(f"/admin/articles/{article.id + 1000}/preview").status_code == 404
