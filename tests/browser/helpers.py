@@ -16,6 +16,22 @@ SCENES = ["qrscene_openday", "qrscene_poster_pudong", "qrscene_livestream", None
 REMARKS = ["开放日志愿者", "热心市民", "社区网格员", "媒体记者", None, None]
 
 
+def open_officer_photo(page: Any, size: tuple[int, int], client_id: str) -> Any:
+    """An officer's uploaded photo, opened on its console page by an editor; the MaterialItem."""
+    from server.services import materials
+    from tests import factories
+    from tests.browser.conftest import login
+    from tests.services.test_images import jpeg_bytes
+
+    officer = factories.staff("officer", "officer", unit=factories.unit("浦东分局"))
+    factories.staff("editor", "editor")
+    item, _ = materials.upload_photo(officer, jpeg_bytes(size, "green"), client_id=client_id)
+    login(page, "editor", factories.PASSWORD)
+    page.wait_for_url("**/admin/")
+    page.goto(f"/admin/materials/{item.id}")
+    return item
+
+
 def deliver(live_server: Any, account: simulator.Account, xml: str) -> dict[str, Any] | None:
     """POST one signed delivery to the live server's /wechat, as WeChat would; the decoded reply (None: none)."""
     params, body = simulator.signed_request(account, xml)

@@ -8,11 +8,8 @@ import sqlalchemy as sa
 
 from models import MaterialRendition
 from server.extensions import db
-from server.services import materials
 from server.tasks.materials import upload_rendition
-from tests import factories
-from tests.browser.conftest import login
-from tests.services.test_images import jpeg_bytes
+from tests.browser.helpers import open_officer_photo
 
 ADD_MATERIAL = "cgi-bin/material/add_material"
 
@@ -24,12 +21,7 @@ def _run_queued_upload() -> None:
 
 
 def test_the_upload_state_settles_in_place_and_a_retry_goes(page, live_server, emulator):
-    officer = factories.staff("officer", "officer", unit=factories.unit("浦东分局"))
-    factories.staff("editor", "editor")
-    item, _ = materials.upload_photo(officer, jpeg_bytes((1200, 900), "green"), client_id="uploads-browser-1")
-    login(page, "editor", factories.PASSWORD)
-    page.wait_for_url("**/admin/")
-    page.goto(f"/admin/materials/{item.id}")
+    open_officer_photo(page, (1200, 900), "uploads-browser-1")
     page.click("#process-form button[name=wechat]")
     page.wait_for_selector("text=已提交上传到微信")
     assert page.inner_text("#renditions td.upload").strip() == "排队中"

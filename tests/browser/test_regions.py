@@ -8,9 +8,10 @@ import sqlalchemy as sa
 
 from models import AuditLog, Tip
 from server.extensions import db
-from server.services import materials, tips
+from server.services import tips
 from tests import factories
 from tests.browser.conftest import login
+from tests.browser.helpers import open_officer_photo
 from tests.services.test_images import jpeg_bytes
 
 
@@ -29,12 +30,7 @@ def close(values, expected, tolerance=0.02) -> bool:
 
 
 def test_crop_and_blur_boxes_are_dragged_on_the_material(page, live_server):
-    officer = factories.staff("officer", "officer", unit=factories.unit("浦东分局"))
-    factories.staff("editor", "editor")
-    item, _ = materials.upload_photo(officer, jpeg_bytes((1600, 1200), "green"), client_id="regions-1")
-    login(page, "editor", factories.PASSWORD)
-    page.wait_for_url("**/admin/")
-    page.goto(f"/admin/materials/{item.id}")
+    open_officer_photo(page, (1600, 1200), "regions-1")
     img = page.locator("[data-region-picker] img")
     drag(page, img, (0.1, 0.2), (0.6, 0.7))
     assert close(json.loads(page.input_value("input[name=crop]")), [0.1, 0.2, 0.5, 0.5])
