@@ -31,6 +31,13 @@ def _verify_args(account, **overrides):
     return args
 
 
+def _subscribe(openid: str, key: str) -> str:
+    """A scan-to-subscribe event sent now (events have no MsgId: sender, time, event and key identify them)."""
+    return simulator.message_xml(
+        openid, "event", {"Event": "subscribe", "EventKey": key}, to="gh_x", create_time=int(time.time())
+    )
+
+
 class TestUrlVerification:
     def test_echoes_echostr_in_plain_text_when_signed(self, client, account):
         res = client.get("/wechat", query_string=_verify_args(account))
@@ -191,13 +198,7 @@ class TestRetries:
         assert _count(db_session) == 1
 
     def test_a_retried_event_is_processed_once(self, wechat, db_session):
-        xml = simulator.message_xml(
-            "o-user-2",
-            "event",
-            {"Event": "subscribe", "EventKey": "qrscene_poster"},
-            to="gh_x",
-            create_time=int(time.time()),
-        )
+        xml = _subscribe("o-user-2", "qrscene_poster")
         for _ in range(3):
             assert wechat.post(xml).status_code == 200
         assert _count(db_session) == 1
@@ -231,13 +232,7 @@ class TestRetries:
         assert wechat.post(xml).get_data(as_text=True) == first  # and the retries after it get its reply
 
     def test_a_dead_copys_logged_event_is_handled_by_the_retry_that_takes_over(self, wechat, redis_client, db_session):
-        xml = simulator.message_xml(
-            "o-user-9",
-            "event",
-            {"Event": "subscribe", "EventKey": "qrscene_x"},
-            to="gh_x",
-            create_time=int(time.time()),
-        )
+        xml = _subscribe("o-user-9", "qrscene_x")
         key = self._abandoned(redis_client, xml, seconds_ago=12)
         db_session.add(InboundMessage(**inbound.row_for(parse_xml(xml), key)))  # logged, then the process died
         db_session.commit()
